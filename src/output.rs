@@ -1,0 +1,233 @@
+//! Presenting verdicts and rules on a terminal (text) or to programs (JSON). Reads findings; judges nothing.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use crate::model::Status;
+use crate::rules::test::Test;
+use crate::rules::{Evidence, Finding, Rule, RuleSet};
+
+/// Counts of verdicts by status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub pass: usize,
+    pub fail: usize,
+    pub error: usize,
+    pub not_applicable: usize,
+}
+
+impl Summary {
+    pub fn of(statuses: impl IntoIterator<Item = Status>) -> Summary {
+        let mut s = Summary::default();
+        for st in statuses {
+            match st {
+                Status::Pass => s.pass += 1,
+                Status::Fail => s.fail += 1,
+                Status::Error => s.error += 1,
+                Status::NotApplicable => s.not_applicable += 1,
+            }
+        }
+        s
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} pass, {} fail, {} error, {} not applicable",
+            self.pass, self.fail, self.error, self.not_applicable
+        )
+    }
+}
+
+/// Terminal styling: colour only when asked for (a TTY without `NO_COLOR`).
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    pub colour: bool,
+}
+
+impl Style {
+    pub fn status(&self, s: Status) -> String {
+        let (label, code) = match s {
+            Status::Fail => ("FAIL ", "31;1"),
+            Status::Error => ("ERROR", "33;1"),
+            Status::Pass => ("PASS ", "32"),
+            Status::NotApplicable => ("N/A  ", "2"),
+        };
+        if self.colour { format!("\x1b[{code}m{label}\x1b[0m") } else { label.to_owned() }
+    }
+}
+
+/// One finding as JSON: self-contained, so a consumer needs no rule pack to read it.
+#[derive(Serialize)]
+pub struct FindingJson<'a> {
+    pub rule_id: &'a str,
+    pub cis: &'a str,
+    pub title: &'a str,
+    pub component: &'a str,
+    pub severity: &'a str,
+    pub status: Status,
+    pub reason: &'a str,
+    /// The flags the rule tests.
+    pub flags: Vec<&'a str>,
+    pub test: String,
+    pub evidence: &'a [Evidence],
+}
+
+impl<'a> FindingJson<'a> {
+    pub fn new(set: &'a RuleSet, f: &'a Finding) -> FindingJson<'a> {
+        let rule = &set.rules[f.rule];
+        FindingJson {
+            rule_id: &rule.id,
+            cis: &rule.cis,
+            title: &rule.title,
+            component: &set.component(rule).id,
+            severity: rule.severity.as_str(),
+            status: f.status,
+            reason: &f.reason,
+            flags: flags_of(&rule.test),
+            test: rule.test.describe(),
+            evidence: &f.evidence,
+        }
+    }
+}
+
+fn flags_of(test: &Test) -> Vec<&str> {
+    let mut flags: Vec<&str> = test.checks().into_iter().map(|c| c.flag.as_str()).collect();
+    flags.dedup();
+    flags
+}
+
+/// Findings for people: grouped by component, the groups with failures first, failures first within a group;
+/// components absent from the host collapse to one line.
+pub fn write_findings_text(out: &mut dyn Write, set: &RuleSet, findings: &[Finding], style: Style) -> io::Result<()> {
+    let mut groups: BTreeMap<usize, Vec<&Finding>> = BTreeMap::new();
+    for f in findings {
+        groups.entry(set.rules[f.rule].component).or_default().push(f);
+    }
+    let mut groups: Vec<(usize, Vec<&Finding>)> = groups.into_iter().collect();
+    for (_, fs) in &mut groups {
+        fs.sort_by_key(|f| (f.status, f.rule));
+    }
+    groups.sort_by_key(|(c, fs)| (fs.first().map(|f| f.status), *c));
+    let width = findings.iter().map(|f| set.rules[f.rule].id.len()).max().unwrap_or(0);
+    for (component, fs) in &groups {
+        let title = &set.components[*component].title;
+        if fs.iter().all(|f| f.status == Status::NotApplicable) {
+            writeln!(out, "{title}: {} rules not applicable ({})", fs.len(), fs[0].reason)?;
+            continue;
+        }
+        writeln!(out, "{title}")?;
+        for f in fs {
+            let rule = &set.rules[f.rule];
+            writeln!(out, "  {}  {:<width$}  {:<8}  {}", style.status(f.status), rule.id, rule.severity, rule.title)?;
+            if matches!(f.status, Status::Fail | Status::Error) {
+                writeln!(out, "         {}", f.reason)?;
+            }
+        }
+    }
+    writeln!(out, "\n{}", Summary::of(findings.iter().map(|f| f.status)))
+}
+
+#[derive(Serialize)]
+struct RuleJson<'a> {
+    id: &'a str,
+    cis: &'a str,
+    pack: &'a str,
+    title: &'a str,
+    component: &'a str,
+    severity: &'a str,
+    assessment: crate::rules::pack::Assessment,
+    flags: Vec<&'a str>,
+    test: String,
+    rationale: &'a str,
+    audit: &'a str,
+    remediation: &'a str,
+    references: &'a [String],
+}
+
+fn rule_json<'a>(set: &'a RuleSet, r: &'a Rule) -> RuleJson<'a> {
+    RuleJson {
+        id: &r.id,
+        cis: &r.cis,
+        pack: &r.pack,
+        title: &r.title,
+        component: &set.component(r).id,
+        severity: r.severity.as_str(),
+        assessment: r.assessment,
+        flags: flags_of(&r.test),
+        test: r.test.describe(),
+        rationale: &r.rationale,
+        audit: &r.audit,
+        remediation: &r.remediation,
+        references: &r.references,
+    }
+}
+
+pub fn write_rules_json(out: &mut dyn Write, set: &RuleSet) -> io::Result<()> {
+    let rules: Vec<RuleJson<'_>> = set.rules.iter().map(|r| rule_json(set, r)).collect();
+    serde_json::to_writer_pretty(&mut *out, &serde_json::json!({ "packs": set.packs, "rules": rules }))?;
+    writeln!(out)
+}
+
+pub fn write_rules_text(out: &mut dyn Write, set: &RuleSet) -> io::Result<()> {
+    let width = set.rules.iter().map(|r| r.id.len()).max().unwrap_or(2);
+    writeln!(out, "{:<width$}  {:<8}  {:<18}  {:<9}  {:<40}  TITLE", "ID", "CIS", "COMPONENT", "SEVERITY", "TEST")?;
+    for r in &set.rules {
+        let mut test = r.test.describe();
+        if test.chars().count() > 40 {
+            test = format!("{}…", test.chars().take(39).collect::<String>());
+        }
+        let (id, cis, component, severity) = (&r.id, &r.cis, &set.component(r).id, r.severity.as_str());
+        writeln!(out, "{id:<width$}  {cis:<8}  {component:<18}  {severity:<9}  {test:<40}  {}", r.title)?;
+    }
+    writeln!(out, "\n{} rules from {}", set.rules.len(), set.version())
+}
+
+pub fn write_rule_json(out: &mut dyn Write, set: &RuleSet, r: &Rule) -> io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, &rule_json(set, r))?;
+    writeln!(out)
+}
+
+pub fn write_rule_text(out: &mut dyn Write, set: &RuleSet, r: &Rule) -> io::Result<()> {
+    let c = set.component(r);
+    writeln!(
+        out,
+        "{}  (CIS {}, {})",
+        r.id,
+        r.cis,
+        set.packs.iter().find(|p| p.id == r.pack).map_or("", |p| p.title.as_str())
+    )?;
+    writeln!(out, "{}\n", r.title)?;
+    writeln!(out, "Component:   {} ({})", c.title, c.id)?;
+    writeln!(out, "Severity:    {}", r.severity)?;
+    writeln!(out, "Assessment:  {:?}", r.assessment)?;
+    writeln!(out, "Test:        {}", r.test.describe())?;
+    for check in r.test.checks() {
+        if let Some(d) = &check.default {
+            writeln!(out, "             {} defaults to {d:?} when absent", check.flag)?;
+        }
+        if let Some(k) = &check.config_key {
+            writeln!(out, "             {} can also be set in the config file ({k})", check.flag)?;
+        }
+    }
+    writeln!(out, "\nRationale:\n{}\n", indent(&r.rationale))?;
+    if !r.audit.trim().is_empty() {
+        writeln!(out, "Audit:\n{}\n", indent(&r.audit))?;
+    }
+    writeln!(out, "Remediation:\n{}", indent(&r.remediation))?;
+    if !r.references.is_empty() {
+        writeln!(out, "\nReferences:")?;
+        for reference in &r.references {
+            writeln!(out, "  {reference}")?;
+        }
+    }
+    Ok(())
+}
+
+fn indent(text: &str) -> String {
+    text.trim().lines().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
+}

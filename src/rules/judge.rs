@@ -1,0 +1,261 @@
+//! Judging one host: every rule against every process of its component, with the evidence behind each verdict.
+
+use serde::Serialize;
+
+use super::detect::{Found, Kind};
+use super::pack::RuleSet;
+use super::test::{FlagEvidence, Hidden, Source};
+use crate::model::{Role, Status};
+use crate::ps::ProcessTable;
+use crate::ps::flags::Flags;
+
+/// The verdict of one rule on one host, with its evidence.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    /// Index into [`RuleSet::rules`].
+    #[serde(skip)]
+    pub rule: usize,
+    pub status: Status,
+    /// One sentence saying what decided the verdict.
+    pub reason: String,
+    /// One entry per process of the rule's component, in table order.
+    pub evidence: Vec<Evidence>,
+}
+
+/// What one process showed for one rule.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Evidence {
+    pub pid: u32,
+    /// Line of the `ps` output.
+    pub line: usize,
+    pub user: String,
+    /// The command line with secret values redacted.
+    pub cmdline: String,
+    pub status: Status,
+    /// The flags tested, with the values judged (redacted where secret).
+    pub flags: Vec<FlagEvidence>,
+}
+
+/// Judges `table` against every rule. `roles` are the host's roles from the inventory (empty when unknown): a
+/// component they expect but the table lacks is a failure to find it, not `not_applicable`.
+pub fn judge(set: &RuleSet, detector: &super::Detector, table: &ProcessTable, roles: &[Role]) -> Vec<Finding> {
+    let found = detector.find(table);
+    // Parse each component process's flags once, not once per rule.
+    let parsed: Vec<Parsed<'_>> = found.iter().map(|f| Parsed::new(set, f)).collect();
+    set.rules
+        .iter()
+        .enumerate()
+        .map(|(i, rule)| {
+            let component = &set.components[rule.component];
+            let mut evidence = Vec::new();
+            let mut reasons: Vec<(Status, String)> = Vec::new();
+            for p in parsed.iter().filter(|p| p.found.component == rule.component) {
+                let proc = p.found.process;
+                let (status, flags, why) = match &p.flags {
+                    None => {
+                        let Kind::Embedded { program } = &p.found.kind else { unreachable!() };
+                        let why = format!(
+                            "runs inside `{program}`, so its flags are not on a command line; check them by hand \
+                             (for k3s: /etc/rancher/k3s/config.yaml and `--{}-arg`)",
+                            component.title
+                        );
+                        (Status::Error, Vec::new(), why)
+                    }
+                    Some(flags) => {
+                        let outcome = rule.test.eval(flags, p.hidden.as_ref());
+                        let status = match outcome.passed {
+                            Some(true) => Status::Pass,
+                            Some(false) => Status::Fail,
+                            None => Status::Error,
+                        };
+                        let flags: Vec<FlagEvidence> = outcome.evidence.into_iter().map(redact_evidence).collect();
+                        let relevant = flags.iter().filter(|e| match status {
+                            Status::Fail => e.passed == Some(false),
+                            Status::Error => e.passed.is_none(),
+                            _ => true,
+                        });
+                        let why = relevant.map(|e| e.why.as_str()).collect::<Vec<_>>().join("; ");
+                        (status, flags, why)
+                    }
+                };
+                reasons.push((status, format!("{} (pid {}): {why}", component.title, proc.pid)));
+                evidence.push(Evidence {
+                    pid: proc.pid,
+                    line: proc.line,
+                    user: proc.user.clone(),
+                    cmdline: p.redacted_cmdline.clone(),
+                    status,
+                    flags,
+                });
+            }
+            let (status, reason) = if evidence.is_empty() {
+                let expected_by: Vec<&str> =
+                    roles.iter().filter(|r| component.roles.contains(r)).map(|r| r.as_str()).collect();
+                if expected_by.is_empty() {
+                    (Status::NotApplicable, format!("{} does not run on this host", component.title))
+                } else {
+                    let why = format!(
+                        "{} is not running, but the host's role {} expects it: it may be down, renamed, or run \
+                         where `ps` cannot see it",
+                        component.title,
+                        expected_by.join(", ")
+                    );
+                    (Status::Fail, why)
+                }
+            } else {
+                // Any failing process fails the rule; otherwise any undecidable one makes it an error.
+                let worst = evidence.iter().map(|e| e.status).min().unwrap_or(Status::Pass);
+                let reason = reasons.iter().filter(|(s, _)| *s == worst).map(|(_, r)| r.as_str()).collect::<Vec<_>>();
+                (worst, reason.join("; "))
+            };
+            Finding { rule: i, status, reason, evidence }
+        })
+        .collect()
+}
+
+struct Parsed<'t> {
+    found: &'t Found<'t>,
+    /// `None` for an embedded component.
+    flags: Option<Flags<'t>>,
+    hidden: Option<Hidden<'t>>,
+    redacted_cmdline: String,
+}
+
+impl<'t> Parsed<'t> {
+    fn new(set: &'t RuleSet, found: &'t Found<'t>) -> Parsed<'t> {
+        let component = &set.components[found.component];
+        let argv: Vec<&'t str> = found.process.argv().collect();
+        match found.kind {
+            Kind::Direct { args_from } => {
+                let args = &argv[args_from.min(argv.len())..];
+                let flags = Flags::parse(args, component.flag_style, &component.bool_flags);
+                let config_file = component
+                    .config_flag
+                    .as_deref()
+                    .and_then(|name| flags.get(name))
+                    .filter(|f| !f.is_empty())
+                    .map(|f| f.effective());
+                let hidden = match (config_file, &component.env_prefix) {
+                    (Some(path), _) if component.config_replaces_flags => Some(Hidden::Replaces(path)),
+                    (Some(path), _) => Some(Hidden::Fields(path)),
+                    (None, Some(prefix)) if flags.flags.is_empty() => Some(Hidden::Environment(prefix)),
+                    _ => None,
+                };
+                let redacted_cmdline = redact_cmdline(&argv, args_from, &flags);
+                Parsed { found, flags: Some(flags), hidden, redacted_cmdline }
+            }
+            Kind::Embedded { .. } => {
+                let flags = Flags::parse(&argv[1.min(argv.len())..], component.flag_style, &component.bool_flags);
+                Parsed { found, flags: None, hidden: None, redacted_cmdline: redact_cmdline(&argv, 1, &flags) }
+            }
+        }
+    }
+}
+
+const REDACTED: &str = "<redacted>";
+
+/// Whether a flag's value is a secret: tokens, passwords and the like. Flags naming a file, path or directory
+/// hold a path, not the secret, and are kept: CIS 1.2.2 reports `--token-auth-file` by its path.
+pub fn is_secret_flag(name: &str) -> bool {
+    const SECRET: [&str; 8] = ["password", "passwd", "secret", "token", "credential", "apikey", "api-key", "auth-key"];
+    const PATHS: [&str; 4] = ["-file", "-path", "-dir", "-directory"];
+    let name = name.to_ascii_lowercase();
+    SECRET.iter().any(|s| name.contains(s)) && !PATHS.iter().any(|p| name.ends_with(p))
+}
+
+fn is_harmless_value(v: &str) -> bool {
+    matches!(v, "true" | "false" | "") || super::test::number(v).is_some()
+}
+
+/// The command line with the values of secret flags and any `user:password@` in URLs replaced by `<redacted>`.
+fn redact_cmdline(argv: &[&str], args_from: usize, flags: &Flags<'_>) -> String {
+    let mut out: Vec<String> = argv.iter().map(|a| redact_text(a)).collect();
+    for f in &flags.flags {
+        let Some(value) = f.value else { continue };
+        if !is_secret_flag(f.name) || is_harmless_value(value) {
+            continue;
+        }
+        match f.value_token {
+            Some(t) => out[args_from + t] = REDACTED.to_owned(),
+            None => {
+                out[args_from + f.token] =
+                    format!("{}={REDACTED}", argv[args_from + f.token].split('=').next().unwrap_or(""))
+            }
+        }
+    }
+    out.join(" ")
+}
+
+fn redact_evidence(mut e: FlagEvidence) -> FlagEvidence {
+    let name = e.flag.trim_start_matches('-');
+    if let Some(v) = &e.value {
+        if e.source == Source::CommandLine && is_secret_flag(name) && !is_harmless_value(v) {
+            let why = e.why.replace(v.as_str(), REDACTED);
+            e.why = why;
+            e.value = Some(REDACTED.to_owned());
+        } else {
+            e.why = redact_text(&e.why);
+            e.value = Some(redact_text(v));
+        }
+    }
+    e
+}
+
+/// Replaces the `user:password@` part of any URL in `s`.
+pub fn redact_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let authority_end = tail.find(['/', ' ', ',', '?', '#']).unwrap_or(tail.len());
+        match tail[..authority_end].rfind('@') {
+            Some(at) => {
+                out.push_str(REDACTED);
+                rest = &tail[at..];
+            }
+            None => rest = tail,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_and_urls_are_redacted() {
+        assert!(is_secret_flag("token"));
+        assert!(is_secret_flag("etcd-password"));
+        assert!(is_secret_flag("bootstrap-token"));
+        assert!(!is_secret_flag("token-auth-file"));
+        assert!(!is_secret_flag("kubelet-certificate-authority"));
+        assert_eq!(
+            redact_text("https://u:p@etcd:2379,https://e2:2379"),
+            "https://<redacted>@etcd:2379,https://e2:2379"
+        );
+        assert_eq!(redact_text("no urls here"), "no urls here");
+        assert_eq!(redact_text("a://b"), "a://b");
+    }
+
+    #[test]
+    fn redacts_every_form_on_the_command_line() {
+        let argv = [
+            "kube-apiserver",
+            "--token=abc",
+            "--password",
+            "hunter2",
+            "--token-auth-file=/t.csv",
+            "--etcd-servers=https://u:pw@h:2379",
+            "--enable-bootstrap-token-auth=true",
+        ];
+        let flags = Flags::parse(&argv[1..], crate::ps::flags::FlagStyle::Pflag, &Default::default());
+        assert_eq!(
+            redact_cmdline(&argv, 1, &flags),
+            "kube-apiserver --token=<redacted> --password <redacted> --token-auth-file=/t.csv \
+             --etcd-servers=https://<redacted>@h:2379 --enable-bootstrap-token-auth=true"
+        );
+    }
+}

@@ -1,0 +1,97 @@
+//! Property tests: the `ps` parser, the flag splitter and the engine never panic on anything a host can send,
+//! and what they do accept, they read back exactly. Failures found are kept in proptest-regressions/.
+
+use std::collections::HashSet;
+
+use fleetaudit::ps::{self, flags::FlagStyle, flags::Flags};
+use fleetaudit::rules::{Engine, RuleSet};
+use proptest::prelude::*;
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn parser_never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        if let Ok(table) = ps::parse(&bytes) {
+            prop_assert!(!table.processes.is_empty());
+            for p in &table.processes {
+                prop_assert!(!p.cmd.chars().any(char::is_control));
+                prop_assert!(!p.cmd.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn parser_never_panics_after_a_valid_header(
+        header in prop_oneof![Just("UID PID PPID C STIME TTY TIME CMD\n"), Just("PID USER TIME COMMAND\n")],
+        body in proptest::collection::vec(any::<u8>(), 0..2048),
+    ) {
+        let mut bytes = header.as_bytes().to_vec();
+        bytes.extend(body);
+        let _ = ps::parse(&bytes);
+    }
+
+    #[test]
+    fn engine_never_panics_on_odd_command_lines(
+        cmds in proptest::collection::vec("(kube-apiserver|/usr/bin/kubelet|etcd|hyperkube apiserver|k3s server)( [-=a-z0-9,.:/\\x00-\\x1f\u{80}-\u{10ffff}]{0,12}){0,8}", 1..6)
+    ) {
+        let engine = Engine::new(RuleSet::embedded().unwrap());
+        let mut text = String::from("UID PID PPID C STIME TTY TIME CMD\n");
+        for (i, c) in cmds.iter().enumerate() {
+            text.push_str(&format!("root {} 1 0 10:00 ? 00:00:00 {c}\n", i + 2));
+        }
+        if let Ok(table) = ps::parse(text.as_bytes()) {
+            let findings = engine.judge(&table, &[]);
+            prop_assert_eq!(findings.len(), engine.rules.rules.len());
+        }
+    }
+
+    #[test]
+    fn valid_rows_read_back_exactly(
+        rows in proptest::collection::vec(
+            ("[a-z_][a-z0-9_+-]{0,20}", 1u32..4_000_000, 0u32..4_000_000, "[!-~]{1,30}( [!-~]{1,30}){0,6}"),
+            1..40,
+        )
+    ) {
+        let mut text = String::from("UID          PID    PPID  C STIME TTY          TIME CMD\n");
+        for (user, pid, ppid, cmd) in &rows {
+            text.push_str(&format!("{user:<8} {pid:>7} {ppid:>7}  0 Nov28 ?        00:00:00 {cmd}\n"));
+        }
+        let table = ps::parse(text.as_bytes()).unwrap();
+        prop_assert_eq!(table.processes.len(), rows.len());
+        for (p, (user, pid, ppid, cmd)) in table.processes.iter().zip(&rows) {
+            prop_assert_eq!(&p.user, user);
+            prop_assert_eq!(p.pid, *pid);
+            prop_assert_eq!(p.ppid, Some(*ppid));
+            prop_assert_eq!(&p.cmd, cmd);
+        }
+    }
+
+    #[test]
+    fn flag_splitter_never_panics(tokens in proptest::collection::vec("\\PC{0,12}", 0..20), go in any::<bool>()) {
+        let args: Vec<&str> = tokens.iter().map(String::as_str).collect();
+        let style = if go { FlagStyle::Go } else { FlagStyle::Pflag };
+        let flags = Flags::parse(&args, style, &HashSet::from(["b".to_string()]));
+        for f in &flags.flags {
+            prop_assert!(f.token < args.len());
+            prop_assert!(f.value_token.is_none_or(|t| t == f.token + 1));
+        }
+    }
+
+    #[test]
+    fn the_last_occurrence_wins(values in proptest::collection::vec("[a-zA-Z0-9,./]{1,10}", 1..8), spaced in any::<bool>()) {
+        let mut args = Vec::new();
+        for v in &values {
+            if spaced {
+                args.push("--x".to_string());
+                args.push(v.clone());
+            } else {
+                args.push(format!("--x={v}"));
+            }
+            args.push("--y=1".to_string());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let flags = Flags::parse(&args, FlagStyle::Pflag, &HashSet::new());
+        prop_assert_eq!(flags.get("x").unwrap().value, Some(values.last().unwrap().as_str()));
+    }
+}
