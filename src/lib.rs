@@ -9,4 +9,6 @@ pub mod model;
 pub mod output;
 pub mod ps;
 pub mod rules;
+pub mod sim;
 pub mod source;
+pub mod ssh;

@@ -1,0 +1,274 @@
+//! OpenSSH `known_hosts` files, read the way `ssh` reads them.
+//!
+//! Our own small parser rather than russh's helpers, which (russh 0.65) ignore `@revoked`, wildcards and tabs,
+//! fail on double spaces, miscount lines after comments and call a second key of the same type "changed".
+//! Supported: plain and hashed (`|1|salt|hash`) host fields, `[host]:port` for non-22 ports, comma lists,
+//! `*`/`?` wildcards and `!` negation, `@revoked` (that key is refused). `@cert-authority` lines are skipped:
+//! fleetaudit does not accept host certificates.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use hmac::{Hmac, KeyInit, Mac};
+use russh::keys::{HashAlg, PublicKey};
+use sha1::Sha1;
+
+/// One usable line of a known_hosts file.
+#[derive(Debug, Clone)]
+struct Entry {
+    file: PathBuf,
+    line: usize,
+    hosts: HostField,
+    revoked: bool,
+    key: PublicKey,
+}
+
+#[derive(Debug, Clone)]
+enum HostField {
+    Hashed { salt: Vec<u8>, hash: Vec<u8> },
+    Patterns(Vec<String>),
+}
+
+/// Where a recorded key lives, for messages: `~/.ssh/known_hosts:12`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    pub file: PathBuf,
+    pub line: usize,
+    pub fingerprint: String,
+}
+
+impl fmt::Display for Recorded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at {}:{}", self.fingerprint, self.file.display(), self.line)
+    }
+}
+
+/// What the files say about a host's key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Known,
+    /// No line names this host.
+    Unknown,
+    /// Lines name this host, with other keys: a possible man-in-the-middle.
+    Changed(Vec<Recorded>),
+    /// The key is marked `@revoked`.
+    Revoked(Recorded),
+}
+
+/// The known_hosts files in force, parsed once per scan.
+#[derive(Debug, Clone, Default)]
+pub struct KnownHosts {
+    entries: Vec<Entry>,
+}
+
+impl KnownHosts {
+    /// Reads every file; a missing file is an empty one (as for `ssh`), an unreadable one is an error.
+    pub fn load(files: &[PathBuf]) -> std::io::Result<KnownHosts> {
+        let mut kh = KnownHosts::default();
+        for file in files {
+            match std::fs::read_to_string(file) {
+                Ok(text) => kh.add(file, &text),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(std::io::Error::new(e.kind(), format!("{}: {e}", file.display()))),
+            }
+        }
+        Ok(kh)
+    }
+
+    /// Adds the lines of one file. Lines that do not parse are skipped, as `ssh` skips them.
+    pub fn add(&mut self, file: &Path, text: &str) {
+        for (i, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let mut fields = line.split_ascii_whitespace();
+            let mut first = fields.next().unwrap_or_default();
+            let mut revoked = false;
+            if first.starts_with('@') {
+                match first {
+                    "@revoked" => revoked = true,
+                    _ => continue, // @cert-authority and unknown markers
+                }
+                first = fields.next().unwrap_or_default();
+            }
+            let (Some(kind), Some(data)) = (fields.next(), fields.next()) else { continue };
+            let Ok(key) = PublicKey::from_openssh(&format!("{kind} {data}")) else { continue };
+            let hosts = match first.strip_prefix("|1|").and_then(|r| r.split_once('|')) {
+                Some((salt, hash)) => match (B64.decode(salt), B64.decode(hash)) {
+                    (Ok(salt), Ok(hash)) => HostField::Hashed { salt, hash },
+                    _ => continue,
+                },
+                None => HostField::Patterns(first.split(',').map(str::to_owned).collect()),
+            };
+            self.entries.push(Entry { file: file.to_owned(), line: i + 1, hosts, revoked, key });
+        }
+    }
+
+    /// Judges `key` presented by `host` on `port`.
+    pub fn check(&self, host: &str, port: u16, key: &PublicKey) -> Verdict {
+        let name = host_name(host, port);
+        let mut others = Vec::new();
+        let mut known = false;
+        for e in self.entries.iter().filter(|e| e.hosts.matches(&name, host, port)) {
+            let same = e.key.key_data() == key.key_data();
+            let recorded = Recorded { file: e.file.clone(), line: e.line, fingerprint: fingerprint(&e.key) };
+            match (same, e.revoked) {
+                (true, true) => return Verdict::Revoked(recorded),
+                (true, false) => known = true,
+                (false, false) => others.push(recorded),
+                (false, true) => {}
+            }
+        }
+        match (known, others.is_empty()) {
+            (true, _) => Verdict::Known,
+            (false, true) => Verdict::Unknown,
+            (false, false) => Verdict::Changed(others),
+        }
+    }
+}
+
+impl HostField {
+    fn matches(&self, name: &str, host: &str, port: u16) -> bool {
+        match self {
+            HostField::Hashed { salt, hash } => {
+                let Ok(mut mac) = <Hmac<Sha1> as KeyInit>::new_from_slice(salt) else { return false };
+                mac.update(name.as_bytes());
+                mac.verify_slice(hash).is_ok()
+            }
+            HostField::Patterns(patterns) => {
+                let mut matched = false;
+                for p in patterns {
+                    let (negated, p) = match p.strip_prefix('!') {
+                        Some(p) => (true, p),
+                        None => (false, p.as_str()),
+                    };
+                    let hit = match p.strip_prefix('[').and_then(|r| r.rsplit_once("]:")) {
+                        Some((h, pt)) => pt.parse::<u16>().is_ok_and(|pt| pt == port) && glob(h, host),
+                        None => port == 22 && glob(p, host),
+                    };
+                    if hit && negated {
+                        return false;
+                    }
+                    matched |= hit;
+                }
+                matched
+            }
+        }
+    }
+}
+
+/// The name `ssh` looks up: `host` for port 22, `[host]:port` otherwise.
+pub fn host_name(host: &str, port: u16) -> String {
+    if port == 22 { host.to_owned() } else { format!("[{host}]:{port}") }
+}
+
+/// `SHA256:...`, as `ssh-keygen -l` prints it.
+pub fn fingerprint(key: &PublicKey) -> String {
+    key.fingerprint(HashAlg::Sha256).to_string()
+}
+
+/// The known_hosts line that trusts `key` for `host:port`.
+pub fn line_for(host: &str, port: u16, key: &PublicKey) -> String {
+    let mut k = key.clone();
+    k.set_comment("");
+    format!("{} {}", host_name(host, port), k.to_openssh().unwrap_or_default().trim_end())
+}
+
+/// OpenSSH host patterns: `*` any run, `?` one character, case-insensitive.
+fn glob(pattern: &str, text: &str) -> bool {
+    fn go(p: &[u8], t: &[u8]) -> bool {
+        match (p.first(), t.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&p[1..], t) || (!t.is_empty() && go(p, &t[1..])),
+            (Some(b'?'), Some(_)) => go(&p[1..], &t[1..]),
+            (Some(a), Some(b)) if a.eq_ignore_ascii_case(b) => go(&p[1..], &t[1..]),
+            _ => false,
+        }
+    }
+    go(pattern.as_bytes(), text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAq8wzK4CKXQpcIOtVXGErOUTLMd5I/D/0odxLLNkAfL";
+    const B: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKujk3eXkrUGSv7Awzt8HbNEV6X7/bumToNbaqs1HnBF";
+
+    fn key(s: &str) -> PublicKey {
+        PublicKey::from_openssh(s).unwrap()
+    }
+
+    fn kh(text: &str) -> KnownHosts {
+        let mut k = KnownHosts::default();
+        k.add(Path::new("kh"), text);
+        k
+    }
+
+    #[test]
+    fn plain_ports_lists_and_odd_spacing() {
+        let k = kh(&format!("# comment\n\n10.0.0.1,node1 {A}\n[10.0.0.2]:2222\t{B} comment here\n"));
+        assert_eq!(k.check("10.0.0.1", 22, &key(A)), Verdict::Known);
+        assert_eq!(k.check("node1", 22, &key(A)), Verdict::Known);
+        assert_eq!(k.check("10.0.0.1", 2222, &key(A)), Verdict::Unknown, "port 22 entries do not cover 2222");
+        assert_eq!(k.check("10.0.0.2", 2222, &key(B)), Verdict::Known);
+        match k.check("10.0.0.1", 22, &key(B)) {
+            Verdict::Changed(r) => {
+                assert_eq!(r[0].line, 3, "line numbers count comments and blanks");
+                assert!(r[0].fingerprint.starts_with("SHA256:"));
+            }
+            v => panic!("{v:?}"),
+        }
+        let double = kh(&format!("10.0.0.9  {}", A.replace(' ', "   ")));
+        assert_eq!(double.check("10.0.0.9", 22, &key(A)), Verdict::Known);
+    }
+
+    #[test]
+    fn two_keys_of_one_type_are_both_trusted() {
+        let k = kh(&format!("h {A}\nh {B}\n"));
+        assert_eq!(k.check("h", 22, &key(A)), Verdict::Known);
+        assert_eq!(k.check("h", 22, &key(B)), Verdict::Known);
+    }
+
+    #[test]
+    fn hashed_entries() {
+        // |1|salt|HMAC-SHA1(salt, "[127.0.0.1]:2200"), as `ssh-keygen -H` writes it.
+        let salt = b"0123456789abcdefghij";
+        let mut mac = <Hmac<Sha1> as KeyInit>::new_from_slice(salt).unwrap();
+        mac.update(b"[127.0.0.1]:2200");
+        let hash = mac.finalize().into_bytes();
+        let line = format!("|1|{}|{} {A}\n", B64.encode(salt), B64.encode(hash));
+        let k = kh(&line);
+        assert_eq!(k.check("127.0.0.1", 2200, &key(A)), Verdict::Known);
+        assert_eq!(k.check("127.0.0.1", 2201, &key(A)), Verdict::Unknown);
+        assert!(matches!(k.check("127.0.0.1", 2200, &key(B)), Verdict::Changed(_)));
+    }
+
+    #[test]
+    fn wildcards_negation_and_revoked() {
+        let k = kh(&format!("*.prod.internal,!bad.prod.internal {A}\n@revoked * {B}\n@cert-authority * {A}\n"));
+        assert_eq!(k.check("cp1.prod.internal", 22, &key(A)), Verdict::Known);
+        assert_eq!(k.check("bad.prod.internal", 22, &key(A)), Verdict::Unknown);
+        assert!(matches!(k.check("cp1.prod.internal", 22, &key(B)), Verdict::Revoked(_)));
+        assert!(glob("10.0.?.*", "10.0.1.23"));
+        assert!(!glob("10.0.?.*", "10.0.12.3"));
+    }
+
+    #[test]
+    fn garbage_lines_are_skipped_and_missing_files_are_empty() {
+        let k = kh("garbage\nhost ssh-ed25519 !!!notbase64\n|1|x host\n");
+        assert_eq!(k.check("host", 22, &key(A)), Verdict::Unknown);
+        let k = KnownHosts::load(&[PathBuf::from("/nonexistent/known_hosts")]).unwrap();
+        assert_eq!(k.check("host", 22, &key(A)), Verdict::Unknown);
+    }
+
+    #[test]
+    fn the_trust_line_round_trips() {
+        let line = line_for("127.0.0.1", 2200, &key(A));
+        assert!(line.starts_with("[127.0.0.1]:2200 ssh-ed25519 "));
+        assert_eq!(kh(&line).check("127.0.0.1", 2200, &key(A)), Verdict::Known);
+    }
+}
