@@ -5,6 +5,7 @@
 //! See ARCHITECTURE.md for the code map and the invariants.
 
 pub mod cli;
+pub mod inventory;
 pub mod model;
 pub mod output;
 pub mod ps;

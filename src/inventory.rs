@@ -1,0 +1,1234 @@
+//! The inventory: which nodes to audit and how to reach them.
+//!
+//! Owns: reading and validating the inventory file (TOML; `inventory.example.toml` documents every key),
+//! inheritance `[defaults]` → `[[clusters]]` → host (the most specific value wins, a list replaces rather than
+//! extends), expanding `~/` to `$HOME` and resolving relative paths against the inventory file's directory, and
+//! checking that the key files it names exist.
+//!
+//! Must not touch: the network, SSH (no connection, no reading of keys or known_hosts contents), the database.
+//! It only describes the scan that later stages perform.
+//!
+//! Every error names the file, line and key and says what is allowed: `inventory.toml:14:11: hosts[2].address:
+//! "10.0.0.300" is not an IPv4/IPv6 address or DNS name`. Keys are written as paths with indexes counted from 0
+//! in file order: `defaults.port`, `clusters[0].jump`, `clusters[0].hosts[1].address`, `hosts[2].roles`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use thiserror::Error;
+use toml::Spanned;
+
+use crate::model::Role;
+use crate::source::{self, Location};
+
+/// A validated inventory: run-wide settings and every host with its inherited values filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inventory {
+    /// The file it was read from, as given.
+    pub path: PathBuf,
+    pub settings: Settings,
+    /// In the order they are written in the file.
+    pub hosts: Vec<Host>,
+}
+
+/// Settings for the whole run, only from `[defaults]`. Paths are expanded and resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// OpenSSH known_hosts files holding the hosts' keys; `~/.ssh/known_hosts` when absent (none if `$HOME` is
+    /// unset). Never empty when written.
+    pub known_hosts: Vec<PathBuf>,
+    pub host_key_policy: HostKeyPolicy,
+    /// Where `accept-new` records first-seen keys; the database path with `.known_hosts` appended when absent.
+    pub accepted_hosts: PathBuf,
+    /// Hosts audited at once, 1..=65535.
+    pub concurrency: usize,
+    pub database: PathBuf,
+    pub report_dir: PathBuf,
+    /// A cron expression, kept as written; the daemon validates it.
+    pub schedule: Option<String>,
+    /// How many scans to keep; every scan when `None`.
+    pub keep_scans: Option<u32>,
+}
+
+/// What to do with a host whose key is not in known_hosts. A changed key is refused under both.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum HostKeyPolicy {
+    /// Unknown key: the host is not audited (the default).
+    Strict,
+    /// Unknown key: trusted on first use and recorded in [`Settings::accepted_hosts`].
+    AcceptNew,
+}
+
+impl HostKeyPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostKeyPolicy::Strict => "strict",
+            HostKeyPolicy::AcceptNew => "accept-new",
+        }
+    }
+}
+
+/// One node to audit, with the values it inherits already applied.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Host {
+    /// Unique (ignoring case), made of `[A-Za-z0-9._-]`: it names report files.
+    pub name: String,
+    /// The cluster it is nested in or names with `cluster = "..."`.
+    pub cluster: Option<String>,
+    /// IPv4, IPv6 (no brackets) or DNS name, as written.
+    pub address: String,
+    pub port: u16,
+    pub user: String,
+    /// Key files to try in order, each present on disk when the inventory was read. Empty: the SSH layer uses
+    /// ssh-agent and `~/.ssh/id_ed25519`, `id_ecdsa`, `id_rsa`.
+    pub identity_files: Vec<PathBuf>,
+    pub roles: Vec<Role>,
+    pub jump: Option<Jump>,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+}
+
+/// A bastion to connect through.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Jump {
+    /// `None`: the host's own `user`.
+    pub user: Option<String>,
+    /// IPv4, IPv6 (no brackets) or DNS name.
+    pub address: String,
+    /// 22 when not written.
+    pub port: u16,
+}
+
+impl Jump {
+    /// Parses `host`, `host:port`, `user@host:port`, `user@[2001:db8::1]:port` or a bare IPv6 address.
+    pub fn parse(spec: &str) -> Result<Jump, String> {
+        let bad = |why: String| {
+            format!(
+                "{spec:?} is not a jump host ({why}): write \"host\", \"host:port\", \"user@host:port\" or \
+                 \"user@[2001:db8::1]:port\""
+            )
+        };
+        let (user, rest) = match spec.split_once('@') {
+            Some((user, rest)) => {
+                check_user(user).map_err(bad)?;
+                (Some(user.to_owned()), rest)
+            }
+            None => (None, spec),
+        };
+        let port = |p: &str| match p.parse::<u16>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(bad(format!("port {p:?} is not 1 to 65535"))),
+        };
+        let (address, port) = if let Some(inner) = rest.strip_prefix('[') {
+            let (address, after) = inner.split_once(']').ok_or_else(|| bad("no closing ']'".into()))?;
+            if address.parse::<Ipv6Addr>().is_err() {
+                return Err(bad(format!("{address:?} is not an IPv6 address")));
+            }
+            let port = match after {
+                "" => 22,
+                _ => port(after.strip_prefix(':').ok_or_else(|| bad("expected ':port' after ']'".into()))?)?,
+            };
+            (address, port)
+        } else if rest.parse::<Ipv6Addr>().is_ok() {
+            (rest, 22)
+        } else {
+            match rest.split_once(':') {
+                Some((address, p)) => (address, port(p)?),
+                None => (rest, 22),
+            }
+        };
+        check_address(address).map_err(bad)?;
+        Ok(Jump { user, address: address.to_owned(), port })
+    }
+}
+
+impl fmt::Display for Jump {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(user) = &self.user {
+            write!(f, "{user}@")?;
+        }
+        if self.address.contains(':') {
+            write!(f, "[{}]:{}", self.address, self.port)
+        } else {
+            write!(f, "{}:{}", self.address, self.port)
+        }
+    }
+}
+
+impl Inventory {
+    /// The host with exactly this name.
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum InventoryError {
+    #[error("cannot read inventory {path}: {source}; check the inventory path")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{at}: {message}")]
+    Syntax { at: Location, message: String },
+    #[error("{at}: {key}: {message}")]
+    Invalid { at: Location, key: String, message: String },
+}
+
+/// Reads and validates the inventory at `path`.
+pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|source| InventoryError::Read { path: path.to_owned(), source })?;
+    parse(path, &text)
+}
+
+/// Validates inventory `text`; `path` names the file in messages and anchors relative paths. Checks that the
+/// key files named exist.
+pub fn parse(path: &Path, text: &str) -> Result<Inventory, InventoryError> {
+    parse_in(path, text, &Env::from_process())
+}
+
+/// What the inventory takes from the environment, passed in so tests need not change the process's.
+struct Env {
+    home: Option<PathBuf>,
+    user: Option<String>,
+}
+
+impl Env {
+    fn from_process() -> Env {
+        Env {
+            home: std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from),
+            user: std::env::var("USER").ok().filter(|u| !u.is_empty()),
+        }
+    }
+}
+
+const DEFAULT_PORT: u16 = 22;
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_CONCURRENCY: usize = 64;
+const DEFAULT_DATABASE: &str = "fleetaudit.db";
+const DEFAULT_REPORT_DIR: &str = "fleetaudit-report";
+
+/// Keys only `[defaults]` accepts; named in the error when they appear elsewhere.
+const DEFAULTS_ONLY: [&str; 8] = [
+    "known_hosts",
+    "host_key_policy",
+    "accepted_hosts",
+    "concurrency",
+    "database",
+    "report_dir",
+    "schedule",
+    "keep_scans",
+];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInventory {
+    #[serde(default)]
+    defaults: RawDefaults,
+    #[serde(default)]
+    clusters: Vec<Spanned<RawCluster>>,
+    #[serde(default)]
+    hosts: Vec<Spanned<RawHost>>,
+}
+
+/// Declares a table that also takes the keys a host inherits, so they are written once.
+macro_rules! with_host_keys {
+    (struct $name:ident { $($field:ident: $ty:ty,)* }) => {
+        #[derive(Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct $name {
+            $($field: $ty,)*
+            user: Option<Spanned<String>>,
+            port: Option<Spanned<i64>>,
+            identity_file: Option<Spanned<Paths>>,
+            roles: Option<Spanned<Vec<Spanned<String>>>>,
+            jump: Option<Spanned<String>>,
+            connect_timeout: Option<Spanned<RawDuration>>,
+            command_timeout: Option<Spanned<RawDuration>>,
+        }
+
+        impl $name {
+            fn host_keys(&self) -> HostKeys<'_> {
+                HostKeys {
+                    user: self.user.as_ref(),
+                    port: self.port.as_ref(),
+                    identity_file: self.identity_file.as_ref(),
+                    roles: self.roles.as_ref(),
+                    jump: self.jump.as_ref(),
+                    connect_timeout: self.connect_timeout.as_ref(),
+                    command_timeout: self.command_timeout.as_ref(),
+                }
+            }
+        }
+    };
+}
+
+with_host_keys!(
+    struct RawDefaults {
+        known_hosts: Option<Spanned<Paths>>,
+        host_key_policy: Option<Spanned<String>>,
+        accepted_hosts: Option<Spanned<String>>,
+        concurrency: Option<Spanned<i64>>,
+        database: Option<Spanned<String>>,
+        report_dir: Option<Spanned<String>>,
+        schedule: Option<Spanned<String>>,
+        keep_scans: Option<Spanned<i64>>,
+    }
+);
+
+with_host_keys!(
+    struct RawCluster {
+        name: Option<Spanned<String>>,
+        hosts: Option<Vec<Spanned<RawHost>>>,
+    }
+);
+
+with_host_keys!(
+    struct RawHost {
+        name: Option<Spanned<String>>,
+        address: Option<Spanned<String>>,
+        cluster: Option<Spanned<String>>,
+    }
+);
+
+struct HostKeys<'a> {
+    user: Option<&'a Spanned<String>>,
+    port: Option<&'a Spanned<i64>>,
+    identity_file: Option<&'a Spanned<Paths>>,
+    roles: Option<&'a Spanned<Vec<Spanned<String>>>>,
+    jump: Option<&'a Spanned<String>>,
+    connect_timeout: Option<&'a Spanned<RawDuration>>,
+    command_timeout: Option<&'a Spanned<RawDuration>>,
+}
+
+/// `identity_file` and `known_hosts`: one path or a list of them.
+struct Paths(Vec<String>);
+
+impl<'de> Deserialize<'de> for Paths {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Paths, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Paths;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a path or a list of paths")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Paths, E> {
+                Ok(Paths(vec![v.to_owned()]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Paths, A::Error> {
+                let mut paths = Vec::new();
+                while let Some(p) = seq.next_element::<String>()? {
+                    paths.push(p);
+                }
+                Ok(Paths(paths))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A timeout as written: `"10s"` or a number of seconds.
+enum RawDuration {
+    Text(String),
+    Seconds(i64),
+}
+
+impl<'de> Deserialize<'de> for RawDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RawDuration, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = RawDuration;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration such as \"500ms\", \"10s\", \"2m\" or a whole number of seconds")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawDuration, E> {
+                Ok(RawDuration::Text(v.to_owned()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawDuration, E> {
+                Ok(RawDuration::Seconds(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawDuration, E> {
+                Ok(RawDuration::Seconds(i64::try_from(v).unwrap_or(i64::MAX)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The host keys of one table, validated; `None` where the table does not set the key.
+#[derive(Default)]
+struct Layer {
+    user: Option<String>,
+    port: Option<u16>,
+    identity_files: Option<Vec<PathBuf>>,
+    roles: Option<Vec<Role>>,
+    /// `Some(None)`: `jump = ""`, connect directly even if an outer table names a jump host.
+    jump: Option<Option<Jump>>,
+    connect_timeout: Option<Duration>,
+    command_timeout: Option<Duration>,
+}
+
+/// The file being validated, to turn spans into errors and written paths into real ones.
+struct Ctx<'a> {
+    file: &'a Path,
+    text: &'a str,
+    dir: PathBuf,
+    env: &'a Env,
+}
+
+impl Ctx<'_> {
+    fn invalid(&self, span: Range<usize>, key: &str, message: impl Into<String>) -> InventoryError {
+        InventoryError::Invalid {
+            at: Location::of(self.file, self.text, span.start),
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// Validates `value` with `f` when present, reporting a failure at the value under `key`.
+    fn check<T, U>(
+        &self,
+        value: Option<&Spanned<T>>,
+        key: &str,
+        f: impl FnOnce(&T) -> Result<U, String>,
+    ) -> Result<Option<U>, InventoryError> {
+        value.map(|v| f(v.get_ref()).map_err(|m| self.invalid(v.span(), key, m))).transpose()
+    }
+
+    /// `~/x` → `$HOME/x`; relative → next to the inventory; absolute as is.
+    fn path(&self, written: &str) -> Result<PathBuf, String> {
+        if written.is_empty() {
+            return Err("empty path: write a file name".into());
+        }
+        if written == "~" || written.starts_with("~/") {
+            let home =
+                self.env.home.as_ref().ok_or_else(|| format!("{written:?}: $HOME is not set; write the full path"))?;
+            return Ok(home.join(written.trim_start_matches('~').trim_start_matches('/')));
+        }
+        if written.starts_with('~') {
+            return Err(format!("{written:?}: only \"~/\" (your home directory) is expanded; write the full path"));
+        }
+        Ok(self.dir.join(written))
+    }
+
+    fn layer(&self, prefix: &str, k: HostKeys<'_>) -> Result<Layer, InventoryError> {
+        let key = |name: &str| format!("{prefix}.{name}");
+        let mut roles = None;
+        if let Some(list) = k.roles {
+            let mut out = Vec::new();
+            for r in list.get_ref() {
+                let role = Role::parse(r.get_ref()).ok_or_else(|| {
+                    let allowed: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
+                    self.invalid(
+                        r.span(),
+                        &key("roles"),
+                        format!("unknown role {:?}: use {}", r.get_ref(), allowed.join(", ")),
+                    )
+                })?;
+                if !out.contains(&role) {
+                    out.push(role);
+                }
+            }
+            roles = Some(out);
+        }
+        Ok(Layer {
+            user: self.check(k.user, &key("user"), |u| check_user(u).map(|()| u.clone()))?,
+            port: self.check(k.port, &key("port"), |&p| check_port(p))?,
+            identity_files: self.check(k.identity_file, &key("identity_file"), |Paths(paths)| {
+                paths.iter().map(|p| self.key_file(p)).collect()
+            })?,
+            roles,
+            jump: self.check(k.jump, &key("jump"), |j| match j.as_str() {
+                "" => Ok(None),
+                spec => Jump::parse(spec).map(Some),
+            })?,
+            connect_timeout: self.check(k.connect_timeout, &key("connect_timeout"), parse_timeout)?,
+            command_timeout: self.check(k.command_timeout, &key("command_timeout"), parse_timeout)?,
+        })
+    }
+
+    fn key_file(&self, written: &str) -> Result<PathBuf, String> {
+        let path = self.path(written)?;
+        if path.is_file() {
+            Ok(path)
+        } else if path.exists() {
+            Err(format!("{} is not a file: name the private key file", path.display()))
+        } else {
+            Err(format!("missing key file {}: create it with ssh-keygen or fix the path", path.display()))
+        }
+    }
+
+    fn settings(&self, d: &RawDefaults) -> Result<Settings, InventoryError> {
+        let path = |written: &String| self.path(written);
+        let known_hosts = self.check(d.known_hosts.as_ref(), "defaults.known_hosts", |Paths(paths)| {
+            if paths.is_empty() {
+                return Err("empty list: name at least one known_hosts file".into());
+            }
+            paths.iter().map(|p| self.path(p)).collect()
+        })?;
+        let known_hosts =
+            known_hosts.unwrap_or_else(|| self.env.home.iter().map(|h| h.join(".ssh/known_hosts")).collect());
+        let host_key_policy =
+            self.check(d.host_key_policy.as_ref(), "defaults.host_key_policy", |p| match p.as_str() {
+                "strict" => Ok(HostKeyPolicy::Strict),
+                "accept-new" => Ok(HostKeyPolicy::AcceptNew),
+                other => Err(format!("{other:?} is not a host key policy: use \"strict\" or \"accept-new\"")),
+            })?;
+        let database = self.check(d.database.as_ref(), "defaults.database", path)?;
+        let database = database.unwrap_or_else(|| self.dir.join(DEFAULT_DATABASE));
+        let accepted_hosts = self.check(d.accepted_hosts.as_ref(), "defaults.accepted_hosts", path)?;
+        let accepted_hosts = accepted_hosts.unwrap_or_else(|| {
+            let mut p = database.clone().into_os_string();
+            p.push(".known_hosts");
+            PathBuf::from(p)
+        });
+        let report_dir = self.check(d.report_dir.as_ref(), "defaults.report_dir", path)?;
+        Ok(Settings {
+            known_hosts,
+            host_key_policy: host_key_policy.unwrap_or(HostKeyPolicy::Strict),
+            accepted_hosts,
+            concurrency: self
+                .check(d.concurrency.as_ref(), "defaults.concurrency", |&n| match usize::try_from(n) {
+                    Ok(n @ 1..=65535) => Ok(n),
+                    _ => Err(format!("{n} hosts at once: use 1 to 65535")),
+                })?
+                .unwrap_or(DEFAULT_CONCURRENCY),
+            database,
+            report_dir: report_dir.unwrap_or_else(|| self.dir.join(DEFAULT_REPORT_DIR)),
+            schedule: self.check(d.schedule.as_ref(), "defaults.schedule", |s| {
+                if s.trim().is_empty() {
+                    Err("empty schedule: write a cron expression such as \"0 */6 * * *\" or remove the key".into())
+                } else {
+                    Ok(s.clone())
+                }
+            })?,
+            keep_scans: self.check(d.keep_scans.as_ref(), "defaults.keep_scans", |&n| match u32::try_from(n) {
+                Ok(n) if n > 0 => Ok(n),
+                _ => {
+                    Err(format!("{n}: keep at least 1 scan (up to {}), or remove the key to keep every scan", u32::MAX))
+                }
+            })?,
+        })
+    }
+}
+
+/// A host table and where it sits: its key prefix, and its cluster when nested.
+struct Entry<'a> {
+    at: Range<usize>,
+    prefix: String,
+    raw: &'a RawHost,
+    nested_in: Option<usize>,
+}
+
+fn parse_in(file: &Path, text: &str, env: &Env) -> Result<Inventory, InventoryError> {
+    let raw: RawInventory = toml::from_str(text).map_err(|e| syntax_error(file, text, &e))?;
+    let cx = Ctx { file, text, dir: file.parent().map(Path::to_owned).unwrap_or_default(), env };
+
+    let settings = cx.settings(&raw.defaults)?;
+    let defaults = cx.layer("defaults", raw.defaults.host_keys())?;
+
+    // Clusters, by index: name and validated keys. Names are unique.
+    let mut clusters: Vec<(String, Layer)> = Vec::new();
+    let mut cluster_lines: HashMap<String, usize> = HashMap::new();
+    for (i, c) in raw.clusters.iter().enumerate() {
+        let prefix = format!("clusters[{i}]");
+        let name = c.get_ref().name.as_ref().ok_or_else(|| {
+            cx.invalid(c.span(), &format!("{prefix}.name"), "missing name: add name = \"...\" to the cluster")
+        })?;
+        check_name(name.get_ref(), "cluster").map_err(|m| cx.invalid(name.span(), &format!("{prefix}.name"), m))?;
+        let line = Location::of(file, text, name.span().start).line;
+        if let Some(first) = cluster_lines.insert(name.get_ref().clone(), line) {
+            return Err(cx.invalid(
+                name.span(),
+                &format!("{prefix}.name"),
+                format!(
+                    "cluster {:?} is already defined at line {first}: cluster names must be unique",
+                    name.get_ref()
+                ),
+            ));
+        }
+        clusters.push((name.get_ref().clone(), cx.layer(&prefix, c.get_ref().host_keys())?));
+    }
+
+    // Hosts, nested and top level, in file order so a duplicate is reported at its second appearance.
+    let mut entries = Vec::new();
+    for (i, c) in raw.clusters.iter().enumerate() {
+        for (j, h) in c.get_ref().hosts.iter().flatten().enumerate() {
+            entries.push(Entry {
+                at: h.span(),
+                prefix: format!("clusters[{i}].hosts[{j}]"),
+                raw: h.get_ref(),
+                nested_in: Some(i),
+            });
+        }
+    }
+    for (i, h) in raw.hosts.iter().enumerate() {
+        entries.push(Entry { at: h.span(), prefix: format!("hosts[{i}]"), raw: h.get_ref(), nested_in: None });
+    }
+    if entries.is_empty() {
+        return Err(cx.invalid(0..0, "hosts", "the inventory lists no hosts: add a [[hosts]] table"));
+    }
+    entries.sort_by_key(|e| e.at.start);
+
+    let mut host_lines: HashMap<String, (String, usize)> = HashMap::new();
+    let mut hosts = Vec::with_capacity(entries.len());
+    for e in &entries {
+        let key = |name: &str| format!("{}.{name}", e.prefix);
+        let name = e.raw.name.as_ref().ok_or_else(|| {
+            cx.invalid(e.at.clone(), &key("name"), "missing name: add name = \"...\" (letters, digits, '.', '_', '-')")
+        })?;
+        check_name(name.get_ref(), "host").map_err(|m| cx.invalid(name.span(), &key("name"), m))?;
+        let line = Location::of(file, text, name.span().start).line;
+        if let Some((first, first_line)) =
+            host_lines.insert(name.get_ref().to_ascii_lowercase(), (name.get_ref().clone(), line))
+        {
+            let also = if &first == name.get_ref() { String::new() } else { format!(" as {first:?}") };
+            return Err(cx.invalid(
+                name.span(),
+                &key("name"),
+                format!(
+                    "host {:?} is already defined at line {first_line}{also}: host names must be unique, ignoring \
+                     case, as they name report files",
+                    name.get_ref()
+                ),
+            ));
+        }
+        let address = e.raw.address.as_ref().ok_or_else(|| {
+            cx.invalid(
+                e.at.clone(),
+                &key("address"),
+                format!("host {:?} has no address: add address = \"<IPv4, IPv6 or DNS name>\"", name.get_ref()),
+            )
+        })?;
+        check_address(address.get_ref()).map_err(|m| cx.invalid(address.span(), &key("address"), m))?;
+
+        let cluster = match (e.nested_in, &e.raw.cluster) {
+            (Some(i), None) => Some(i),
+            (Some(i), Some(named)) if named.get_ref() == &clusters[i].0 => Some(i),
+            (Some(i), Some(named)) => {
+                return Err(cx.invalid(
+                    named.span(),
+                    &key("cluster"),
+                    format!(
+                        "this host is nested in cluster {:?}: remove `cluster = {:?}` or move the host",
+                        clusters[i].0,
+                        named.get_ref()
+                    ),
+                ));
+            }
+            (None, Some(named)) => Some(clusters.iter().position(|(n, _)| n == named.get_ref()).ok_or_else(|| {
+                let known: Vec<String> = clusters.iter().map(|(n, _)| format!("{n:?}")).collect();
+                let known = if known.is_empty() {
+                    "none is defined".to_owned()
+                } else {
+                    format!("defined: {}", known.join(", "))
+                };
+                cx.invalid(
+                    named.span(),
+                    &key("cluster"),
+                    format!("unknown cluster {:?} ({known}): add a [[clusters]] table with that name", named.get_ref()),
+                )
+            })?),
+            (None, None) => None,
+        };
+
+        let own = cx.layer(&e.prefix, e.raw.host_keys())?;
+        let empty = Layer::default();
+        let layers = [&own, cluster.map_or(&empty, |i| &clusters[i].1), &defaults];
+        fn pick<T>(layers: &[&Layer; 3], f: impl Fn(&Layer) -> Option<T>) -> Option<T> {
+            layers.iter().find_map(|l| f(l))
+        }
+        hosts.push(Host {
+            name: name.get_ref().clone(),
+            cluster: cluster.map(|i| clusters[i].0.clone()),
+            address: address.get_ref().clone(),
+            port: pick(&layers, |l| l.port).unwrap_or(DEFAULT_PORT),
+            user: pick(&layers, |l| l.user.clone()).or_else(|| env.user.clone()).unwrap_or_else(|| "root".to_owned()),
+            identity_files: pick(&layers, |l| l.identity_files.clone()).unwrap_or_default(),
+            roles: pick(&layers, |l| l.roles.clone()).unwrap_or_default(),
+            jump: pick(&layers, |l| l.jump.clone()).flatten(),
+            connect_timeout: pick(&layers, |l| l.connect_timeout).unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+            command_timeout: pick(&layers, |l| l.command_timeout).unwrap_or(DEFAULT_COMMAND_TIMEOUT),
+        });
+    }
+
+    Ok(Inventory { path: file.to_owned(), settings, hosts })
+}
+
+/// toml's message, with the key it is about when toml leaves it out, and a hint for common mistakes.
+fn syntax_error(file: &Path, text: &str, err: &toml::de::Error) -> InventoryError {
+    let (at, mut message) = source::toml_error(file, text, err);
+    message = message.replace("expected i64", "expected a whole number");
+    let unknown = message.strip_prefix("unknown field `").and_then(|r| r.split_once('`')).map(|(f, _)| f.to_owned());
+    match unknown.as_deref() {
+        Some(f) if DEFAULTS_ONLY.contains(&f) => message.push_str(&format!("; `{f}` can only be set in [defaults]")),
+        Some("identity_files") => message.push_str("; write identity_file = [\"...\", \"...\"]"),
+        Some(_) => {}
+        None if message.contains("expected a sequence") => message
+            .push_str("; clusters and hosts are arrays of tables: write [[clusters]], [[clusters.hosts]], [[hosts]]"),
+        None => {}
+    }
+    match err.span().and_then(|span| key_before(text, span.start)) {
+        Some(key) => InventoryError::Syntax { at, message: format!("{key}: {message}") },
+        None => InventoryError::Syntax { at, message },
+    }
+}
+
+/// The key of a `key = value` line when `offset` is in its value: toml's type errors do not name it.
+fn key_before(text: &str, offset: usize) -> Option<&str> {
+    let offset = offset.min(text.len());
+    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let (key, _) = text[start..offset].split_once('=')?;
+    let key = key.trim();
+    let bare = !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b));
+    bare.then_some(key)
+}
+
+/// Host and cluster names: `[A-Za-z0-9._-]`, 1..=253 characters, not `.` or `..`.
+fn check_name(name: &str, what: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err(format!("empty name: every {what} needs one (letters, digits, '.', '_', '-')"));
+    }
+    let ok = name.len() <= 253
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && name != "."
+        && name != "..";
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a usable {what} name: use 1 to 253 letters, digits, '.', '_' or '-' (not \".\" or \
+             \"..\"); it names report files"
+        ))
+    }
+}
+
+fn check_user(user: &str) -> Result<(), String> {
+    if user.is_empty() {
+        Err("empty user name".into())
+    } else if user.chars().any(|c| c.is_whitespace() || c.is_control() || c == '@' || c == ':') {
+        Err(format!("{user:?} is not a user name: no spaces, '@' or ':'"))
+    } else {
+        Ok(())
+    }
+}
+
+fn check_port(port: i64) -> Result<u16, String> {
+    match u16::try_from(port) {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(format!("{port} is not a port: use 1 to 65535")),
+    }
+}
+
+/// IPv4, IPv6 without brackets, or a DNS name (labels of `[A-Za-z0-9-]`, 1 to 63 characters, not starting or
+/// ending with '-', at most 253 characters, a last label that is not all digits).
+fn check_address(address: &str) -> Result<(), String> {
+    if address.parse::<Ipv4Addr>().is_ok() || address.parse::<Ipv6Addr>().is_ok() || is_dns_name(address) {
+        return Ok(());
+    }
+    let hint = if address.starts_with('[') {
+        "; write IPv6 addresses without brackets"
+    } else if address.contains('@') {
+        "; set the user with `user`"
+    } else if address.rsplit_once(':').is_some_and(|(_, p)| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) {
+        "; set the port with `port`"
+    } else {
+        ""
+    };
+    Err(format!("{address:?} is not an IPv4/IPv6 address or DNS name{hint}"))
+}
+
+fn is_dns_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.is_empty() || name.len() > 253 {
+        return false;
+    }
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    // An all-digit last label would make "10.0.0.300" a name rather than a broken address.
+    name.split('.').all(label_ok) && name.rsplit('.').next().is_some_and(|l| !l.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn parse_timeout(raw: &RawDuration) -> Result<Duration, String> {
+    let usage = "write \"500ms\", \"10s\", \"2m\", \"1h\" or a whole number of seconds";
+    let d = match raw {
+        RawDuration::Seconds(n) => {
+            u64::try_from(*n).map(Duration::from_secs).map_err(|_| format!("{n} is not a duration: {usage}"))?
+        }
+        RawDuration::Text(s) => parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration: {usage}"))?,
+    };
+    if d.is_zero() {
+        return Err(format!("a timeout of zero would fail every host: {usage}"));
+    }
+    Ok(d)
+}
+
+/// `"500ms"`, `"10s"`, `"2m"`, `"1h"`, or digits alone for seconds.
+fn parse_duration(s: &str) -> Option<Duration> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    if digits.is_empty() {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "" | "s" => Some(Duration::from_secs(n)),
+        "m" => n.checked_mul(60).map(Duration::from_secs),
+        "h" => n.checked_mul(3600).map(Duration::from_secs),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tempfile::TempDir;
+
+    /// A directory holding the inventory (with `keys/id_ed25519`) and a home with `.ssh/id_{ed25519,ecdsa,rsa}`.
+    struct Fixture {
+        dir: TempDir,
+        env: Env,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let dir = TempDir::new().unwrap();
+            let home = dir.path().join("home");
+            std::fs::create_dir_all(home.join(".ssh")).unwrap();
+            for key in ["id_ed25519", "id_ecdsa", "id_rsa"] {
+                std::fs::write(home.join(".ssh").join(key), "key").unwrap();
+            }
+            std::fs::create_dir_all(dir.path().join("keys")).unwrap();
+            std::fs::write(dir.path().join("keys/id_ed25519"), "key").unwrap();
+            Fixture { env: Env { home: Some(home), user: Some("tester".into()) }, dir }
+        }
+
+        fn file(&self) -> PathBuf {
+            self.dir.path().join("inv.toml")
+        }
+
+        fn home(&self) -> PathBuf {
+            self.env.home.clone().unwrap()
+        }
+
+        fn parse(&self, text: &str) -> Result<Inventory, InventoryError> {
+            parse_in(&self.file(), text, &self.env)
+        }
+    }
+
+    const HOST: &str = "[[hosts]]\nname = \"a\"\naddress = \"192.0.2.1\"\n";
+
+    #[test]
+    fn the_plain_form_works() {
+        let fx = Fixture::new();
+        let inv = fx
+            .parse(
+                "[defaults]\nuser = \"audit\"\nidentity_file = \"keys/id_ed25519\"\nknown_hosts = \"~/.ssh/known_hosts\"\n\n\
+                 [[hosts]]\nname = \"cp-1\"\naddress = \"192.0.2.1\"\nroles = [\"control-plane\", \"etcd\"]\n\n\
+                 [[hosts]]\nname = \"w-1\"\naddress = \"w-1.example.internal\"\nport = 2222\nuser = \"root\"\n\
+                 identity_file = \"~/.ssh/id_rsa\"\nroles = [\"worker\"]\n",
+            )
+            .unwrap();
+        assert_eq!(inv.path, fx.file());
+        assert_eq!(inv.settings.known_hosts, vec![fx.home().join(".ssh/known_hosts")]);
+        assert_eq!(
+            inv.hosts,
+            vec![
+                Host {
+                    name: "cp-1".into(),
+                    cluster: None,
+                    address: "192.0.2.1".into(),
+                    port: 22,
+                    user: "audit".into(),
+                    identity_files: vec![fx.dir.path().join("keys/id_ed25519")],
+                    roles: vec![Role::ControlPlane, Role::Etcd],
+                    jump: None,
+                    connect_timeout: Duration::from_secs(10),
+                    command_timeout: Duration::from_secs(30),
+                },
+                Host {
+                    name: "w-1".into(),
+                    cluster: None,
+                    address: "w-1.example.internal".into(),
+                    port: 2222,
+                    user: "root".into(),
+                    identity_files: vec![fx.home().join(".ssh/id_rsa")],
+                    roles: vec![Role::Worker],
+                    jump: None,
+                    connect_timeout: Duration::from_secs(10),
+                    command_timeout: Duration::from_secs(30),
+                },
+            ]
+        );
+        assert_eq!(inv.host("w-1").unwrap().port, 2222);
+        assert!(inv.host("W-1").is_none());
+    }
+
+    #[test]
+    fn built_in_defaults_apply_when_nothing_is_written() {
+        let mut fx = Fixture::new();
+        let inv = fx.parse(HOST).unwrap();
+        let dir = fx.dir.path();
+        assert_eq!(
+            inv.settings,
+            Settings {
+                known_hosts: vec![fx.home().join(".ssh/known_hosts")],
+                host_key_policy: HostKeyPolicy::Strict,
+                accepted_hosts: dir.join("fleetaudit.db.known_hosts"),
+                concurrency: 64,
+                database: dir.join("fleetaudit.db"),
+                report_dir: dir.join("fleetaudit-report"),
+                schedule: None,
+                keep_scans: None,
+            }
+        );
+        let h = &inv.hosts[0];
+        assert_eq!((h.port, h.user.as_str(), h.cluster.as_deref()), (22, "tester", None));
+        assert!(h.identity_files.is_empty() && h.roles.is_empty() && h.jump.is_none());
+        assert_eq!((h.connect_timeout, h.command_timeout), (Duration::from_secs(10), Duration::from_secs(30)));
+
+        fx.env = Env { home: None, user: None };
+        let inv = fx.parse(HOST).unwrap();
+        assert_eq!(inv.hosts[0].user, "root");
+        assert!(inv.settings.known_hosts.is_empty());
+    }
+
+    #[test]
+    fn hosts_inherit_defaults_then_cluster_and_their_own_keys_win() {
+        let fx = Fixture::new();
+        let inv = fx
+            .parse(
+                "[defaults]\nuser = \"d\"\nport = 2200\nroles = [\"worker\"]\njump = \"bastion.example.internal\"\n\
+                 connect_timeout = \"1s\"\ncommand_timeout = 7\nidentity_file = \"keys/id_ed25519\"\n\
+                 [[hosts]]\nname = \"plain\"\naddress = \"192.0.2.3\"\n\
+                 [[clusters]]\nname = \"prod\"\nuser = \"c\"\nroles = [\"control-plane\"]\njump = \"\"\n\
+                 connect_timeout = \"2m\"\n\
+                 [[clusters.hosts]]\nname = \"nested\"\naddress = \"192.0.2.1\"\nport = 2201\n\
+                 [[hosts]]\nname = \"member\"\ncluster = \"prod\"\naddress = \"192.0.2.2\"\nuser = \"h\"\n\
+                 identity_file = []\njump = \"j.example.internal:2022\"\ncommand_timeout = \"500ms\"\n",
+            )
+            .unwrap();
+        let names: Vec<&str> = inv.hosts.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["plain", "nested", "member"], "file order");
+        let key = vec![fx.dir.path().join("keys/id_ed25519")];
+        let bastion = Jump { user: None, address: "bastion.example.internal".into(), port: 22 };
+
+        let plain = inv.host("plain").unwrap();
+        assert_eq!((plain.user.as_str(), plain.port, plain.cluster.as_deref()), ("d", 2200, None));
+        assert_eq!((&plain.roles, &plain.identity_files, &plain.jump), (&vec![Role::Worker], &key, &Some(bastion)));
+        assert_eq!((plain.connect_timeout, plain.command_timeout), (Duration::from_secs(1), Duration::from_secs(7)));
+
+        let nested = inv.host("nested").unwrap();
+        assert_eq!((nested.user.as_str(), nested.port, nested.cluster.as_deref()), ("c", 2201, Some("prod")));
+        assert_eq!((&nested.roles, &nested.identity_files, &nested.jump), (&vec![Role::ControlPlane], &key, &None));
+        assert_eq!(
+            (nested.connect_timeout, nested.command_timeout),
+            (Duration::from_secs(120), Duration::from_secs(7))
+        );
+
+        let member = inv.host("member").unwrap();
+        assert_eq!((member.user.as_str(), member.port, member.cluster.as_deref()), ("h", 2200, Some("prod")));
+        assert_eq!(member.roles, vec![Role::ControlPlane]);
+        assert!(member.identity_files.is_empty(), "an empty list replaces the inherited one");
+        assert_eq!(member.jump, Some(Jump { user: None, address: "j.example.internal".into(), port: 2022 }));
+        assert_eq!(
+            (member.connect_timeout, member.command_timeout),
+            (Duration::from_secs(120), Duration::from_millis(500))
+        );
+    }
+
+    #[test]
+    fn relative_paths_resolve_next_to_the_inventory_and_tilde_is_home() {
+        let fx = Fixture::new();
+        let dir = fx.dir.path();
+        let inv = fx
+            .parse(&format!(
+                "[defaults]\nknown_hosts = [\"kh\", \"~/.ssh/kh2\", \"/etc/ssh/ssh_known_hosts\"]\n\
+                 database = \"data/fa.db\"\nreport_dir = \"/srv/report\"\n{HOST}identity_file = [\"keys/id_ed25519\", \"~/.ssh/id_ecdsa\"]\n"
+            ))
+            .unwrap();
+        let s = &inv.settings;
+        assert_eq!(s.known_hosts, vec![dir.join("kh"), fx.home().join(".ssh/kh2"), "/etc/ssh/ssh_known_hosts".into()]);
+        assert_eq!(s.database, dir.join("data/fa.db"));
+        assert_eq!(s.accepted_hosts, dir.join("data/fa.db.known_hosts"), "next to the database by default");
+        assert_eq!(s.report_dir, PathBuf::from("/srv/report"));
+        assert_eq!(inv.hosts[0].identity_files, vec![dir.join("keys/id_ed25519"), fx.home().join(".ssh/id_ecdsa")]);
+
+        let inv = fx
+            .parse(&format!(
+                "[defaults]\naccepted_hosts = \"~/tofu\"\nhost_key_policy = \"accept-new\"\nconcurrency = 1\n\
+                 schedule = \"0 */6 * * *\"\nkeep_scans = 90\n{HOST}"
+            ))
+            .unwrap();
+        let s = &inv.settings;
+        assert_eq!(s.accepted_hosts, fx.home().join("tofu"));
+        assert_eq!((s.host_key_policy, s.concurrency, s.keep_scans), (HostKeyPolicy::AcceptNew, 1, Some(90)));
+        assert_eq!(s.schedule.as_deref(), Some("0 */6 * * *"));
+    }
+
+    #[test]
+    fn ipv6_addresses_are_written_bare_and_bracketed_in_jumps() {
+        let fx = Fixture::new();
+        let inv = fx
+            .parse(
+                "[[hosts]]\nname = \"v6\"\naddress = \"2001:db8::1\"\njump = \"audit@[2001:db8::2]:2222\"\n\
+                 [[hosts]]\nname = \"lo\"\naddress = \"::1\"\njump = \"2001:db8::3\"\n",
+            )
+            .unwrap();
+        assert_eq!(inv.hosts[0].address, "2001:db8::1");
+        let jump = inv.hosts[0].jump.clone().unwrap();
+        assert_eq!(jump, Jump { user: Some("audit".into()), address: "2001:db8::2".into(), port: 2222 });
+        assert_eq!(jump.to_string(), "audit@[2001:db8::2]:2222");
+        assert_eq!(inv.hosts[1].address, "::1");
+        assert_eq!(inv.hosts[1].jump, Some(Jump { user: None, address: "2001:db8::3".into(), port: 22 }));
+    }
+
+    #[test]
+    fn jump_specs() {
+        let j = |user: Option<&str>, address: &str, port| Jump {
+            user: user.map(str::to_owned),
+            address: address.into(),
+            port,
+        };
+        let good = [
+            ("bastion", j(None, "bastion", 22)),
+            ("bastion.example.internal:2222", j(None, "bastion.example.internal", 2222)),
+            ("audit@bastion:22", j(Some("audit"), "bastion", 22)),
+            ("audit@192.0.2.9", j(Some("audit"), "192.0.2.9", 22)),
+            ("[::1]:2222", j(None, "::1", 2222)),
+            ("[2001:db8::1]", j(None, "2001:db8::1", 22)),
+            ("me@[2001:db8::1]:1", j(Some("me"), "2001:db8::1", 1)),
+            ("2001:db8::1", j(None, "2001:db8::1", 22)),
+        ];
+        for (spec, want) in good {
+            assert_eq!(Jump::parse(spec), Ok(want), "{spec}");
+        }
+        let bad = [
+            ("", "not an IPv4/IPv6"),
+            ("@bastion", "empty user"),
+            ("a b@bastion", "not a user name"),
+            ("bastion:0", "port \"0\""),
+            ("bastion:65536", "port \"65536\""),
+            ("bastion:", "port \"\""),
+            ("bastion:22:22", "port \"22:22\""),
+            ("[::1", "closing"),
+            ("[bastion]:22", "not an IPv6"),
+            ("[::1]22", "':port'"),
+            ("a@b@c", "not an IPv4/IPv6"),
+            ("bastion,other", "not an IPv4/IPv6"),
+        ];
+        for (spec, why) in bad {
+            let e = Jump::parse(spec).unwrap_err();
+            assert!(e.contains(why) && e.contains("is not a jump host") && e.contains("user@host:port"), "{spec}: {e}");
+        }
+    }
+
+    #[test]
+    fn addresses() {
+        for ok in [
+            "192.0.2.1",
+            "::1",
+            "2001:db8::1",
+            "node-1",
+            "cp-1.prod.example.internal",
+            "cp-1.prod.example.internal.",
+            "a1",
+            &format!("{}.example", "a".repeat(63)),
+        ] {
+            assert_eq!(check_address(ok), Ok(()), "{ok}");
+        }
+        for (bad, hint) in [
+            ("", ""),
+            ("10.0.0.300", ""),
+            ("1.2.3", ""),
+            ("-node", ""),
+            ("node-", ""),
+            ("no de", ""),
+            ("a/b", ""),
+            ("a..b", ""),
+            ("under_score", ""),
+            ("[::1]", "without brackets"),
+            ("fe80::1%eth0", ""),
+            ("root@node", "`user`"),
+            ("node:22", "`port`"),
+            (&format!("{}.example", "a".repeat(64)), ""),
+            (&["abcdefghi"; 26].join("."), ""),
+        ] {
+            let e = check_address(bad).unwrap_err();
+            assert!(e.contains("is not an IPv4/IPv6 address or DNS name") && e.contains(hint), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        let text = |s: &str| parse_timeout(&RawDuration::Text(s.into()));
+        assert_eq!(text("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(text("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(text("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(text("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(text("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_timeout(&RawDuration::Seconds(5)), Ok(Duration::from_secs(5)));
+        for bad in ["", "s", "10 s", "1.5s", "-1s", "10sec", "1d", "99999999999999999999h"] {
+            assert!(text(bad).unwrap_err().contains("is not a duration"), "{bad}");
+        }
+        assert!(parse_timeout(&RawDuration::Seconds(-1)).unwrap_err().contains("is not a duration"));
+        assert!(text("0ms").unwrap_err().contains("zero"));
+        assert!(parse_timeout(&RawDuration::Seconds(0)).unwrap_err().contains("zero"));
+    }
+
+    #[test]
+    fn every_error_names_file_line_and_key() {
+        let fx = Fixture::new();
+        let cluster = "[[clusters]]\nname = \"c\"\n";
+        let nested = "[[clusters]]\nname = \"c\"\n[[clusters.hosts]]\nname = \"a\"\naddress = \"192.0.2.1\"\n";
+        // (what, text, line, key (None: a TOML shape error, whose message names the key), part of the message)
+        #[rustfmt::skip]
+        let cases: Vec<(&str, String, usize, Option<&str>, &str)> = vec![
+            ("syntax", "[[hosts]\nname = \"a\"\n".into(), 1, None, ""),
+            ("unknown key", format!("{HOST}colour = 1\n"), 4, None, "unknown field `colour`"),
+            ("defaults-only key", format!("{HOST}concurrency = 3\n"), 4, None, "`concurrency` can only be set in [defaults]"),
+            ("identity_files", format!("[defaults]\nidentity_files = []\n{HOST}"), 2, None, "write identity_file = ["),
+            ("wrong type", format!("{HOST}port = \"22\"\n"), 4, None, "port: invalid type: string \"22\", expected a whole number"),
+            ("wrong type in a list", format!("{HOST}identity_file = [\"k\", 3]\n"), 4, None, "identity_file: invalid type: integer `3`"),
+            ("single brackets", HOST.replace("[[hosts]]", "[hosts]"), 1, None, "write [[clusters]], [[clusters.hosts]], [[hosts]]"),
+            ("nested host without a cluster", format!("{HOST}[[clusters.hosts]]\nname = \"b\"\n"), 4, None, "arrays of tables"),
+            ("no hosts", "[defaults]\nuser = \"a\"\n".into(), 1, Some("hosts"), "the inventory lists no hosts: add a [[hosts]] table"),
+            ("only an empty cluster", cluster.into(), 1, Some("hosts"), "lists no hosts"),
+            ("duplicate host", format!("{HOST}[[hosts]]\nname = \"a\"\naddress = \"192.0.2.2\"\n"), 5, Some("hosts[1].name"), "host \"a\" is already defined at line 2"),
+            ("duplicate host, other case", format!("{HOST}[[hosts]]\nname = \"A\"\naddress = \"192.0.2.2\"\n"), 5, Some("hosts[1].name"), "at line 2 as \"a\""),
+            ("duplicate host, nested first", format!("{nested}{HOST}"), 7, Some("hosts[0].name"), "at line 4"),
+            ("duplicate host, top level first", format!("{HOST}{nested}"), 7, Some("clusters[0].hosts[0].name"), "at line 2"),
+            ("duplicate cluster", format!("{cluster}{cluster}{HOST}"), 4, Some("clusters[1].name"), "cluster \"c\" is already defined at line 2"),
+            ("missing cluster name", format!("[[clusters]]\nuser = \"u\"\n{HOST}"), 1, Some("clusters[0].name"), "missing name"),
+            ("bad cluster name", format!("[[clusters]]\nname = \"prod eu\"\n{HOST}"), 2, Some("clusters[0].name"), "not a usable cluster name"),
+            ("unknown cluster", format!("{HOST}cluster = \"prod\"\n"), 4, Some("hosts[0].cluster"), "unknown cluster \"prod\" (none is defined)"),
+            ("unknown cluster, some defined", format!("{cluster}{HOST}cluster = \"prod\"\n"), 6, Some("hosts[0].cluster"), "defined: \"c\""),
+            ("nested host naming another cluster", format!("{nested}cluster = \"d\"\n"), 6, Some("clusters[0].hosts[0].cluster"), "nested in cluster \"c\""),
+            ("empty name", "[[hosts]]\nname = \"\"\naddress = \"192.0.2.1\"\n".into(), 2, Some("hosts[0].name"), "empty name"),
+            ("bad name", "[[hosts]]\nname = \"cp/1\"\naddress = \"192.0.2.1\"\n".into(), 2, Some("hosts[0].name"), "use 1 to 253 letters, digits, '.', '_' or '-'"),
+            ("dot-dot name", "[[hosts]]\nname = \"..\"\naddress = \"192.0.2.1\"\n".into(), 2, Some("hosts[0].name"), "not a usable host name"),
+            ("missing name", "[[hosts]]\naddress = \"192.0.2.1\"\n".into(), 1, Some("hosts[0].name"), "missing name"),
+            ("missing address", format!("{HOST}[[hosts]]\nname = \"b\"\n"), 4, Some("hosts[1].address"), "host \"b\" has no address"),
+            ("bad address", "\n[[hosts]]\nname = \"a\"\naddress = \"10.0.0.300\"\n".into(), 4, Some("hosts[0].address"), "\"10.0.0.300\" is not an IPv4/IPv6 address or DNS name"),
+            ("bracketed IPv6", "[[hosts]]\nname = \"a\"\naddress = \"[::1]\"\n".into(), 3, Some("hosts[0].address"), "without brackets"),
+            ("port 0", format!("{HOST}port = 0\n"), 4, Some("hosts[0].port"), "0 is not a port: use 1 to 65535"),
+            ("port too big", format!("{HOST}port = 65536\n"), 4, Some("hosts[0].port"), "65536 is not a port"),
+            ("cluster port", format!("{nested}[[clusters]]\nname = \"d\"\nport = -1\n"), 8, Some("clusters[1].port"), "-1 is not a port"),
+            ("bad role", format!("{HOST}roles = [\"etcd\", \"master\"]\n"), 4, Some("hosts[0].roles"), "unknown role \"master\": use control-plane, etcd, worker"),
+            ("bad duration", format!("{HOST}connect_timeout = \"10 s\"\n"), 4, Some("hosts[0].connect_timeout"), "\"10 s\" is not a duration: write \"500ms\""),
+            ("zero duration", format!("[defaults]\ncommand_timeout = 0\n{HOST}"), 2, Some("defaults.command_timeout"), "zero"),
+            ("bad policy", format!("[defaults]\nhost_key_policy = \"tofu\"\n{HOST}"), 2, Some("defaults.host_key_policy"), "\"tofu\" is not a host key policy: use \"strict\" or \"accept-new\""),
+            ("concurrency 0", format!("[defaults]\nconcurrency = 0\n{HOST}"), 2, Some("defaults.concurrency"), "use 1 to 65535"),
+            ("concurrency too big", format!("[defaults]\nconcurrency = 65536\n{HOST}"), 2, Some("defaults.concurrency"), "use 1 to 65535"),
+            ("keep_scans 0", format!("[defaults]\nkeep_scans = 0\n{HOST}"), 2, Some("defaults.keep_scans"), "keep at least 1 scan"),
+            ("empty schedule", format!("[defaults]\nschedule = \" \"\n{HOST}"), 2, Some("defaults.schedule"), "cron expression"),
+            ("empty known_hosts", format!("[defaults]\nknown_hosts = []\n{HOST}"), 2, Some("defaults.known_hosts"), "at least one known_hosts file"),
+            ("empty path", format!("[defaults]\ndatabase = \"\"\n{HOST}"), 2, Some("defaults.database"), "empty path"),
+            ("~user path", format!("[defaults]\nreport_dir = \"~bob/r\"\n{HOST}"), 2, Some("defaults.report_dir"), "only \"~/\""),
+            ("missing key file", format!("{HOST}identity_file = \"keys/nope\"\n"), 4, Some("hosts[0].identity_file"), "missing key file"),
+            ("missing key file in a list", format!("[defaults]\nidentity_file = [\"keys/id_ed25519\", \"~/.ssh/id_dsa\"]\n{HOST}"), 2, Some("defaults.identity_file"), "id_dsa: create it with ssh-keygen or fix the path"),
+            ("key path is a directory", format!("{cluster}identity_file = \"keys\"\n{HOST}"), 3, Some("clusters[0].identity_file"), "is not a file"),
+            ("bad jump", format!("{HOST}jump = \"audit@bastion:0\"\n"), 4, Some("hosts[0].jump"), "\"audit@bastion:0\" is not a jump host"),
+            ("bad user", format!("[defaults]\nuser = \"a b\"\n{HOST}"), 2, Some("defaults.user"), "\"a b\" is not a user name"),
+        ];
+        let file = fx.file().display().to_string();
+        for (what, text, line, key, part) in cases {
+            let e = fx.parse(&text).expect_err(what).to_string();
+            assert!(e.starts_with(&format!("{file}:{line}:")), "{what}: wrong place: {e}");
+            if let Some(key) = key {
+                assert!(e.contains(&format!(": {key}: ")), "{what}: key {key} not named: {e}");
+            }
+            assert!(e.contains(part), "{what}: {e}");
+        }
+        // Error positions point at the value: column too.
+        let e = fx.parse("[[hosts]]\nname = \"a\"\naddress = \"10.0.0.300\"\n").unwrap_err().to_string();
+        assert!(e.starts_with(&format!("{file}:3:11: hosts[0].address: ")), "{e}");
+    }
+
+    #[test]
+    fn the_example_inventory_parses() {
+        let fx = Fixture::new();
+        let path = fx.dir.path().join("inventory.example.toml");
+        let inv = parse_in(&path, include_str!("../inventory.example.toml"), &fx.env).unwrap();
+        let names: Vec<&str> = inv.hosts.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["prod-cp-1", "prod-cp-2", "prod-worker-1", "prod-worker-2", "lab-1"]);
+        let s = &inv.settings;
+        assert_eq!((s.host_key_policy, s.concurrency, s.keep_scans), (HostKeyPolicy::Strict, 64, Some(90)));
+        assert_eq!(s.accepted_hosts, fx.dir.path().join("fleetaudit.db.known_hosts"));
+        assert_eq!(s.schedule.as_deref(), Some("0 */6 * * *"));
+
+        let bastion = Some(Jump { user: Some("audit".into()), address: "bastion.example.internal".into(), port: 2222 });
+        let cp2 = inv.host("prod-cp-2").unwrap();
+        assert_eq!((cp2.address.as_str(), cp2.cluster.as_deref(), &cp2.jump), ("2001:db8::12", Some("prod"), &bastion));
+        assert_eq!((&cp2.roles, cp2.connect_timeout), (&vec![Role::ControlPlane, Role::Etcd], Duration::from_secs(5)));
+        assert_eq!(cp2.identity_files, vec![fx.home().join(".ssh/id_ed25519")]);
+        let w1 = inv.host("prod-worker-1").unwrap();
+        assert_eq!((&w1.roles, w1.command_timeout), (&vec![Role::Worker], Duration::from_secs(60)));
+        let w2 = inv.host("prod-worker-2").unwrap();
+        assert_eq!((w2.cluster.as_deref(), &w2.jump, &w2.roles), (Some("prod"), &bastion, &vec![Role::Worker]));
+        let lab = inv.host("lab-1").unwrap();
+        assert_eq!((lab.port, lab.user.as_str(), lab.cluster.as_deref()), (2222, "admin", None));
+        assert_eq!(lab.jump, Some(Jump { user: None, address: "2001:db8::1".into(), port: 22 }));
+        assert_eq!(lab.identity_files, vec![fx.home().join(".ssh/id_ecdsa"), fx.home().join(".ssh/id_rsa")]);
+        assert_eq!((lab.roles.len(), lab.connect_timeout), (3, Duration::from_secs(20)));
+    }
+
+    #[test]
+    fn the_example_documents_every_key() {
+        let example = include_str!("../inventory.example.toml");
+        let keys = [
+            "known_hosts",
+            "host_key_policy",
+            "accepted_hosts",
+            "concurrency",
+            "database",
+            "report_dir",
+            "schedule",
+            "keep_scans",
+            "user",
+            "port",
+            "identity_file",
+            "roles",
+            "jump",
+            "connect_timeout",
+            "command_timeout",
+            "name",
+            "address",
+            "cluster",
+        ];
+        for key in keys {
+            let written = example.lines().any(|l| l.trim_start_matches("# ").starts_with(&format!("{key} = ")));
+            assert!(written, "inventory.example.toml does not show `{key}`");
+        }
+        let addresses = regex::Regex::new(r#"address = "([^"]+)""#).unwrap();
+        for c in addresses.captures_iter(example) {
+            let a = &c[1];
+            let documentation = a.starts_with("192.0.2.")
+                || a.starts_with("198.51.100.")
+                || a.starts_with("2001:db8:")
+                || a.ends_with(".example.internal");
+            assert!(documentation, "{a} is not a documentation address");
+        }
+    }
+
+    #[test]
+    fn load_reads_the_file_and_names_it_when_it_cannot() {
+        let fx = Fixture::new();
+        std::fs::write(fx.file(), HOST).unwrap();
+        assert_eq!(load(&fx.file()).unwrap().hosts[0].name, "a");
+        let missing = fx.dir.path().join("nope.toml");
+        let e = load(&missing).unwrap_err();
+        assert!(matches!(e, InventoryError::Read { .. }));
+        assert!(e.to_string().contains(&missing.display().to_string()), "{e}");
+    }
+}
