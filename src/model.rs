@@ -93,3 +93,42 @@ impl fmt::Display for Severity {
         f.write_str(self.as_str())
     }
 }
+
+/// The current time as RFC 3339 UTC with milliseconds (`2026-11-29T02:30:00.123Z`), the form stored in the
+/// database: it sorts as text and `sqlite3` users can compare it with `strftime`.
+pub fn utc_now() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    rfc3339(now.as_secs() as i64, now.subsec_millis())
+}
+
+/// Formats seconds since the epoch (UTC) as RFC 3339.
+pub fn rfc3339(secs: i64, millis: u32) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(super::rfc3339(0, 0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(super::rfc3339(1_795_919_400, 5), "2026-11-29T02:30:00.005Z");
+        assert_eq!(super::rfc3339(951_782_400, 0), "2000-02-29T00:00:00.000Z");
+    }
+}
