@@ -10,3 +10,4 @@ pub mod output;
 pub mod ps;
 pub mod rules;
 pub mod source;
+pub mod store;
