@@ -1,15 +1,18 @@
 //! fleetaudit: agentless CIS compliance auditing of Kubernetes nodes over SSH.
 //!
 //! The pipeline, one module per stage, data flowing one way:
-//! inventory → scheduler → ssh → [`ps`] parser → [`rules`] → store → report.
+//! [`inventory`] → [`scan`] (scheduler) → [`ssh`] → [`ps`] parser → [`rules`] → [`store`] → report.
 //! See ARCHITECTURE.md for the code map and the invariants.
 
 pub mod cli;
+pub mod demo;
 pub mod inventory;
 pub mod model;
 pub mod output;
 pub mod ps;
 pub mod rules;
+pub mod scan;
 pub mod sim;
 pub mod source;
 pub mod ssh;
+pub mod store;

@@ -1,0 +1,777 @@
+//! The store against real SQLite files in temporary directories.
+
+use std::os::unix::fs::PermissionsExt;
+
+use sqlx::AssertSqlSafe;
+
+use super::*;
+use crate::model::Status::{self, Error as E, Fail as F, NotApplicable as NA, Pass as P};
+
+const RULES: [&str; 4] = ["cis-1.2.6", "cis-1.2.7", "cis-2.1.1", "cis-4.2.1"];
+
+fn rule_meta(ids: &[&str]) -> Vec<RuleMeta> {
+    ids.iter()
+        .map(|id| RuleMeta {
+            rule_id: id.to_string(),
+            cis: id.trim_start_matches("cis-").to_string(),
+            title: format!("title of {id}"),
+            component: "kube-apiserver".to_string(),
+            severity: "high".to_string(),
+        })
+        .collect()
+}
+
+fn host(name: &str, cluster: &str) -> HostRecord {
+    HostRecord {
+        name: name.to_string(),
+        cluster: Some(cluster.to_string()),
+        address: format!("{name}.example.net"),
+        port: 22,
+        roles: vec!["control-plane".to_string(), "etcd".to_string()],
+    }
+}
+
+/// A verdict; `not_applicable` ones carry no evidence, the others a small JSON document naming the host.
+fn finding(host: &str, rule_id: &str, status: Status) -> FindingRecord {
+    let evidence = (status != NA).then(|| {
+        format!(
+            r#"[{{"user":"root","cmdline":"kube-apiserver --anonymous-auth=false --host={host}","flags":[{{"flag":"{rule_id}","value":"x"}}]}}]"#
+        )
+    });
+    FindingRecord { rule_id: rule_id.to_string(), status, reason: format!("{rule_id} is {status}"), evidence }
+}
+
+fn audited(name: &str, cluster: &str, statuses: [Status; 4]) -> HostOutcome {
+    HostOutcome {
+        host: host(name, cluster),
+        started_at: "2026-11-29T02:00:00.000Z".to_string(),
+        duration_ms: 812,
+        host_key_fingerprint: Some(format!("SHA256:key-of-{name}")),
+        result: HostResult::Audited {
+            ps_format: "procps".to_string(),
+            processes: 214,
+            findings: RULES.iter().zip(statuses).map(|(rule, status)| finding(name, rule, status)).collect(),
+        },
+    }
+}
+
+fn errored(name: &str, cluster: &str, kind: &str, message: &str, key: bool) -> HostOutcome {
+    HostOutcome {
+        host: host(name, cluster),
+        started_at: "2026-11-29T02:00:00.000Z".to_string(),
+        duration_ms: 30_000,
+        host_key_fingerprint: key.then(|| format!("SHA256:key-of-{name}")),
+        result: HostResult::Error { kind: kind.to_string(), message: message.to_string() },
+    }
+}
+
+async fn scalar(store: &Store, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(store.pool()).await.unwrap()
+}
+
+async fn assert_integrity(store: &Store) {
+    let check: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check").fetch_all(store.pool()).await.unwrap();
+    assert_eq!(check, ["ok"]);
+    let fk = sqlx::query("PRAGMA foreign_key_check").fetch_all(store.pool()).await.unwrap();
+    assert!(fk.is_empty(), "foreign key violations: {}", fk.len());
+}
+
+/// Bytes of the database file once the WAL is folded into it.
+async fn db_bytes(store: &Store) -> i64 {
+    let (busy, _, _): (i64, i64, i64) =
+        sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(store.pool()).await.unwrap();
+    assert_eq!(busy, 0, "checkpoint blocked by a reader");
+    scalar(store, "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()").await
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// Three scans of a small fleet:
+/// 1 (complete): cp-1 and w-1 audited, w-2 unreachable.
+/// 2 (complete): cp-1 fixed cis-1.2.7, w-1 timed out, w-2 audited, w-3 new.
+/// 3 (left running): only cp-1, which now fails cis-1.2.6.
+async fn scenario(store: &Store, lock: &ScanLock) -> [i64; 3] {
+    let rules = rule_meta(&RULES);
+    let s1 = store.begin_scan(lock, "inventory.toml", "2026.11.0", &rules, 3).await.unwrap();
+    store
+        .record_hosts(
+            s1,
+            &[
+                audited("cp-1", "prod", [P, F, NA, P]),
+                audited("w-1", "prod", [NA, NA, NA, F]),
+                errored("w-2", "dev", "unreachable", "connection refused", false),
+            ],
+        )
+        .await
+        .unwrap();
+    store.finish_scan(s1, false).await.unwrap();
+
+    let s2 = store.begin_scan(lock, "inventory.toml", "2026.11.0", &rules, 4).await.unwrap();
+    store.record_hosts(s2, &[audited("cp-1", "prod", [P, P, NA, P])]).await.unwrap();
+    store
+        .record_hosts(
+            s2,
+            &[
+                errored("w-1", "prod", "timeout", "ps did not answer within 30s", true),
+                audited("w-2", "dev", [NA, NA, NA, P]),
+                audited("w-3", "dev", [NA, NA, NA, F]),
+            ],
+        )
+        .await
+        .unwrap();
+    store.finish_scan(s2, false).await.unwrap();
+
+    let s3 = store.begin_scan(lock, "inventory.toml", "2026.11.0", &rules, 4).await.unwrap();
+    store.record_hosts(s3, &[audited("cp-1", "prod", [F, P, NA, P])]).await.unwrap();
+    [s1, s2, s3]
+}
+
+async fn open_temp() -> (tempfile::TempDir, PathBuf, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.db");
+    let store = Store::open(&path).await.unwrap();
+    (dir, path, store)
+}
+
+#[tokio::test]
+async fn open_creates_a_private_migrated_database() {
+    let (_dir, path, store) = open_temp().await;
+    assert_eq!(mode(&path), 0o600);
+
+    let journal: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(store.pool()).await.unwrap();
+    assert_eq!(journal, "wal");
+    assert_eq!(scalar(&store, "PRAGMA foreign_keys").await, 1);
+    assert_eq!(scalar(&store, "PRAGMA synchronous").await, 1, "NORMAL");
+    assert_eq!(scalar(&store, "PRAGMA busy_timeout").await, 5000);
+
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_schema WHERE type IN ('table', 'view') AND name NOT LIKE '\\_%' ESCAPE '\\'
+          ORDER BY name",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    let expected = [
+        "changes",
+        "evidence",
+        "findings",
+        "host_keys",
+        "host_status",
+        "hosts",
+        "latest_findings",
+        "result_sets",
+        "results",
+        "rule_compliance",
+        "rules",
+        "scan_hosts",
+        "scan_rule_counts",
+        "scans",
+    ];
+    assert_eq!(names, expected);
+
+    // The WAL appears on the first write; it must be as private as the database.
+    let lock = Store::lock(&path).unwrap();
+    store.begin_scan(&lock, "inventory.toml", "v1", &rule_meta(&RULES), 1).await.unwrap();
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    assert_eq!(mode(Path::new(&wal)), 0o600);
+    assert_integrity(&store).await;
+}
+
+#[tokio::test]
+async fn reopening_keeps_the_history_and_migrates_once() {
+    let (_dir, path, store) = open_temp().await;
+    let lock = Store::lock(&path).unwrap();
+    let scans = scenario(&store, &lock).await;
+    store.finish_scan(scans[2], false).await.unwrap();
+    store.close().await;
+
+    for _ in 0..2 {
+        let store = Store::open(&path).await.unwrap();
+        assert_eq!(scalar(&store, "SELECT count(*) FROM _sqlx_migrations").await, 1);
+        assert_eq!(scalar(&store, "SELECT count(*) FROM scans").await, 3);
+        assert_eq!(scalar(&store, "SELECT count(*) FROM scan_hosts").await, 8);
+        assert_integrity(&store).await;
+        store.close().await;
+    }
+    assert_eq!(mode(&path), 0o600);
+}
+
+#[tokio::test]
+async fn a_second_lock_fails_at_once_naming_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.db");
+    let first = Store::lock(&path).unwrap();
+    assert_eq!(first.path(), dir.path().join("history.db.lock"));
+    assert_eq!(mode(first.path()), 0o600);
+
+    match Store::lock(&path) {
+        Err(StoreError::Locked { path: locked, holder }) => {
+            assert_eq!(locked, path);
+            assert!(holder.starts_with(&format!("pid {} started 20", std::process::id())), "{holder}");
+            let message = StoreError::Locked { path: locked, holder }.to_string();
+            assert!(message.starts_with("another scan (pid "), "{message}");
+            assert!(message.ends_with("; wait for it to finish or stop it"), "{message}");
+        }
+        other => panic!("expected Locked, got {other:?}"),
+    }
+
+    drop(first);
+    let again = Store::lock(&path).unwrap();
+    let text = std::fs::read_to_string(again.path()).unwrap();
+    assert_eq!(text.lines().count(), 1, "the new holder replaces the old line: {text:?}");
+}
+
+#[tokio::test]
+async fn findings_show_audited_and_unreachable_hosts() {
+    let (_dir, path, store) = open_temp().await;
+    let lock = Store::lock(&path).unwrap();
+    let [s1, _, _] = scenario(&store, &lock).await;
+
+    type Row = (String, String, Option<String>, String, String, String, Option<String>);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT host, rule_id, cis, title, status, reason, evidence FROM findings WHERE scan_id = ?1
+          ORDER BY host, rule_id",
+    )
+    .bind(s1)
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 12, "3 hosts x 4 rules");
+
+    let cp = &rows[1];
+    assert_eq!((cp.0.as_str(), cp.1.as_str(), cp.4.as_str()), ("cp-1", "cis-1.2.7", "fail"));
+    assert_eq!(cp.2.as_deref(), Some("1.2.7"));
+    assert_eq!(cp.3, "title of cis-1.2.7");
+    assert_eq!(cp.5, "cis-1.2.7 is fail");
+    assert_eq!(cp.6, finding("cp-1", "cis-1.2.7", F).evidence);
+    assert_eq!(rows[2].6, None, "not_applicable carries no evidence");
+
+    let unreachable: Vec<&Row> = rows.iter().filter(|r| r.0 == "w-2").collect();
+    assert_eq!(unreachable.len(), RULES.len(), "one error row per rule of the scan's rule set");
+    for row in unreachable {
+        assert_eq!(row.4, "error");
+        assert_eq!(row.5, "unreachable: connection refused");
+        assert_eq!(row.6, None);
+        assert!(row.2.is_some(), "rule metadata joined");
+    }
+
+    let cluster: Option<String> = sqlx::query_scalar("SELECT DISTINCT cluster FROM findings WHERE host = 'w-2'")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(cluster.as_deref(), Some("dev"));
+    assert_integrity(&store).await;
+}
+
+#[tokio::test]
+async fn latest_findings_are_from_each_hosts_newest_ended_scan() {
+    let (_dir, path, store) = open_temp().await;
+    let lock = Store::lock(&path).unwrap();
+    let [_, s2, s3] = scenario(&store, &lock).await;
+
+    let latest = async || -> Vec<(String, i64, String, String, String)> {
+        sqlx::query_as("SELECT host, scan_id, rule_id, status, reason FROM latest_findings ORDER BY host, rule_id")
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+    };
+    // Scan 3 is still running: it is not the truth yet, so cp-1's latest verdicts are scan 2's.
+    let rows = latest().await;
+    assert_eq!(rows.len(), 4 * RULES.len());
+    assert!(rows.iter().all(|r| r.1 == s2));
+    assert_eq!(rows[0], ("cp-1".into(), s2, "cis-1.2.6".into(), "pass".into(), "cis-1.2.6 is pass".into()));
+    let w1: Vec<_> = rows.iter().filter(|r| r.0 == "w-1").collect();
+    assert!(w1.iter().all(|r| r.3 == "error" && r.4 == "timeout: ps did not answer within 30s"), "{w1:?}");
+
+    // Once scan 3 ends (even interrupted), cp-1's verdicts come from it; hosts it did not reach stay at scan 2.
+    store.finish_scan(s3, true).await.unwrap();
+    let rows = latest().await;
+    assert_eq!(rows.len(), 4 * RULES.len());
+    for row in &rows {
+        assert_eq!(row.1, if row.0 == "cp-1" { s3 } else { s2 }, "{row:?}");
+    }
+    assert_eq!(rows[0].3, "fail");
+    assert_integrity(&store).await;
+}
+
+#[tokio::test]
+async fn rule_compliance_counts_each_status() {
+    let (_dir, path, store) = open_temp().await;
+    let lock = Store::lock(&path).unwrap();
+    let [s1, s2, s3] = scenario(&store, &lock).await;
+
+    type Row = (String, Option<String>, Option<String>, i64, i64, i64, i64, Option<f64>);
+    let compliance = async |scan: i64| -> Vec<Row> {
+        sqlx::query_as(
+            "SELECT rule_id, cis, severity, pass, fail, error, not_applicable, compliance_pct
+               FROM rule_compliance WHERE scan_id = ?1 ORDER BY rule_id",
+        )
+        .bind(scan)
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+    };
+    let pct = |rows: &[Row]| rows.iter().map(|r| r.7.map(|p| (p * 100.0).round() / 100.0)).collect::<Vec<_>>();
+    let counts = |rows: &[Row]| rows.iter().map(|r| [r.3, r.4, r.5, r.6]).collect::<Vec<_>>();
+
+    // Scan 1: cp-1 [P F NA P], w-1 [NA NA NA F], w-2 unreachable.
+    let rows = compliance(s1).await;
+    assert_eq!(rows[0].1.as_deref(), Some("1.2.6"));
+    assert_eq!(rows[0].2.as_deref(), Some("high"));
+    assert_eq!(counts(&rows), [[1, 0, 1, 1], [0, 1, 1, 1], [0, 0, 1, 2], [1, 1, 1, 0]]);
+    assert_eq!(pct(&rows), [Some(50.0), Some(0.0), Some(0.0), Some(33.33)]);
+
+    // Scan 2: cp-1 [P P NA P], w-1 timed out, w-2 [NA NA NA P], w-3 [NA NA NA F].
+    assert_eq!(counts(&compliance(s2).await), [[1, 0, 1, 2], [1, 0, 1, 2], [0, 0, 1, 3], [2, 1, 1, 0]]);
+
+    // Scan 3 (running): only cp-1 [F P NA P]; no host was judged for cis-2.1.1, so no percentage.
+    let rows = compliance(s3).await;
+    assert_eq!(counts(&rows), [[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1], [1, 0, 0, 0]]);
+    assert_eq!(pct(&rows), [Some(0.0), Some(100.0), None, Some(100.0)]);
+
+    // The counts kept as hosts are recorded agree with the verdicts in findings, for every scan and rule.
+    let disagreeing = scalar(
+        &store,
+        "SELECT count(*) FROM rule_compliance c
+          WHERE (c.pass, c.fail, c.error, c.not_applicable) IS NOT
+                (SELECT coalesce(sum(f.status = 'pass'), 0), coalesce(sum(f.status = 'fail'), 0),
+                        coalesce(sum(f.status = 'error'), 0), coalesce(sum(f.status = 'not_applicable'), 0)
+                   FROM findings f WHERE f.scan_id = c.scan_id AND f.rule_id = c.rule_id)",
+    )
+    .await;
+    assert_eq!(disagreeing, 0);
+    assert_eq!(scalar(&store, "SELECT count(*) FROM rule_compliance").await, 3 * RULES.len() as i64);
+
+    // A scan that recorded no host yet lists its rules, with nothing judged.
+    let s4 = store.begin_scan(&lock, "inventory.toml", "2026.11.0", &rule_meta(&RULES), 4).await.unwrap();
+    let rows = compliance(s4).await;
+    assert_eq!(counts(&rows), [[0; 4]; 4]);
+    assert_eq!(pct(&rows), [None; 4]);
+    assert_integrity(&store).await;
+}
+
+#[tokio::test]
+async fn host_status_shows_each_hosts_latest_outcome() {
+    let (_dir, path, store) = open_temp().await;
+    let lock = Store::lock(&path).unwrap();
+    let [_, s2, _] = scenario(&store, &lock).await;
+
+    type Row = (
+        String,
+        Option<String>,
+        String,
+        i64,
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        i64,
+        i64,
+        i64,
+        i64,
+        Option<String>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT host, cluster, address, scan_id, scanned_at, outcome, error_kind, error_message,
+                pass, fail, error, not_applicable, host_key_fingerprint
+           FROM host_status ORDER BY host",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    let hosts: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(hosts, ["cp-1", "w-1", "w-2", "w-3"]);
+    assert!(rows.iter().all(|r| r.3 == s2), "the running scan 3 is not latest");
+
+    let cp = &rows[0];
+    assert_eq!((cp.1.as_deref(), cp.2.as_str()), (Some("prod"), "cp-1.example.net"));
+    assert_eq!((cp.4.as_str(), cp.5.as_str()), ("2026-11-29T02:00:00.000Z", "audited"));
+    assert_eq!([cp.8, cp.9, cp.10, cp.11], [3, 0, 0, 1]);
+    assert_eq!(cp.12.as_deref(), Some("SHA256:key-of-cp-1"));
+
+    let w1 = &rows[1];
+    assert_eq!((w1.5.as_str(), w1.6.as_deref()), ("error", Some("timeout")));
+    assert_eq!(w1.7.as_deref(), Some("ps did not answer within 30s"));
+    assert_eq!([w1.8, w1.9, w1.10, w1.11], [0, 0, 4, 0], "every rule is an error, as in findings");
+    assert_eq!(w1.12.as_deref(), Some("SHA256:key-of-w-1"));
+
+    assert_eq!([rows[2].8, rows[2].9, rows[2].10, rows[2].11], [1, 0, 0, 3]);
+    assert_eq!([rows[3].8, rows[3].9, rows[3].10, rows[3].11], [0, 1, 0, 3]);
+    assert_integrity(&store).await;
+}
+
+#[tokio::test]
+async fn changes_compare_each_host_with_its_previous_scan() {
+    let (_dir, path, store) = open_temp().await;
+    let lock = Store::lock(&path).unwrap();
+    let [s1, s2, s3] = scenario(&store, &lock).await;
+
+    let changes = async |scan: i64| -> Vec<(i64, String, String, String, String)> {
+        sqlx::query_as(
+            "SELECT previous_scan_id, host, rule_id, previous_status, status FROM changes WHERE scan_id = ?1
+              ORDER BY host, rule_id",
+        )
+        .bind(scan)
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+    };
+    assert_eq!(changes(s1).await, [], "the first scan has nothing to compare with");
+
+    let row =
+        |host: &str, rule: &str, before: &str, now: &str| (s1, host.into(), rule.into(), before.into(), now.into());
+    assert_eq!(
+        changes(s2).await,
+        [
+            // Fixed.
+            row("cp-1", "cis-1.2.7", "fail", "pass"),
+            // Audited, then timed out: every rule becomes error.
+            row("w-1", "cis-1.2.6", "not_applicable", "error"),
+            row("w-1", "cis-1.2.7", "not_applicable", "error"),
+            row("w-1", "cis-2.1.1", "not_applicable", "error"),
+            row("w-1", "cis-4.2.1", "fail", "error"),
+            // Unreachable, then audited.
+            row("w-2", "cis-1.2.6", "error", "not_applicable"),
+            row("w-2", "cis-1.2.7", "error", "not_applicable"),
+            row("w-2", "cis-2.1.1", "error", "not_applicable"),
+            row("w-2", "cis-4.2.1", "error", "pass"),
+            // w-3 is new: no previous scan, no changes.
+        ]
+    );
+    assert_eq!(changes(s3).await, [(s2, "cp-1".into(), "cis-1.2.6".into(), "pass".into(), "fail".into())]);
+    assert_integrity(&store).await;
+}
+
+#[tokio::test]
+async fn example_queries_of_the_module_doc_run() {
+    let (_dir, path, store) = open_temp().await;
+    let lock = Store::lock(&path).unwrap();
+    let [_, _, s3] = scenario(&store, &lock).await;
+    store.finish_scan(s3, false).await.unwrap();
+
+    let doc: String = include_str!("mod.rs")
+        .lines()
+        .filter_map(|l| l.strip_prefix("//!"))
+        .skip_while(|l| l.trim() != "```sql")
+        .skip(1)
+        .take_while(|l| l.trim() != "```")
+        .map(|l| format!("{}\n", l.strip_prefix(' ').unwrap_or(l)))
+        .collect();
+    let queries: Vec<&str> = doc.split(';').map(str::trim).filter(|q| !q.is_empty()).collect();
+    assert!(queries.len() >= 5, "{queries:?}");
+    for query in queries {
+        let rows = sqlx::query(AssertSqlSafe(query.to_string())).fetch_all(store.pool()).await;
+        let rows = rows.unwrap_or_else(|e| panic!("{query}\n{e}"));
+        assert!(!rows.is_empty(), "example query returns nothing on the test fleet:\n{query}");
+    }
+}
+
+#[tokio::test]
+async fn an_unchanged_rescan_reuses_result_sets_and_costs_little() {
+    const HOSTS: usize = 200;
+    let (_dir, path, store) = open_temp().await;
+    let lock = Store::lock(&path).unwrap();
+    let rule_ids: Vec<String> = (0..56).map(|i| format!("cis-{}.{}.{}", 1 + i / 20, i / 5 % 4, i)).collect();
+    let ids: Vec<&str> = rule_ids.iter().map(String::as_str).collect();
+    let rules = rule_meta(&ids);
+    // Every host has its own evidence (its name is in the command lines), hence its own result set.
+    let fleet: Vec<HostOutcome> = (0..HOSTS)
+        .map(|h| {
+            let name = format!("node-{h:04}");
+            let statuses = [P, F, NA, P, E];
+            HostOutcome {
+                host: host(&name, "prod"),
+                started_at: "2026-11-29T02:00:00.000Z".to_string(),
+                duration_ms: 640,
+                host_key_fingerprint: Some(format!("SHA256:key-of-{name}")),
+                result: HostResult::Audited {
+                    ps_format: "procps".to_string(),
+                    processes: 230,
+                    findings: ids.iter().enumerate().map(|(i, id)| finding(&name, id, statuses[i % 5])).collect(),
+                },
+            }
+        })
+        .collect();
+
+    let scan = async || {
+        let id = store.begin_scan(&lock, "inventory.toml", "2026.11.0", &rules, HOSTS).await.unwrap();
+        for batch in fleet.chunks(64) {
+            store.record_hosts(id, batch).await.unwrap();
+        }
+        store.finish_scan(id, false).await.unwrap();
+    };
+    scan().await;
+    let counts = async || {
+        [
+            scalar(&store, "SELECT count(*) FROM result_sets").await,
+            scalar(&store, "SELECT count(*) FROM results").await,
+            scalar(&store, "SELECT count(*) FROM evidence").await,
+            scalar(&store, "SELECT count(*) FROM hosts").await,
+            scalar(&store, "SELECT count(*) FROM host_keys").await,
+        ]
+    };
+    let first = counts().await;
+    assert_eq!(first[..2], [HOSTS as i64, (HOSTS * 56) as i64]);
+    let before = db_bytes(&store).await;
+
+    scan().await;
+    assert_eq!(counts().await, first, "the rescan stored no new set, result, evidence, host or key");
+    assert_eq!(scalar(&store, "SELECT count(DISTINCT result_set_id) FROM scan_hosts").await, HOSTS as i64);
+    let after = db_bytes(&store).await;
+    let per_host = (after - before) / HOSTS as i64;
+    eprintln!("unchanged rescan: {} bytes for {HOSTS} hosts = {per_host} bytes/host", after - before);
+    assert!(per_host <= 200, "an unchanged rescan grew the database by {per_host} bytes per host");
+    assert_eq!(scalar(&store, "SELECT count(*) FROM changes").await, 0);
+    assert_integrity(&store).await;
+}
+
+#[tokio::test]
+async fn identical_verdicts_share_one_result_set_whatever_their_order() {
+    let (_dir, path, store) = open_temp().await;
+    let lock = Store::lock(&path).unwrap();
+    let id = store.begin_scan(&lock, "inventory.toml", "v1", &rule_meta(&RULES), 2).await.unwrap();
+    let a = audited("a", "prod", [P, F, NA, P]);
+    let mut b = a.clone();
+    b.host.name = "b".to_string();
+    if let HostResult::Audited { findings, .. } = &mut b.result {
+        findings.reverse();
+    }
+    store.record_hosts(id, &[a, b]).await.unwrap();
+    assert_eq!(scalar(&store, "SELECT count(*) FROM result_sets").await, 1);
+    assert_eq!(scalar(&store, "SELECT count(*) FROM results").await, 4);
+    assert_eq!(scalar(&store, "SELECT count(*) FROM evidence").await, 3);
+    assert_integrity(&store).await;
+}
+
+#[test]
+fn the_result_set_key_changes_with_every_field() {
+    let base: Vec<FindingRecord> = RULES.iter().map(|r| finding("h", r, P)).collect();
+    let key = |f: &[FindingRecord]| result_set_key(f).1;
+    let mut reversed = base.clone();
+    reversed.reverse();
+    assert_eq!(key(&base), key(&reversed));
+
+    let variants: [fn(&mut FindingRecord); 5] = [
+        |f| f.rule_id.push('x'),
+        |f| f.status = F,
+        |f| f.reason.push('.'),
+        |f| f.evidence = None,
+        |f| f.evidence = Some("[]".to_string()),
+    ];
+    for change in variants {
+        let mut changed = base.clone();
+        change(&mut changed[1]);
+        assert_ne!(key(&base), key(&changed));
+    }
+    // Length prefixes: moving a character from one field to the next is a different set.
+    let one = [FindingRecord { rule_id: "ab".into(), status: P, reason: "c".into(), evidence: None }];
+    let two = [FindingRecord { rule_id: "a".into(), status: P, reason: "bc".into(), evidence: None }];
+    assert_ne!(key(&one), key(&two));
+    assert_ne!(key(&[]), key(&one));
+}
+
+#[tokio::test]
+async fn a_scan_left_running_is_interrupted_by_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.db");
+    let rules = rule_meta(&RULES);
+    {
+        // A scan whose process dies half-way: one host recorded, never finished.
+        let store = Store::open(&path).await.unwrap();
+        let lock = Store::lock(&path).unwrap();
+        let id = store.begin_scan(&lock, "inventory.toml", "v1", &rules, 2).await.unwrap();
+        store.record_hosts(id, &[audited("cp-1", "prod", [P, P, P, P])]).await.unwrap();
+        store.close().await;
+    }
+    let store = Store::open(&path).await.unwrap();
+    let lock = Store::lock(&path).unwrap();
+    assert_eq!(scalar(&store, "SELECT count(*) FROM latest_findings").await, 0, "a running scan is not latest");
+
+    let second = store.begin_scan(&lock, "inventory.toml", "v1", &rules, 2).await.unwrap();
+    let scans: Vec<(i64, String, Option<String>, i64, i64)> =
+        sqlx::query_as("SELECT id, status, finished_at, hosts_total, pid FROM scans ORDER BY id")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(scans[0].1, "interrupted");
+    assert_eq!(scans[0].2, None, "nobody saw it end");
+    assert_eq!(scans[0].3, 2);
+    assert_eq!(scans[0].4, i64::from(std::process::id()));
+    assert_eq!((scans[1].0, scans[1].1.as_str()), (second, "running"));
+    // What the dead scan recorded stays, and is now the latest ended verdicts.
+    assert_eq!(scalar(&store, "SELECT count(*) FROM latest_findings").await, 4);
+
+    assert_eq!(store.mark_interrupted().await.unwrap(), 1);
+    assert_eq!(store.mark_interrupted().await.unwrap(), 0);
+    assert!(
+        matches!(store.finish_scan(second, false).await, Err(StoreError::NotRunning { scan_id }) if scan_id == second)
+    );
+    assert!(matches!(
+        store.record_hosts(second, &[audited("w-1", "prod", [P, P, P, P])]).await,
+        Err(StoreError::NotRunning { .. })
+    ));
+    assert!(matches!(store.record_hosts(999, &[]).await, Err(StoreError::NotRunning { scan_id: 999 })));
+    assert_integrity(&store).await;
+}
+
+#[tokio::test]
+async fn finishing_sets_the_status_and_end_time_once() {
+    let (_dir, path, store) = open_temp().await;
+    let lock = Store::lock(&path).unwrap();
+    let id = store.begin_scan(&lock, "inventory.toml", "v1", &rule_meta(&RULES), 0).await.unwrap();
+    store.finish_scan(id, false).await.unwrap();
+    let (status, started, finished, version): (String, String, Option<String>, String) =
+        sqlx::query_as("SELECT status, started_at, finished_at, fleetaudit_version FROM scans WHERE id = ?1")
+            .bind(id)
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(status, "complete");
+    assert_eq!(version, env!("CARGO_PKG_VERSION"));
+    let finished = finished.unwrap();
+    for time in [&started, &finished] {
+        assert_eq!(time.len(), "2026-11-29T02:00:00.000Z".len(), "{time}");
+        assert!(time.ends_with('Z') && time.as_bytes()[10] == b'T', "{time}");
+    }
+    assert!(finished >= started);
+    assert!(matches!(store.finish_scan(id, true).await, Err(StoreError::NotRunning { .. })));
+}
+
+#[tokio::test]
+async fn a_failing_batch_leaves_no_host_behind() {
+    let (_dir, path, store) = open_temp().await;
+    let lock = Store::lock(&path).unwrap();
+    let id = store.begin_scan(&lock, "inventory.toml", "v1", &rule_meta(&RULES), 3).await.unwrap();
+    let good = audited("cp-1", "prod", [P, F, NA, P]);
+
+    // The same rule twice: the results primary key refuses the second.
+    let mut duplicate_rule = audited("w-1", "prod", [P, P, P, P]);
+    if let HostResult::Audited { findings, .. } = &mut duplicate_rule.result {
+        findings[1].rule_id = findings[0].rule_id.clone();
+    }
+    // Evidence that is not JSON: the CHECK on evidence.body refuses it.
+    let mut bad_evidence = audited("w-2", "prod", [P, P, P, P]);
+    if let HostResult::Audited { findings, .. } = &mut bad_evidence.result {
+        findings[3].evidence = Some("kube-apiserver --not-json".to_string());
+    }
+    // The same host twice in one scan: the scan_hosts primary key refuses the second.
+    let batches = [
+        vec![good.clone(), duplicate_rule],
+        vec![good.clone(), bad_evidence],
+        vec![good.clone(), errored("w-3", "dev", "auth", "refused", true), good.clone()],
+    ];
+    let tables = async || {
+        let mut counts = Vec::new();
+        for sql in [
+            "SELECT count(*) FROM hosts",
+            "SELECT count(*) FROM host_keys",
+            "SELECT count(*) FROM evidence",
+            "SELECT count(*) FROM result_sets",
+            "SELECT count(*) FROM results",
+            "SELECT count(*) FROM scan_hosts",
+            "SELECT count(*) FROM scan_rule_counts",
+        ] {
+            counts.push(scalar(&store, sql).await);
+        }
+        counts
+    };
+    for batch in &batches {
+        let err = store.record_hosts(id, batch).await.unwrap_err();
+        assert!(matches!(err, StoreError::Query { .. }), "{err}");
+        assert_eq!(tables().await, [0; 7], "a partial batch was kept after: {err}");
+    }
+
+    store.record_hosts(id, &[good]).await.unwrap();
+    assert_eq!(tables().await, [1, 1, 3, 1, 4, 1, 4]);
+    store.finish_scan(id, false).await.unwrap();
+    assert_integrity(&store).await;
+}
+
+#[tokio::test]
+async fn the_schema_refuses_values_outside_its_vocabulary() {
+    let (_dir, _path, store) = open_temp().await;
+    for sql in [
+        "INSERT INTO scans (started_at, status, inventory, rules_version, fleetaudit_version, hosts_total, pid)
+         VALUES ('2026-11-29T00:00:00.000Z', 'done', 'i', 'v', '0', 0, 1)",
+        "INSERT INTO result_sets (id, sha256) VALUES (1, x'00'); INSERT INTO results VALUES (1, 'r', 'maybe', '', NULL)",
+        "INSERT INTO results VALUES (42, 'r', 'pass', '', NULL)",
+        "INSERT INTO evidence (sha256, body) VALUES (x'01', 'not json')",
+    ] {
+        let mut tx = store.pool().begin().await.unwrap();
+        let result = sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *tx).await;
+        assert!(result.is_err(), "accepted: {sql}");
+    }
+    assert_integrity(&store).await;
+}
+
+/// The views at the scale they are written for: `cargo test --release store -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore = "slow: 10,000 hosts x 56 rules, run by hand"]
+async fn views_stay_fast_at_ten_thousand_hosts() {
+    use std::time::Instant;
+    const HOSTS: usize = 10_000;
+    let (_dir, path, store) = open_temp().await;
+    let lock = Store::lock(&path).unwrap();
+    let rule_ids: Vec<String> = (0..56).map(|i| format!("cis-{i:02}")).collect();
+    let ids: Vec<&str> = rule_ids.iter().map(String::as_str).collect();
+    let rules = rule_meta(&ids);
+    let statuses = [P, F, NA, P, P, P, F];
+    let fleet = |scan: usize| -> Vec<HostOutcome> {
+        (0..HOSTS)
+            .map(|h| {
+                let name = format!("node-{h:05}");
+                if scan == 1 && h % 100 == 0 {
+                    return errored(&name, "prod", "timeout", "no answer", true);
+                }
+                // One host in ten changes a verdict between scans.
+                let drift = if scan == 1 && h % 10 == 0 { 1 } else { 0 };
+                HostOutcome {
+                    host: host(&name, &format!("c{}", h % 10)),
+                    started_at: "2026-11-29T02:00:00.000Z".to_string(),
+                    duration_ms: 640,
+                    host_key_fingerprint: Some(format!("SHA256:key-of-{name}")),
+                    result: HostResult::Audited {
+                        ps_format: "procps".to_string(),
+                        processes: 230,
+                        findings: ids
+                            .iter()
+                            .enumerate()
+                            .map(|(i, id)| finding(&name, id, statuses[(i + h + drift) % statuses.len()]))
+                            .collect(),
+                    },
+                }
+            })
+            .collect()
+    };
+    for scan in 0..2 {
+        let hosts = fleet(scan);
+        let start = Instant::now();
+        let id = store.begin_scan(&lock, "inventory.toml", "v1", &rules, HOSTS).await.unwrap();
+        for batch in hosts.chunks(100) {
+            store.record_hosts(id, batch).await.unwrap();
+        }
+        store.finish_scan(id, false).await.unwrap();
+        eprintln!("scan {id}: recorded {HOSTS} hosts in {:?}", start.elapsed());
+    }
+    for sql in [
+        "SELECT count(*) FROM findings WHERE scan_id = 2",
+        "SELECT count(*) FROM findings WHERE host = 'node-00100'",
+        "SELECT count(*) FROM latest_findings",
+        "SELECT count(*) FROM latest_findings WHERE host = 'node-00100'",
+        "SELECT count(*) FROM (SELECT * FROM rule_compliance WHERE scan_id = 2)",
+        "SELECT count(*) FROM (SELECT * FROM rule_compliance
+          WHERE scan_id = (SELECT max(id) FROM scans WHERE status = 'complete'))",
+        "SELECT count(*) FROM findings WHERE scan_id = (SELECT max(id) FROM scans WHERE status = 'complete')",
+        "SELECT count(*) FROM changes WHERE scan_id = (SELECT max(id) FROM scans WHERE status = 'complete')",
+        "SELECT count(*) FROM (SELECT * FROM host_status)",
+        "SELECT count(*) FROM (SELECT * FROM changes WHERE scan_id = 2)",
+    ] {
+        let start = Instant::now();
+        let n: i64 = sqlx::query_scalar(sql).fetch_one(store.pool()).await.unwrap();
+        eprintln!("{:>8?} {n:>7} rows  {sql}", start.elapsed());
+    }
+    eprintln!("database: {} MB", db_bytes(&store).await / 1_000_000);
+}
