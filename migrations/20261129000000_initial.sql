@@ -40,12 +40,12 @@ CREATE TABLE scans (
 -- the pack changes. Written once per version: a version's rules are never updated.
 CREATE TABLE rules (
     rules_version TEXT NOT NULL,
-    -- Stable rule id, e.g. 'cis-1.2.6'.
+    -- Stable rule id, e.g. 'apiserver-kubelet-certificate-authority'.
     rule_id       TEXT NOT NULL,
-    -- CIS benchmark control number, e.g. '1.2.6'.
+    -- CIS benchmark control number in the pack's benchmark version, e.g. '1.2.5'.
     cis           TEXT NOT NULL,
     title         TEXT NOT NULL,
-    -- The Kubernetes component the rule checks, e.g. 'kube-apiserver'.
+    -- The component the rule checks: 'apiserver', 'controller-manager', 'scheduler', 'etcd', 'kubelet'.
     component     TEXT NOT NULL,
     -- 'low', 'medium', 'high' or 'critical'.
     severity      TEXT NOT NULL,
@@ -74,7 +74,8 @@ CREATE TABLE host_keys (
     fingerprint TEXT NOT NULL UNIQUE
 );
 
--- Evidence documents (the redacted process line and flag values behind a verdict), stored once each.
+-- Evidence documents: a JSON array of the component's processes [{pid, user, cmdline}] with secrets redacted;
+-- the flag values that decided are in results.reason. Stored once each.
 CREATE TABLE evidence (
     id     INTEGER PRIMARY KEY,
     -- SHA-256 of body: the deduplication key.

@@ -5,6 +5,7 @@
 
 use std::io::{self, IsTerminal, Read, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -13,6 +14,8 @@ use crate::model::{Role, Status};
 use crate::output::{self, FindingJson, Style, Summary};
 use crate::ps;
 use crate::rules::{Engine, RuleSet};
+use crate::scan::{ScanError, ScanOptions, ScanReport};
+use crate::store::{Store, StoreError};
 
 /// Exit codes, as documented in the README: a script can tell "non-compliant" from "could not tell".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +28,8 @@ pub enum Exit {
     Error = 2,
     /// Bad input or usage: a broken inventory, rule pack or `ps` capture, an unknown option.
     BadInput = 3,
+    /// Another scan holds the database's lock.
+    Locked = 4,
 }
 
 impl Exit {
@@ -63,6 +68,43 @@ enum Format {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Audit every host of an inventory over SSH, store the verdicts, print a summary.
+    #[command(after_help = "Examples:\n  fleetaudit scan -i inventory.toml\n  \
+                            fleetaudit scan -i inventory.toml --only prod-cp-1 prod-cp-2 --concurrency 16\n  \
+                            fleetaudit scan -i inventory.toml --db /var/lib/fleetaudit/history.db --quiet\n\n\
+                            Exit codes: 0 all pass, 1 a rule failed, 2 a host or rule could not be audited, \
+                            3 bad configuration, 4 another scan holds the database.")]
+    Scan {
+        #[command(flatten)]
+        fleet: FleetArgs,
+        /// The SQLite database (default: the inventory's `database`).
+        #[arg(long)]
+        db: Option<PathBuf>,
+        /// Hosts audited at once (default: the inventory's `concurrency`, else 64).
+        #[arg(long)]
+        concurrency: Option<usize>,
+        /// Print nothing (the exit code and the database say it all); for cron.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Extra rule pack(s) to load beside the embedded CIS pack.
+        #[arg(long = "rules", value_name = "FILE")]
+        rules: Vec<PathBuf>,
+    },
+    /// Validate an inventory and reach every host (host key and login), without storing anything.
+    #[command(
+        after_help = "Examples:\n  fleetaudit check -i inventory.toml\n  fleetaudit check -i inventory.toml --only prod-cp-1"
+    )]
+    Check {
+        #[command(flatten)]
+        fleet: FleetArgs,
+    },
+    /// Start a simulated fleet on 127.0.0.1, scan it over real SSH, and show where the results are.
+    #[command(after_help = "Examples:\n  fleetaudit demo\n  fleetaudit demo --dir /tmp/fleetaudit-demo")]
+    Demo {
+        /// Where the demo's inventory, keys and database go.
+        #[arg(long, default_value = "fleetaudit-demo")]
+        dir: PathBuf,
+    },
     /// Judge a captured `ps -ef` output offline.
     #[command(after_help = "Examples:\n  fleetaudit eval node1-ps.txt\n  ssh node1 ps -ef | fleetaudit eval -\n  \
                             fleetaudit eval --role control-plane --format json node1-ps.txt\n  \
@@ -91,6 +133,16 @@ enum Command {
         #[arg(long = "rules", value_name = "FILE", global = true)]
         rules: Vec<PathBuf>,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct FleetArgs {
+    /// The inventory (TOML): see inventory.example.toml.
+    #[arg(short, long, value_name = "FILE")]
+    inventory: PathBuf,
+    /// Only these hosts, by name.
+    #[arg(long, value_name = "NAME", num_args = 1..)]
+    only: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -128,8 +180,19 @@ pub fn main() -> i32 {
         Err(e) if is_broken_pipe(&e) => 0,
         Err(e) => {
             eprintln!("fleetaudit: error: {e:#}");
-            if e.chain().any(|c| c.is::<BadInput>() || c.is::<ps::PsError>() || c.is::<crate::rules::PackError>()) {
+            if e.chain().any(|c| {
+                c.is::<BadInput>()
+                    || c.is::<ps::PsError>()
+                    || c.is::<crate::rules::PackError>()
+                    || c.is::<crate::inventory::InventoryError>()
+                    || matches!(c.downcast_ref::<ScanError>(), Some(ScanError::UnknownHost(_)))
+            }) {
                 Exit::BadInput as i32
+            } else if e.chain().any(|c| {
+                matches!(c.downcast_ref::<StoreError>(), Some(StoreError::Locked { .. }))
+                    || matches!(c.downcast_ref::<ScanError>(), Some(ScanError::Store(StoreError::Locked { .. })))
+            }) {
+                Exit::Locked as i32
             } else {
                 Exit::Error as i32
             }
@@ -153,6 +216,50 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
     let stdout = io::stdout();
     let mut out = stdout.lock();
     match cli.command {
+        Command::Scan { fleet, db, concurrency, quiet, rules } => {
+            let inventory = crate::inventory::load(&fleet.inventory)?;
+            let engine = Arc::new(Engine::new(RuleSet::load(&rules)?));
+            let db = db.unwrap_or_else(|| inventory.settings.database.clone());
+            let options = ScanOptions { only: fleet.only, concurrency };
+            let report = runtime()?.block_on(scan(&inventory, engine, &db, &options))?;
+            if !quiet {
+                write_scan_summary(&mut out, &report, &db, style())?;
+            }
+            Ok(scan_exit(&report))
+        }
+        Command::Check { fleet } => {
+            let inventory = crate::inventory::load(&fleet.inventory)?;
+            let failed = runtime()?.block_on(check(&mut out, &inventory, &fleet.only))?;
+            Ok(if failed > 0 { Exit::Error } else { Exit::Ok })
+        }
+        Command::Demo { dir } => {
+            let rt = runtime()?;
+            rt.block_on(async {
+                let demo = crate::demo::prepare(&dir).await.with_context(|| format!("preparing {}", dir.display()))?;
+                let inventory = crate::inventory::load(&demo.inventory)?;
+                let engine = Arc::new(Engine::new(RuleSet::embedded()?));
+                let db = inventory.settings.database.clone();
+                writeln!(
+                    out,
+                    "Simulated fleet: {} nodes on 127.0.0.1 and one that does not answer; scanning over SSH...\n",
+                    demo.nodes.len()
+                )?;
+                let report = scan(&inventory, engine, &db, &ScanOptions::default()).await?;
+                write_scan_summary(&mut out, &report, &db, style())?;
+                writeln!(
+                    out,
+                    "\nA scan of this fleet exits {} (see `fleetaudit scan --help`). Next:\n  \
+                     sqlite3 {} 'SELECT host, rule_id, status FROM latest_findings WHERE status = \"fail\" LIMIT 10'\n  \
+                     fleetaudit scan -i {}\n  fleetaudit rules show apiserver-kubelet-certificate-authority",
+                    scan_exit(&report) as i32,
+                    db.display(),
+                    demo.inventory.display()
+                )?;
+                drop(demo);
+                Ok::<_, anyhow::Error>(())
+            })?;
+            Ok(Exit::Ok)
+        }
         Command::Eval { file, format, roles, rules } => {
             let engine = Engine::new(RuleSet::load(&rules)?);
             let bytes = read_capture(&file)?;
@@ -208,6 +315,135 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
             Ok(Exit::Ok)
         }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+/// Takes the database's lock, runs one scan, and stops cleanly on SIGINT/SIGTERM: the first signal stops
+/// starting hosts and marks the scan interrupted, a second one exits at once (SQLite's journal keeps the
+/// database whole either way).
+async fn scan(
+    inventory: &crate::inventory::Inventory,
+    engine: Arc<Engine>,
+    db: &std::path::Path,
+    options: &ScanOptions,
+) -> anyhow::Result<ScanReport> {
+    let lock = Store::lock(db)?;
+    let store = Store::open(db).await?;
+    let (tx, stop) = tokio::sync::watch::channel(false);
+    let signals = tokio::spawn(async move {
+        let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else { return };
+        tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term.recv() => {} }
+        eprintln!("fleetaudit: stopping: finishing the hosts in flight (signal again to quit at once)");
+        let _ = tx.send(true);
+        tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term.recv() => {} }
+        std::process::exit(130);
+    });
+    let report = crate::scan::run(inventory, engine, &store, &lock, options, stop).await;
+    signals.abort();
+    store.close().await;
+    drop(lock);
+    Ok(report?)
+}
+
+/// 2 if a host could not be audited or a rule judged, else 1 if a rule failed, else 0.
+fn scan_exit(report: &ScanReport) -> Exit {
+    if report.unreachable() > 0 || report.interrupted {
+        return Exit::Error;
+    }
+    let t = report.totals();
+    Exit::for_statuses(
+        std::iter::repeat_n(Status::Error, t.error)
+            .chain(std::iter::repeat_n(Status::Fail, t.fail))
+            .chain(std::iter::repeat_n(Status::Pass, t.pass)),
+    )
+}
+
+fn write_scan_summary(out: &mut dyn Write, report: &ScanReport, db: &std::path::Path, style: Style) -> io::Result<()> {
+    let mut hosts: Vec<&crate::scan::HostReport> = report.hosts.iter().collect();
+    hosts.sort_by(|a, b| (a.result.is_ok(), &a.name).cmp(&(b.result.is_ok(), &b.name)));
+    let width = hosts.iter().map(|h| h.name.len()).max().unwrap_or(4).max(4);
+    let cwidth = hosts.iter().map(|h| h.cluster.as_deref().unwrap_or("-").len()).max().unwrap_or(7).max(7);
+    writeln!(out, "{:<width$}  {:<cwidth$}  RESULT", "HOST", "CLUSTER")?;
+    for h in hosts {
+        let cluster = h.cluster.as_deref().unwrap_or("-");
+        match &h.result {
+            Ok(s) => {
+                let status = if s.error > 0 {
+                    Status::Error
+                } else if s.fail > 0 {
+                    Status::Fail
+                } else {
+                    Status::Pass
+                };
+                writeln!(out, "{:<width$}  {cluster:<cwidth$}  {}  {s}", h.name, style.status(status))?;
+            }
+            Err((kind, message)) => {
+                writeln!(
+                    out,
+                    "{:<width$}  {cluster:<cwidth$}  {}  {kind}: {message}",
+                    h.name,
+                    style.status(Status::Error)
+                )?;
+            }
+        }
+    }
+    let t = report.totals();
+    writeln!(
+        out,
+        "\nscan {}{}: {} hosts in {:.1} s, {} audited, {} not audited; verdicts: {t}",
+        report.scan_id,
+        if report.interrupted { " (interrupted)" } else { "" },
+        report.hosts.len(),
+        report.elapsed.as_secs_f64(),
+        report.hosts.len() - report.unreachable(),
+        report.unreachable(),
+    )?;
+    writeln!(out, "database: {}", db.display())
+}
+
+/// Reaches every host (host key + login) and prints one line each; returns how many failed.
+async fn check(out: &mut dyn Write, inventory: &crate::inventory::Inventory, only: &[String]) -> anyhow::Result<usize> {
+    let hosts: Vec<&crate::inventory::Host> = if only.is_empty() {
+        inventory.hosts.iter().collect()
+    } else {
+        only.iter()
+            .map(|n| inventory.host(n).ok_or_else(|| ScanError::UnknownHost(n.clone())))
+            .collect::<Result<_, _>>()?
+    };
+    let transport = Arc::new(crate::ssh::Transport::for_inventory(&inventory.settings)?);
+    let permits = Arc::new(tokio::sync::Semaphore::new(inventory.settings.concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, h) in hosts.iter().enumerate() {
+        let (h, transport, permits) = ((*h).clone(), transport.clone(), permits.clone());
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            let target = crate::ssh::Target::of(&h);
+            let result = match &h.jump {
+                Some(jump) => Err(crate::ssh::SshError::JumpUnsupported { jump: jump.to_string() }),
+                None => transport.probe(&target).await,
+            };
+            (i, h.name.clone(), result)
+        });
+    }
+    let mut results = tasks.join_all().await;
+    results.sort_by_key(|r| r.0);
+    let width = results.iter().map(|r| r.1.len()).max().unwrap_or(4);
+    let mut failed = 0;
+    writeln!(out, "inventory {}: {} hosts", inventory.path.display(), results.len())?;
+    for (_, name, r) in results {
+        match r {
+            Ok(fp) => writeln!(out, "{name:<width$}  ok     {fp}")?,
+            Err(e) => {
+                failed += 1;
+                writeln!(out, "{name:<width$}  {}  {}: {e}", style().status(Status::Error), e.kind())?;
+            }
+        }
+    }
+    writeln!(out, "\n{} reachable, {failed} not", hosts.len() - failed)?;
+    Ok(failed)
 }
 
 fn read_capture(file: &std::path::Path) -> anyhow::Result<Vec<u8>> {

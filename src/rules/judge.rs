@@ -74,7 +74,13 @@ pub fn judge(set: &RuleSet, detector: &super::Detector, table: &ProcessTable, ro
                             Status::Error => e.passed.is_none(),
                             _ => true,
                         });
-                        let why = relevant.map(|e| e.why.as_str()).collect::<Vec<_>>().join("; ");
+                        let mut whys: Vec<&str> = Vec::new();
+                        for e in relevant {
+                            if !whys.contains(&e.why.as_str()) {
+                                whys.push(&e.why);
+                            }
+                        }
+                        let why = whys.join("; ");
                         (status, flags, why)
                     }
                 };

@@ -36,14 +36,7 @@ pub const MAX_OUTPUT: usize = 16 << 20;
 /// How much of the remote command's stderr is kept for the error message.
 const MAX_STDERR: usize = 4 << 10;
 
-/// Whether a host whose key is not on record may be trusted on first use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HostKeyPolicy {
-    /// Unknown or changed key: the host is not audited.
-    Strict,
-    /// Unknown key: recorded in fleetaudit's own file and trusted; a changed key is still refused.
-    AcceptNew,
-}
+pub use crate::inventory::HostKeyPolicy;
 
 /// One host to reach.
 #[derive(Debug, Clone)]
@@ -56,6 +49,21 @@ pub struct Target<'a> {
     pub identity_files: &'a [PathBuf],
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
+}
+
+impl<'a> Target<'a> {
+    /// How to reach an inventory host.
+    pub fn of(host: &'a crate::inventory::Host) -> Target<'a> {
+        Target {
+            name: &host.name,
+            address: &host.address,
+            port: host.port,
+            user: &host.user,
+            identity_files: &host.identity_files,
+            connect_timeout: host.connect_timeout,
+            command_timeout: host.command_timeout,
+        }
+    }
 }
 
 /// What a host sent back.
@@ -100,6 +108,11 @@ pub enum SshError {
     Disconnected { reason: String },
     #[error("SSH protocol error: {0}")]
     Protocol(String),
+    #[error(
+        "the inventory reaches this host through jump host {jump}, which this version cannot do yet; the host was \
+         not audited (and not contacted directly)"
+    )]
+    JumpUnsupported { jump: String },
 }
 
 impl SshError {
@@ -116,6 +129,7 @@ impl SshError {
             SshError::CommandFailed { .. } => "ps_failed",
             SshError::Disconnected { .. } => "disconnected",
             SshError::Protocol(_) => "ssh_error",
+            SshError::JumpUnsupported { .. } => "unsupported",
         }
     }
 }
@@ -138,6 +152,15 @@ pub struct Transport {
 }
 
 impl Transport {
+    /// The transport an inventory's settings call for.
+    pub fn for_inventory(settings: &crate::inventory::Settings) -> std::io::Result<Transport> {
+        Transport::new(TransportConfig {
+            known_hosts: settings.known_hosts.clone(),
+            policy: settings.host_key_policy,
+            accepted_hosts: settings.accepted_hosts.clone(),
+        })
+    }
+
     pub fn new(cfg: TransportConfig) -> std::io::Result<Transport> {
         let mut files = cfg.known_hosts.clone();
         files.push(cfg.accepted_hosts.clone());

@@ -94,7 +94,13 @@ impl Sshd {
 
     /// As [`Sshd::start`]; with `hidepid`, the namespace's /proc hides other users' processes from the login
     /// user, as `mount -o hidepid=invisible` does on hardened hosts.
-    pub fn start_with(dir: &Path, authorized: &[&Path], processes: &[&str], extra_addrs: &[&str], hidepid: bool) -> Sshd {
+    pub fn start_with(
+        dir: &Path,
+        authorized: &[&Path],
+        processes: &[&str],
+        extra_addrs: &[&str],
+        hidepid: bool,
+    ) -> Sshd {
         let sleeper = prepare();
         std::fs::create_dir_all(dir).unwrap();
         let dir = dir.canonicalize().unwrap();
@@ -215,10 +221,18 @@ pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// Runs `sqlite3 DB SQL` with `-separator |` and returns stdout (the CLI users query with).
+/// Runs SQL with the `sqlite3` CLI users query with (statements on stdin, `|`-separated output).
 pub fn sqlite(db: &Path, sql: &str) -> String {
-    let out = Command::new("sqlite3").arg(db).arg(sql).output().expect("sqlite3: apt-get install -y sqlite3");
-    assert!(out.status.success(), "sqlite3 {sql}: {}", text(&out.stderr));
+    let mut child = Command::new("sqlite3")
+        .arg(db)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sqlite3: apt-get install -y sqlite3");
+    child.stdin.take().unwrap().write_all(sql.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success() && out.stderr.is_empty(), "sqlite3 {sql}: {}", text(&out.stderr));
     text(&out.stdout)
 }
 

@@ -1,0 +1,311 @@
+//! The scheduler: one scan of the fleet. Reaches every host with bounded concurrency, judges what each sends,
+//! and hands the outcomes to the store in batches as they arrive.
+//!
+//! Owns: the order and concurrency of host work, per-host outcomes (audited or the error kind), the decision
+//! that a process table is too incomplete to judge, stopping cleanly when asked.
+//! Must not touch: SSH details (the transport), rule logic (the engine), SQL (the store).
+//! Tokio tasks, not threads: a thousand hosts in flight cost a thousand small futures.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::inventory::{Host, Inventory};
+use crate::model::{self, Status};
+use crate::output::Summary;
+use crate::ps;
+use crate::rules::Engine;
+use crate::ssh::{Target, Transport};
+use crate::store::{FindingRecord, HostOutcome, HostRecord, HostResult, RuleMeta, ScanLock, Store, StoreError};
+
+/// Outcomes are written in batches of this many (or every [`FLUSH_EVERY`]): one transaction per host would
+/// cost an fsync each.
+const BATCH: usize = 64;
+const FLUSH_EVERY: Duration = Duration::from_millis(250);
+
+#[derive(Debug, Error)]
+pub enum ScanError {
+    #[error("no host in the inventory is named {0}; `fleetaudit check -i INVENTORY` lists them")]
+    UnknownHost(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot read known_hosts: {0}")]
+    KnownHosts(std::io::Error),
+}
+
+/// What to scan.
+#[derive(Debug, Clone, Default)]
+pub struct ScanOptions {
+    /// Only these hosts (by name); empty means all.
+    pub only: Vec<String>,
+    /// Overrides the inventory's concurrency.
+    pub concurrency: Option<usize>,
+}
+
+/// One host's result, for the summary a person reads.
+#[derive(Debug, Clone)]
+pub struct HostReport {
+    pub name: String,
+    pub cluster: Option<String>,
+    pub duration: Duration,
+    /// The verdict counts, or the error kind and message.
+    pub result: Result<Summary, (String, String)>,
+}
+
+/// The result of a scan.
+#[derive(Debug, Clone)]
+pub struct ScanReport {
+    pub scan_id: i64,
+    pub hosts: Vec<HostReport>,
+    pub interrupted: bool,
+    pub elapsed: Duration,
+}
+
+impl ScanReport {
+    /// Counts over every (host, rule) verdict: an unreachable host counts as an error per rule.
+    pub fn totals(&self) -> Summary {
+        let mut t = Summary::default();
+        for h in &self.hosts {
+            if let Ok(s) = &h.result {
+                t.pass += s.pass;
+                t.fail += s.fail;
+                t.error += s.error;
+                t.not_applicable += s.not_applicable;
+            }
+        }
+        t
+    }
+
+    pub fn unreachable(&self) -> usize {
+        self.hosts.iter().filter(|h| h.result.is_err()).count()
+    }
+}
+
+/// Runs one scan. `stop` turning true stops starting hosts; hosts in flight finish and are recorded, and the
+/// scan is marked interrupted.
+pub async fn run(
+    inventory: &Inventory,
+    engine: Arc<Engine>,
+    store: &Store,
+    lock: &ScanLock,
+    options: &ScanOptions,
+    mut stop: watch::Receiver<bool>,
+) -> Result<ScanReport, ScanError> {
+    let started = Instant::now();
+    let hosts = select_hosts(inventory, &options.only)?;
+    let transport = Arc::new(Transport::for_inventory(&inventory.settings).map_err(ScanError::KnownHosts)?);
+    let rules: Vec<RuleMeta> = engine
+        .rules
+        .rules
+        .iter()
+        .map(|r| RuleMeta {
+            rule_id: r.id.clone(),
+            cis: r.cis.clone(),
+            title: r.title.clone(),
+            component: engine.rules.component(r).id.clone(),
+            severity: r.severity.as_str().to_owned(),
+        })
+        .collect();
+    let inventory_name = inventory.path.display().to_string();
+    let scan_id = store.begin_scan(lock, &inventory_name, &engine.rules.version(), &rules, hosts.len()).await?;
+    let span = tracing::info_span!("scan", scan_id);
+    let _enter = span.enter();
+
+    let concurrency = options.concurrency.unwrap_or(inventory.settings.concurrency).max(1);
+    let (tx, mut rx) = mpsc::channel::<(HostOutcome, HostReport)>(concurrency.max(BATCH) * 2);
+
+    let producer = async {
+        let permits = Arc::new(Semaphore::new(concurrency));
+        let mut tasks = JoinSet::new();
+        let mut interrupted = false;
+        for host in hosts {
+            if *stop.borrow() {
+                interrupted = true;
+                break;
+            }
+            let permit = tokio::select! {
+                p = permits.clone().acquire_owned() => p.expect("semaphore is never closed"),
+                _ = stop.changed() => { interrupted = true; break; }
+            };
+            let (tx, transport, engine) = (tx.clone(), transport.clone(), engine.clone());
+            tasks.spawn(async move {
+                let result = audit_host(&transport, &engine, &host).await;
+                drop(permit);
+                let _ = tx.send(result).await;
+            });
+            // Reap finished tasks as we go so the set does not grow with the fleet.
+            while tasks.try_join_next().is_some() {}
+        }
+        drop(tx);
+        while tasks.join_next().await.is_some() {}
+        interrupted
+    };
+
+    let consumer = async {
+        let mut reports = Vec::new();
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut tick = tokio::time::interval(FLUSH_EVERY);
+        loop {
+            tokio::select! {
+                item = rx.recv() => match item {
+                    Some((outcome, report)) => {
+                        batch.push(outcome);
+                        reports.push(report);
+                        if batch.len() >= BATCH {
+                            store.record_hosts(scan_id, &batch).await?;
+                            batch.clear();
+                        }
+                    }
+                    None => break,
+                },
+                _ = tick.tick() => if !batch.is_empty() {
+                    store.record_hosts(scan_id, &batch).await?;
+                    batch.clear();
+                },
+            }
+        }
+        if !batch.is_empty() {
+            store.record_hosts(scan_id, &batch).await?;
+        }
+        Ok::<_, StoreError>(reports)
+    };
+
+    let (interrupted, reports) = tokio::join!(producer, consumer);
+    let reports = match reports {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = store.finish_scan(scan_id, true).await;
+            return Err(e.into());
+        }
+    };
+    store.finish_scan(scan_id, interrupted).await?;
+    let report = ScanReport { scan_id, hosts: reports, interrupted, elapsed: started.elapsed() };
+    let t = report.totals();
+    tracing::info!(
+        scan_id,
+        hosts = report.hosts.len(),
+        unreachable = report.unreachable(),
+        pass = t.pass,
+        fail = t.fail,
+        error = t.error,
+        interrupted,
+        seconds = report.elapsed.as_secs_f64(),
+        "scan finished"
+    );
+    Ok(report)
+}
+
+fn select_hosts(inventory: &Inventory, only: &[String]) -> Result<Vec<Host>, ScanError> {
+    if only.is_empty() {
+        return Ok(inventory.hosts.clone());
+    }
+    only.iter().map(|name| inventory.host(name).cloned().ok_or_else(|| ScanError::UnknownHost(name.clone()))).collect()
+}
+
+/// Reaches one host and judges its table. Never fails: every problem becomes the host's error outcome.
+async fn audit_host(transport: &Transport, engine: &Engine, host: &Host) -> (HostOutcome, HostReport) {
+    let started_at = model::utc_now();
+    let started = Instant::now();
+    let target = Target::of(host);
+    let captured = match &host.jump {
+        // Never reach a host directly that the inventory says sits behind a bastion.
+        Some(jump) => Err(crate::ssh::SshError::JumpUnsupported { jump: jump.to_string() }),
+        None => transport.capture(&target).await,
+    };
+    let (fingerprint, result) = match captured {
+        Err(e) => {
+            tracing::warn!(host = %host.name, kind = e.kind(), "{e}");
+            (None, HostResult::Error { kind: e.kind().to_owned(), message: e.to_string() })
+        }
+        Ok(capture) => (Some(capture.fingerprint), judge(engine, host, &capture.stdout)),
+    };
+    let duration = started.elapsed();
+    let report = HostReport {
+        name: host.name.clone(),
+        cluster: host.cluster.clone(),
+        duration,
+        result: match &result {
+            HostResult::Audited { findings, .. } => Ok(Summary::of(findings.iter().map(|f| f.status))),
+            HostResult::Error { kind, message } => Err((kind.clone(), message.clone())),
+        },
+    };
+    let outcome = HostOutcome {
+        host: HostRecord {
+            name: host.name.clone(),
+            cluster: host.cluster.clone(),
+            address: host.address.clone(),
+            port: host.port,
+            roles: host.roles.iter().map(|r| r.as_str().to_owned()).collect(),
+        },
+        started_at,
+        duration_ms: duration.as_millis() as u64,
+        host_key_fingerprint: fingerprint,
+        result,
+    };
+    (outcome, report)
+}
+
+/// Parses and judges one host's `ps` output.
+pub fn judge(engine: &Engine, host: &Host, stdout: &[u8]) -> HostResult {
+    let table = match ps::parse(stdout) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(host = %host.name, "unreadable ps output: {e}");
+            return HostResult::Error { kind: "unreadable_table".into(), message: format!("`ps -ef` output: {e}") };
+        }
+    };
+    if let Some(why) = incomplete(&table) {
+        tracing::warn!(host = %host.name, "{why}");
+        return HostResult::Error { kind: "incomplete_table".into(), message: why };
+    }
+    let findings = engine
+        .judge(&table, &host.roles)
+        .into_iter()
+        .map(|f| FindingRecord {
+            rule_id: engine.rules.rules[f.rule].id.clone(),
+            status: f.status,
+            evidence: stored_evidence(&f.evidence),
+            reason: f.reason,
+        })
+        .collect::<Vec<_>>();
+    debug_assert!(findings.iter().all(|f| f.status != Status::NotApplicable || f.evidence.is_none()));
+    HostResult::Audited { ps_format: table.format.to_string(), processes: table.processes.len() as u32, findings }
+}
+
+/// The evidence kept in the database: the processes' lines (already redacted) without what changes between
+/// two scans of an unchanged host. The `ps` line number moves whenever an earlier process comes or goes, so it
+/// is left out; the per-flag detail is in the finding's reason. Every rule of one component on one host then
+/// shares one evidence row, and an unchanged rescan shares it with the previous scan.
+fn stored_evidence(evidence: &[crate::rules::Evidence]) -> Option<String> {
+    #[derive(serde::Serialize)]
+    struct Stored<'a> {
+        pid: u32,
+        user: &'a str,
+        cmdline: &'a str,
+    }
+    if evidence.is_empty() {
+        return None;
+    }
+    let rows: Vec<Stored<'_>> =
+        evidence.iter().map(|e| Stored { pid: e.pid, user: &e.user, cmdline: &e.cmdline }).collect();
+    serde_json::to_string(&rows).ok()
+}
+
+/// Whether the table is too incomplete to judge. Every Linux process table shows PID 1 (init, or a PID
+/// namespace's first process) unless `/proc` is mounted with `hidepid`, which hides other users' processes:
+/// judging such a table would turn "cannot see the API server" into "the API server is not here".
+pub fn incomplete(table: &ps::ProcessTable) -> Option<String> {
+    if table.processes.iter().any(|p| p.pid == 1) {
+        return None;
+    }
+    let users: std::collections::BTreeSet<&str> = table.processes.iter().map(|p| p.user.as_str()).collect();
+    Some(format!(
+        "the process table is incomplete: PID 1 is not visible and only processes of {} are, as when /proc is \
+         mounted with hidepid; exempt the audit user (mount /proc with gid=GROUP and add the user to GROUP) or \
+         audit as a user that sees every process",
+        users.into_iter().collect::<Vec<_>>().join(", ")
+    ))
+}

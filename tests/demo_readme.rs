@@ -1,0 +1,48 @@
+//! `fleetaudit demo` (the README's "run it" command) works, and every example query in the README's Database
+//! section runs against what it stored, with the sqlite3 CLI users query with.
+
+mod support;
+
+use support::{fleetaudit, sqlite, text};
+
+fn readme_queries() -> Vec<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find("```sql\n").expect("README has an ```sql block") + "```sql\n".len();
+    let block = &readme[start..start + readme[start..].find("```").unwrap()];
+    block.split(";\n").map(str::trim).filter(|q| !q.is_empty()).map(|q| format!("{q};")).collect()
+}
+
+#[test]
+fn demo_runs_and_the_readme_queries_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = dir.path().join("demo");
+    let out = fleetaudit(&["demo", "--dir", demo.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains("10 hosts") && stdout.contains("9 audited, 1 not audited"), "{stdout}");
+    assert!(stdout.contains("prod-cp-3") && stdout.contains("unreachable"), "{stdout}");
+    let db = demo.join("fleetaudit.db");
+    assert!(stdout.contains(&db.display().to_string()), "the summary says where the results are:\n{stdout}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&db).unwrap().permissions());
+    assert_eq!(mode & 0o077, 0, "the database is readable by its owner only");
+
+    // A second run: a history of two scans, so `changes` and per-scan queries have something to compare.
+    let out = fleetaudit(&["demo", "--dir", demo.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    let queries = readme_queries();
+    assert!(queries.len() >= 8, "{queries:#?}");
+    for q in &queries {
+        let rows = sqlite(&db, q);
+        // Only "what changed" may be empty: the demo fleet does not change between runs.
+        if !q.contains("FROM changes") {
+            assert!(!rows.trim().is_empty(), "README query returned nothing:\n{q}");
+        }
+    }
+    // And they say what the demo fleet is.
+    let reference = sqlite(&db, &queries[2]);
+    assert!(reference.contains("prod-cp-2|fail|") && reference.contains("prod-cp-1|pass|"), "{reference}");
+    let unreachable = sqlite(&db, &queries[5]);
+    assert!(unreachable.starts_with("prod-cp-3|127.0.0.1|") && unreachable.contains("|unreachable|"), "{unreachable}");
+    assert_eq!(sqlite(&db, "SELECT count(*), group_concat(status) FROM scans").trim(), "2|complete,complete");
+}
