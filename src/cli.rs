@@ -6,6 +6,7 @@
 use std::io::{self, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -58,6 +59,17 @@ impl Exit {
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines on stderr as text (for people) or JSON (for log shippers). The level comes from
+    /// FLEETAUDIT_LOG (e.g. `info`, `fleetaudit=debug`); default: info for `daemon`, warnings for a `scan` on a
+    /// terminal, nothing otherwise.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -86,6 +98,45 @@ enum Command {
         /// Print nothing (the exit code and the database say it all); for cron.
         #[arg(short, long)]
         quiet: bool,
+        /// Extra rule pack(s) to load beside the embedded CIS pack.
+        #[arg(long = "rules", value_name = "FILE")]
+        rules: Vec<PathBuf>,
+        /// After the scan, keep only the newest KEEP scans (default: the inventory's `keep_scans`).
+        #[arg(long, value_name = "KEEP")]
+        prune: Option<u32>,
+        /// Write Prometheus metrics of the scan to this file (atomically), for node_exporter's textfile collector.
+        #[arg(long, value_name = "PATH")]
+        metrics_file: Option<PathBuf>,
+    },
+    /// Run scans on a cron schedule until SIGTERM/SIGINT: the service.
+    #[command(after_help = "Examples:\n  fleetaudit daemon -i /etc/fleetaudit/inventory.toml\n  \
+                            fleetaudit daemon -i inventory.toml --schedule '*/30 * * * *' --log-format json\n  \
+                            fleetaudit daemon -i inventory.toml --schedule '0 */10 * * * *' --metrics-file /var/lib/node_exporter/fleetaudit.prom\n\n\
+                            The schedule is a cron expression: 5 fields, or 6 with seconds first. Ticks that pass while a scan \
+                            runs are skipped. SIGTERM/SIGINT: no new hosts are started, hosts in flight get --grace to finish, \
+                            the scan is marked interrupted if cut short, and the daemon exits 0; a second signal exits at once.")]
+    Daemon {
+        /// The inventory (TOML), re-read before every scan.
+        #[arg(short, long, value_name = "FILE")]
+        inventory: PathBuf,
+        /// Cron expression (default: the inventory's `schedule`).
+        #[arg(long)]
+        schedule: Option<String>,
+        /// The SQLite database (default: the inventory's `database`).
+        #[arg(long)]
+        db: Option<PathBuf>,
+        /// Hosts audited at once (default: the inventory's `concurrency`).
+        #[arg(long)]
+        concurrency: Option<usize>,
+        /// Seconds hosts in flight may take to finish after SIGTERM.
+        #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+        grace: u64,
+        /// After each scan keep only the newest KEEP scans (default: the inventory's `keep_scans`).
+        #[arg(long, value_name = "KEEP")]
+        prune: Option<u32>,
+        /// Write Prometheus metrics after each scan to this file.
+        #[arg(long, value_name = "PATH")]
+        metrics_file: Option<PathBuf>,
         /// Extra rule pack(s) to load beside the embedded CIS pack.
         #[arg(long = "rules", value_name = "FILE")]
         rules: Vec<PathBuf>,
@@ -185,11 +236,23 @@ pub fn main() -> i32 {
                     || c.is::<ps::PsError>()
                     || c.is::<crate::rules::PackError>()
                     || c.is::<crate::inventory::InventoryError>()
+                    || matches!(
+                        c.downcast_ref::<crate::daemon::DaemonError>(),
+                        Some(
+                            crate::daemon::DaemonError::NoSchedule
+                                | crate::daemon::DaemonError::BadSchedule { .. }
+                                | crate::daemon::DaemonError::Inventory(_)
+                        )
+                    )
                     || matches!(c.downcast_ref::<ScanError>(), Some(ScanError::UnknownHost(_)))
             }) {
                 Exit::BadInput as i32
             } else if e.chain().any(|c| {
                 matches!(c.downcast_ref::<StoreError>(), Some(StoreError::Locked { .. }))
+                    || matches!(
+                        c.downcast_ref::<crate::daemon::DaemonError>(),
+                        Some(crate::daemon::DaemonError::Store(StoreError::Locked { .. }))
+                    )
                     || matches!(c.downcast_ref::<ScanError>(), Some(ScanError::Store(StoreError::Locked { .. })))
             }) {
                 Exit::Locked as i32
@@ -216,16 +279,46 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
     let stdout = io::stdout();
     let mut out = stdout.lock();
     match cli.command {
-        Command::Scan { fleet, db, concurrency, quiet, rules } => {
+        Command::Scan { fleet, db, concurrency, quiet, rules, prune, metrics_file } => {
+            init_logging(cli.log_format, if io::stderr().is_terminal() { "warn" } else { "off" });
             let inventory = crate::inventory::load(&fleet.inventory)?;
             let engine = Arc::new(Engine::new(RuleSet::load(&rules)?));
             let db = db.unwrap_or_else(|| inventory.settings.database.clone());
-            let options = ScanOptions { only: fleet.only, concurrency };
-            let report = runtime()?.block_on(scan(&inventory, engine, &db, &options))?;
+            let options = ScanOptions { only: fleet.only, concurrency, grace: None };
+            let after = crate::daemon::DaemonOptions {
+                inventory: fleet.inventory.clone(),
+                schedule: None,
+                db: Some(db.clone()),
+                concurrency,
+                grace: Duration::ZERO,
+                keep_scans: prune,
+                metrics_file,
+            };
+            let report = runtime()?.block_on(scan(&inventory, engine, &db, &options, Some(&after)))?;
             if !quiet {
                 write_scan_summary(&mut out, &report, &db, style())?;
             }
             Ok(scan_exit(&report))
+        }
+        Command::Daemon { inventory, schedule, db, concurrency, grace, prune, metrics_file, rules } => {
+            init_logging(cli.log_format, "info");
+            let engine = Arc::new(Engine::new(RuleSet::load(&rules)?));
+            let options = crate::daemon::DaemonOptions {
+                inventory,
+                schedule,
+                db,
+                concurrency,
+                grace: Duration::from_secs(grace),
+                keep_scans: prune,
+                metrics_file,
+            };
+            runtime()?.block_on(async {
+                let (stop, signals) = stop_on_signals();
+                let result = crate::daemon::run(options, engine, stop).await;
+                signals.abort();
+                result
+            })?;
+            Ok(Exit::Ok)
         }
         Command::Check { fleet } => {
             let inventory = crate::inventory::load(&fleet.inventory)?;
@@ -244,7 +337,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
                     "Simulated fleet: {} nodes on 127.0.0.1 and one that does not answer; scanning over SSH...\n",
                     demo.nodes.len()
                 )?;
-                let report = scan(&inventory, engine, &db, &ScanOptions::default()).await?;
+                let report = scan(&inventory, engine, &db, &ScanOptions::default(), None).await?;
                 write_scan_summary(&mut out, &report, &db, style())?;
                 writeln!(
                     out,
@@ -321,28 +414,47 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
-/// Takes the database's lock, runs one scan, and stops cleanly on SIGINT/SIGTERM: the first signal stops
-/// starting hosts and marks the scan interrupted, a second one exits at once (SQLite's journal keeps the
-/// database whole either way).
+/// Stop requests from SIGINT/SIGTERM: the first turns the flag true (stop starting hosts, finish, mark the
+/// scan interrupted); a second exits at once, which SQLite's WAL survives with every committed host intact.
+fn stop_on_signals() -> (tokio::sync::watch::Receiver<bool>, tokio::task::JoinHandle<()>) {
+    let (tx, stop) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move {
+        let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else { return };
+        tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term.recv() => {} }
+        tracing::warn!("stopping: finishing the hosts in flight (signal again to quit at once)");
+        let _ = tx.send(true);
+        tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term.recv() => {} }
+        std::process::exit(130);
+    });
+    (stop, task)
+}
+
+fn init_logging(format: LogFormat, default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FLEETAUDIT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(io::stderr).with_target(false);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Takes the database's lock, runs one scan (stopping cleanly on signals), then retention and metrics.
 async fn scan(
     inventory: &crate::inventory::Inventory,
     engine: Arc<Engine>,
     db: &std::path::Path,
     options: &ScanOptions,
+    after: Option<&crate::daemon::DaemonOptions>,
 ) -> anyhow::Result<ScanReport> {
     let lock = Store::lock(db)?;
     let store = Store::open(db).await?;
-    let (tx, stop) = tokio::sync::watch::channel(false);
-    let signals = tokio::spawn(async move {
-        let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else { return };
-        tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term.recv() => {} }
-        eprintln!("fleetaudit: stopping: finishing the hosts in flight (signal again to quit at once)");
-        let _ = tx.send(true);
-        tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term.recv() => {} }
-        std::process::exit(130);
-    });
+    let (stop, signals) = stop_on_signals();
     let report = crate::scan::run(inventory, engine, &store, &lock, options, stop).await;
     signals.abort();
+    if let (Ok(report), Some(after)) = (&report, after) {
+        crate::daemon::after_scan(after, inventory, &store, &lock, report).await;
+    }
     store.close().await;
     drop(lock);
     Ok(report?)

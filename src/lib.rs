@@ -5,8 +5,10 @@
 //! See ARCHITECTURE.md for the code map and the invariants.
 
 pub mod cli;
+pub mod daemon;
 pub mod demo;
 pub mod inventory;
+pub mod metrics;
 pub mod model;
 pub mod output;
 pub mod ps;

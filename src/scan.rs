@@ -43,6 +43,9 @@ pub struct ScanOptions {
     pub only: Vec<String>,
     /// Overrides the inventory's concurrency.
     pub concurrency: Option<usize>,
+    /// After a stop request, how long hosts in flight may take to finish before they are abandoned (the scan is
+    /// marked interrupted either way). `None`: as long as their own timeouts allow.
+    pub grace: Option<Duration>,
 }
 
 /// One host's result, for the summary a person reads.
@@ -62,6 +65,9 @@ pub struct ScanReport {
     pub hosts: Vec<HostReport>,
     pub interrupted: bool,
     pub elapsed: Duration,
+    /// Verdict counts per rule id over the hosts recorded (a host that could not be audited is an error for
+    /// every rule), for metrics.
+    pub rules: std::collections::BTreeMap<String, Summary>,
 }
 
 impl ScanReport {
@@ -115,20 +121,33 @@ pub async fn run(
     let _enter = span.enter();
 
     let concurrency = options.concurrency.unwrap_or(inventory.settings.concurrency).max(1);
+    let rule_ids: Vec<String> = rules.iter().map(|r| r.rule_id.clone()).collect();
     let (tx, mut rx) = mpsc::channel::<(HostOutcome, HostReport)>(concurrency.max(BATCH) * 2);
 
     let producer = async {
         let permits = Arc::new(Semaphore::new(concurrency));
         let mut tasks = JoinSet::new();
         let mut interrupted = false;
+        let mut stop_alive = true;
         for host in hosts {
             if *stop.borrow() {
                 interrupted = true;
                 break;
             }
-            let permit = tokio::select! {
-                p = permits.clone().acquire_owned() => p.expect("semaphore is never closed"),
-                _ = stop.changed() => { interrupted = true; break; }
+            let permit = loop {
+                tokio::select! {
+                    p = permits.clone().acquire_owned() => break Some(p.expect("semaphore is never closed")),
+                    changed = stop.changed(), if stop_alive => match changed {
+                        Ok(()) if *stop.borrow() => break None,
+                        Ok(()) => {}
+                        // Nobody can ask to stop any more: just wait for a permit.
+                        Err(_) => stop_alive = false,
+                    },
+                }
+            };
+            let Some(permit) = permit else {
+                interrupted = true;
+                break;
             };
             let (tx, transport, engine) = (tx.clone(), transport.clone(), engine.clone());
             tasks.spawn(async move {
@@ -140,18 +159,46 @@ pub async fn run(
             while tasks.try_join_next().is_some() {}
         }
         drop(tx);
-        while tasks.join_next().await.is_some() {}
+        if !interrupted {
+            loop {
+                tokio::select! {
+                    done = tasks.join_next() => if done.is_none() { break },
+                    changed = stop.changed(), if stop_alive => match changed {
+                        Ok(()) if *stop.borrow() => { interrupted = true; break }
+                        Ok(()) => {}
+                        Err(_) => stop_alive = false,
+                    },
+                }
+            }
+        }
+        if interrupted {
+            let drain = async { while tasks.join_next().await.is_some() {} };
+            let finished = match options.grace {
+                Some(grace) => tokio::time::timeout(grace, drain).await.is_ok(),
+                None => {
+                    drain.await;
+                    true
+                }
+            };
+            if !finished {
+                tracing::warn!(left = tasks.len(), "grace period over: abandoning the hosts still in flight");
+                tasks.abort_all();
+                while tasks.join_next().await.is_some() {}
+            }
+        }
         interrupted
     };
 
     let consumer = async {
         let mut reports = Vec::new();
+        let mut rule_counts = std::collections::BTreeMap::new();
         let mut batch = Vec::with_capacity(BATCH);
         let mut tick = tokio::time::interval(FLUSH_EVERY);
         loop {
             tokio::select! {
                 item = rx.recv() => match item {
                     Some((outcome, report)) => {
+                        count_rules(&mut rule_counts, &outcome, &rule_ids);
                         batch.push(outcome);
                         reports.push(report);
                         if batch.len() >= BATCH {
@@ -170,7 +217,7 @@ pub async fn run(
         if !batch.is_empty() {
             store.record_hosts(scan_id, &batch).await?;
         }
-        Ok::<_, StoreError>(reports)
+        Ok::<_, StoreError>((reports, rule_counts))
     };
 
     let (interrupted, reports) = tokio::join!(producer, consumer);
@@ -182,7 +229,8 @@ pub async fn run(
         }
     };
     store.finish_scan(scan_id, interrupted).await?;
-    let report = ScanReport { scan_id, hosts: reports, interrupted, elapsed: started.elapsed() };
+    let (reports, rules) = reports;
+    let report = ScanReport { scan_id, hosts: reports, interrupted, elapsed: started.elapsed(), rules };
     let t = report.totals();
     tracing::info!(
         scan_id,
@@ -196,6 +244,22 @@ pub async fn run(
         "scan finished"
     );
     Ok(report)
+}
+
+fn count_rules(counts: &mut std::collections::BTreeMap<String, Summary>, outcome: &HostOutcome, rule_ids: &[String]) {
+    let mut add = |rule: &str, status: Status| {
+        let s = counts.entry(rule.to_owned()).or_default();
+        match status {
+            Status::Pass => s.pass += 1,
+            Status::Fail => s.fail += 1,
+            Status::Error => s.error += 1,
+            Status::NotApplicable => s.not_applicable += 1,
+        }
+    };
+    match &outcome.result {
+        HostResult::Audited { findings, .. } => findings.iter().for_each(|f| add(&f.rule_id, f.status)),
+        HostResult::Error { .. } => rule_ids.iter().for_each(|r| add(r, Status::Error)),
+    }
 }
 
 fn select_hosts(inventory: &Inventory, only: &[String]) -> Result<Vec<Host>, ScanError> {

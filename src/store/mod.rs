@@ -62,7 +62,7 @@ use std::hash::Hash;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use sqlx::query_builder::Separated;
@@ -106,6 +106,16 @@ fn query_err(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
 ///
 /// The operating system releases the lock when the file is closed, so a scan killed with SIGKILL never leaves a
 /// stale lock behind; the file itself stays (deleting it would let a third process lock a different inode).
+/// What [`Store::prune`] deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pruned {
+    pub scans: u64,
+    pub result_sets: u64,
+    pub evidence: u64,
+    pub host_keys: u64,
+    pub hosts: u64,
+}
+
 #[derive(Debug)]
 pub struct ScanLock {
     _file: File,
@@ -233,7 +243,7 @@ impl Store {
             Err(TryLockError::Error(source)) => return Err(lock_err(source)),
         }
         file.set_len(0).map_err(lock_err)?;
-        writeln!(file, "pid {} started {}", std::process::id(), now_rfc3339()).map_err(lock_err)?;
+        writeln!(file, "pid {} started {}", std::process::id(), crate::model::utc_now()).map_err(lock_err)?;
         Ok(ScanLock { _file: file, path: lock_path })
     }
 
@@ -321,6 +331,51 @@ impl Store {
             return Err(StoreError::NotRunning { scan_id });
         }
         Ok(())
+    }
+
+    /// Deletes all but the newest `keep` ended scans (a `running` scan is never touched; `keep` 0 counts as 1),
+    /// then every result set, evidence document, host key, host and rule-set version that no remaining scan
+    /// references. One transaction: a crash leaves the history as it was. Holding the [`ScanLock`] proves no
+    /// scan is writing. Freed pages are reused by later scans; `VACUUM` shrinks the file if wanted.
+    #[tracing::instrument(level = "trace", skip_all, err)]
+    pub async fn prune(&self, _lock: &ScanLock, keep: u32) -> Result<Pruned, StoreError> {
+        // The ended scans past the newest `keep` (?1).
+        macro_rules! doomed {
+            () => {
+                "SELECT id FROM scans WHERE status <> 'running' ORDER BY id DESC LIMIT -1 OFFSET ?1"
+            };
+        }
+        macro_rules! live_sets {
+            () => {
+                "SELECT result_set_id FROM scan_hosts WHERE result_set_id IS NOT NULL"
+            };
+        }
+        let keep = i64::from(keep.max(1));
+        let mut tx = self.pool.begin().await.map_err(query_err("begin pruning"))?;
+        let mut run = async |sql: &'static str, what: &'static str| -> Result<u64, StoreError> {
+            let done = sqlx::query(sql).bind(keep).execute(&mut *tx).await.map_err(query_err(what))?;
+            Ok(done.rows_affected())
+        };
+        run(concat!("DELETE FROM scan_rule_counts WHERE scan_id IN (", doomed!(), ")"), "prune rule counts").await?;
+        run(concat!("DELETE FROM scan_hosts WHERE scan_id IN (", doomed!(), ")"), "prune scan hosts").await?;
+        let scans = run(concat!("DELETE FROM scans WHERE id IN (", doomed!(), ")"), "prune scans").await?;
+        run(concat!("DELETE FROM results WHERE set_id NOT IN (", live_sets!(), ")"), "prune results").await?;
+        let result_sets =
+            run(concat!("DELETE FROM result_sets WHERE id NOT IN (", live_sets!(), ")"), "prune result sets").await?;
+        let evidence = run(
+            "DELETE FROM evidence WHERE id NOT IN (SELECT evidence_id FROM results WHERE evidence_id IS NOT NULL)",
+            "prune evidence",
+        )
+        .await?;
+        let host_keys = run(
+            "DELETE FROM host_keys WHERE id NOT IN (SELECT host_key_id FROM scan_hosts WHERE host_key_id IS NOT NULL)",
+            "prune host keys",
+        )
+        .await?;
+        let hosts = run("DELETE FROM hosts WHERE id NOT IN (SELECT host_id FROM scan_hosts)", "prune hosts").await?;
+        run("DELETE FROM rules WHERE rules_version NOT IN (SELECT rules_version FROM scans)", "prune rules").await?;
+        tx.commit().await.map_err(query_err("commit pruning"))?;
+        Ok(Pruned { scans, result_sets, evidence, host_keys, hosts })
     }
 
     /// Marks every scan still `running` as `interrupted` and returns how many there were. Call it only while
@@ -710,21 +765,4 @@ fn lock_path(db: &Path) -> PathBuf {
     let mut name = db.as_os_str().to_owned();
     name.push(".lock");
     PathBuf::from(name)
-}
-
-/// Now as RFC 3339 UTC (seconds), for the lock file, which is written before any database is open.
-fn now_rfc3339() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem / 60 % 60, rem % 60)
 }

@@ -775,3 +775,58 @@ async fn views_stay_fast_at_ten_thousand_hosts() {
     }
     eprintln!("database: {} MB", db_bytes(&store).await / 1_000_000);
 }
+
+#[tokio::test]
+async fn prune_keeps_the_newest_ended_scans_and_only_what_they_reference() {
+    let (_dir, path, store) = open_temp().await;
+    let lock = Store::lock(&path).unwrap();
+    // Scans 1 and 2 complete, 3 left running (see `scenario`); then 4 and 5 complete with cp-1 only.
+    let [_, s2, s3] = scenario(&store, &lock).await;
+    let rules = rule_meta(&RULES);
+    // `begin_scan` marks the running scan 3 interrupted; that makes it an ended scan, like a dead process's.
+    let mut ids = vec![s2, s3];
+    for _ in 0..2 {
+        let s = store.begin_scan(&lock, "inventory.toml", "2026.11.0", &rules, 1).await.unwrap();
+        store.record_hosts(s, &[audited("cp-1", "prod", [F, P, NA, P])]).await.unwrap();
+        store.finish_scan(s, false).await.unwrap();
+        ids.push(s);
+    }
+    let kept = &ids[ids.len() - 2..];
+    const LATEST: &str = "SELECT scan_id, host, rule_id, status FROM latest_findings ORDER BY 1, 2, 3";
+    const KEPT: &str = "SELECT scan_id, host, rule_id, status FROM findings WHERE scan_id >= 4 ORDER BY 1, 2, 3";
+    let (latest_before, kept_before) = (view(&store, LATEST).await, view(&store, KEPT).await);
+    let evidence_before = scalar(&store, "SELECT count(*) FROM evidence").await;
+
+    let pruned = store.prune(&lock, 2).await.unwrap();
+    assert_eq!(pruned.scans, 3);
+    let remaining: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM scans ORDER BY id").fetch_all(store.pool()).await.unwrap();
+    assert_eq!(remaining, kept);
+    assert_eq!(view(&store, KEPT).await, kept_before, "kept scans read exactly as before");
+    // Hosts only older scans saw are gone from the latest view with their scans; cp-1's latest is unchanged.
+    let cp1 = |rows: &[Row]| rows.iter().filter(|r| r.1 == "cp-1").cloned().collect::<Vec<_>>();
+    assert_eq!(cp1(&view(&store, LATEST).await), cp1(&latest_before));
+    assert!(pruned.evidence > 0 && pruned.result_sets > 0 && pruned.hosts > 0, "{pruned:?}");
+    assert_eq!(scalar(&store, "SELECT count(*) FROM evidence").await, evidence_before - pruned.evidence as i64);
+    // Nothing unreferenced is left, and nothing referenced went.
+    assert_eq!(scalar(&store, "SELECT count(*) FROM result_sets WHERE id NOT IN (SELECT result_set_id FROM scan_hosts WHERE result_set_id IS NOT NULL)").await, 0);
+    assert_eq!(scalar(&store, "SELECT count(*) FROM evidence WHERE id NOT IN (SELECT evidence_id FROM results WHERE evidence_id IS NOT NULL)").await, 0);
+    assert_eq!(scalar(&store, "SELECT count(*) FROM hosts").await, 1);
+    assert_integrity(&store).await;
+
+    // Again: nothing more to delete. A running scan is never pruned.
+    assert_eq!(store.prune(&lock, 2).await.unwrap(), Pruned::default());
+    let running = store.begin_scan(&lock, "inventory.toml", "2026.11.0", &rules, 1).await.unwrap();
+    let pruned = store.prune(&lock, 1).await.unwrap();
+    assert_eq!(pruned.scans, 1);
+    let remaining: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM scans ORDER BY id").fetch_all(store.pool()).await.unwrap();
+    assert_eq!(remaining, [kept[1], running]);
+    assert_integrity(&store).await;
+}
+
+type Row = (i64, String, String, String);
+
+async fn view(store: &Store, sql: &'static str) -> Vec<Row> {
+    sqlx::query_as::<_, Row>(sql).fetch_all(store.pool()).await.unwrap()
+}
