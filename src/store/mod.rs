@@ -1,8 +1,8 @@
 //! The store: the SQLite history of every scan.
 //!
 //! Owns: the schema (`migrations/`, applied on every open, so no caller ever sees an un-migrated database),
-//! atomic per-host writes, deduplication of evidence and result sets, the scan lock, and marking scans whose
-//! process died as interrupted.
+//! atomic per-host writes, deduplication of evidence and result sets, the scan lock, marking scans whose
+//! process died as interrupted, and retention ([`Store::prune`]).
 //! Must not touch: SSH, rules evaluation, HTML. It stores the verdicts it is given and never judges them.
 //!
 //! The database is an interface: people query it with `sqlite3`, so the table and view names are stable and
@@ -10,6 +10,8 @@
 //! a *result set*, shared by every scan and host that produced exactly the same ones, so a rescan of an
 //! unchanged fleet adds about a hundred bytes per host. That only holds while the evidence and reasons given to
 //! [`Store::record_hosts`] do not carry values that change on every scan (a `ps` line number, a timestamp).
+//! [`Store::prune`] deletes old scans and whatever only they used; the file keeps its size and later scans
+//! reuse the space.
 //!
 //! Views, with example queries (run by the tests; keep them valid):
 //!
@@ -96,6 +98,8 @@ pub enum StoreError {
     Query { what: &'static str, source: sqlx::Error },
     #[error("scan {scan_id} is not running (finished, or marked interrupted by another process); start a new scan")]
     NotRunning { scan_id: i64 },
+    #[error("cannot prune the history down to 0 scans; keep at least 1 (the newest scan is the fleet's current state)")]
+    KeepNone,
 }
 
 fn query_err(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
@@ -106,16 +110,6 @@ fn query_err(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
 ///
 /// The operating system releases the lock when the file is closed, so a scan killed with SIGKILL never leaves a
 /// stale lock behind; the file itself stays (deleting it would let a third process lock a different inode).
-/// What [`Store::prune`] deleted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Pruned {
-    pub scans: u64,
-    pub result_sets: u64,
-    pub evidence: u64,
-    pub host_keys: u64,
-    pub hosts: u64,
-}
-
 #[derive(Debug)]
 pub struct ScanLock {
     _file: File,
@@ -177,6 +171,17 @@ pub struct HostOutcome {
     pub duration_ms: u64,
     pub host_key_fingerprint: Option<String>,
     pub result: HostResult,
+}
+
+/// What [`Store::prune`] deleted: rows of `scans`, `result_sets` (with their `results`), `evidence`, `host_keys`
+/// and `hosts`. The `scan_hosts` and `scan_rule_counts` rows of the deleted scans go with them, uncounted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pruned {
+    pub scans: u64,
+    pub result_sets: u64,
+    pub evidence: u64,
+    pub host_keys: u64,
+    pub hosts: u64,
 }
 
 /// The scan history. Owns the connection pool; every method is one transaction.
@@ -333,57 +338,60 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes all but the newest `keep` ended scans (a `running` scan is never touched; `keep` 0 counts as 1),
-    /// then every result set, evidence document, host key, host and rule-set version that no remaining scan
-    /// references. One transaction: a crash leaves the history as it was. Holding the [`ScanLock`] proves no
-    /// scan is writing. Freed pages are reused by later scans; `VACUUM` shrinks the file if wanted.
-    #[tracing::instrument(level = "trace", skip_all, err)]
-    pub async fn prune(&self, _lock: &ScanLock, keep: u32) -> Result<Pruned, StoreError> {
-        // The ended scans past the newest `keep` (?1).
-        macro_rules! doomed {
-            () => {
-                "SELECT id FROM scans WHERE status <> 'running' ORDER BY id DESC LIMIT -1 OFFSET ?1"
-            };
-        }
-        macro_rules! live_sets {
-            () => {
-                "SELECT result_set_id FROM scan_hosts WHERE result_set_id IS NOT NULL"
-            };
-        }
-        let keep = i64::from(keep.max(1));
-        let mut tx = self.pool.begin().await.map_err(query_err("begin pruning"))?;
-        let mut run = async |sql: &'static str, what: &'static str| -> Result<u64, StoreError> {
-            let done = sqlx::query(sql).bind(keep).execute(&mut *tx).await.map_err(query_err(what))?;
-            Ok(done.rows_affected())
-        };
-        run(concat!("DELETE FROM scan_rule_counts WHERE scan_id IN (", doomed!(), ")"), "prune rule counts").await?;
-        run(concat!("DELETE FROM scan_hosts WHERE scan_id IN (", doomed!(), ")"), "prune scan hosts").await?;
-        let scans = run(concat!("DELETE FROM scans WHERE id IN (", doomed!(), ")"), "prune scans").await?;
-        run(concat!("DELETE FROM results WHERE set_id NOT IN (", live_sets!(), ")"), "prune results").await?;
-        let result_sets =
-            run(concat!("DELETE FROM result_sets WHERE id NOT IN (", live_sets!(), ")"), "prune result sets").await?;
-        let evidence = run(
-            "DELETE FROM evidence WHERE id NOT IN (SELECT evidence_id FROM results WHERE evidence_id IS NOT NULL)",
-            "prune evidence",
-        )
-        .await?;
-        let host_keys = run(
-            "DELETE FROM host_keys WHERE id NOT IN (SELECT host_key_id FROM scan_hosts WHERE host_key_id IS NOT NULL)",
-            "prune host keys",
-        )
-        .await?;
-        let hosts = run("DELETE FROM hosts WHERE id NOT IN (SELECT host_id FROM scan_hosts)", "prune hosts").await?;
-        run("DELETE FROM rules WHERE rules_version NOT IN (SELECT rules_version FROM scans)", "prune rules").await?;
-        tx.commit().await.map_err(query_err("commit pruning"))?;
-        Ok(Pruned { scans, result_sets, evidence, host_keys, hosts })
-    }
-
     /// Marks every scan still `running` as `interrupted` and returns how many there were. Call it only while
     /// holding the [`ScanLock`]: otherwise a live scan would be marked.
     #[tracing::instrument(level = "trace", skip_all, err)]
     pub async fn mark_interrupted(&self) -> Result<u64, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(query_err("mark scans interrupted"))?;
         mark_interrupted_raw(&mut conn).await
+    }
+
+    /// Deletes all but the newest `keep` scans (by id) that are not running, with their `scan_hosts` and
+    /// `scan_rule_counts` rows, then every result set (with its results), evidence document and host key that no
+    /// remaining scan references, and every host that no remaining `scan_hosts` row references. One transaction:
+    /// readers see the history before or after, never half-pruned. Returns what was deleted; pruning again with
+    /// the same `keep` deletes nothing.
+    ///
+    /// A `running` scan is never deleted and does not count towards `keep`: the `_lock` proves no other process
+    /// is scanning, but this process may be. `keep` must be at least 1 ([`StoreError::KeepNone`] otherwise): the
+    /// newest ended scan is the fleet's current state.
+    ///
+    /// What the kept scans show is unchanged: their `findings`, `rule_compliance`, and the `latest_findings` and
+    /// `host_status` rows that come from them. Two things do go with the deleted scans: hosts that only they
+    /// included leave `latest_findings` and `host_status`, and a `changes` row whose `previous_scan_id` was
+    /// deleted is gone (the oldest kept scan has nothing left to compare with).
+    ///
+    /// The file does not shrink: freed pages are reused by later scans. Only a database whose `auto_vacuum` is
+    /// `incremental` gives them back here (`PRAGMA incremental_vacuum`); otherwise `VACUUM`, which rewrites the
+    /// whole file, is the user's choice.
+    #[tracing::instrument(level = "trace", skip_all, err, fields(keep = keep))]
+    pub async fn prune(&self, _lock: &ScanLock, keep: u32) -> Result<Pruned, StoreError> {
+        if keep == 0 {
+            return Err(StoreError::KeepNone);
+        }
+        let what = "prune the history";
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(query_err(what))?;
+        let mut deleted = [0; PRUNE_STATEMENTS.len()];
+        for (sql, rows) in PRUNE_STATEMENTS.iter().zip(&mut deleted) {
+            let mut query = sqlx::query(*sql);
+            if sql.contains("?1") {
+                query = query.bind(keep);
+            }
+            *rows = query.execute(&mut *tx).await.map_err(query_err(what))?.rows_affected();
+        }
+        let [_, _, scans, _, result_sets, evidence, host_keys, hosts] = deleted;
+
+        // 2 = INCREMENTAL. It can only be chosen before the first table is created or with a VACUUM; fleetaudit
+        // leaves the default (NONE), so this only runs for a user who chose it.
+        let auto_vacuum: i64 =
+            sqlx::query_scalar("PRAGMA auto_vacuum").fetch_one(&mut *tx).await.map_err(query_err(what))?;
+        if auto_vacuum == 2 {
+            sqlx::query("PRAGMA incremental_vacuum").execute(&mut *tx).await.map_err(query_err(what))?;
+        }
+        tx.commit().await.map_err(query_err(what))?;
+        let pruned = Pruned { scans, result_sets, evidence, host_keys, hosts };
+        tracing::debug!(?pruned, "pruned the history");
+        Ok(pruned)
     }
 
     /// The pool, for read queries (the report, `history`).
@@ -396,6 +404,31 @@ impl Store {
         self.pool.close().await;
     }
 }
+
+/// The statements of [`Store::prune`], in order; `?1` is `keep`.
+///
+/// Children first: foreign keys are checked at each statement. Every `NOT IN` subquery leaves NULLs out, or the
+/// NULL of a host that was not audited would make `NOT IN` unknown and nothing would be deleted. SQLite looks up
+/// every deleted parent row in its child tables; `migrations/20261129010000_prune_indexes.sql` makes those
+/// look-ups index searches (`prune_searches_the_history_by_index` checks the plans).
+const PRUNE_STATEMENTS: [&str; 8] = [
+    "DELETE FROM scan_rule_counts WHERE scan_id IN (
+         SELECT id FROM scans WHERE status <> 'running' AND id NOT IN (
+             SELECT id FROM scans WHERE status <> 'running' ORDER BY id DESC LIMIT ?1))",
+    "DELETE FROM scan_hosts WHERE scan_id IN (
+         SELECT id FROM scans WHERE status <> 'running' AND id NOT IN (
+             SELECT id FROM scans WHERE status <> 'running' ORDER BY id DESC LIMIT ?1))",
+    "DELETE FROM scans WHERE status <> 'running' AND id NOT IN (
+         SELECT id FROM scans WHERE status <> 'running' ORDER BY id DESC LIMIT ?1)",
+    // Through result_sets, so that only the doomed sets' results are read (by primary key), not all of them.
+    "DELETE FROM results WHERE set_id IN (
+         SELECT id FROM result_sets WHERE id NOT IN (
+             SELECT result_set_id FROM scan_hosts WHERE result_set_id IS NOT NULL))",
+    "DELETE FROM result_sets WHERE id NOT IN (SELECT result_set_id FROM scan_hosts WHERE result_set_id IS NOT NULL)",
+    "DELETE FROM evidence WHERE id NOT IN (SELECT evidence_id FROM results WHERE evidence_id IS NOT NULL)",
+    "DELETE FROM host_keys WHERE id NOT IN (SELECT host_key_id FROM scan_hosts WHERE host_key_id IS NOT NULL)",
+    "DELETE FROM hosts WHERE id NOT IN (SELECT host_id FROM scan_hosts)",
+];
 
 async fn mark_interrupted_raw(conn: &mut SqliteConnection) -> Result<u64, StoreError> {
     let done = sqlx::query("UPDATE scans SET status = 'interrupted' WHERE status = 'running'")
