@@ -17,6 +17,9 @@ fn rule_meta(ids: &[&str]) -> Vec<RuleMeta> {
             title: format!("title of {id}"),
             component: "kube-apiserver".to_string(),
             severity: "high".to_string(),
+            rationale: format!("rationale of {id}"),
+            remediation: format!("remediation of {id}"),
+            test: format!("test of {id}"),
         })
         .collect()
 }
@@ -190,7 +193,8 @@ async fn reopening_keeps_the_history_and_migrates_once() {
 
     for _ in 0..2 {
         let store = Store::open(&path).await.unwrap();
-        assert_eq!(scalar(&store, "SELECT count(*) FROM _sqlx_migrations").await, 1);
+        let migrations = i64::try_from(super::MIGRATOR.migrations.len()).unwrap();
+        assert_eq!(scalar(&store, "SELECT count(*) FROM _sqlx_migrations").await, migrations);
         assert_eq!(scalar(&store, "SELECT count(*) FROM scans").await, 3);
         assert_eq!(scalar(&store, "SELECT count(*) FROM scan_hosts").await, 8);
         assert_integrity(&store).await;
