@@ -128,7 +128,11 @@ fn the_demo_report_says_what_the_database_says() {
     let cp1 = read(&scan.join("hosts/prod-cp-1.html"));
     let fp = sqlite(&db, "SELECT host_key_fingerprint FROM host_status WHERE host = 'prod-cp-1'");
     assert!(cp1.contains(fp.trim()), "host key fingerprint");
-    assert!(cp1.contains("<mark>--"), "the tested flag is highlighted");
+    // A failure whose flag is set: the flag is marked in the process line, on the rule page and the host page.
+    let marked = "<mark>--enable-admission-plugins=NodeRestriction</mark>";
+    let rule = read(&scan.join("rules/apiserver-admission-always-pull-images.html"));
+    assert!(rule.contains(">prod-cp-2</a>") && rule.contains(marked), "{rule}");
+    assert!(read(&scan.join("hosts/prod-cp-2.html")).contains(marked));
 
     assert_self_contained(&report);
 

@@ -22,7 +22,7 @@ use query::{Change, ResultRow, RuleRow, ScanHost, ScanRow};
 /// Host lists longer than this are split into pages.
 pub const PAGE: usize = 500;
 /// Longer process lines are shown as an excerpt around the tested flag (the host page lists them in full).
-const EXCERPT: usize = 400;
+const EXCERPT: usize = 240;
 /// Scans drawn in the trend.
 const TREND: usize = 30;
 /// Rows shown per change list.
@@ -839,10 +839,12 @@ fn write_host_pages(w: &mut Writer, dir: &Path, scan: &ScanRow, data: &ScanData<
                                 severity: m.map(|m| m.severity.clone()).unwrap_or_default(),
                                 status: r.status.clone(),
                                 reason: r.reason.clone(),
-                                lines: if r.status == "not_applicable" {
-                                    Vec::new()
-                                } else {
+                                // The process lines are listed in full below the table; a failure or an error
+                                // repeats the line with the tested flag marked (a pass's reason quotes the flag).
+                                lines: if r.status == "fail" || r.status == "error" {
                                     data.lines(r.evidence_id, &r.rule_id, true)
+                                } else {
+                                    Vec::new()
                                 },
                             }
                         })
