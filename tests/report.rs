@@ -143,6 +143,14 @@ fn the_demo_report_says_what_the_database_says() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(out2.join("scan-1/index.html").exists() && !out2.join("scan-2").exists());
     assert!(read(&out2.join("latest/index.html")).contains("scan-2/index.html"), "latest is the newest scan");
+    // Pages of a scan no longer in the database (pruned) are deleted; anything else is left alone.
+    std::fs::create_dir_all(out2.join("scan-99/rules")).unwrap();
+    std::fs::create_dir_all(out2.join("scan-notes")).unwrap();
+    let out = fleetaudit(&["report", "--db", db_s, "--out", out2.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("report: "), "{}", text(&out.stdout));
+    assert!(out2.join("scan-2/index.html").exists() && out2.join("scan-1/index.html").exists());
+    assert!(!out2.join("scan-99").exists() && out2.join("scan-notes").exists());
     let out = fleetaudit(&["report", "--out", out2.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(3), "no database given: {}", text(&out.stderr));
     let out = fleetaudit(&["report", "--db", db_s, "--out", out2.to_str().unwrap(), "--scan", "99"]);

@@ -104,6 +104,8 @@ pub async fn render(pool: &SqlitePool, scan_id: Option<i64>, out: &Path) -> Resu
     let latest = LatestPage { root: "../", title: "Latest scan".into(), scan_id: newest };
     w.page(&out.join("latest").join("index.html"), &latest)?;
 
+    remove_pruned(out, &scans)?;
+
     let largest = w.largest.clone();
     let largest = (largest.0.strip_prefix(&tmp).map(|p| dest.join(p)).unwrap_or(largest.0), largest.1);
     Ok(RenderSummary {
@@ -114,6 +116,23 @@ pub async fn render(pool: &SqlitePool, scan_id: Option<i64>, out: &Path) -> Resu
         bytes: w.bytes,
         largest,
     })
+}
+
+/// Deletes the pages of scans that are no longer in the database (pruned by retention): `scan-ID` only.
+fn remove_pruned(out: &Path, scans: &[ScanRow]) -> Result<(), ReportError> {
+    let kept: std::collections::HashSet<i64> = scans.iter().map(|s| s.id).collect();
+    for entry in std::fs::read_dir(out).map_err(io_err(out))? {
+        let entry = entry.map_err(io_err(out))?;
+        let name = entry.file_name();
+        let Some(id) = name.to_str().and_then(|n| n.strip_prefix("scan-")).and_then(|n| n.parse::<i64>().ok()) else {
+            continue;
+        };
+        if !kept.contains(&id) && entry.file_type().map_err(io_err(out))?.is_dir() {
+            let path = entry.path();
+            std::fs::remove_dir_all(&path).map_err(io_err(&path))?;
+        }
+    }
+    Ok(())
 }
 
 /// Replaces every character outside `[A-Za-z0-9._-]` with `_`, and a leading dot too (no `..`, no hidden file).
