@@ -226,15 +226,21 @@ pub async fn history(
     host: Option<&str>,
     rule: Option<&str>,
 ) -> Result<Vec<HistoryRow>, ReportError> {
-    sqlx::query_as(
-        "SELECT f.scan_id, s.started_at, f.host, f.rule_id, f.status, f.reason
-           FROM findings f JOIN scans s ON s.id = f.scan_id
-          WHERE (?1 IS NULL OR f.host = ?1) AND (?2 IS NULL OR f.rule_id = ?2)
-          ORDER BY f.scan_id, f.host, f.rule_id",
-    )
-    .bind(host)
-    .bind(rule)
-    .fetch_all(pool)
-    .await
-    .map_err(q("read the findings"))
+    // A literal `host = ?1` (not `?1 IS NULL OR ...`) lets SQLite push the filter into the view's
+    // scan_hosts_by_host index instead of reading the whole history.
+    let sql = match host {
+        Some(_) => {
+            "SELECT f.scan_id, s.started_at, f.host, f.rule_id, f.status, f.reason
+               FROM findings f JOIN scans s ON s.id = f.scan_id
+              WHERE f.host = ?1 AND (?2 IS NULL OR f.rule_id = ?2)
+              ORDER BY f.scan_id, f.host, f.rule_id"
+        }
+        None => {
+            "SELECT f.scan_id, s.started_at, f.host, f.rule_id, f.status, f.reason
+               FROM findings f JOIN scans s ON s.id = f.scan_id
+              WHERE ?1 IS NULL AND (?2 IS NULL OR f.rule_id = ?2)
+              ORDER BY f.scan_id, f.host, f.rule_id"
+        }
+    };
+    sqlx::query_as(sql).bind(host).bind(rule).fetch_all(pool).await.map_err(q("read the findings"))
 }
