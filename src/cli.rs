@@ -156,6 +156,37 @@ enum Command {
         #[arg(long, default_value = "fleetaudit-demo")]
         dir: PathBuf,
     },
+    /// Render the HTML report of a scan from the database (the newest by default).
+    #[command(after_help = "Examples:\n  fleetaudit report -i inventory.toml\n  \
+                            fleetaudit report --db history.db --out report --scan 12\n\n\
+                            Writes OUT/index.html (every scan), OUT/scan-ID/ (overview, rules/, hosts/) and \
+                            OUT/latest/index.html (a redirect to the newest scan). Only the chosen scan's pages are \
+                            re-rendered.")]
+    Report {
+        /// The scan to render (default: the newest).
+        #[arg(long, value_name = "ID")]
+        scan: Option<i64>,
+        /// The report directory (default: the inventory's `report_dir`).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        source: DbArgs,
+    },
+    /// The verdicts of a host and/or rule over time, and what changed in the latest scan.
+    #[command(after_help = "Examples:\n  fleetaudit history -i inventory.toml --host prod-cp-2\n  \
+                            fleetaudit history --db history.db --rule apiserver-anonymous-auth --format json")]
+    History {
+        #[command(flatten)]
+        source: DbArgs,
+        /// Only this host.
+        #[arg(long, value_name = "NAME")]
+        host: Option<String>,
+        /// Only this rule id.
+        #[arg(long, value_name = "ID")]
+        rule: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Judge a captured `ps -ef` output offline.
     #[command(after_help = "Examples:\n  fleetaudit eval node1-ps.txt\n  ssh node1 ps -ef | fleetaudit eval -\n  \
                             fleetaudit eval --role control-plane --format json node1-ps.txt\n  \
@@ -194,6 +225,34 @@ struct FleetArgs {
     /// Only these hosts, by name.
     #[arg(long, value_name = "NAME", num_args = 1..)]
     only: Vec<String>,
+}
+
+/// Where the history is: `--db`, or the inventory's `database`.
+#[derive(Debug, clap::Args)]
+struct DbArgs {
+    /// The SQLite database (default: the inventory's `database`).
+    #[arg(long)]
+    db: Option<PathBuf>,
+    /// The inventory whose `database` (and `report_dir`) to use.
+    #[arg(short, long, value_name = "FILE")]
+    inventory: Option<PathBuf>,
+}
+
+impl DbArgs {
+    /// The database (which must exist: reading never creates one) and the inventory's report directory.
+    fn resolve(&self) -> anyhow::Result<(PathBuf, Option<PathBuf>)> {
+        let inventory = self.inventory.as_deref().map(crate::inventory::load).transpose()?;
+        let report_dir = inventory.as_ref().map(|i| i.settings.report_dir.clone());
+        let db = match (&self.db, &inventory) {
+            (Some(db), _) => db.clone(),
+            (None, Some(i)) => i.settings.database.clone(),
+            (None, None) => bail!(BadInput("give the database with --db PATH or an inventory with -i FILE".into())),
+        };
+        if !db.exists() {
+            bail!(BadInput(format!("no database at {}; run `fleetaudit scan` first", db.display())));
+        }
+        Ok((db, report_dir))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -294,9 +353,9 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
                 keep_scans: prune,
                 metrics_file,
             };
-            let report = runtime()?.block_on(scan(&inventory, engine, &db, &options, Some(&after)))?;
+            let (report, html) = runtime()?.block_on(scan(&inventory, engine, &db, &options, Some(&after)))?;
             if !quiet {
-                write_scan_summary(&mut out, &report, &db, style())?;
+                write_scan_summary(&mut out, &report, &db, html.as_deref(), style())?;
             }
             Ok(scan_exit(&report))
         }
@@ -337,8 +396,18 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
                     "Simulated fleet: {} nodes on 127.0.0.1 and one that does not answer; scanning over SSH...\n",
                     demo.nodes.len()
                 )?;
-                let report = scan(&inventory, engine, &db, &ScanOptions::default(), None).await?;
-                write_scan_summary(&mut out, &report, &db, style())?;
+                // No retention or metrics; the report goes to the inventory's report_dir, DIR/report.
+                let after = crate::daemon::DaemonOptions {
+                    inventory: demo.inventory.clone(),
+                    schedule: None,
+                    db: Some(db.clone()),
+                    concurrency: None,
+                    grace: Duration::ZERO,
+                    keep_scans: None,
+                    metrics_file: None,
+                };
+                let (report, html) = scan(&inventory, engine, &db, &ScanOptions::default(), Some(&after)).await?;
+                write_scan_summary(&mut out, &report, &db, html.as_deref(), style())?;
                 writeln!(
                     out,
                     "\nA scan of this fleet exits {} (see `fleetaudit scan --help`). Next:\n  \
@@ -351,6 +420,80 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
                 drop(demo);
                 Ok::<_, anyhow::Error>(())
             })?;
+            Ok(Exit::Ok)
+        }
+        Command::Report { scan, out: dir, source } => {
+            let (db, report_dir) = source.resolve()?;
+            let Some(dir) = dir.or(report_dir) else {
+                bail!(BadInput("give the report directory with --out DIR or an inventory with -i FILE".into()));
+            };
+            let summary = runtime()?.block_on(async {
+                let store = Store::open(&db).await?;
+                let summary = crate::report::render(store.pool(), scan, &dir).await;
+                store.close().await;
+                anyhow::Ok(summary?)
+            })?;
+            writeln!(
+                out,
+                "scan {}: {} pages, {:.1} MB\nreport: {}",
+                summary.scan_id,
+                summary.pages,
+                summary.bytes as f64 / 1e6,
+                summary.index.display()
+            )?;
+            Ok(Exit::Ok)
+        }
+        Command::History { source, host, rule, format } => {
+            let (db, _) = source.resolve()?;
+            if host.is_none() && rule.is_none() {
+                bail!(BadInput("give --host NAME and/or --rule ID".into()));
+            }
+            let (rows, latest, changes) = runtime()?.block_on(async {
+                let store = Store::open(&db).await?;
+                let pool = store.pool();
+                let rows = crate::report::query::history(pool, host.as_deref(), rule.as_deref()).await?;
+                // The latest ended scan and what changed in it since each host's previous scan.
+                let latest = crate::report::query::scans(pool).await?.into_iter().find(|s| s.status != "running");
+                let changes = match &latest {
+                    Some(s) => crate::report::query::changes(pool, s.id, host.as_deref(), rule.as_deref()).await?,
+                    None => Vec::new(),
+                };
+                store.close().await;
+                anyhow::Ok((rows, latest.map(|s| s.id), changes))
+            })?;
+            match format {
+                Format::Json => {
+                    let doc = serde_json::json!({
+                        "host": host, "rule": rule, "findings": rows, "latest_scan": latest, "changes": changes,
+                    });
+                    serde_json::to_writer_pretty(&mut out, &doc)?;
+                    writeln!(out)?;
+                }
+                Format::Text => {
+                    writeln!(out, "SCAN  STARTED                   HOST  RULE  STATUS  REASON")?;
+                    for r in &rows {
+                        writeln!(
+                            out,
+                            "{:<5} {:<25} {}  {}  {}  {}",
+                            r.scan_id, r.started_at, r.host, r.rule_id, r.status, r.reason
+                        )?;
+                    }
+                    match latest {
+                        Some(id) => {
+                            writeln!(out, "\nchanges in scan {id}: {}", changes.len())?;
+                            for c in &changes {
+                                writeln!(
+                                    out,
+                                    "{}  {}  {} -> {} (since scan {})",
+                                    c.host, c.rule_id, c.previous_status, c.status, c.previous_scan_id
+                                )?;
+                            }
+                        }
+                        None => writeln!(out, "\nno ended scan yet")?,
+                    }
+                }
+            }
+            out.flush()?;
             Ok(Exit::Ok)
         }
         Command::Eval { file, format, roles, rules } => {
@@ -448,18 +591,19 @@ async fn scan(
     db: &std::path::Path,
     options: &ScanOptions,
     after: Option<&crate::daemon::DaemonOptions>,
-) -> anyhow::Result<ScanReport> {
+) -> anyhow::Result<(ScanReport, Option<PathBuf>)> {
     let lock = Store::lock(db)?;
     let store = Store::open(db).await?;
     let (stop, signals) = stop_on_signals();
     let report = crate::scan::run(inventory, engine, &store, &lock, options, stop).await;
     signals.abort();
+    let mut html = None;
     if let (Ok(report), Some(after)) = (&report, after) {
-        crate::daemon::after_scan(after, inventory, &store, &lock, report).await;
+        html = crate::daemon::after_scan(after, inventory, &store, &lock, report).await;
     }
     store.close().await;
     drop(lock);
-    Ok(report?)
+    Ok((report?, html))
 }
 
 /// 2 if a host could not be audited or a rule judged, else 1 if a rule failed, else 0.
@@ -475,7 +619,13 @@ fn scan_exit(report: &ScanReport) -> Exit {
     )
 }
 
-fn write_scan_summary(out: &mut dyn Write, report: &ScanReport, db: &std::path::Path, style: Style) -> io::Result<()> {
+fn write_scan_summary(
+    out: &mut dyn Write,
+    report: &ScanReport,
+    db: &std::path::Path,
+    html: Option<&std::path::Path>,
+    style: Style,
+) -> io::Result<()> {
     let mut hosts: Vec<&crate::scan::HostReport> = report.hosts.iter().collect();
     hosts.sort_by(|a, b| (a.result.is_ok(), &a.name).cmp(&(b.result.is_ok(), &b.name)));
     let width = hosts.iter().map(|h| h.name.len()).max().unwrap_or(4).max(4);
@@ -515,7 +665,11 @@ fn write_scan_summary(out: &mut dyn Write, report: &ScanReport, db: &std::path::
         report.hosts.len() - report.unreachable(),
         report.unreachable(),
     )?;
-    writeln!(out, "database: {}", db.display())
+    writeln!(out, "database: {}", db.display())?;
+    if let Some(html) = html {
+        writeln!(out, "report: {}", html.display())?;
+    }
+    Ok(())
 }
 
 /// Reaches every host (host key + login) and prints one line each; returns how many failed.

@@ -167,14 +167,15 @@ fn skipped_ticks(cron: &Cron, from: chrono::DateTime<Local>, to: chrono::DateTim
     n
 }
 
-/// Retention and metrics; their failures are logged, never fatal to the service.
+/// Retention, metrics and the HTML report (into the inventory's `report_dir`); their failures are logged,
+/// never fatal to the service. Returns the report's `index.html` when it was rendered.
 pub async fn after_scan(
     options: &DaemonOptions,
     inventory: &Inventory,
     store: &Store,
     lock: &crate::store::ScanLock,
     report: &ScanReport,
-) {
+) -> Option<PathBuf> {
     if let Some(keep) = options.keep_scans.or(inventory.settings.keep_scans) {
         match store.prune(lock, keep).await {
             Ok(p) if p.scans > 0 => tracing::info!(deleted = p.scans, keep, "old scans pruned"),
@@ -186,6 +187,17 @@ pub async fn after_scan(
         && let Err(e) = crate::metrics::write(path, report)
     {
         tracing::warn!("cannot write metrics to {}: {e}", path.display());
+    }
+    let out = &inventory.settings.report_dir;
+    match crate::report::render(store.pool(), Some(report.scan_id), out).await {
+        Ok(r) => {
+            tracing::info!(scan_id = r.scan_id, pages = r.pages, index = %r.index.display(), "report rendered");
+            Some(r.index)
+        }
+        Err(e) => {
+            tracing::warn!("cannot render the report into {}: {e}", out.display());
+            None
+        }
     }
 }
 

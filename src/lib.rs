@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod model;
 pub mod output;
 pub mod ps;
+pub mod report;
 pub mod rules;
 pub mod scan;
 pub mod sim;

@@ -113,6 +113,9 @@ pub async fn run(
             title: r.title.clone(),
             component: engine.rules.component(r).id.clone(),
             severity: r.severity.as_str().to_owned(),
+            rationale: r.rationale.clone(),
+            remediation: r.remediation.clone(),
+            test: r.test.describe(),
         })
         .collect();
     let inventory_name = inventory.path.display().to_string();

@@ -131,6 +131,12 @@ pub struct RuleMeta {
     pub title: String,
     pub component: String,
     pub severity: String,
+    /// Why the rule matters.
+    pub rationale: String,
+    /// How to fix a failing host.
+    pub remediation: String,
+    /// The test the rule applies, described for people.
+    pub test: String,
 }
 
 /// A host as the inventory describes it; upserted by name at each scan.
@@ -270,8 +276,9 @@ impl Store {
         }
         for rule in rules {
             sqlx::query(
-                "INSERT OR IGNORE INTO rules (rules_version, rule_id, cis, title, component, severity)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT OR IGNORE INTO rules (rules_version, rule_id, cis, title, component, severity,
+                                              rationale, remediation, test)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )
             .bind(rules_version)
             .bind(&rule.rule_id)
@@ -279,6 +286,9 @@ impl Store {
             .bind(&rule.title)
             .bind(&rule.component)
             .bind(&rule.severity)
+            .bind(&rule.rationale)
+            .bind(&rule.remediation)
+            .bind(&rule.test)
             .execute(&mut *tx)
             .await
             .map_err(query_err("store the rule set"))?;

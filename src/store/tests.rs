@@ -17,6 +17,9 @@ fn rule_meta(ids: &[&str]) -> Vec<RuleMeta> {
             title: format!("title of {id}"),
             component: "kube-apiserver".to_string(),
             severity: "high".to_string(),
+            rationale: format!("rationale of {id}"),
+            remediation: format!("remediation of {id}"),
+            test: format!("test of {id}"),
         })
         .collect()
 }

@@ -1,0 +1,937 @@
+//! The report: a static HTML site rendered from the database.
+//!
+//! Owns: reading the store's tables and views (runtime queries, positional binds only) and writing the static
+//! site: an index of scans, per scan a fleet overview, a page per rule and per host, and `latest/`.
+//! Must not touch: SSH, rules evaluation. It reads only the database, so a report can be re-rendered at any
+//! time (`fleetaudit report`). Everything that came from a host (names, reasons, process lines, error messages)
+//! is escaped by the templates (askama, `templates/`); pages carry a Content-Security-Policy that forbids
+//! scripts and every external resource, and link only relatively, so they work from `file://`.
+
+pub mod query;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use askama::Template;
+use sqlx::SqlitePool;
+
+use query::{Change, ResultRow, RuleRow, ScanHost, ScanRow};
+
+/// Host lists longer than this are split into pages.
+pub const PAGE: usize = 500;
+/// Longer process lines are shown as an excerpt around the tested flag (the host page lists them in full).
+const EXCERPT: usize = 240;
+/// Scans drawn in the trend.
+const TREND: usize = 30;
+/// Rows shown per change list.
+const CHANGES_SHOWN: usize = 500;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("database error while trying to {what}: {source}")]
+    Query { what: &'static str, source: sqlx::Error },
+    #[error("cannot write {path}: {source}; check that the report directory is writable")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("cannot render a page: {0}")]
+    Template(#[from] askama::Error),
+    #[error("no scan {0} in the database; `fleetaudit history` or the report's index lists them")]
+    NoScan(i64),
+    #[error("the database holds no scan yet; run `fleetaudit scan` first")]
+    Empty,
+}
+
+/// What [`render`] wrote.
+#[derive(Debug, Clone)]
+pub struct RenderSummary {
+    pub scan_id: i64,
+    /// The report's `index.html`.
+    pub index: PathBuf,
+    /// The scan's overview.
+    pub overview: PathBuf,
+    pub pages: usize,
+    pub bytes: u64,
+    /// The largest page written and its size.
+    pub largest: (PathBuf, u64),
+}
+
+/// Renders scan `scan_id` (default: the newest), the index of scans and `latest/` into `out`.
+pub async fn render(pool: &SqlitePool, scan_id: Option<i64>, out: &Path) -> Result<RenderSummary, ReportError> {
+    let scans = query::scans(pool).await?;
+    let newest = scans.first().ok_or(ReportError::Empty)?.id;
+    let scan_id = scan_id.unwrap_or(newest);
+    let scan = scans.iter().find(|s| s.id == scan_id).ok_or(ReportError::NoScan(scan_id))?.clone();
+
+    let hosts = query::scan_hosts(pool, scan_id).await?;
+    let results = query::scan_results(pool, scan_id).await?;
+    let evidence = query::scan_evidence(pool, scan_id).await?;
+    let rules = query::rules(pool, scan_id).await?;
+    let changes = query::changes(pool, scan_id, None, None).await?;
+    let unaudited_now = query::newly_unaudited(pool, scan_id).await?;
+
+    let mut w = Writer::default();
+    mkdir(out)?;
+    let dir_name = format!("scan-{scan_id}");
+    let tmp = out.join(format!(".{dir_name}.tmp-{}", std::process::id()));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
+    }
+    mkdir(&tmp)?;
+    mkdir(&tmp.join("rules"))?;
+    mkdir(&tmp.join("hosts"))?;
+
+    let data = ScanData::new(&hosts, &results, &evidence, &rules);
+    write_overview(&mut w, &tmp, &scan, &scans, &data, &changes, &unaudited_now)?;
+    write_host_lists(&mut w, &tmp, &scan, &data)?;
+    write_rule_pages(&mut w, &tmp, &scan, &data)?;
+    write_host_pages(&mut w, &tmp, &scan, &data)?;
+
+    // Swap the fresh directory in: a reader sees the old scan pages or the new ones, never half of each.
+    let dest = out.join(&dir_name);
+    let old = out.join(format!(".{dir_name}.old-{}", std::process::id()));
+    if dest.exists() {
+        std::fs::rename(&dest, &old).map_err(io_err(&dest))?;
+    }
+    std::fs::rename(&tmp, &dest).map_err(io_err(&dest))?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(io_err(&old))?;
+    }
+
+    let index = IndexPage { root: "", title: "Scans".into(), scans: scans.iter().map(ScanView::of).collect() };
+    w.page(&out.join("index.html"), &index)?;
+    mkdir(&out.join("latest"))?;
+    let latest = LatestPage { root: "../", title: "Latest scan".into(), scan_id: newest };
+    w.page(&out.join("latest").join("index.html"), &latest)?;
+
+    remove_pruned(out, &scans)?;
+
+    let largest = w.largest.clone();
+    let largest = (largest.0.strip_prefix(&tmp).map(|p| dest.join(p)).unwrap_or(largest.0), largest.1);
+    Ok(RenderSummary {
+        scan_id,
+        index: out.join("index.html"),
+        overview: dest.join("index.html"),
+        pages: w.pages,
+        bytes: w.bytes,
+        largest,
+    })
+}
+
+/// Deletes the pages of scans that are no longer in the database (pruned by retention): `scan-ID` only.
+fn remove_pruned(out: &Path, scans: &[ScanRow]) -> Result<(), ReportError> {
+    let kept: std::collections::HashSet<i64> = scans.iter().map(|s| s.id).collect();
+    for entry in std::fs::read_dir(out).map_err(io_err(out))? {
+        let entry = entry.map_err(io_err(out))?;
+        let name = entry.file_name();
+        let Some(id) = name.to_str().and_then(|n| n.strip_prefix("scan-")).and_then(|n| n.parse::<i64>().ok()) else {
+            continue;
+        };
+        if !kept.contains(&id) && entry.file_type().map_err(io_err(out))?.is_dir() {
+            let path = entry.path();
+            std::fs::remove_dir_all(&path).map_err(io_err(&path))?;
+        }
+    }
+    Ok(())
+}
+
+/// Replaces every character outside `[A-Za-z0-9._-]` with `_`, and a leading dot too (no `..`, no hidden file).
+pub fn file_name(name: &str) -> String {
+    let mut s: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' }).collect();
+    if s.is_empty() || s.starts_with('.') {
+        s.insert(0, '_');
+    }
+    s
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError + '_ {
+    move |source| ReportError::Io { path: path.to_path_buf(), source }
+}
+
+fn mkdir(path: &Path) -> Result<(), ReportError> {
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path).map_err(io_err(path))
+}
+
+#[derive(Default)]
+struct Writer {
+    pages: usize,
+    bytes: u64,
+    largest: (PathBuf, u64),
+    buf: String,
+}
+
+impl Writer {
+    fn page(&mut self, path: &Path, page: &impl Template) -> Result<(), ReportError> {
+        self.buf.clear();
+        page.render_into(&mut self.buf)?;
+        std::fs::write(path, self.buf.as_bytes()).map_err(io_err(path))?;
+        let len = self.buf.len() as u64;
+        self.pages += 1;
+        self.bytes += len;
+        if len > self.largest.1 {
+            self.largest = (path.to_path_buf(), len);
+        }
+        Ok(())
+    }
+}
+
+/// A process of an evidence document.
+#[derive(Debug, Clone, serde::Deserialize)]
+struct Process {
+    #[serde(default)]
+    pid: serde_json::Value,
+    #[serde(default)]
+    user: String,
+    #[serde(default)]
+    cmdline: String,
+}
+
+/// A piece of a process line; `mark` pieces are the tested flag.
+#[derive(Debug, Clone)]
+pub struct Seg {
+    pub text: String,
+    pub mark: bool,
+}
+
+/// A process line, possibly shortened around the flag.
+#[derive(Debug, Clone)]
+pub struct Line {
+    pub pid: String,
+    pub user: String,
+    pub segs: Vec<Seg>,
+}
+
+/// The flag a rule tests: the first `--flag` of its test description.
+fn rule_flag(test: Option<&str>) -> Option<String> {
+    let token = test?.split_whitespace().map(|t| t.trim_start_matches('(')).find(|t| t.starts_with("--"))?;
+    let flag: String =
+        token.chars().take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')).collect();
+    (flag.len() > 2).then_some(flag)
+}
+
+fn floor(s: &str, mut i: usize) -> usize {
+    i = i.min(s.len());
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// Splits `cmdline` into plain and marked pieces (tokens `FLAG` or `FLAG=...`); with `excerpt`, keeps about
+/// [`EXCERPT`] bytes around the first mark.
+pub fn highlight(cmdline: &str, flag: Option<&str>, excerpt: bool) -> Vec<Seg> {
+    let mut marks: Vec<(usize, usize)> = Vec::new();
+    if let Some(flag) = flag {
+        let mut pos = 0;
+        for token in cmdline.split(' ') {
+            if token == flag || token.strip_prefix(flag).is_some_and(|rest| rest.starts_with('=')) {
+                marks.push((pos, pos + token.len()));
+            }
+            pos += token.len() + 1;
+        }
+    }
+    let (mut from, mut to) = (0, cmdline.len());
+    if excerpt && cmdline.len() > EXCERPT {
+        match marks.first() {
+            Some(&(s, e)) => {
+                from = floor(cmdline, s.saturating_sub(EXCERPT / 2));
+                to = floor(cmdline, (e + EXCERPT / 2).max(from + EXCERPT));
+            }
+            None => to = floor(cmdline, EXCERPT),
+        }
+    }
+    let mut segs = Vec::new();
+    if from > 0 {
+        segs.push(Seg { text: "…".into(), mark: false });
+    }
+    let mut at = from;
+    for (s, e) in marks {
+        if s < at || e > to {
+            continue;
+        }
+        if s > at {
+            segs.push(Seg { text: cmdline[at..s].to_string(), mark: false });
+        }
+        segs.push(Seg { text: cmdline[s..e].to_string(), mark: true });
+        at = e;
+    }
+    if at < to {
+        segs.push(Seg { text: cmdline[at..to].to_string(), mark: false });
+    }
+    if to < cmdline.len() {
+        segs.push(Seg { text: "…".into(), mark: false });
+    }
+    segs
+}
+
+fn pct_text(p: Option<f64>) -> String {
+    match p {
+        Some(p) => format!("{p:.1}\u{a0}%"),
+        None => "–".into(),
+    }
+}
+
+fn pages_of(n: usize) -> usize {
+    n.div_ceil(PAGE).max(1)
+}
+
+/// `NAME.html`, `NAME-2.html`, ...
+fn paged(name: &str, page: usize) -> String {
+    if page <= 1 { format!("{name}.html") } else { format!("{name}-{page}.html") }
+}
+
+#[derive(Debug, Clone)]
+pub struct PageLink {
+    pub href: String,
+    pub number: usize,
+    pub current: bool,
+}
+
+fn page_links(name: &str, pages: usize, current: usize) -> Vec<PageLink> {
+    if pages <= 1 {
+        return Vec::new();
+    }
+    (1..=pages).map(|n| PageLink { href: paged(name, n), number: n, current: n == current }).collect()
+}
+
+/// Everything the pages of one scan need, indexed.
+struct ScanData<'a> {
+    hosts: &'a [ScanHost],
+    /// Verdicts by result set, in rule order.
+    sets: HashMap<i64, Vec<&'a ResultRow>>,
+    evidence: HashMap<i64, Vec<Process>>,
+    rules: &'a [RuleRow],
+    flags: HashMap<&'a str, Option<String>>,
+    counts: HashMap<i64, [i64; 4]>,
+}
+
+impl<'a> ScanData<'a> {
+    fn new(
+        hosts: &'a [ScanHost],
+        results: &'a [ResultRow],
+        evidence: &[(i64, String)],
+        rules: &'a [RuleRow],
+    ) -> ScanData<'a> {
+        let mut sets: HashMap<i64, Vec<&ResultRow>> = HashMap::new();
+        let mut counts: HashMap<i64, [i64; 4]> = HashMap::new();
+        for r in results {
+            sets.entry(r.set_id).or_default().push(r);
+            let c = counts.entry(r.set_id).or_default();
+            match r.status.as_str() {
+                "pass" => c[0] += 1,
+                "fail" => c[1] += 1,
+                "error" => c[2] += 1,
+                _ => c[3] += 1,
+            }
+        }
+        let evidence = evidence
+            .iter()
+            .map(|(id, body)| {
+                let procs: Vec<Process> = serde_json::from_str(body).unwrap_or_default();
+                (*id, procs)
+            })
+            .collect();
+        let flags = rules.iter().map(|r| (r.rule_id.as_str(), rule_flag(r.test.as_deref()))).collect();
+        ScanData { hosts, sets, evidence, rules, flags, counts }
+    }
+
+    /// pass, fail, error, not applicable of a host.
+    fn host_counts(&self, h: &ScanHost) -> [i64; 4] {
+        match h.result_set_id {
+            Some(id) => self.counts.get(&id).copied().unwrap_or_default(),
+            None => [0, 0, self.rules.len() as i64, 0],
+        }
+    }
+
+    fn lines(&self, evidence_id: Option<i64>, rule_id: &str, excerpt: bool) -> Vec<Line> {
+        let flag = self.flags.get(rule_id).cloned().flatten();
+        evidence_id
+            .and_then(|id| self.evidence.get(&id))
+            .map(|procs| {
+                procs
+                    .iter()
+                    .map(|p| Line {
+                        pid: match &p.pid {
+                            serde_json::Value::String(s) => s.clone(),
+                            serde_json::Value::Null => String::new(),
+                            v => v.to_string(),
+                        },
+                        user: p.user.clone(),
+                        segs: highlight(&p.cmdline, flag.as_deref(), excerpt),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+// ---- view models and templates ----
+
+#[derive(Debug, Clone)]
+pub struct ScanView {
+    pub id: i64,
+    pub started_at: String,
+    pub finished_at: String,
+    pub status: String,
+    pub hosts: String,
+    pub unaudited: i64,
+    pub pass: i64,
+    pub fail: i64,
+    pub error: i64,
+    pub compliance: String,
+}
+
+impl ScanView {
+    fn of(s: &ScanRow) -> ScanView {
+        ScanView {
+            id: s.id,
+            started_at: s.started_at.clone(),
+            finished_at: s.finished_at.clone().unwrap_or_else(|| "–".into()),
+            status: s.status.clone(),
+            hosts: if s.recorded == s.hosts_total {
+                s.recorded.to_string()
+            } else {
+                format!("{} of {}", s.recorded, s.hosts_total)
+            },
+            unaudited: s.unaudited,
+            pass: s.pass,
+            fail: s.fail,
+            error: s.error,
+            compliance: pct_text(s.compliance()),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "index.html")]
+struct IndexPage {
+    root: &'static str,
+    title: String,
+    scans: Vec<ScanView>,
+}
+
+#[derive(Template)]
+#[template(path = "latest.html")]
+struct LatestPage {
+    root: &'static str,
+    title: String,
+    scan_id: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct RuleSummary {
+    pub file: String,
+    pub rule_id: String,
+    pub cis: String,
+    pub title: String,
+    pub severity: String,
+    pub pass: i64,
+    pub fail: i64,
+    pub error: i64,
+    pub not_applicable: i64,
+    pub compliance: String,
+    pub bar: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClusterRow {
+    pub cluster: String,
+    pub hosts: usize,
+    pub unaudited: usize,
+    pub pass: i64,
+    pub fail: i64,
+    pub error: i64,
+    pub compliance: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProblemHost {
+    pub file: String,
+    pub name: String,
+    pub cluster: String,
+    pub kind: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ChangeView {
+    pub file: String,
+    pub host: String,
+    pub rule_file: String,
+    pub rule_id: String,
+    pub previous_status: String,
+    pub status: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct TrendPoint {
+    pub x: String,
+    pub y: String,
+    pub label: String,
+}
+
+#[derive(Template)]
+#[template(path = "overview.html")]
+struct OverviewPage {
+    root: &'static str,
+    title: String,
+    scan: ScanView,
+    rules: Vec<RuleSummary>,
+    clusters: Vec<ClusterRow>,
+    unaudited: Vec<ProblemHost>,
+    unaudited_more: usize,
+    trend_points: String,
+    trend: Vec<TrendPoint>,
+    previous: Option<i64>,
+    newly_failing: Vec<ChangeView>,
+    newly_failing_more: usize,
+    newly_passing: Vec<ChangeView>,
+    newly_passing_more: usize,
+    newly_unreachable: Vec<ProblemHost>,
+    other_changes: usize,
+}
+
+fn truncate<T>(mut v: Vec<T>) -> (Vec<T>, usize) {
+    let more = v.len().saturating_sub(CHANGES_SHOWN);
+    v.truncate(CHANGES_SHOWN);
+    (v, more)
+}
+
+fn write_overview(
+    w: &mut Writer,
+    dir: &Path,
+    scan: &ScanRow,
+    scans: &[ScanRow],
+    data: &ScanData<'_>,
+    changes: &[Change],
+    newly_unaudited: &[(String, String, String)],
+) -> Result<(), ReportError> {
+    let rules = data
+        .rules
+        .iter()
+        .map(|r| RuleSummary {
+            file: format!("rules/{}.html", file_name(&r.rule_id)),
+            rule_id: r.rule_id.clone(),
+            cis: r.cis.clone(),
+            title: r.title.clone(),
+            severity: r.severity.clone(),
+            pass: r.pass,
+            fail: r.fail,
+            error: r.error,
+            not_applicable: r.not_applicable,
+            compliance: pct_text(r.compliance_pct),
+            bar: r.compliance_pct.map(|p| p.round() as i64).unwrap_or(0),
+        })
+        .collect();
+
+    let mut clusters: BTreeMap<String, ClusterRow> = BTreeMap::new();
+    for h in data.hosts {
+        let name = h.cluster.clone().unwrap_or_else(|| "(none)".into());
+        let row = clusters.entry(name.clone()).or_insert_with(|| ClusterRow {
+            cluster: name,
+            hosts: 0,
+            unaudited: 0,
+            pass: 0,
+            fail: 0,
+            error: 0,
+            compliance: String::new(),
+        });
+        let c = data.host_counts(h);
+        row.hosts += 1;
+        row.unaudited += usize::from(h.outcome != "audited");
+        row.pass += c[0];
+        row.fail += c[1];
+        row.error += c[2];
+    }
+    let clusters = clusters
+        .into_values()
+        .map(|mut c| {
+            c.compliance = pct_text(query::pct(c.pass, c.fail, c.error));
+            c
+        })
+        .collect();
+
+    let problem = |name: &str, cluster: Option<&str>, kind: &str, message: &str| ProblemHost {
+        file: format!("hosts/{}.html", file_name(name)),
+        name: name.to_string(),
+        cluster: cluster.unwrap_or("–").to_string(),
+        kind: kind.to_string(),
+        message: message.to_string(),
+    };
+    let unaudited: Vec<ProblemHost> = data
+        .hosts
+        .iter()
+        .filter(|h| h.outcome != "audited")
+        .map(|h| {
+            problem(
+                &h.name,
+                h.cluster.as_deref(),
+                h.error_kind.as_deref().unwrap_or(""),
+                h.error_message.as_deref().unwrap_or(""),
+            )
+        })
+        .collect();
+    let (unaudited, unaudited_more) = truncate(unaudited);
+
+    // The trend: the last TREND scans up to this one, oldest first.
+    let mut past: Vec<&ScanRow> = scans.iter().filter(|s| s.id <= scan.id).take(TREND).collect();
+    past.reverse();
+    let step = if past.len() > 1 { 560.0 / (past.len() - 1) as f64 } else { 0.0 };
+    let trend: Vec<TrendPoint> = past
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            let p = s.compliance()?;
+            Some(TrendPoint {
+                x: format!("{:.1}", 20.0 + step * i as f64),
+                y: format!("{:.1}", 110.0 - p),
+                label: format!("scan {}: {}", s.id, pct_text(Some(p))),
+            })
+        })
+        .collect();
+    let mut trend_points = String::new();
+    for t in &trend {
+        let _ = write!(trend_points, "{},{} ", t.x, t.y);
+    }
+
+    let view = |c: &Change| ChangeView {
+        file: format!("hosts/{}.html", file_name(&c.host)),
+        host: c.host.clone(),
+        rule_file: format!("rules/{}.html", file_name(&c.rule_id)),
+        rule_id: c.rule_id.clone(),
+        previous_status: c.previous_status.clone(),
+        status: c.status.clone(),
+    };
+    let failing: Vec<ChangeView> = changes.iter().filter(|c| c.status == "fail").map(view).collect();
+    let passing: Vec<ChangeView> =
+        changes.iter().filter(|c| c.status == "pass" && c.previous_status != "not_applicable").map(view).collect();
+    let other_changes = changes.len() - failing.len() - passing.len();
+    let (newly_failing, newly_failing_more) = truncate(failing);
+    let (newly_passing, newly_passing_more) = truncate(passing);
+    let cluster_of: HashMap<&str, Option<&str>> =
+        data.hosts.iter().map(|h| (h.name.as_str(), h.cluster.as_deref())).collect();
+    let newly_unreachable = newly_unaudited
+        .iter()
+        .map(|(name, kind, message)| problem(name, cluster_of.get(name.as_str()).copied().flatten(), kind, message))
+        .collect();
+
+    let page = OverviewPage {
+        root: "../",
+        title: format!("Fleet overview, scan {}", scan.id),
+        scan: ScanView::of(scan),
+        rules,
+        clusters,
+        unaudited,
+        unaudited_more,
+        trend_points,
+        trend,
+        previous: scans.iter().find(|s| s.id < scan.id).map(|s| s.id),
+        newly_failing,
+        newly_failing_more,
+        newly_passing,
+        newly_passing_more,
+        newly_unreachable,
+        other_changes,
+    };
+    w.page(&dir.join("index.html"), &page)
+}
+
+#[derive(Debug, Clone)]
+pub struct HostSummary {
+    pub file: String,
+    pub name: String,
+    pub cluster: String,
+    pub address: String,
+    pub outcome: String,
+    pub error: String,
+    pub pass: i64,
+    pub fail: i64,
+    pub errors: i64,
+    pub not_applicable: i64,
+}
+
+#[derive(Template)]
+#[template(path = "hosts.html")]
+struct HostsPage {
+    root: &'static str,
+    title: String,
+    scan_id: i64,
+    hosts: Vec<HostSummary>,
+    pages: Vec<PageLink>,
+}
+
+fn write_host_lists(w: &mut Writer, dir: &Path, scan: &ScanRow, data: &ScanData<'_>) -> Result<(), ReportError> {
+    let pages = pages_of(data.hosts.len());
+    for page in 1..=pages {
+        let hosts = data.hosts.iter().skip((page - 1) * PAGE).take(PAGE);
+        let hosts = hosts
+            .map(|h| {
+                let c = data.host_counts(h);
+                HostSummary {
+                    file: format!("hosts/{}.html", file_name(&h.name)),
+                    name: h.name.clone(),
+                    cluster: h.cluster.clone().unwrap_or_else(|| "–".into()),
+                    address: h.address.clone(),
+                    outcome: h.outcome.clone(),
+                    error: match (&h.error_kind, &h.error_message) {
+                        (Some(k), Some(m)) => format!("{k}: {m}"),
+                        _ => String::new(),
+                    },
+                    pass: c[0],
+                    fail: c[1],
+                    errors: c[2],
+                    not_applicable: c[3],
+                }
+            })
+            .collect();
+        let p = HostsPage {
+            root: "../",
+            title: format!("Hosts of scan {}", scan.id),
+            scan_id: scan.id,
+            hosts,
+            pages: page_links("hosts", pages, page),
+        };
+        w.page(&dir.join(paged("hosts", page)), &p)?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone)]
+pub struct RuleHost {
+    pub file: String,
+    pub name: String,
+    pub cluster: String,
+    pub status: String,
+    pub reason: String,
+    pub lines: Vec<Line>,
+}
+
+#[derive(Template)]
+#[template(path = "rule.html")]
+struct RulePage<'a> {
+    root: &'static str,
+    title: String,
+    scan_id: i64,
+    rule: &'a RuleRow,
+    compliance: String,
+    flag: String,
+    hosts: Vec<RuleHost>,
+    total: usize,
+    pages: Vec<PageLink>,
+}
+
+fn write_rule_pages(w: &mut Writer, dir: &Path, scan: &ScanRow, data: &ScanData<'_>) -> Result<(), ReportError> {
+    // Per rule: the hosts that fail it or could not be judged.
+    let mut by_rule: HashMap<&str, Vec<RuleHost>> = HashMap::new();
+    for h in data.hosts {
+        let mk = |status: &str, reason: &str, lines: Vec<Line>| RuleHost {
+            file: format!("../hosts/{}.html", file_name(&h.name)),
+            name: h.name.clone(),
+            cluster: h.cluster.clone().unwrap_or_else(|| "–".into()),
+            status: status.to_string(),
+            reason: reason.to_string(),
+            lines,
+        };
+        match h.result_set_id {
+            Some(set) => {
+                for r in data.sets.get(&set).into_iter().flatten() {
+                    if r.status == "fail" || r.status == "error" {
+                        let lines = data.lines(r.evidence_id, &r.rule_id, true);
+                        by_rule.entry(r.rule_id.as_str()).or_default().push(mk(&r.status, &r.reason, lines));
+                    }
+                }
+            }
+            None => {
+                let reason = format!(
+                    "{}: {}",
+                    h.error_kind.as_deref().unwrap_or("error"),
+                    h.error_message.as_deref().unwrap_or("")
+                );
+                for rule in data.rules {
+                    by_rule.entry(rule.rule_id.as_str()).or_default().push(mk("error", &reason, Vec::new()));
+                }
+            }
+        }
+    }
+    for rule in data.rules {
+        let mut hosts = by_rule.remove(rule.rule_id.as_str()).unwrap_or_default();
+        // Failures first, then hosts that could not be judged; by name within each.
+        hosts.sort_by(|a, b| (a.status != "fail", &a.name).cmp(&(b.status != "fail", &b.name)));
+        let total = hosts.len();
+        let name = file_name(&rule.rule_id);
+        let pages = pages_of(total);
+        let mut rest = hosts.into_iter();
+        for page in 1..=pages {
+            let chunk: Vec<RuleHost> = rest.by_ref().take(PAGE).collect();
+            let p = RulePage {
+                root: "../../",
+                title: format!("{} ({})", rule.title, rule.rule_id),
+                scan_id: scan.id,
+                rule,
+                compliance: pct_text(rule.compliance_pct),
+                flag: data.flags.get(rule.rule_id.as_str()).cloned().flatten().unwrap_or_default(),
+                hosts: chunk,
+                total,
+                pages: page_links(&name, pages, page),
+            };
+            w.page(&dir.join("rules").join(paged(&name, page)), &p)?;
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub rule_file: String,
+    pub rule_id: String,
+    pub title: String,
+    pub severity: String,
+    pub status: String,
+    pub reason: String,
+    pub lines: Vec<Line>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProcessView {
+    pub pid: String,
+    pub user: String,
+    pub cmdline: String,
+}
+
+/// The verdicts of one result set; rendered once and shared by every host page that shows the set.
+#[derive(Template)]
+#[template(path = "verdicts.html")]
+struct VerdictsFragment {
+    verdicts: Vec<Verdict>,
+    processes: Vec<ProcessView>,
+}
+
+#[derive(Template)]
+#[template(path = "host.html")]
+struct HostPage<'a> {
+    root: &'static str,
+    title: String,
+    scan_id: i64,
+    host: &'a ScanHost,
+    counts: [i64; 4],
+    verdicts: &'a str,
+}
+
+fn write_host_pages(w: &mut Writer, dir: &Path, scan: &ScanRow, data: &ScanData<'_>) -> Result<(), ReportError> {
+    let meta: HashMap<&str, &RuleRow> = data.rules.iter().map(|r| (r.rule_id.as_str(), r)).collect();
+    let mut fragments: HashMap<i64, String> = HashMap::new();
+    for h in data.hosts {
+        let verdicts: &str = match h.result_set_id {
+            Some(set) => {
+                if let std::collections::hash_map::Entry::Vacant(slot) = fragments.entry(set) {
+                    let mut processes = Vec::new();
+                    let mut seen = std::collections::HashSet::new();
+                    let verdicts = data
+                        .sets
+                        .get(&set)
+                        .into_iter()
+                        .flatten()
+                        .map(|r| {
+                            if let Some(id) = r.evidence_id
+                                && seen.insert(id)
+                            {
+                                for p in data.evidence.get(&id).into_iter().flatten() {
+                                    let pid = match &p.pid {
+                                        serde_json::Value::String(s) => s.clone(),
+                                        v => v.to_string(),
+                                    };
+                                    if !processes.iter().any(|q: &ProcessView| q.pid == pid && q.cmdline == p.cmdline) {
+                                        processes.push(ProcessView {
+                                            pid,
+                                            user: p.user.clone(),
+                                            cmdline: p.cmdline.clone(),
+                                        });
+                                    }
+                                }
+                            }
+                            let m = meta.get(r.rule_id.as_str());
+                            Verdict {
+                                rule_file: format!("../rules/{}.html", file_name(&r.rule_id)),
+                                rule_id: r.rule_id.clone(),
+                                title: m.map(|m| m.title.clone()).unwrap_or_default(),
+                                severity: m.map(|m| m.severity.clone()).unwrap_or_default(),
+                                status: r.status.clone(),
+                                reason: r.reason.clone(),
+                                // The process lines are listed in full below the table; a failure or an error
+                                // repeats the line with the tested flag marked (a pass's reason quotes the flag).
+                                lines: if r.status == "fail" || r.status == "error" {
+                                    data.lines(r.evidence_id, &r.rule_id, true)
+                                } else {
+                                    Vec::new()
+                                },
+                            }
+                        })
+                        .collect();
+                    slot.insert(VerdictsFragment { verdicts, processes }.render()?);
+                }
+                &fragments[&set]
+            }
+            None => "",
+        };
+        let p = HostPage {
+            root: "../../",
+            title: format!("Host {}", h.name),
+            scan_id: scan.id,
+            host: h,
+            counts: data.host_counts(h),
+            verdicts,
+        };
+        w.page(&dir.join("hosts").join(format!("{}.html", file_name(&h.name))), &p)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render_segs(segs: &[Seg]) -> String {
+        segs.iter().map(|s| if s.mark { format!("[{}]", s.text) } else { s.text.clone() }).collect()
+    }
+
+    #[test]
+    fn the_flag_token_is_marked() {
+        let segs = highlight(
+            "kube-apiserver --a=1 --anonymous-auth=false --anonymous-authx=1",
+            Some("--anonymous-auth"),
+            true,
+        );
+        assert_eq!(render_segs(&segs), "kube-apiserver --a=1 [--anonymous-auth=false] --anonymous-authx=1");
+        let segs = highlight("kubelet --flag", Some("--flag"), true);
+        assert_eq!(render_segs(&segs), "kubelet [--flag]");
+        assert_eq!(render_segs(&highlight("x --y", None, true)), "x --y");
+    }
+
+    #[test]
+    fn long_lines_are_cut_around_the_flag() {
+        let line = format!("{} --target=1 {}", "a".repeat(2000), "é".repeat(2000));
+        let s = render_segs(&highlight(&line, Some("--target"), true));
+        assert!(s.starts_with('…') && s.ends_with('…') && s.contains("[--target=1]"), "{s}");
+        assert!(s.len() < 1000);
+    }
+
+    #[test]
+    fn file_names_are_sanitized() {
+        assert_eq!(file_name("prod-cp-1.example_x"), "prod-cp-1.example_x");
+        assert_eq!(file_name("../etc/passwd"), "_.._etc_passwd");
+        assert_eq!(file_name("a b/<c>"), "a_b__c_");
+        assert_eq!(file_name(""), "_");
+    }
+
+    #[test]
+    fn the_flag_comes_from_the_test_text() {
+        assert_eq!(rule_flag(Some("--enable-admission-plugins has X")).as_deref(), Some("--enable-admission-plugins"));
+        assert_eq!(rule_flag(Some("(--a eq 1)")).as_deref(), Some("--a"));
+        assert_eq!(
+            rule_flag(Some("--kubelet-certificate-authority set")).as_deref(),
+            Some("--kubelet-certificate-authority")
+        );
+        assert_eq!(rule_flag(None), None);
+    }
+}

@@ -1,0 +1,246 @@
+//! The read queries of the report and of `fleetaudit history`: runtime queries with positional binds only.
+
+use serde::Serialize;
+use sqlx::SqlitePool;
+
+use super::ReportError;
+
+fn q(what: &'static str) -> impl FnOnce(sqlx::Error) -> ReportError {
+    move |source| ReportError::Query { what, source }
+}
+
+/// One scan with its verdict totals (from `scan_rule_counts`, as `rule_compliance` counts them).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ScanRow {
+    pub id: i64,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub status: String,
+    pub hosts_total: i64,
+    pub recorded: i64,
+    pub unaudited: i64,
+    pub pass: i64,
+    pub fail: i64,
+    pub error: i64,
+}
+
+impl ScanRow {
+    /// pass / (pass + fail + error), in percent; None when nothing was judged.
+    pub fn compliance(&self) -> Option<f64> {
+        pct(self.pass, self.fail, self.error)
+    }
+}
+
+pub fn pct(pass: i64, fail: i64, error: i64) -> Option<f64> {
+    let judged = pass + fail + error;
+    (judged > 0).then(|| 100.0 * pass as f64 / judged as f64)
+}
+
+/// Every scan, newest first.
+pub async fn scans(pool: &SqlitePool) -> Result<Vec<ScanRow>, ReportError> {
+    sqlx::query_as(
+        "SELECT s.id, s.started_at, s.finished_at, s.status, s.hosts_total,
+                (SELECT count(*) FROM scan_hosts h WHERE h.scan_id = s.id) AS recorded,
+                (SELECT count(*) FROM scan_hosts h WHERE h.scan_id = s.id AND h.outcome = 'error') AS unaudited,
+                coalesce(sum(c.pass), 0) AS pass, coalesce(sum(c.fail), 0) AS fail,
+                coalesce(sum(c.error), 0) AS error
+           FROM scans s LEFT JOIN scan_rule_counts c ON c.scan_id = s.id
+          GROUP BY s.id ORDER BY s.id DESC",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(q("list the scans"))
+}
+
+/// A host of one scan.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ScanHost {
+    pub name: String,
+    pub cluster: Option<String>,
+    pub address: String,
+    pub port: i64,
+    pub roles: String,
+    pub outcome: String,
+    pub error_kind: Option<String>,
+    pub error_message: Option<String>,
+    pub started_at: String,
+    pub duration_ms: i64,
+    pub fingerprint: Option<String>,
+    pub ps_format: Option<String>,
+    pub processes: Option<i64>,
+    pub result_set_id: Option<i64>,
+}
+
+pub async fn scan_hosts(pool: &SqlitePool, scan_id: i64) -> Result<Vec<ScanHost>, ReportError> {
+    sqlx::query_as(
+        "SELECT h.name, h.cluster, h.address, h.port, h.roles, sh.outcome, sh.error_kind, sh.error_message,
+                sh.started_at, sh.duration_ms, k.fingerprint, sh.ps_format, sh.processes, sh.result_set_id
+           FROM scan_hosts sh
+           JOIN hosts h ON h.id = sh.host_id
+           LEFT JOIN host_keys k ON k.id = sh.host_key_id
+          WHERE sh.scan_id = ?1
+          ORDER BY h.name",
+    )
+    .bind(scan_id)
+    .fetch_all(pool)
+    .await
+    .map_err(q("read the scan's hosts"))
+}
+
+/// A verdict of a result set.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ResultRow {
+    pub set_id: i64,
+    pub rule_id: String,
+    pub status: String,
+    pub reason: String,
+    pub evidence_id: Option<i64>,
+}
+
+/// The verdicts of every result set the scan's hosts point at (each set once, however many hosts share it).
+pub async fn scan_results(pool: &SqlitePool, scan_id: i64) -> Result<Vec<ResultRow>, ReportError> {
+    sqlx::query_as(
+        "SELECT r.set_id, r.rule_id, r.status, r.reason, r.evidence_id
+           FROM results r
+          WHERE r.set_id IN (SELECT DISTINCT result_set_id FROM scan_hosts
+                              WHERE scan_id = ?1 AND result_set_id IS NOT NULL)
+          ORDER BY r.set_id, r.rule_id",
+    )
+    .bind(scan_id)
+    .fetch_all(pool)
+    .await
+    .map_err(q("read the scan's verdicts"))
+}
+
+/// The evidence documents the scan's verdicts refer to.
+pub async fn scan_evidence(pool: &SqlitePool, scan_id: i64) -> Result<Vec<(i64, String)>, ReportError> {
+    sqlx::query_as(
+        "SELECT e.id, e.body FROM evidence e
+          WHERE e.id IN (SELECT r.evidence_id FROM results r
+                          WHERE r.set_id IN (SELECT DISTINCT result_set_id FROM scan_hosts
+                                              WHERE scan_id = ?1 AND result_set_id IS NOT NULL))",
+    )
+    .bind(scan_id)
+    .fetch_all(pool)
+    .await
+    .map_err(q("read the scan's evidence"))
+}
+
+/// A rule of the scan's rule set with its counts (from `rule_compliance`) and texts.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RuleRow {
+    pub rule_id: String,
+    pub cis: String,
+    pub title: String,
+    pub severity: String,
+    pub component: String,
+    pub pass: i64,
+    pub fail: i64,
+    pub error: i64,
+    pub not_applicable: i64,
+    pub compliance_pct: Option<f64>,
+    pub rationale: Option<String>,
+    pub remediation: Option<String>,
+    pub test: Option<String>,
+}
+
+pub async fn rules(pool: &SqlitePool, scan_id: i64) -> Result<Vec<RuleRow>, ReportError> {
+    sqlx::query_as(
+        "SELECT rc.rule_id, rc.cis, rc.title, rc.severity, m.component, rc.pass, rc.fail, rc.error,
+                rc.not_applicable, rc.compliance_pct, m.rationale, m.remediation, m.test
+           FROM rule_compliance rc
+           JOIN scans s ON s.id = rc.scan_id
+           JOIN rules m ON m.rules_version = s.rules_version AND m.rule_id = rc.rule_id
+          WHERE rc.scan_id = ?1
+          ORDER BY rc.compliance_pct IS NULL, rc.compliance_pct, rc.rule_id",
+    )
+    .bind(scan_id)
+    .fetch_all(pool)
+    .await
+    .map_err(q("read the rule compliance"))
+}
+
+/// A verdict that differs from the host's previous scan (the `changes` view).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Change {
+    pub scan_id: i64,
+    pub previous_scan_id: i64,
+    pub host: String,
+    pub rule_id: String,
+    pub previous_status: String,
+    pub status: String,
+}
+
+/// The changes of one scan, optionally for one host and/or rule.
+pub async fn changes(
+    pool: &SqlitePool,
+    scan_id: i64,
+    host: Option<&str>,
+    rule: Option<&str>,
+) -> Result<Vec<Change>, ReportError> {
+    sqlx::query_as(
+        "SELECT scan_id, previous_scan_id, host, rule_id, previous_status, status FROM changes
+          WHERE scan_id = ?1 AND (?2 IS NULL OR host = ?2) AND (?3 IS NULL OR rule_id = ?3)
+          ORDER BY host, rule_id",
+    )
+    .bind(scan_id)
+    .bind(host)
+    .bind(rule)
+    .fetch_all(pool)
+    .await
+    .map_err(q("read the changes"))
+}
+
+/// Hosts the scan could not audit that the host's previous ended scan did audit.
+pub async fn newly_unaudited(pool: &SqlitePool, scan_id: i64) -> Result<Vec<(String, String, String)>, ReportError> {
+    sqlx::query_as(
+        "SELECT h.name, sh.error_kind, sh.error_message
+           FROM scan_hosts sh JOIN hosts h ON h.id = sh.host_id
+          WHERE sh.scan_id = ?1 AND sh.outcome = 'error'
+            AND (SELECT l.outcome FROM scan_hosts l CROSS JOIN scans ls
+                  WHERE l.host_id = sh.host_id AND l.scan_id < sh.scan_id AND ls.id = l.scan_id
+                    AND ls.status <> 'running'
+                  ORDER BY l.scan_id DESC LIMIT 1) = 'audited'
+          ORDER BY h.name",
+    )
+    .bind(scan_id)
+    .fetch_all(pool)
+    .await
+    .map_err(q("read the hosts that became unreachable"))
+}
+
+/// A verdict in the history (the `findings` view).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct HistoryRow {
+    pub scan_id: i64,
+    pub started_at: String,
+    pub host: String,
+    pub rule_id: String,
+    pub status: String,
+    pub reason: String,
+}
+
+/// The verdicts over time of a host and/or a rule, oldest scan first.
+pub async fn history(
+    pool: &SqlitePool,
+    host: Option<&str>,
+    rule: Option<&str>,
+) -> Result<Vec<HistoryRow>, ReportError> {
+    // A literal `host = ?1` (not `?1 IS NULL OR ...`) lets SQLite push the filter into the view's
+    // scan_hosts_by_host index instead of reading the whole history.
+    let sql = match host {
+        Some(_) => {
+            "SELECT f.scan_id, s.started_at, f.host, f.rule_id, f.status, f.reason
+               FROM findings f JOIN scans s ON s.id = f.scan_id
+              WHERE f.host = ?1 AND (?2 IS NULL OR f.rule_id = ?2)
+              ORDER BY f.scan_id, f.host, f.rule_id"
+        }
+        None => {
+            "SELECT f.scan_id, s.started_at, f.host, f.rule_id, f.status, f.reason
+               FROM findings f JOIN scans s ON s.id = f.scan_id
+              WHERE ?1 IS NULL AND (?2 IS NULL OR f.rule_id = ?2)
+              ORDER BY f.scan_id, f.host, f.rule_id"
+        }
+    };
+    sqlx::query_as(sql).bind(host).bind(rule).fetch_all(pool).await.map_err(q("read the findings"))
+}

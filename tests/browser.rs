@@ -1,0 +1,60 @@
+//! The report in a real browser: headless Debian Chromium loads the overview from `file://`, renders the
+//! heading and the compliance figure, reports no script error and no Content-Security-Policy violation, and
+//! draws a phone-sized screenshot.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use support::{fleetaudit, text};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+fn chromium(profile: &Path, args: &[&str]) -> std::process::Output {
+    assert!(Path::new(CHROMIUM).exists(), "install chromium: apt-get install -y chromium");
+    let out = Command::new(CHROMIUM)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        .args(["--disable-component-update", "--no-first-run", "--disable-sync", "--enable-logging=stderr", "--v=0"])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .output()
+        .expect("run chromium");
+    let stderr = text(&out.stderr);
+    for line in stderr.lines() {
+        assert!(!line.contains("Uncaught"), "script error: {line}");
+        assert!(!line.contains("Content Security Policy"), "CSP violation: {line}");
+    }
+    assert!(out.status.success(), "chromium failed: {stderr}");
+    out
+}
+
+#[test]
+fn the_overview_renders_in_headless_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = dir.path().join("demo");
+    let out = fleetaudit(&["demo", "--dir", demo.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let overview = demo.join("report/scan-1/index.html");
+    let url = format!("file://{}", overview.display());
+    let profile = dir.path().join("chromium-profile");
+
+    let dom = text(&chromium(&profile, &["--dump-dom", &url]).stdout);
+    assert!(dom.contains("Fleet overview: scan 1"), "{dom}");
+    let compliance = dom.find("id=\"compliance\"").map(|i| &dom[i..(i + 80).min(dom.len())]);
+    assert!(compliance.is_some_and(|c| c.contains("Compliance ") && c.contains('%')), "{compliance:?}");
+
+    let png = dir.path().join("overview.png");
+    let shot = format!("--screenshot={}", png.display());
+    chromium(&profile, &[&shot, "--window-size=390,844", &url]);
+    let bytes = std::fs::read(&png).expect("a screenshot was written");
+    assert!(bytes.starts_with(b"\x89PNG"), "not a PNG");
+    assert!(bytes.len() > 5_000, "the screenshot is nearly empty: {} bytes", bytes.len());
+
+    // A rule page and a host page load cleanly too.
+    for page in ["rules/apiserver-kubelet-certificate-authority.html", "hosts/prod-cp-2.html"] {
+        let url = format!("file://{}", demo.join("report/scan-1").join(page).display());
+        let dom = text(&chromium(&profile, &["--dump-dom", &url]).stdout);
+        assert!(dom.contains("prod-cp-2"), "{page}");
+    }
+}

@@ -1,0 +1,240 @@
+//! The HTML report: rendered after every demo scan from the database alone, it says what the database says,
+//! links only relatively, carries no script or external URL, and escapes what hosts send.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fleetaudit::sim::{self, Behavior, NodeSpec};
+use fleetaudit::ssh::known_hosts;
+use support::{fleetaudit, sqlite, text, write};
+
+/// askama's HTML escaping (numeric character references: `<` is `&#60;`, the same text as `&lt;`).
+fn escape(s: &str) -> String {
+    s.replace('&', "&#38;").replace('<', "&#60;").replace('>', "&#62;").replace('"', "&#34;").replace('\'', "&#39;")
+}
+
+/// `<script>alert(1)</script>` as escaped text, in either spelling of the entities.
+fn has_escaped_script(html: &str) -> bool {
+    html.contains("&lt;script&gt;alert(1)&lt;/script&gt;") || html.contains(&escape("<script>alert(1)</script>"))
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn pages(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(pages(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// No script, no external resource or link, the CSP everywhere.
+fn assert_self_contained(report: &Path) {
+    let all = pages(report);
+    assert!(all.len() > 20, "{all:?}");
+    for page in all {
+        let html = read(&page);
+        for bad in ["<script", "href=\"http", "src=\"http", "href=\"//", "src=\"//", "url("] {
+            assert!(!html.contains(bad), "{} contains {bad}", page.display());
+        }
+        assert!(
+            html.contains(
+                "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">"
+            ),
+            "{} has no CSP",
+            page.display()
+        );
+    }
+}
+
+#[test]
+fn the_demo_report_says_what_the_database_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = dir.path().join("demo");
+    let demo_s = demo.to_str().unwrap();
+    for _ in 0..2 {
+        let out = fleetaudit(&["demo", "--dir", demo_s]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        let expected = format!("report: {}", demo.join("report").join("index.html").display());
+        assert!(stdout.contains(&expected), "the summary says where the report is:\n{stdout}");
+    }
+    let db = demo.join("fleetaudit.db");
+    let report = demo.join("report");
+
+    // The index lists every scan, newest first, with the database's counts.
+    let index = read(&report.join("index.html"));
+    let ids: Vec<i64> =
+        sqlite(&db, "SELECT id FROM scans ORDER BY id DESC").lines().map(|l| l.parse().unwrap()).collect();
+    assert_eq!(ids, [2, 1]);
+    assert_eq!(index.matches("href=\"scan-").count(), ids.len(), "{index}");
+    assert!(index.find("scan-2/index.html").unwrap() < index.find("scan-1/index.html").unwrap());
+    for id in &ids {
+        let counts = sqlite(
+            &db,
+            &format!(
+                "SELECT sum(pass) || ' ' || sum(fail) || ' ' || sum(error) FROM scan_rule_counts WHERE scan_id = {id}"
+            ),
+        );
+        let c: Vec<&str> = counts.split_whitespace().collect();
+        let row = format!("<td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>", c[0], c[1], c[2]);
+        assert!(index.contains(&row), "scan {id}: {row} not in\n{index}");
+    }
+    assert!(report.join("scan-1/index.html").exists() && report.join("scan-2/index.html").exists());
+
+    // latest/ redirects to the newest scan, with a plain link too.
+    let latest = read(&report.join("latest/index.html"));
+    assert!(latest.contains("<meta http-equiv=\"refresh\" content=\"0; url=../scan-2/index.html\">"), "{latest}");
+    assert!(latest.contains("<a href=\"../scan-2/index.html\">"), "{latest}");
+
+    let scan = report.join("scan-2");
+    let overview = read(&scan.join("index.html"));
+    assert!(overview.contains("Fleet overview: scan 2"), "{overview}");
+    let pct = sqlite(
+        &db,
+        "SELECT printf('%.1f', 100.0 * sum(pass) / (sum(pass) + sum(fail) + sum(error))) FROM scan_rule_counts WHERE scan_id = 2",
+    );
+    assert!(overview.contains(&format!("Compliance {}\u{a0}%", pct.trim())), "{pct}");
+    assert!(overview.contains("prod-cp-3") && overview.contains(">unreachable<"), "the unaudited host and why");
+    assert!(overview.contains("id=\"changes\"") && overview.contains("Newly failing"));
+    assert!(overview.contains("<svg") && overview.contains("<polyline"), "the trend");
+    assert!(overview.contains("href=\"rules/apiserver-kubelet-certificate-authority.html\""));
+
+    // The reference rule: the failing host, why, the remediation from the database.
+    let rule = read(&scan.join("rules/apiserver-kubelet-certificate-authority.html"));
+    assert!(rule.contains(">prod-cp-2</a>"), "{rule}");
+    assert!(rule.contains("href=\"../hosts/prod-cp-2.html\""));
+    let remediation =
+        sqlite(&db, "SELECT remediation FROM rules WHERE rule_id = 'apiserver-kubelet-certificate-authority'");
+    assert!(remediation.trim().len() > 20, "the migration's column is filled: {remediation:?}");
+    assert!(rule.contains(&escape(remediation.trim_end_matches('\n'))), "remediation missing:\n{rule}");
+    assert!(!rule.contains(">prod-cp-1</a>"), "prod-cp-1 passes this rule");
+
+    // A page per host, with its host key.
+    for name in sqlite(&db, "SELECT name FROM hosts ORDER BY name").lines() {
+        let page = read(&scan.join("hosts").join(format!("{name}.html")));
+        assert!(page.contains(&format!("<h1>{name}</h1>")), "{name}");
+    }
+    let cp1 = read(&scan.join("hosts/prod-cp-1.html"));
+    let fp = sqlite(&db, "SELECT host_key_fingerprint FROM host_status WHERE host = 'prod-cp-1'");
+    assert!(cp1.contains(fp.trim()), "host key fingerprint");
+    // A failure whose flag is set: the flag is marked in the process line, on the rule page and the host page.
+    let marked = "<mark>--enable-admission-plugins=NodeRestriction</mark>";
+    let rule = read(&scan.join("rules/apiserver-admission-always-pull-images.html"));
+    assert!(rule.contains(">prod-cp-2</a>") && rule.contains(marked), "{rule}");
+    assert!(read(&scan.join("hosts/prod-cp-2.html")).contains(marked));
+
+    assert_self_contained(&report);
+
+    // `report` re-renders one scan from the database; `history` reads the same queries.
+    let out2 = dir.path().join("out2");
+    let db_s = db.to_str().unwrap();
+    let out = fleetaudit(&["report", "--db", db_s, "--out", out2.to_str().unwrap(), "--scan", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(out2.join("scan-1/index.html").exists() && !out2.join("scan-2").exists());
+    assert!(read(&out2.join("latest/index.html")).contains("scan-2/index.html"), "latest is the newest scan");
+    // Pages of a scan no longer in the database (pruned) are deleted; anything else is left alone.
+    std::fs::create_dir_all(out2.join("scan-99/rules")).unwrap();
+    std::fs::create_dir_all(out2.join("scan-notes")).unwrap();
+    let out = fleetaudit(&["report", "--db", db_s, "--out", out2.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("report: "), "{}", text(&out.stdout));
+    assert!(out2.join("scan-2/index.html").exists() && out2.join("scan-1/index.html").exists());
+    assert!(!out2.join("scan-99").exists() && out2.join("scan-notes").exists());
+    let out = fleetaudit(&["report", "--out", out2.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3), "no database given: {}", text(&out.stderr));
+    let out = fleetaudit(&["report", "--db", db_s, "--out", out2.to_str().unwrap(), "--scan", "99"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("no scan 99"), "{}", text(&out.stderr));
+
+    let out = fleetaudit(&[
+        "history",
+        "--db",
+        db_s,
+        "--host",
+        "prod-cp-2",
+        "--rule",
+        "apiserver-kubelet-certificate-authority",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let findings = doc["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 2, "{doc}");
+    assert!(findings.iter().all(|f| f["status"] == "fail" && f["host"] == "prod-cp-2"), "{doc}");
+    assert_eq!(doc["latest_scan"], 2);
+    assert_eq!(doc["changes"].as_array().unwrap().len(), 0, "the demo fleet does not change");
+    let out = fleetaudit(&["history", "-i", demo.join("inventory.toml").to_str().unwrap(), "--host", "prod-cp-3"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(stdout.contains("prod-cp-3") && stdout.contains("unreachable") && stdout.contains("changes in scan 2"));
+}
+
+/// A host whose process line carries markup, and a second scan where a flag changes: the markup is shown as
+/// text, and the change is listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_process_lines_are_escaped_and_changes_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let client = sim::generate_key("client").unwrap();
+    let key = d.join("id_ed25519");
+    write(&key, &sim::private_key_text(&client));
+    let base = sim::profile("kubeadm-default").unwrap();
+    assert!(base.contains("kube-apiserver "));
+    let hostile =
+        base.replacen("kube-apiserver ", "kube-apiserver --anonymous-auth=<script>alert(1)</script> --x=\"'&amp; ", 1);
+    let spec = |table: &str| NodeSpec {
+        name: "evil-cp-1".into(),
+        table: Arc::new(table.as_bytes().to_vec()),
+        behavior: Behavior::Normal,
+        latency: Duration::ZERO,
+    };
+    let scan_with = async |table: &str| {
+        let nodes = sim::start(vec![spec(table)], vec![client.public_key().clone()]).await.unwrap();
+        let n = &nodes[0];
+        write(&d.join("known_hosts"), &(known_hosts::line_for("127.0.0.1", n.addr.port(), &n.host_key) + "\n"));
+        let inv = format!(
+            "[defaults]\nuser = \"audit\"\nidentity_file = \"{}\"\nknown_hosts = \"{}\"\ndatabase = \"{}\"\nreport_dir = \"{}\"\n\
+             \n[[hosts]]\nname = \"evil-cp-1\"\naddress = \"127.0.0.1\"\nport = {}\nroles = [\"control-plane\"]\n",
+            key.display(),
+            d.join("known_hosts").display(),
+            d.join("h.db").display(),
+            d.join("report").display(),
+            n.addr.port()
+        );
+        write(&d.join("inventory.toml"), &inv);
+        let inv_s = d.join("inventory.toml").to_str().unwrap().to_owned();
+        let out = tokio::task::spawn_blocking(move || fleetaudit(&["scan", "-i", &inv_s])).await.unwrap();
+        assert!(text(&out.stdout).contains("report: "), "{}\n{}", text(&out.stdout), text(&out.stderr));
+        drop(nodes);
+    };
+    scan_with(&hostile).await;
+    let host = read(&d.join("report/scan-1/hosts/evil-cp-1.html"));
+    assert!(has_escaped_script(&host), "{host}");
+    assert!(!host.contains("<script"), "{host}");
+    assert!(host.contains(&escape("--x=\"'&amp;")), "quotes and ampersands are escaped too");
+    let rule = read(&d.join("report/scan-1/rules/apiserver-anonymous-auth.html"));
+    let marked = format!("<mark>{}</mark>", escape("--anonymous-auth=<script>alert(1)</script>"));
+    assert!(rule.contains(&marked), "{rule}");
+    assert!(!rule.contains("<script"));
+
+    // Second scan: anonymous auth now off, so the rule newly passes; the first scan's pages are kept.
+    let fixed = base.replacen("kube-apiserver ", "kube-apiserver --anonymous-auth=false ", 1);
+    scan_with(&fixed).await;
+    let overview = read(&d.join("report/scan-2/index.html"));
+    let passing = &overview[overview.find("Newly passing").unwrap()..overview.find("Newly unreachable").unwrap()];
+    assert!(passing.contains("apiserver-anonymous-auth"), "{passing}");
+    assert!(d.join("report/scan-1/index.html").exists());
+    assert_self_contained(&d.join("report"));
+}
