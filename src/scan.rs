@@ -71,16 +71,15 @@ pub struct ScanReport {
 }
 
 impl ScanReport {
-    /// Counts over every (host, rule) verdict: an unreachable host counts as an error per rule.
+    /// Counts over every (host, rule) verdict: a host that could not be audited counts as an error per rule,
+    /// as in the database's `findings` view and the report.
     pub fn totals(&self) -> Summary {
         let mut t = Summary::default();
-        for h in &self.hosts {
-            if let Ok(s) = &h.result {
-                t.pass += s.pass;
-                t.fail += s.fail;
-                t.error += s.error;
-                t.not_applicable += s.not_applicable;
-            }
+        for s in self.rules.values() {
+            t.pass += s.pass;
+            t.fail += s.fail;
+            t.error += s.error;
+            t.not_applicable += s.not_applicable;
         }
         t
     }
