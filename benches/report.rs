@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use fleetaudit::inventory::Host;
 use fleetaudit::model::Role;
 use fleetaudit::rules::{Engine, RuleSet};
-use fleetaudit::store::{HostOutcome, HostRecord, HostResult, RuleMeta, Store};
+use fleetaudit::store::{HostOutcome, HostRecord, HostResult, Store};
 
 const HOSTS: usize = 10_000;
 
@@ -51,21 +51,7 @@ async fn run() {
         .iter()
         .map(|(text, roles)| fleetaudit::scan::judge(&engine, &host("x", roles.clone()), text.as_bytes()))
         .collect();
-    let rules: Vec<RuleMeta> = engine
-        .rules
-        .rules
-        .iter()
-        .map(|r| RuleMeta {
-            rule_id: r.id.clone(),
-            cis: r.cis.clone(),
-            title: r.title.clone(),
-            component: engine.rules.component(r).id.clone(),
-            severity: r.severity.as_str().to_owned(),
-            rationale: r.rationale.clone(),
-            remediation: r.remediation.clone(),
-            test: r.test.describe(),
-        })
-        .collect();
+    let rules = fleetaudit::scan::rule_meta(&engine);
 
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("bench.db");

@@ -102,21 +102,7 @@ pub async fn run(
     let started = Instant::now();
     let hosts = select_hosts(inventory, &options.only)?;
     let transport = Arc::new(Transport::for_inventory(&inventory.settings).map_err(ScanError::KnownHosts)?);
-    let rules: Vec<RuleMeta> = engine
-        .rules
-        .rules
-        .iter()
-        .map(|r| RuleMeta {
-            rule_id: r.id.clone(),
-            cis: r.cis.clone(),
-            title: r.title.clone(),
-            component: engine.rules.component(r).id.clone(),
-            severity: r.severity.as_str().to_owned(),
-            rationale: r.rationale.clone(),
-            remediation: r.remediation.clone(),
-            test: r.test.describe(),
-        })
-        .collect();
+    let rules = rule_meta(&engine);
     let inventory_name = inventory.path.display().to_string();
     let scan_id = store.begin_scan(lock, &inventory_name, &engine.rules.version(), &rules, hosts.len()).await?;
     let span = tracing::info_span!("scan", scan_id);
@@ -246,6 +232,25 @@ pub async fn run(
         "scan finished"
     );
     Ok(report)
+}
+
+/// The metadata of every rule in force, as the store keeps it with each scan.
+pub fn rule_meta(engine: &Engine) -> Vec<RuleMeta> {
+    engine
+        .rules
+        .rules
+        .iter()
+        .map(|r| RuleMeta {
+            rule_id: r.id.clone(),
+            cis: r.cis.clone(),
+            title: r.title.clone(),
+            component: engine.rules.component(r).id.clone(),
+            severity: r.severity.as_str().to_owned(),
+            rationale: r.rationale.clone(),
+            remediation: r.remediation.clone(),
+            test: r.test.describe(),
+        })
+        .collect()
 }
 
 fn count_rules(counts: &mut std::collections::BTreeMap<String, Summary>, outcome: &HostOutcome, rule_ids: &[String]) {
