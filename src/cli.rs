@@ -36,7 +36,11 @@ pub enum Exit {
 impl Exit {
     /// The exit code for a set of verdicts: errors outrank failures, which outrank passes.
     pub fn for_statuses(statuses: impl IntoIterator<Item = Status>) -> Exit {
-        let s = Summary::of(statuses);
+        Exit::for_summary(&Summary::of(statuses))
+    }
+
+    /// The exit code for verdict counts: errors outrank failures, which outrank passes.
+    pub fn for_summary(s: &Summary) -> Exit {
         if s.error > 0 {
             Exit::Error
         } else if s.fail > 0 {
@@ -611,12 +615,7 @@ fn scan_exit(report: &ScanReport) -> Exit {
     if report.unreachable() > 0 || report.interrupted {
         return Exit::Error;
     }
-    let t = report.totals();
-    Exit::for_statuses(
-        std::iter::repeat_n(Status::Error, t.error)
-            .chain(std::iter::repeat_n(Status::Fail, t.fail))
-            .chain(std::iter::repeat_n(Status::Pass, t.pass)),
-    )
+    Exit::for_summary(&report.totals())
 }
 
 fn write_scan_summary(

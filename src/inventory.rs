@@ -1186,15 +1186,7 @@ mod tests {
     #[test]
     fn the_example_documents_every_key() {
         let example = include_str!("../inventory.example.toml");
-        let keys = [
-            "known_hosts",
-            "host_key_policy",
-            "accepted_hosts",
-            "concurrency",
-            "database",
-            "report_dir",
-            "schedule",
-            "keep_scans",
+        let keys = DEFAULTS_ONLY.iter().copied().chain([
             "user",
             "port",
             "identity_file",
@@ -1205,7 +1197,7 @@ mod tests {
             "name",
             "address",
             "cluster",
-        ];
+        ]);
         for key in keys {
             let written = example.lines().any(|l| l.trim_start_matches("# ").starts_with(&format!("{key} = ")));
             assert!(written, "inventory.example.toml does not show `{key}`");

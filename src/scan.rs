@@ -342,7 +342,6 @@ pub fn judge(engine: &Engine, host: &Host, stdout: &[u8]) -> HostResult {
             reason: f.reason,
         })
         .collect::<Vec<_>>();
-    debug_assert!(findings.iter().all(|f| f.status != Status::NotApplicable || f.evidence.is_none()));
     HostResult::Audited { ps_format: table.format.to_string(), processes: table.processes.len() as u32, findings }
 }
 

@@ -184,19 +184,13 @@ impl Transport {
     /// Connects, checks the host key, authenticates and runs [`REMOTE_COMMAND`].
     #[tracing::instrument(level = "debug", skip_all, fields(host = target.name), err(level = "debug"))]
     pub async fn capture(&self, target: &Target<'_>) -> Result<Capture, SshError> {
-        let session = self.connect(target).await?;
-        let fingerprint = session.1;
-        let mut handle = session.0;
-        let deadline = Instant::now() + target.command_timeout;
+        let (mut handle, fingerprint) = self.connect(target).await?;
         let result = timeout(target.command_timeout, run(&mut handle)).await;
         // A polite goodbye, but never let a slow host hold the scan.
         let _ = timeout(Duration::from_millis(200), handle.disconnect(Disconnect::ByApplication, "", "en")).await;
         match result {
             Ok(r) => r.map(|stdout| Capture { stdout, fingerprint }),
-            Err(_) => Err(SshError::Timeout {
-                stage: "waiting for `ps -ef` output",
-                after: deadline.elapsed().max(target.command_timeout),
-            }),
+            Err(_) => Err(SshError::Timeout { stage: "waiting for `ps -ef` output", after: target.command_timeout }),
         }
     }
 
