@@ -1,11 +1,18 @@
-//! Property tests: the `ps` parser, the flag splitter and the engine never panic on anything a host can send,
-//! and what they do accept, they read back exactly. Failures found are kept in proptest-regressions/.
+//! Property tests: the `ps` parser, the flag splitter, the engine and the known_hosts reader never panic on
+//! anything a host (or a hand-edited file) can send, and what they do accept, they read back exactly. Failures found are kept in proptest-regressions/.
 
 use std::collections::HashSet;
 
 use fleetaudit::ps::{self, flags::FlagStyle, flags::Flags};
 use fleetaudit::rules::{Engine, RuleSet};
+use fleetaudit::ssh::known_hosts::{KnownHosts, Verdict, line_for};
 use proptest::prelude::*;
+
+/// The embedded pack, loaded once rather than per case.
+fn engine() -> &'static Engine {
+    static ENGINE: std::sync::OnceLock<Engine> = std::sync::OnceLock::new();
+    ENGINE.get_or_init(|| Engine::new(RuleSet::embedded().unwrap()))
+}
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
@@ -35,7 +42,7 @@ proptest! {
     fn engine_never_panics_on_odd_command_lines(
         cmds in proptest::collection::vec("(kube-apiserver|/usr/bin/kubelet|etcd|hyperkube apiserver|k3s server)( [-=a-z0-9,.:/\\x00-\\x1f\u{80}-\u{10ffff}]{0,12}){0,8}", 1..6)
     ) {
-        let engine = Engine::new(RuleSet::embedded().unwrap());
+        let engine = engine();
         let mut text = String::from("UID PID PPID C STIME TTY TIME CMD\n");
         for (i, c) in cmds.iter().enumerate() {
             text.push_str(&format!("root {} 1 0 10:00 ? 00:00:00 {c}\n", i + 2));
@@ -93,5 +100,52 @@ proptest! {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let flags = Flags::parse(&args, FlagStyle::Pflag, &HashSet::new());
         prop_assert_eq!(flags.get("x").unwrap().value, Some(values.last().unwrap().as_str()));
+    }
+
+    #[test]
+    fn mutated_real_captures_parse_or_fail_cleanly(
+        which in 0..fleetaudit::sim::PROFILES.len(),
+        edits in proptest::collection::vec((any::<usize>(), 0usize..64, any::<u8>(), any::<u8>()), 1..6),
+    ) {
+        // Structured fuzzing: arbitrary bytes rarely get past the header; edits of real captures reach deep
+        // into row and command-line parsing.
+        let mut bytes = fleetaudit::sim::PROFILES[which].1.as_bytes().to_vec();
+        for (at, len, op, byte) in edits {
+            let at = at % (bytes.len() + 1);
+            let end = (at + len).min(bytes.len());
+            match op % 4 {
+                0 => { bytes.drain(at..end); }
+                1 => bytes.insert(at, byte),
+                2 => if at < bytes.len() { bytes[at] = byte },
+                _ => { let copy = bytes[at..end].to_vec(); bytes.splice(at..at, copy); }
+            }
+        }
+        if let Ok(table) = ps::parse(&bytes) {
+            prop_assert!(!table.processes.is_empty());
+            for p in &table.processes {
+                prop_assert!(!p.cmd.is_empty() && !p.cmd.chars().any(char::is_control));
+            }
+            let engine = engine();
+            prop_assert_eq!(engine.judge(&table, &[]).len(), engine.rules.rules.len());
+        }
+    }
+
+    #[test]
+    fn known_hosts_reader_never_panics(
+        lines in proptest::collection::vec(prop_oneof![
+            "\\PC{0,60}",
+            "(@revoked |@cert-authority |)(\\[[a-z0-9.]{1,9}\\]:[0-9]{1,6}|[a-z0-9.*?!,]{1,20}|\\|1\\|[A-Za-z0-9+/=]{0,30}\\|[A-Za-z0-9+/=]{0,30}) ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI[A-Za-z0-9+/]{0,43}=?",
+        ], 0..20),
+        host in "[a-z0-9.]{1,12}",
+        port in 1u16..,
+    ) {
+        let mut known = KnownHosts::default();
+        known.add(std::path::Path::new("known_hosts"), &lines.join("\n"));
+        let key = fleetaudit::sim::generate_key("fuzz").unwrap();
+        // A key nobody listed is never `Known`.
+        prop_assert!(!matches!(known.check(&host, port, key.public_key()), Verdict::Known));
+        // Once its line is appended, it is trusted (unless a line revokes it, which a random key cannot match).
+        known.add(std::path::Path::new("mine"), &line_for(&host, port, key.public_key()));
+        prop_assert_eq!(known.check(&host, port, key.public_key()), Verdict::Known);
     }
 }

@@ -177,18 +177,32 @@ pub fn line_for(host: &str, port: u16, key: &PublicKey) -> String {
     format!("{} {}", host_name(host, port), k.to_openssh().unwrap_or_default().trim_end())
 }
 
-/// OpenSSH host patterns: `*` any run, `?` one character, case-insensitive.
+/// OpenSSH host patterns: `*` any run, `?` one character, case-insensitive. Iterative, backtracking only to
+/// the last `*`: O(pattern × text), where the naive recursion is exponential in the number of stars.
 fn glob(pattern: &str, text: &str) -> bool {
-    fn go(p: &[u8], t: &[u8]) -> bool {
-        match (p.first(), t.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => go(&p[1..], t) || (!t.is_empty() && go(p, &t[1..])),
-            (Some(b'?'), Some(_)) => go(&p[1..], &t[1..]),
-            (Some(a), Some(b)) if a.eq_ignore_ascii_case(b) => go(&p[1..], &t[1..]),
-            _ => false,
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti) = (0, 0);
+    // After the last `*` seen: the pattern position after it, and the text position it has consumed up to.
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        match p.get(pi) {
+            Some(b'*') => {
+                star = Some((pi + 1, ti));
+                pi += 1;
+            }
+            Some(b'?') => (pi, ti) = (pi + 1, ti + 1),
+            Some(c) if c.eq_ignore_ascii_case(&t[ti]) => (pi, ti) = (pi + 1, ti + 1),
+            _ => match star {
+                // Let the last star swallow one more character and retry from there.
+                Some((sp, st)) => {
+                    star = Some((sp, st + 1));
+                    (pi, ti) = (sp, st + 1);
+                }
+                None => return false,
+            },
         }
     }
-    go(pattern.as_bytes(), text.as_bytes())
+    p[pi..].iter().all(|&c| c == b'*')
 }
 
 #[cfg(test)]
@@ -255,6 +269,34 @@ mod tests {
         assert!(matches!(k.check("cp1.prod.internal", 22, &key(B)), Verdict::Revoked(_)));
         assert!(glob("10.0.?.*", "10.0.1.23"));
         assert!(!glob("10.0.?.*", "10.0.12.3"));
+    }
+
+    /// The definition the iterative [`glob`] must agree with (exponential, fine for short inputs).
+    fn glob_reference(p: &[u8], t: &[u8]) -> bool {
+        match (p.first(), t.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => glob_reference(&p[1..], t) || (!t.is_empty() && glob_reference(p, &t[1..])),
+            (Some(b'?'), Some(_)) => glob_reference(&p[1..], &t[1..]),
+            (Some(a), Some(b)) if a.eq_ignore_ascii_case(b) => glob_reference(&p[1..], &t[1..]),
+            _ => false,
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn glob_agrees_with_its_definition(p in "[ab.*?]{0,9}", t in "[abAB.]{0,12}") {
+            proptest::prop_assert_eq!(glob(&p, &t), glob_reference(p.as_bytes(), t.as_bytes()));
+        }
+    }
+
+    #[test]
+    fn many_stars_do_not_backtrack_exponentially() {
+        // The recursive matcher explores on the order of C(60, 30) ways to split the text among the stars here
+        // (a pattern from a user's known_hosts, a name from the inventory) and never returns; this one is linear
+        // in pattern × text.
+        let pattern = "*a".repeat(30) + "b";
+        assert!(!glob(&pattern, &"a".repeat(60)));
+        assert!(glob(&pattern, &("a".repeat(60) + "b")));
     }
 
     #[test]
