@@ -288,6 +288,7 @@ pub async fn start(nodes: Vec<NodeSpec>, authorized: Vec<PublicKey>) -> Result<V
     ensure_file_limit(nodes.len())?;
     let authorized: Arc<HashSet<Vec<u8>>> = Arc::new(authorized.iter().filter_map(|k| k.to_bytes().ok()).collect());
     let mut running = Vec::with_capacity(nodes.len());
+    let mut ports = Ports::new()?;
     for spec in nodes {
         let key = generate_key(&spec.name).map_err(SimError::Key)?;
         let host_key = key.public_key().clone();
@@ -298,11 +299,11 @@ pub async fn start(nodes: Vec<NodeSpec>, authorized: Vec<PublicKey>) -> Result<V
         };
         let listen_error = |source| SimError::Listen { node: spec.name.clone(), source };
         let (addr, guard) = if spec.behavior == Behavior::Refused {
-            let socket = TcpSocket::new_v4().map_err(listen_error)?;
-            socket.bind(SocketAddr::from(([127, 0, 0, 1], 0))).map_err(listen_error)?;
+            let socket = ports.bind(false).map_err(listen_error)?;
+            // Bound, never listening: connections are refused.
             (socket.local_addr().map_err(listen_error)?, Guard::Port(socket))
         } else {
-            let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(listen_error)?;
+            let listener = ports.listener().map_err(listen_error)?;
             let addr = listener.local_addr().map_err(listen_error)?;
             let node = Node {
                 spec: Arc::new(spec.clone()),
@@ -322,6 +323,60 @@ pub async fn start(nodes: Vec<NodeSpec>, authorized: Vec<PublicKey>) -> Result<V
         });
     }
     Ok(running)
+}
+
+/// Where nodes listen: ports taken in turn from a random point of [`Ports::RANGE`]. Asking the kernel for any
+/// free port instead (port 0) searched every bound port on each bind: 10,000 nodes took 4.9 s, 90% of it in
+/// `bind`. The range lies below Linux's ephemeral ports, so the scanner's own connections keep all of theirs.
+struct Ports {
+    next: u16,
+    tried: usize,
+}
+
+impl Ports {
+    const RANGE: std::ops::Range<u16> = 10_000..32_768;
+
+    fn new() -> Result<Ports, SimError> {
+        let mut seed = [0u8; 2];
+        std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut seed)).map_err(SimError::Key)?;
+        let span = Self::RANGE.end - Self::RANGE.start;
+        Ok(Ports { next: Self::RANGE.start + u16::from_le_bytes(seed) % span, tried: 0 })
+    }
+
+    /// A listener on the next free port of the range.
+    fn listener(&mut self) -> std::io::Result<TcpListener> {
+        loop {
+            match self.bind(true)?.listen(1024) {
+                // Another process bound the port too (both allowing re-binding) and listened first.
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// A socket bound to the next free port of the range (or, once the range is used up, to any port). A
+    /// listener allows re-binding over connections in TIME_WAIT; a refused node's socket does not, so that no
+    /// listener can share its port.
+    fn bind(&mut self, listener: bool) -> std::io::Result<TcpSocket> {
+        let span = usize::from(Self::RANGE.end - Self::RANGE.start);
+        loop {
+            let port = if self.tried < span {
+                let p = self.next;
+                self.next = if p + 1 >= Self::RANGE.end { Self::RANGE.start } else { p + 1 };
+                self.tried += 1;
+                p
+            } else {
+                0
+            };
+            let socket = TcpSocket::new_v4()?;
+            socket.set_reuseaddr(listener)?;
+            match socket.bind(SocketAddr::from(([127, 0, 0, 1], port))) {
+                Ok(()) => return Ok(socket),
+                Err(e) if port != 0 && e.kind() == std::io::ErrorKind::AddrInUse => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
 }
 
 /// A loopback port with nothing listening: connections to it are refused (until something else binds it).
