@@ -266,8 +266,9 @@ pub fn summary(fleet: &Fleet, latency: Duration) -> String {
     let ports = fleet.nodes.iter().map(|n| n.addr.port());
     let (lo, hi) = (ports.clone().min().unwrap_or(0), ports.max().unwrap_or(0));
     let counts: Vec<String> = fleet.counts().iter().map(|(b, n)| format!("{n} {}", b.name())).collect();
+    let latency = if latency.is_zero() { "no added latency".to_owned() } else { format!("{latency:?} a round trip") };
     format!(
-        "simulating {} nodes ({}) on 127.0.0.1 ports {lo}-{hi}, latency {latency:?} a round trip; scan them with: \
+        "simulating {} nodes ({}) on 127.0.0.1 ports {lo}-{hi}, {latency}; scan them with: \
          fleetaudit scan -i {} --concurrency 512 (Ctrl-C stops the fleet)",
         fleet.nodes.len(),
         counts.join(", "),

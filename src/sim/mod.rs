@@ -243,11 +243,13 @@ pub fn private_key_text(key: &PrivateKey) -> String {
     key.to_openssh(LineEnding::LF).map(|s| s.to_string()).unwrap_or_default()
 }
 
-/// File descriptors kept free beyond one listener per node: connections in flight, the runtime, files.
+/// File descriptors wanted beyond one listener per node: connections in flight, the runtime, files.
 const SPARE_FILES: u64 = 2048;
+/// The fewest spare descriptors a fleet can start with (a few connections at a time).
+const MIN_SPARE_FILES: u64 = 32;
 
 /// Raises the soft open-file limit to the hard limit when `nodes` listeners (plus connections in flight) need
-/// more than the soft limit allows; fails with what to do when even the hard limit is too low.
+/// more than the soft limit allows; fails with what to do when even the hard limit leaves too few.
 pub fn ensure_file_limit(nodes: usize) -> Result<(), SimError> {
     let needed = nodes as u64 + SPARE_FILES;
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
@@ -258,7 +260,7 @@ pub fn ensure_file_limit(nodes: usize) -> Result<(), SimError> {
     if limit.rlim_cur >= needed {
         return Ok(());
     }
-    if limit.rlim_max < needed {
+    if limit.rlim_max < nodes as u64 + MIN_SPARE_FILES {
         return Err(SimError::TooFewFiles { nodes, needed, hard: limit.rlim_max });
     }
     // An unlimited hard limit still cannot be the soft one (the kernel caps it at fs.nr_open): ask for what is needed.
