@@ -160,6 +160,32 @@ enum Command {
         #[arg(long, default_value = "fleetaudit-demo")]
         dir: PathBuf,
     },
+    /// Start a simulated fleet on 127.0.0.1 (russh servers, healthy and faulty) and serve it until SIGINT/SIGTERM,
+    /// with the inventory, known_hosts and key to scan it from another shell.
+    #[command(after_help = crate::sim::fleet::help())]
+    Simulate {
+        /// Healthy nodes to start (faulty ones come on top).
+        #[arg(long, default_value_t = 10)]
+        nodes: usize,
+        /// Added to every round trip of every connection, e.g. 50ms.
+        #[arg(long, default_value = "0ms", value_parser = parse_duration)]
+        latency: Duration,
+        /// What the nodes' `ps -ef` shows: a profile name or `mix` (each profile in turn).
+        #[arg(long, default_value = "mix", value_parser = crate::sim::fleet::parse_profile)]
+        profile: ProfileChoice,
+        /// Faulty nodes to add: `none`, `all` (one of each), or KIND=COUNT,... (see below).
+        #[arg(long, default_value = "none", value_parser = crate::sim::fleet::parse_faults)]
+        faults: FaultCounts,
+        /// The connect_timeout written to the inventory.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        connect_timeout: Duration,
+        /// The command_timeout written to the inventory.
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        command_timeout: Duration,
+        /// Where the inventory, known_hosts and client key are written.
+        #[arg(long)]
+        dir: PathBuf,
+    },
     /// Render the HTML report of a scan from the database (the newest by default).
     #[command(after_help = "Examples:\n  fleetaudit report -i inventory.toml\n  \
                             fleetaudit report --db history.db --out report --scan 12\n\n\
@@ -266,6 +292,16 @@ enum RulesCommand {
         /// The rule id, e.g. cis-1.2.6 (or its CIS id, e.g. 1.2.6).
         id: String,
     },
+}
+
+/// `--profile`: `None` is `mix`. (Aliases, so clap takes the parsed value whole rather than as an optional or
+/// repeated argument.)
+type ProfileChoice = Option<&'static crate::sim::Profile>;
+/// `--faults`: how many nodes of each fault.
+type FaultCounts = Vec<(crate::sim::Behavior, usize)>;
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    crate::inventory::parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration: e.g. 50ms, 10s, 2m"))
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -395,10 +431,10 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
                 let inventory = crate::inventory::load(&demo.inventory)?;
                 let engine = Arc::new(Engine::new(RuleSet::embedded()?));
                 let db = inventory.settings.database.clone();
+                let answering = demo.nodes.iter().filter(|n| n.behavior == crate::sim::Behavior::Normal).count();
                 writeln!(
                     out,
-                    "Simulated fleet: {} nodes on 127.0.0.1 and one that does not answer; scanning over SSH...\n",
-                    demo.nodes.len()
+                    "Simulated fleet: {answering} nodes on 127.0.0.1 and one that does not answer; scanning over SSH...\n",
                 )?;
                 // No retention or metrics; the report goes to the inventory's report_dir, DIR/report.
                 let after = crate::daemon::DaemonOptions {
@@ -423,6 +459,29 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
                 )?;
                 drop(demo);
                 Ok::<_, anyhow::Error>(())
+            })?;
+            Ok(Exit::Ok)
+        }
+        Command::Simulate { nodes, latency, profile, faults, connect_timeout, command_timeout, dir } => {
+            init_logging(cli.log_format, "warn");
+            let options = crate::sim::fleet::SimulateOptions {
+                nodes,
+                latency,
+                profile,
+                faults,
+                connect_timeout,
+                command_timeout,
+            };
+            runtime()?.block_on(async {
+                let fleet = crate::sim::fleet::simulate(&dir, &options)
+                    .await
+                    .with_context(|| format!("starting the simulated fleet in {}", dir.display()))?;
+                writeln!(out, "{}", crate::sim::fleet::summary(&fleet, latency))?;
+                out.flush()?;
+                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+                tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term.recv() => {} }
+                drop(fleet);
+                anyhow::Ok(())
             })?;
             Ok(Exit::Ok)
         }

@@ -773,7 +773,7 @@ fn parse_timeout(raw: &RawDuration) -> Result<Duration, String> {
 }
 
 /// `"500ms"`, `"10s"`, `"2m"`, `"1h"`, or digits alone for seconds.
-fn parse_duration(s: &str) -> Option<Duration> {
+pub fn parse_duration(s: &str) -> Option<Duration> {
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, unit) = s.split_at(split);
     if digits.is_empty() {

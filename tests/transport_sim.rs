@@ -137,3 +137,22 @@ async fn wrong_user_key_refused_port_and_silent_host() {
     assert!(started.elapsed() < Duration::from_secs(3));
     hold.abort();
 }
+
+/// Latency is paid on every round trip, not once: a capture from a node 100 ms away takes many times 100 ms (the
+/// SSH exchange is a series of round trips), and the table still arrives whole. A lower bound only: a delay
+/// line cannot deliver early, however fast or slow the machine.
+#[tokio::test]
+async fn latency_is_paid_on_every_round_trip() {
+    let latency = Duration::from_millis(100);
+    let s = setup(vec![NodeSpec { latency, ..node("far", Behavior::Normal) }]).await;
+    let n = &s.nodes[0];
+    let known = s.dir.path().join("known_hosts");
+    std::fs::write(&known, n.known_hosts_line().unwrap() + "\n").unwrap();
+    let t = transport(&known, &s.dir.path().join("accepted"), HostKeyPolicy::Strict);
+    let keys = [s.key_file.clone()];
+    let started = std::time::Instant::now();
+    let cap = t.capture(&target(n.addr.port(), &keys)).await.unwrap();
+    let taken = started.elapsed();
+    assert_eq!(cap.stdout, sim::profile("kubeadm-default").unwrap().as_bytes());
+    assert!(taken >= 6 * latency, "{taken:?}");
+}

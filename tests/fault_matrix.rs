@@ -1,0 +1,245 @@
+//! The fault matrix: one scan by the real binary over a fleet started by `fleetaudit simulate`, holding one node
+//! of every fault beside healthy nodes of four profiles, every connection paying a per-round-trip latency.
+//! Every healthy node is audited with the verdicts `fleetaudit eval` gives its capture, every faulty node is
+//! recorded with its own error kind, everything stored is valid UTF-8, nothing panics, the scan ends, and the
+//! scanner's peak memory stays far below the 100 MB one node floods it with.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fleetaudit::sim::Behavior;
+use support::{fleetaudit, sqlite, text};
+
+/// The reference rule every healthy node's verdict is checked on.
+const RULE: &str = "apiserver-kubelet-certificate-authority";
+
+/// Peak resident memory allowed to the scanner: one node sends 100 MB, the transport keeps at most 16 MiB.
+const MAX_RSS_KIB: i64 = 64 << 10;
+
+/// Not a timing assertion: only so that a hung scan fails the test instead of hanging CI.
+const HUNG: Duration = Duration::from_secs(300);
+
+/// `fleetaudit simulate`, stopped with SIGTERM (or killed, if the test fails first).
+struct Simulator {
+    child: Child,
+    stderr: PathBuf,
+}
+
+impl Simulator {
+    fn start(dir: &Path, args: &[&str]) -> Simulator {
+        let stderr = dir.join("simulate.stderr");
+        let child = Command::new(env!("CARGO_BIN_EXE_fleetaudit"))
+            .arg("simulate")
+            .args(args)
+            .arg("--dir")
+            .arg(dir.join("fleet"))
+            .stdin(Stdio::null())
+            .stdout(File::create(dir.join("simulate.stdout")).unwrap())
+            .stderr(File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let mut sim = Simulator { child, stderr };
+        let inventory = dir.join("fleet/inventory.toml");
+        let started = Instant::now();
+        while !inventory.exists() {
+            if let Some(status) = sim.child.try_wait().unwrap() {
+                panic!("fleetaudit simulate exited with {status}: {}", std::fs::read_to_string(&sim.stderr).unwrap());
+            }
+            assert!(started.elapsed() < HUNG, "fleetaudit simulate wrote no inventory");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        sim
+    }
+
+    /// SIGTERM; the simulator must exit 0 without a panic.
+    fn stop(mut self) {
+        // SAFETY: signalling our own child, which has not been reaped.
+        assert_eq!(unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) }, 0);
+        let status = self.child.wait().unwrap();
+        let stderr = std::fs::read_to_string(&self.stderr).unwrap();
+        assert_eq!(status.code(), Some(0), "simulate: {stderr}");
+        assert!(!stderr.contains("panicked"), "the simulator panicked: {stderr}");
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `cmd` to its end and returns its exit code and peak resident memory in KiB (`ru_maxrss` from wait4).
+/// The child is reaped by wait4 itself (std's `wait` would not report its resource usage).
+#[allow(clippy::zombie_processes)]
+fn run_measured(cmd: &mut Command) -> (Option<i32>, i64) {
+    let child = cmd.spawn().unwrap();
+    let pid = child.id() as libc::pid_t;
+    let started = Instant::now();
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is a valid value for wait4 to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: waiting for our own child; the pointers are to locals.
+        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        assert!(r >= 0, "wait4: {}", std::io::Error::last_os_error());
+        if r == pid {
+            break;
+        }
+        if started.elapsed() > HUNG {
+            // SAFETY: our own child, not reaped yet.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("the scan did not end within {HUNG:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    (code, usage.ru_maxrss)
+}
+
+/// The verdict of every rule for a capture, as `fleetaudit eval` gives it.
+fn eval(capture: &Path, roles: &[String]) -> BTreeMap<String, String> {
+    let mut args = vec!["eval".to_owned(), "--format".into(), "json".into()];
+    for r in roles {
+        args.extend(["--role".to_owned(), r.clone()]);
+    }
+    args.push(capture.display().to_string());
+    let out = fleetaudit(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let doc: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stderr)));
+    doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["rule_id"].as_str().unwrap().to_owned(), f["status"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+}
+
+#[test]
+fn every_fault_is_recorded_with_its_own_kind_and_healthy_nodes_are_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sim = Simulator::start(
+        d,
+        &["--nodes", "4", "--profile", "mix", "--faults", "all", "--latency", "20ms"]
+            .into_iter()
+            .chain(["--connect-timeout", "2s", "--command-timeout", "3s"])
+            .collect::<Vec<_>>(),
+    );
+    let inventory_path = d.join("fleet/inventory.toml");
+    let inventory = fleetaudit::inventory::load(&inventory_path).unwrap();
+    assert_eq!(inventory.hosts.len(), 4 + Behavior::FAULTS.len());
+
+    let db = d.join("scan.db");
+    let (stdout, stderr) = (d.join("scan.stdout"), d.join("scan.stderr"));
+    let (code, max_rss) = run_measured(
+        Command::new(env!("CARGO_BIN_EXE_fleetaudit"))
+            .args(["scan", "-i"])
+            .arg(&inventory_path)
+            .arg("--db")
+            .arg(&db)
+            .env("NO_COLOR", "1")
+            .env("FLEETAUDIT_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(File::create(&stdout).unwrap())
+            .stderr(File::create(&stderr).unwrap()),
+    );
+    let (out, err) = (std::fs::read_to_string(&stdout).unwrap(), std::fs::read_to_string(&stderr).unwrap());
+    assert_eq!(code, Some(2), "hosts could not be audited: exit 2\n{out}\n{err}");
+    assert!(!err.contains("panicked") && !out.contains("panicked"), "{err}");
+    assert!(max_rss > 0 && max_rss < MAX_RSS_KIB, "the scanner's peak RSS was {max_rss} KiB\n{out}");
+
+    // Every host recorded, each with the outcome its behaviour calls for.
+    let rows = sqlite(&db, "SELECT host, outcome, coalesce(error_kind, '-') FROM host_status ORDER BY host");
+    let recorded: BTreeMap<&str, (&str, &str)> = rows
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('|').collect();
+            (f[0], (f[1], f[2]))
+        })
+        .collect();
+    assert_eq!(recorded.len(), inventory.hosts.len(), "{rows}");
+    let mut audited = Vec::new();
+    let mut kinds = BTreeSet::new();
+    for host in &inventory.hosts {
+        let behavior = if host.name.starts_with("node-") {
+            Behavior::Normal
+        } else {
+            Behavior::parse(host.name.rsplit_once('-').unwrap().0).unwrap()
+        };
+        let got = recorded[host.name.as_str()];
+        match behavior.expected_kind() {
+            Some(kind) => {
+                assert_eq!(got, ("error", kind), "{} ({behavior:?})", host.name);
+                kinds.insert(kind);
+            }
+            None => {
+                assert_eq!(got, ("audited", "-"), "{} ({behavior:?})", host.name);
+                audited.push((host, behavior));
+            }
+        }
+    }
+    // Silent and drip both time out (at different stages); every other fault has a kind of its own.
+    assert_eq!(kinds.len(), Behavior::FAULTS.len() - 2, "{kinds:?}");
+    assert_eq!(audited.len(), 5, "four healthy nodes and the one with non-UTF-8 lines");
+
+    // Each audited node has exactly the verdicts `fleetaudit eval` gives its profile's capture (the cluster of a
+    // simulated node is its profile), and the fleet disagrees on the reference rule, so the check can fail.
+    let mut reference = BTreeSet::new();
+    for (host, behavior) in &audited {
+        let profile = host.cluster.as_deref().unwrap();
+        let capture = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/captures").join(format!("{profile}.txt"));
+        let roles: Vec<String> = host.roles.iter().map(|r| r.as_str().to_owned()).collect();
+        let expected = eval(&capture, &roles);
+        let stored: BTreeMap<String, String> =
+            sqlite(&db, &format!("SELECT rule_id, status FROM latest_findings WHERE host = '{}'", host.name))
+                .lines()
+                .map(|l| {
+                    let (rule, status) = l.split_once('|').unwrap();
+                    (rule.to_owned(), status.to_owned())
+                })
+                .collect();
+        assert_eq!(stored, expected, "{} ({behavior:?}, profile {profile})", host.name);
+        reference.insert(expected[RULE].clone());
+    }
+    assert!(reference.contains("pass") && reference.contains("fail"), "{reference:?}");
+
+    // Whatever hosts sent (binary junk, Latin-1) is stored as valid UTF-8.
+    for sql in [
+        "SELECT hex(error_message) FROM scan_hosts WHERE error_message IS NOT NULL",
+        "SELECT hex(body) FROM evidence",
+        "SELECT hex(reason) FROM results",
+    ] {
+        let rows = sqlite(&db, sql);
+        assert!(!rows.trim().is_empty(), "{sql}");
+        for row in rows.lines() {
+            let bytes = unhex(row.trim());
+            assert!(String::from_utf8(bytes.clone()).is_ok(), "{sql}: {}", String::from_utf8_lossy(&bytes));
+        }
+    }
+    let garbage = sqlite(&db, "SELECT error_message FROM host_status WHERE host = 'garbage-1'");
+    assert!(garbage.contains("not a ps header"), "{garbage}");
+    sim.stop();
+}
+
+#[test]
+fn simulate_rejects_unknown_faults_and_profiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("fleet");
+    let out = fleetaudit(&["simulate", "--faults", "flod=2", "--dir", d.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stderr).contains("unknown fault \"flod\"") && text(&out.stderr).contains("drip"));
+    let out = fleetaudit(&["simulate", "--profile", "k8s", "--dir", d.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stderr).contains("kubeadm-hardened"), "{}", text(&out.stderr));
+    assert!(!d.exists(), "nothing is written before the arguments are read");
+}
