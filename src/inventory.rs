@@ -1490,6 +1490,92 @@ mod tests {
     }
 
     #[test]
+    fn ssh_config_fills_in_what_the_inventory_leaves_unset() {
+        let fx = Fixture::new();
+        let home = fx.home();
+        let cfg = fx.dir.path().join("ssh_config");
+        std::fs::write(
+            &cfg,
+            "Host cp-* !cp-9\n  HostName %h.prod.example.internal\n  Port 2201\n  User cfg-user\n  \
+             IdentityFile ~/.ssh/id_ecdsa\n  IdentityFile ~/.ssh/not-there\n  UserKnownHostsFile ~/.ssh/kh-%h\n  \
+             ProxyJump ssh://jumper\n\
+             Host jumper\n  HostName 192.0.2.100\n  Port 2022\n  User jump-user\n  IdentityFile keys/id_ed25519\n  \
+             ProxyJump none\n\
+             Host direct\n  ProxyJump none\n  HostName 192.0.2.7\n",
+        )
+        .unwrap();
+        let text = "[defaults]\nssh_config = \"ssh_config\"\n\
+                    [[hosts]]\nname = \"a\"\naddress = \"cp-1\"\n\
+                    [[hosts]]\nname = \"b\"\naddress = \"cp-2\"\nport = 22\nuser = \"me\"\nidentity_file = []\njump = \"\"\n\
+                    [[hosts]]\nname = \"c\"\naddress = \"cp-9\"\n\
+                    [[hosts]]\nname = \"d\"\naddress = \"direct\"\njump = \"jumper:1\"\n";
+        let inv = fx.parse(text).unwrap();
+        assert_eq!(inv.settings.ssh_config, Some(cfg.clone()));
+        let a = inv.host("a").unwrap();
+        assert_eq!((a.address.as_str(), a.port, a.user.as_str()), ("cp-1.prod.example.internal", 2201, "cfg-user"));
+        assert_eq!(a.identity_files, vec![home.join(".ssh/id_ecdsa")], "missing IdentityFiles are skipped");
+        assert_eq!(a.known_hosts, vec![home.join(".ssh/kh-cp-1.prod.example.internal")]);
+        let j = a.jump.as_ref().unwrap();
+        assert_eq!((j.user.as_deref(), j.address.as_str(), j.port), (Some("jump-user"), "192.0.2.100", 2022));
+        assert_eq!(j.identity_files, Some(vec![fx.dir.path().join("keys/id_ed25519")]), "relative to the config file");
+        assert_eq!(j.known_hosts, vec![home.join(".ssh/known_hosts")]);
+        // Whatever the inventory sets wins; `jump = ""` cancels ProxyJump.
+        let b = inv.host("b").unwrap();
+        assert_eq!((b.port, b.user.as_str(), b.identity_files.is_empty(), &b.jump), (22, "me", true, &None));
+        assert_eq!(b.address, "cp-2.prod.example.internal", "HostName maps the alias the inventory wrote");
+        // Negated: fleetaudit's defaults.
+        let c = inv.host("c").unwrap();
+        assert_eq!((c.address.as_str(), c.port, c.user.as_str(), &c.jump), ("cp-9", 22, "tester", &None));
+        // An inventory jump's name is looked up too; its written port wins.
+        let d = inv.host("d").unwrap();
+        assert_eq!(d.address, "192.0.2.7");
+        let j = d.jump.as_ref().unwrap();
+        assert_eq!((j.user.as_deref(), j.address.as_str(), j.port), (Some("jump-user"), "192.0.2.100", 1));
+
+        // known_hosts written in the inventory wins over UserKnownHostsFile, for hosts and jump hosts.
+        let inv = fx.parse(&format!("[defaults]\nknown_hosts = \"kh\"\n{}", &text[11..])).unwrap();
+        let a = inv.host("a").unwrap();
+        assert_eq!(
+            (&a.known_hosts, &a.jump.as_ref().unwrap().known_hosts),
+            (&vec![fx.dir.path().join("kh")], &vec![fx.dir.path().join("kh")])
+        );
+
+        // The command line's file replaces the inventory's.
+        let other = fx.dir.path().join("other_config");
+        std::fs::write(&other, "Host cp-1\n  Port 3000\n").unwrap();
+        let options = LoadOptions { ssh_config: Some(other.clone()) };
+        let inv = parse_in_with(&fx.file(), text, &fx.env, &options).unwrap();
+        assert_eq!((inv.host("a").unwrap().port, inv.settings.ssh_config.as_ref()), (3000, Some(&other)));
+    }
+
+    #[test]
+    fn ssh_config_errors_name_its_file_line_and_the_host() {
+        let fx = Fixture::new();
+        let cfg = fx.dir.path().join("ssh_config");
+        let inv = "[defaults]\nssh_config = \"ssh_config\"\n[[hosts]]\nname = \"a\"\naddress = \"node\"\n";
+        for (config, line, part) in [
+            ("Host node\n  HostName not_an_address\n", 2, "HostName: \"not_an_address\" is not an IPv4/IPv6"),
+            ("\nHost *\n  ProxyJump a,b\n", 3, "one jump host, not a chain"),
+            ("Host node\n  ProxyJump bastion\nHost bastion\n  ProxyJump other\n", 4, "itself behind ProxyJump other"),
+            ("Host node\n  ProxyJump bad@@x\n", 2, "ProxyJump: \"bad@@x\" is not a jump host"),
+            ("Host *\n  IdentityFile ~/.ssh/id_%C\n", 2, "token %C is not supported"),
+            ("Host *\n  User \"a b\"\n", 2, "User: \"a b\" is not a user name"),
+            ("Match exec true\n", 1, "Match exec"),
+        ] {
+            std::fs::write(&cfg, config).unwrap();
+            let e = fx.parse(inv).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("{}:{line}: ", cfg.display())) && e.contains(part), "{config:?}: {e}");
+        }
+        // A jump host naming itself (`Host *` giving everything the same ProxyJump) is not a chain.
+        std::fs::write(&cfg, "Host *\n  ProxyJump bastion\n").unwrap();
+        let h = fx.parse(inv).unwrap().hosts.remove(0);
+        assert_eq!(h.jump.map(|j| j.address), Some("bastion".to_owned()));
+        std::fs::remove_file(&cfg).unwrap();
+        let e = fx.parse(inv).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("{}: cannot read this ssh_config file: ", cfg.display())), "{e}");
+    }
+
+    #[test]
     fn load_reads_the_file_and_names_it_when_it_cannot() {
         let fx = Fixture::new();
         std::fs::write(fx.file(), HOST).unwrap();

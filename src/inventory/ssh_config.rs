@@ -130,12 +130,14 @@ impl SshConfig {
 
 fn read(path: &Path, at: &At) -> Result<String, SshConfigError> {
     use std::io::Read as _;
-    let file =
-        std::fs::File::open(path).map_err(|e| at.error(format!("cannot read ssh_config {}: {e}", path.display())))?;
+    // At line 0 the error already names the file.
+    let fail = |e: std::io::Error| match at.line {
+        0 => at.error(format!("cannot read this ssh_config file: {e}; check the path")),
+        _ => at.error(format!("Include: cannot read {}: {e}", path.display())),
+    };
+    let file = std::fs::File::open(path).map_err(fail)?;
     let mut text = String::new();
-    file.take(MAX_FILE + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| at.error(format!("cannot read ssh_config {}: {e}", path.display())))?;
+    file.take(MAX_FILE + 1).read_to_string(&mut text).map_err(fail)?;
     if text.len() as u64 > MAX_FILE {
         return Err(at.error(format!(
             "{} is larger than {} MiB: not an ssh_config file",
