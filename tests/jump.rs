@@ -163,3 +163,42 @@ fn nodes_behind_a_bastion_are_audited_through_one_shared_connection() {
     assert!(check.contains("2 reachable, 0 not"), "{check}");
     assert_eq!(bastion.logins(), 2, "check opened one more bastion connection");
 }
+
+#[test]
+fn a_dead_bastion_is_tried_once_per_scan_and_named_for_every_host_behind_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let key = keygen(d, "id_ed25519");
+    // A bastion that accepts TCP and never speaks.
+    let bastion = support::Silent::start();
+    // Nothing listens at the hosts' addresses: reaching one directly would be `unreachable`, not `jump_failed`.
+    let closed = support::free_port();
+    let hosts: String = (0..3)
+        .map(|i| format!("[[hosts]]\nname = \"n{i}\"\naddress = \"127.0.0.{}\"\nport = {closed}\n", i + 2))
+        .collect();
+    let inventory = d.join("inventory.toml");
+    write(
+        &inventory,
+        &format!(
+            "[defaults]\nuser = \"{TEST_USER}\"\nidentity_file = \"{}\"\nknown_hosts = \"{}\"\nconnect_timeout = \"1s\"\n\
+             concurrency = 1\njump = \"127.0.0.1:{}\"\ndatabase = \"{}\"\nreport_dir = \"{}\"\n{hosts}",
+            key.display(),
+            d.join("known_hosts").display(),
+            bastion.port,
+            d.join("h.db").display(),
+            d.join("report").display(),
+        ),
+    );
+    let out = fleetaudit(&["scan", "-i", inventory.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}{}", text(&out.stdout), text(&out.stderr));
+    let db = d.join("h.db");
+    assert_eq!(outcomes(&db), "n0|error|jump_failed\nn1|error|jump_failed\nn2|error|jump_failed\n");
+    for host in ["n0", "n1", "n2"] {
+        let m = message(&db, host);
+        let b = bastion.port;
+        assert!(m.starts_with(&format!("jump host {TEST_USER}@127.0.0.1:{b}: timed out after 1s")), "{m}");
+        assert!(m.contains("[timeout]"), "{m}");
+    }
+    // One host at a time, and still one connection attempt: the failure is kept for the scan.
+    assert_eq!(bastion.accepted(), 1);
+}

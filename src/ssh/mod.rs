@@ -293,7 +293,10 @@ impl Transport {
                 self.login(stream, &hop, started, limit).await
             }
             Some(jump) => {
-                let stream = match timeout(limit, self.tunnel(jump, t, limit)).await {
+                // The bastion's connection runs under its own limit (connect_timeout, as for any host), so a dead
+                // bastion is recorded as the bastion's failure, and kept for the hosts behind it, rather than as
+                // this host's timeout: the second of slack lets that limit fire first.
+                let stream = match timeout(limit + Duration::from_secs(1), self.tunnel(jump, t, limit)).await {
                     Err(_) => {
                         return Err(SshError::Timeout {
                             stage: "reaching the host through its jump host",
