@@ -27,6 +27,7 @@ fn host(name: &str, roles: Vec<Role>) -> Host {
         jump: None,
         connect_timeout: Duration::from_secs(5),
         command_timeout: Duration::from_secs(5),
+        known_hosts: Vec::new(),
     }
 }
 

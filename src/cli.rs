@@ -144,6 +144,9 @@ enum Command {
         /// Extra rule pack(s) to load beside the embedded CIS pack.
         #[arg(long = "rules", value_name = "FILE")]
         rules: Vec<PathBuf>,
+        /// OpenSSH client config to look the hosts up in (default: the inventory's `ssh_config`).
+        #[arg(long, value_name = "PATH")]
+        ssh_config: Option<PathBuf>,
     },
     /// Validate an inventory and reach every host (host key and login), without storing anything.
     #[command(
@@ -255,6 +258,17 @@ struct FleetArgs {
     /// Only these hosts, by name.
     #[arg(long, value_name = "NAME", num_args = 1..)]
     only: Vec<String>,
+    /// OpenSSH client config to look the hosts up in, e.g. ~/.ssh/config (default: the inventory's
+    /// `ssh_config`): HostName, User, Port, IdentityFile, ProxyJump, UserKnownHostsFile.
+    #[arg(long, value_name = "PATH")]
+    ssh_config: Option<PathBuf>,
+}
+
+impl FleetArgs {
+    fn load(&self) -> Result<crate::inventory::Inventory, crate::inventory::InventoryError> {
+        let options = crate::inventory::LoadOptions { ssh_config: self.ssh_config.clone() };
+        crate::inventory::load_with(&self.inventory, &options)
+    }
 }
 
 /// Where the history is: `--db`, or the inventory's `database`.
@@ -380,7 +394,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Scan { fleet, db, concurrency, quiet, rules, prune, metrics_file } => {
             init_logging(cli.log_format, if io::stderr().is_terminal() { "warn" } else { "off" });
-            let inventory = crate::inventory::load(&fleet.inventory)?;
+            let inventory = fleet.load()?;
             let engine = Arc::new(Engine::new(RuleSet::load(&rules)?));
             let db = db.unwrap_or_else(|| inventory.settings.database.clone());
             let options = ScanOptions { only: fleet.only, concurrency, grace: None };
@@ -392,6 +406,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
                 grace: Duration::ZERO,
                 keep_scans: prune,
                 metrics_file,
+                ssh_config: fleet.ssh_config.clone(),
             };
             let (report, html) = runtime()?.block_on(scan(&inventory, engine, &db, &options, Some(&after)))?;
             if !quiet {
@@ -399,7 +414,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
             }
             Ok(scan_exit(&report))
         }
-        Command::Daemon { inventory, schedule, db, concurrency, grace, prune, metrics_file, rules } => {
+        Command::Daemon { inventory, schedule, db, concurrency, grace, prune, metrics_file, rules, ssh_config } => {
             init_logging(cli.log_format, "info");
             let engine = Arc::new(Engine::new(RuleSet::load(&rules)?));
             let options = crate::daemon::DaemonOptions {
@@ -410,6 +425,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
                 grace: Duration::from_secs(grace),
                 keep_scans: prune,
                 metrics_file,
+                ssh_config,
             };
             runtime()?.block_on(async {
                 let (stop, signals) = stop_on_signals();
@@ -420,7 +436,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
             Ok(Exit::Ok)
         }
         Command::Check { fleet } => {
-            let inventory = crate::inventory::load(&fleet.inventory)?;
+            let inventory = fleet.load()?;
             let failed = runtime()?.block_on(check(&mut out, &inventory, &fleet.only))?;
             Ok(if failed > 0 { Exit::Error } else { Exit::Ok })
         }
@@ -445,6 +461,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
                     grace: Duration::ZERO,
                     keep_scans: None,
                     metrics_file: None,
+                    ssh_config: None,
                 };
                 let (report, html) = scan(&inventory, engine, &db, &ScanOptions::default(), Some(&after)).await?;
                 write_scan_summary(&mut out, &report, &db, html.as_deref(), style())?;
@@ -739,18 +756,14 @@ async fn check(out: &mut dyn Write, inventory: &crate::inventory::Inventory, onl
             .map(|n| inventory.host(n).ok_or_else(|| ScanError::UnknownHost(n.clone())))
             .collect::<Result<_, _>>()?
     };
-    let transport = Arc::new(crate::ssh::Transport::for_inventory(&inventory.settings)?);
+    let transport = Arc::new(crate::ssh::Transport::for_inventory(inventory)?);
     let permits = Arc::new(tokio::sync::Semaphore::new(inventory.settings.concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for (i, h) in hosts.iter().enumerate() {
         let (h, transport, permits) = ((*h).clone(), transport.clone(), permits.clone());
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await;
-            let target = crate::ssh::Target::of(&h);
-            let result = match &h.jump {
-                Some(jump) => Err(crate::ssh::SshError::JumpUnsupported { jump: jump.to_string() }),
-                None => transport.probe(&target).await,
-            };
+            let result = transport.probe(&crate::ssh::Target::of(&h)).await;
             (i, h.name.clone(), result)
         });
     }

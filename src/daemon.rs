@@ -58,6 +58,8 @@ pub struct DaemonOptions {
     /// Overrides the inventory's `keep_scans`.
     pub keep_scans: Option<u32>,
     pub metrics_file: Option<PathBuf>,
+    /// Overrides the inventory's `ssh_config`.
+    pub ssh_config: Option<PathBuf>,
 }
 
 /// Runs scans on the schedule until `stop` turns true. Returns how many scans ran.
@@ -66,7 +68,8 @@ pub async fn run(
     engine: Arc<Engine>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<u64, DaemonError> {
-    let mut inventory = inventory::load(&options.inventory)?;
+    let load_options = inventory::LoadOptions { ssh_config: options.ssh_config.clone() };
+    let mut inventory = inventory::load_with(&options.inventory, &load_options)?;
     let mut expr = schedule_of(&options, &inventory)?;
     let mut cron = parse_schedule(&expr)?;
     let db = options.db.clone().unwrap_or_else(|| inventory.settings.database.clone());
@@ -87,7 +90,7 @@ pub async fn run(
         }
 
         // Re-read the inventory: an edit takes effect at the next scan, a broken one is survived.
-        match inventory::load(&options.inventory) {
+        match inventory::load_with(&options.inventory, &load_options) {
             Ok(fresh) => {
                 if options.schedule.is_none() && fresh.settings.schedule != inventory.settings.schedule {
                     match fresh.settings.schedule.as_deref().map(parse_schedule) {

@@ -5,6 +5,12 @@
 //! extends), expanding `~/` to `$HOME` and resolving relative paths against the inventory file's directory, and
 //! checking that the key files it names exist.
 //!
+//! With an OpenSSH client config (`ssh_config` in `[defaults]`, or `--ssh-config`; [`ssh_config`] reads it),
+//! each host's `address` is looked up in it as `ssh ADDRESS` would be: `HostName`, `Port`, `User`,
+//! `IdentityFile`, `ProxyJump` and `UserKnownHostsFile` fill in what the inventory does not set. The inventory
+//! wins over ssh_config (a key set at any level, `[defaults]` included, counts as set), ssh_config wins over
+//! fleetaudit's defaults. A jump host's name is looked up the same way.
+//!
 //! Must not touch: the network, SSH (no connection, no reading of keys or known_hosts contents), the database.
 //! It only describes the scan that later stages perform.
 //!
@@ -26,6 +32,10 @@ use toml::Spanned;
 
 use crate::model::Role;
 use crate::source::{self, Location};
+
+pub mod ssh_config;
+
+use self::ssh_config::{SshConfig, SshConfigError};
 
 /// A validated inventory: run-wide settings and every host with its inherited values filled in.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,6 +64,8 @@ pub struct Settings {
     pub schedule: Option<String>,
     /// How many scans to keep; every scan when `None`.
     pub keep_scans: Option<u32>,
+    /// The OpenSSH client config the hosts were looked up in (`--ssh-config` or `ssh_config`), if any.
+    pub ssh_config: Option<PathBuf>,
 }
 
 /// What to do with a host whose key is not in known_hosts. A changed key is refused under both.
@@ -92,22 +104,44 @@ pub struct Host {
     pub jump: Option<Jump>,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
+    /// known_hosts files holding the host's key: the inventory's `known_hosts`, else ssh_config's
+    /// `UserKnownHostsFile` for the host, else `~/.ssh/known_hosts`.
+    pub known_hosts: Vec<PathBuf>,
 }
 
 /// A bastion to connect through.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Jump {
     /// `None`: the host's own `user`.
     pub user: Option<String>,
-    /// IPv4, IPv6 (no brackets) or DNS name.
+    /// IPv4, IPv6 (no brackets) or DNS name (after ssh_config's `HostName`).
     pub address: String,
-    /// 22 when not written.
+    /// 22 when not written (nor set by ssh_config).
     pub port: u16,
+    /// Key files for the bastion, from ssh_config's `IdentityFile` for it; `None`: the host's.
+    pub identity_files: Option<Vec<PathBuf>>,
+    /// known_hosts files holding the bastion's key, chosen as for a host; empty: the scan's default files.
+    pub known_hosts: Vec<PathBuf>,
+}
+
+/// A jump host as written: what it does not say is filled in by ssh_config or defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct JumpSpec {
+    user: Option<String>,
+    address: String,
+    port: Option<u16>,
 }
 
 impl Jump {
     /// Parses `host`, `host:port`, `user@host:port`, `user@[2001:db8::1]:port` or a bare IPv6 address.
     pub fn parse(spec: &str) -> Result<Jump, String> {
+        let s = JumpSpec::parse(spec)?;
+        Ok(Jump { user: s.user, address: s.address, port: s.port.unwrap_or(DEFAULT_PORT), ..Jump::default() })
+    }
+}
+
+impl JumpSpec {
+    fn parse(spec: &str) -> Result<JumpSpec, String> {
         let bad = |why: String| {
             format!(
                 "{spec:?} is not a jump host ({why}): write \"host\", \"host:port\", \"user@host:port\" or \
@@ -122,7 +156,7 @@ impl Jump {
             None => (None, spec),
         };
         let port = |p: &str| match p.parse::<u16>() {
-            Ok(n) if n > 0 => Ok(n),
+            Ok(n) if n > 0 => Ok(Some(n)),
             _ => Err(bad(format!("port {p:?} is not 1 to 65535"))),
         };
         let (address, port) = if let Some(inner) = rest.strip_prefix('[') {
@@ -131,20 +165,20 @@ impl Jump {
                 return Err(bad(format!("{address:?} is not an IPv6 address")));
             }
             let port = match after {
-                "" => 22,
+                "" => None,
                 _ => port(after.strip_prefix(':').ok_or_else(|| bad("expected ':port' after ']'".into()))?)?,
             };
             (address, port)
         } else if rest.parse::<Ipv6Addr>().is_ok() {
-            (rest, 22)
+            (rest, None)
         } else {
             match rest.split_once(':') {
                 Some((address, p)) => (address, port(p)?),
-                None => (rest, 22),
+                None => (rest, None),
             }
         };
         check_address(address).map_err(bad)?;
-        Ok(Jump { user, address: address.to_owned(), port })
+        Ok(JumpSpec { user, address: address.to_owned(), port })
     }
 }
 
@@ -176,19 +210,38 @@ pub enum InventoryError {
     Syntax { at: Location, message: String },
     #[error("{at}: {key}: {message}")]
     Invalid { at: Location, key: String, message: String },
+    #[error("{0}")]
+    SshConfig(SshConfigError),
 }
 
 /// Reads and validates the inventory at `path`.
 pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
+    load_with(path, &LoadOptions::default())
+}
+
+/// What the command line says beside the inventory.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// An OpenSSH client config to look the hosts up in, instead of the inventory's `ssh_config`.
+    pub ssh_config: Option<PathBuf>,
+}
+
+/// Reads and validates the inventory at `path`, with command-line overrides.
+pub fn load_with(path: &Path, options: &LoadOptions) -> Result<Inventory, InventoryError> {
     let text =
         std::fs::read_to_string(path).map_err(|source| InventoryError::Read { path: path.to_owned(), source })?;
-    parse(path, &text)
+    parse_with(path, &text, options)
 }
 
 /// Validates inventory `text`; `path` names the file in messages and anchors relative paths. Checks that the
 /// key files named exist.
 pub fn parse(path: &Path, text: &str) -> Result<Inventory, InventoryError> {
-    parse_in(path, text, &Env::from_process())
+    parse_with(path, text, &LoadOptions::default())
+}
+
+/// [`parse`] with command-line overrides.
+pub fn parse_with(path: &Path, text: &str, options: &LoadOptions) -> Result<Inventory, InventoryError> {
+    parse_in_with(path, text, &Env::from_process(), options)
 }
 
 /// What the inventory takes from the environment, passed in so tests need not change the process's.
@@ -214,8 +267,9 @@ const DEFAULT_DATABASE: &str = "fleetaudit.db";
 const DEFAULT_REPORT_DIR: &str = "fleetaudit-report";
 
 /// Keys only `[defaults]` accepts; named in the error when they appear elsewhere.
-const DEFAULTS_ONLY: [&str; 8] = [
+const DEFAULTS_ONLY: [&str; 9] = [
     "known_hosts",
+    "ssh_config",
     "host_key_policy",
     "accepted_hosts",
     "concurrency",
@@ -271,6 +325,7 @@ macro_rules! with_host_keys {
 with_host_keys!(
     struct RawDefaults {
         known_hosts: Option<Spanned<Paths>>,
+        ssh_config: Option<Spanned<String>>,
         host_key_policy: Option<Spanned<String>>,
         accepted_hosts: Option<Spanned<String>>,
         concurrency: Option<Spanned<i64>>,
@@ -368,7 +423,7 @@ struct Layer {
     identity_files: Option<Vec<PathBuf>>,
     roles: Option<Vec<Role>>,
     /// `Some(None)`: `jump = ""`, connect directly even if an outer table names a jump host.
-    jump: Option<Option<Jump>>,
+    jump: Option<Option<JumpSpec>>,
     connect_timeout: Option<Duration>,
     command_timeout: Option<Duration>,
 }
@@ -445,7 +500,7 @@ impl Ctx<'_> {
             roles,
             jump: self.check(k.jump, &key("jump"), |j| match j.as_str() {
                 "" => Ok(None),
-                spec => Jump::parse(spec).map(Some),
+                spec => JumpSpec::parse(spec).map(Some),
             })?,
             connect_timeout: self.check(k.connect_timeout, &key("connect_timeout"), parse_timeout)?,
             command_timeout: self.check(k.command_timeout, &key("command_timeout"), parse_timeout)?,
@@ -488,7 +543,9 @@ impl Ctx<'_> {
             PathBuf::from(p)
         });
         let report_dir = self.check(d.report_dir.as_ref(), "defaults.report_dir", path)?;
+        let ssh_config = self.check(d.ssh_config.as_ref(), "defaults.ssh_config", path)?;
         Ok(Settings {
+            ssh_config,
             known_hosts,
             host_key_policy: host_key_policy.unwrap_or(HostKeyPolicy::Strict),
             accepted_hosts,
@@ -525,11 +582,24 @@ struct Entry<'a> {
     nested_in: Option<usize>,
 }
 
+#[cfg(test)]
 fn parse_in(file: &Path, text: &str, env: &Env) -> Result<Inventory, InventoryError> {
+    parse_in_with(file, text, env, &LoadOptions::default())
+}
+
+fn parse_in_with(file: &Path, text: &str, env: &Env, options: &LoadOptions) -> Result<Inventory, InventoryError> {
     let raw: RawInventory = toml::from_str(text).map_err(|e| syntax_error(file, text, &e))?;
     let cx = Ctx { file, text, dir: file.parent().map(Path::to_owned).unwrap_or_default(), env };
 
-    let settings = cx.settings(&raw.defaults)?;
+    let mut settings = cx.settings(&raw.defaults)?;
+    if options.ssh_config.is_some() {
+        settings.ssh_config.clone_from(&options.ssh_config);
+    }
+    let ssh = match &settings.ssh_config {
+        Some(path) => Some(SshConfig::load(path, env.home.as_deref()).map_err(InventoryError::SshConfig)?),
+        None => None,
+    };
+    let ssh = SshLookup { config: ssh.as_ref(), env, explicit_known_hosts: raw.defaults.known_hosts.is_some() };
     let defaults = cx.layer("defaults", raw.defaults.host_keys())?;
 
     // Clusters, by index: name and validated keys. Names are unique.
@@ -643,21 +713,191 @@ fn parse_in(file: &Path, text: &str, env: &Env) -> Result<Inventory, InventoryEr
         fn pick<T>(layers: &[&Layer; 3], f: impl Fn(&Layer) -> Option<T>) -> Option<T> {
             layers.iter().find_map(|l| f(l))
         }
+        // What the inventory leaves unset, ssh_config may set for the address; fleetaudit's defaults come last.
+        let for_host = |e: SshConfigError| {
+            InventoryError::SshConfig(SshConfigError {
+                message: format!(
+                    "{} (looking up host {:?}, address {:?})",
+                    e.message,
+                    name.get_ref(),
+                    address.get_ref()
+                ),
+                ..e
+            })
+        };
+        let found = ssh.config.map(|c| c.resolve(address.get_ref())).unwrap_or_default();
+        let written = address.get_ref();
+        let address = ssh.hostname(&found, written).map_err(for_host)?;
+        let port = pick(&layers, |l| l.port).or(found.port.as_ref().map(|p| p.value)).unwrap_or(DEFAULT_PORT);
+        let user = match pick(&layers, |l| l.user.clone()) {
+            Some(u) => u,
+            None => ssh
+                .user(&found)
+                .map_err(for_host)?
+                .unwrap_or_else(|| env.user.clone().unwrap_or_else(|| "root".to_owned())),
+        };
+        let tokens = ssh_config::Tokens {
+            host: &address,
+            original: written,
+            port,
+            user: &user,
+            local_user: env.user.as_deref(),
+            home: env.home.as_deref(),
+        };
+        let identity_files = match pick(&layers, |l| l.identity_files.clone()) {
+            Some(files) => files,
+            None => ssh.identity_files(&found, &tokens).map_err(for_host)?,
+        };
+        let known_hosts = ssh.known_hosts(&found, &tokens, &settings).map_err(for_host)?;
+        let jump = match pick(&layers, |l| l.jump.clone()) {
+            Some(spec) => spec,
+            None => ssh.proxy_jump(&found).map_err(for_host)?,
+        };
+        let jump = jump.map(|spec| ssh.bastion(spec, &user, &settings)).transpose().map_err(for_host)?;
         hosts.push(Host {
             name: name.get_ref().clone(),
             cluster: cluster.map(|i| clusters[i].0.clone()),
-            address: address.get_ref().clone(),
-            port: pick(&layers, |l| l.port).unwrap_or(DEFAULT_PORT),
-            user: pick(&layers, |l| l.user.clone()).or_else(|| env.user.clone()).unwrap_or_else(|| "root".to_owned()),
-            identity_files: pick(&layers, |l| l.identity_files.clone()).unwrap_or_default(),
+            address,
+            port,
+            user,
+            identity_files,
             roles: pick(&layers, |l| l.roles.clone()).unwrap_or_default(),
-            jump: pick(&layers, |l| l.jump.clone()).flatten(),
+            jump,
             connect_timeout: pick(&layers, |l| l.connect_timeout).unwrap_or(DEFAULT_CONNECT_TIMEOUT),
             command_timeout: pick(&layers, |l| l.command_timeout).unwrap_or(DEFAULT_COMMAND_TIMEOUT),
+            known_hosts,
         });
     }
 
     Ok(Inventory { path: file.to_owned(), settings, hosts })
+}
+
+/// Looks hosts and jump hosts up in the ssh_config (when there is one) and turns what it says into inventory
+/// values, with the file and line of any value that does not fit.
+struct SshLookup<'a> {
+    config: Option<&'a SshConfig>,
+    env: &'a Env,
+    /// `known_hosts` written in the inventory: it then wins over `UserKnownHostsFile`.
+    explicit_known_hosts: bool,
+}
+
+impl SshLookup<'_> {
+    fn hostname(&self, found: &ssh_config::Resolved, written: &str) -> Result<String, SshConfigError> {
+        let Some(h) = &found.hostname else { return Ok(written.to_owned()) };
+        let address = ssh_config::expand_hostname(&h.value, written).map_err(|m| h.at.error(m))?;
+        check_address(&address).map_err(|m| h.at.error(format!("HostName: {m}")))?;
+        Ok(address)
+    }
+
+    fn user(&self, found: &ssh_config::Resolved) -> Result<Option<String>, SshConfigError> {
+        found
+            .user
+            .as_ref()
+            .map(|u| check_user(&u.value).map(|()| u.value.clone()).map_err(|m| u.at.error(format!("User: {m}"))))
+            .transpose()
+    }
+
+    /// A file name from ssh_config: tokens and `~` expanded, relative to the directory of the file naming it.
+    fn path(&self, v: &ssh_config::Value<String>, tokens: &ssh_config::Tokens<'_>) -> Result<PathBuf, SshConfigError> {
+        let expanded = ssh_config::expand(&v.value, tokens).map_err(|m| v.at.error(m))?;
+        if expanded.is_empty() {
+            return Err(v.at.error("empty file name"));
+        }
+        Ok(v.at.file.parent().unwrap_or(Path::new("")).join(expanded))
+    }
+
+    /// `IdentityFile`s that exist: like `ssh`, missing ones are skipped (configs often list several).
+    fn identity_files(
+        &self,
+        found: &ssh_config::Resolved,
+        tokens: &ssh_config::Tokens<'_>,
+    ) -> Result<Vec<PathBuf>, SshConfigError> {
+        let mut files = Vec::new();
+        for f in &found.identity_files {
+            let path = self.path(f, tokens)?;
+            if path.is_file() {
+                files.push(path);
+            }
+        }
+        Ok(files)
+    }
+
+    fn known_hosts(
+        &self,
+        found: &ssh_config::Resolved,
+        tokens: &ssh_config::Tokens<'_>,
+        settings: &Settings,
+    ) -> Result<Vec<PathBuf>, SshConfigError> {
+        match &found.user_known_hosts {
+            Some(files) if !self.explicit_known_hosts => {
+                if files.value.iter().any(|f| f.eq_ignore_ascii_case("none")) {
+                    // `ssh` then trusts no recorded key; an empty file says the same to fleetaudit.
+                    return Ok(vec![PathBuf::from("/dev/null")]);
+                }
+                files
+                    .value
+                    .iter()
+                    .map(|f| self.path(&ssh_config::Value { value: f.clone(), at: files.at.clone() }, tokens))
+                    .collect()
+            }
+            _ => Ok(settings.known_hosts.clone()),
+        }
+    }
+
+    /// `ProxyJump`: one jump host, or `none`.
+    fn proxy_jump(&self, found: &ssh_config::Resolved) -> Result<Option<JumpSpec>, SshConfigError> {
+        let Some(j) = &found.proxy_jump else { return Ok(None) };
+        if j.value.eq_ignore_ascii_case("none") {
+            return Ok(None);
+        }
+        if j.value.contains(',') {
+            return Err(j.at.error(format!(
+                "ProxyJump {}: fleetaudit goes through one jump host, not a chain; reach the last one directly or \
+                 through one bastion",
+                j.value
+            )));
+        }
+        let spec = j.value.strip_prefix("ssh://").unwrap_or(&j.value);
+        JumpSpec::parse(spec).map(Some).map_err(|m| j.at.error(format!("ProxyJump: {m}")))
+    }
+
+    /// A jump host as written, completed from ssh_config's entry for its name, then from defaults.
+    fn bastion(&self, spec: JumpSpec, host_user: &str, settings: &Settings) -> Result<Jump, SshConfigError> {
+        let found = self.config.map(|c| c.resolve(&spec.address)).unwrap_or_default();
+        if let Some(pj) = self.proxy_jump(&found)?
+            && pj.address != spec.address
+        {
+            let at = &found.proxy_jump.as_ref().expect("proxy_jump returned one").at;
+            return Err(at.error(format!(
+                "jump host {} is itself behind ProxyJump {}: fleetaudit goes through one jump host, not a chain; \
+                 add `ProxyJump none` to the jump host's block if it is reachable directly",
+                spec.address, pj.address
+            )));
+        }
+        let address = self.hostname(&found, &spec.address)?;
+        let port = spec.port.or(found.port.as_ref().map(|p| p.value)).unwrap_or(DEFAULT_PORT);
+        let user = match spec.user {
+            Some(u) => Some(u),
+            None => self.user(&found)?,
+        };
+        let tokens = ssh_config::Tokens {
+            host: &address,
+            original: &spec.address,
+            port,
+            user: user.as_deref().unwrap_or(host_user),
+            local_user: self.env.user.as_deref(),
+            home: self.env.home.as_deref(),
+        };
+        let identity_files = self.identity_files(&found, &tokens)?;
+        let known_hosts = self.known_hosts(&found, &tokens, settings)?;
+        Ok(Jump {
+            user,
+            address,
+            port,
+            identity_files: (!identity_files.is_empty()).then_some(identity_files),
+            known_hosts,
+        })
+    }
 }
 
 /// toml's message, with the key it is about when toml leaves it out, and a hint for common mistakes.
@@ -828,6 +1068,11 @@ mod tests {
 
     const HOST: &str = "[[hosts]]\nname = \"a\"\naddress = \"192.0.2.1\"\n";
 
+    /// The jump host as written (who, where), without the files it is reached with.
+    fn written(j: &Option<Jump>) -> Option<Jump> {
+        j.clone().map(|j| Jump { identity_files: None, known_hosts: Vec::new(), ..j })
+    }
+
     #[test]
     fn the_plain_form_works() {
         let fx = Fixture::new();
@@ -855,6 +1100,7 @@ mod tests {
                     jump: None,
                     connect_timeout: Duration::from_secs(10),
                     command_timeout: Duration::from_secs(30),
+                    known_hosts: vec![fx.home().join(".ssh/known_hosts")],
                 },
                 Host {
                     name: "w-1".into(),
@@ -867,6 +1113,7 @@ mod tests {
                     jump: None,
                     connect_timeout: Duration::from_secs(10),
                     command_timeout: Duration::from_secs(30),
+                    known_hosts: vec![fx.home().join(".ssh/known_hosts")],
                 },
             ]
         );
@@ -890,6 +1137,7 @@ mod tests {
                 report_dir: dir.join("fleetaudit-report"),
                 schedule: None,
                 keep_scans: None,
+                ssh_config: None,
             }
         );
         let h = &inv.hosts[0];
@@ -921,11 +1169,15 @@ mod tests {
         let names: Vec<&str> = inv.hosts.iter().map(|h| h.name.as_str()).collect();
         assert_eq!(names, ["plain", "nested", "member"], "file order");
         let key = vec![fx.dir.path().join("keys/id_ed25519")];
-        let bastion = Jump { user: None, address: "bastion.example.internal".into(), port: 22 };
+        let bastion = Jump { user: None, address: "bastion.example.internal".into(), port: 22, ..Jump::default() };
 
         let plain = inv.host("plain").unwrap();
         assert_eq!((plain.user.as_str(), plain.port, plain.cluster.as_deref()), ("d", 2200, None));
-        assert_eq!((&plain.roles, &plain.identity_files, &plain.jump), (&vec![Role::Worker], &key, &Some(bastion)));
+        assert_eq!(
+            (&plain.roles, &plain.identity_files, &written(&plain.jump)),
+            (&vec![Role::Worker], &key, &Some(bastion))
+        );
+        assert_eq!(plain.jump.as_ref().unwrap().known_hosts, vec![fx.home().join(".ssh/known_hosts")]);
         assert_eq!((plain.connect_timeout, plain.command_timeout), (Duration::from_secs(1), Duration::from_secs(7)));
 
         let nested = inv.host("nested").unwrap();
@@ -940,7 +1192,10 @@ mod tests {
         assert_eq!((member.user.as_str(), member.port, member.cluster.as_deref()), ("h", 2200, Some("prod")));
         assert_eq!(member.roles, vec![Role::ControlPlane]);
         assert!(member.identity_files.is_empty(), "an empty list replaces the inherited one");
-        assert_eq!(member.jump, Some(Jump { user: None, address: "j.example.internal".into(), port: 2022 }));
+        assert_eq!(
+            written(&member.jump),
+            Some(Jump { user: None, address: "j.example.internal".into(), port: 2022, ..Jump::default() })
+        );
         assert_eq!(
             (member.connect_timeout, member.command_timeout),
             (Duration::from_secs(120), Duration::from_millis(500))
@@ -986,11 +1241,17 @@ mod tests {
             )
             .unwrap();
         assert_eq!(inv.hosts[0].address, "2001:db8::1");
-        let jump = inv.hosts[0].jump.clone().unwrap();
-        assert_eq!(jump, Jump { user: Some("audit".into()), address: "2001:db8::2".into(), port: 2222 });
+        let jump = written(&inv.hosts[0].jump).unwrap();
+        assert_eq!(
+            jump,
+            Jump { user: Some("audit".into()), address: "2001:db8::2".into(), port: 2222, ..Jump::default() }
+        );
         assert_eq!(jump.to_string(), "audit@[2001:db8::2]:2222");
         assert_eq!(inv.hosts[1].address, "::1");
-        assert_eq!(inv.hosts[1].jump, Some(Jump { user: None, address: "2001:db8::3".into(), port: 22 }));
+        assert_eq!(
+            written(&inv.hosts[1].jump),
+            Some(Jump { user: None, address: "2001:db8::3".into(), port: 22, ..Jump::default() })
+        );
     }
 
     #[test]
@@ -999,6 +1260,7 @@ mod tests {
             user: user.map(str::to_owned),
             address: address.into(),
             port,
+            ..Jump::default()
         };
         let good = [
             ("bastion", j(None, "bastion", 22)),
@@ -1167,18 +1429,32 @@ mod tests {
         assert_eq!(s.accepted_hosts, fx.dir.path().join("fleetaudit.db.known_hosts"));
         assert_eq!(s.schedule.as_deref(), Some("0 */6 * * *"));
 
-        let bastion = Some(Jump { user: Some("audit".into()), address: "bastion.example.internal".into(), port: 2222 });
+        let bastion = Some(Jump {
+            user: Some("audit".into()),
+            address: "bastion.example.internal".into(),
+            port: 2222,
+            ..Jump::default()
+        });
         let cp2 = inv.host("prod-cp-2").unwrap();
-        assert_eq!((cp2.address.as_str(), cp2.cluster.as_deref(), &cp2.jump), ("2001:db8::12", Some("prod"), &bastion));
+        assert_eq!(
+            (cp2.address.as_str(), cp2.cluster.as_deref(), &written(&cp2.jump)),
+            ("2001:db8::12", Some("prod"), &bastion)
+        );
         assert_eq!((&cp2.roles, cp2.connect_timeout), (&vec![Role::ControlPlane, Role::Etcd], Duration::from_secs(5)));
         assert_eq!(cp2.identity_files, vec![fx.home().join(".ssh/id_ed25519")]);
         let w1 = inv.host("prod-worker-1").unwrap();
         assert_eq!((&w1.roles, w1.command_timeout), (&vec![Role::Worker], Duration::from_secs(60)));
         let w2 = inv.host("prod-worker-2").unwrap();
-        assert_eq!((w2.cluster.as_deref(), &w2.jump, &w2.roles), (Some("prod"), &bastion, &vec![Role::Worker]));
+        assert_eq!(
+            (w2.cluster.as_deref(), &written(&w2.jump), &w2.roles),
+            (Some("prod"), &bastion, &vec![Role::Worker])
+        );
         let lab = inv.host("lab-1").unwrap();
         assert_eq!((lab.port, lab.user.as_str(), lab.cluster.as_deref()), (2222, "admin", None));
-        assert_eq!(lab.jump, Some(Jump { user: None, address: "2001:db8::1".into(), port: 22 }));
+        assert_eq!(
+            written(&lab.jump),
+            Some(Jump { user: None, address: "2001:db8::1".into(), port: 22, ..Jump::default() })
+        );
         assert_eq!(lab.identity_files, vec![fx.home().join(".ssh/id_ecdsa"), fx.home().join(".ssh/id_rsa")]);
         assert_eq!((lab.roles.len(), lab.connect_timeout), (3, Duration::from_secs(20)));
     }
@@ -1211,6 +1487,92 @@ mod tests {
                 || a.ends_with(".example.internal");
             assert!(documentation, "{a} is not a documentation address");
         }
+    }
+
+    #[test]
+    fn ssh_config_fills_in_what_the_inventory_leaves_unset() {
+        let fx = Fixture::new();
+        let home = fx.home();
+        let cfg = fx.dir.path().join("ssh_config");
+        std::fs::write(
+            &cfg,
+            "Host cp-* !cp-9\n  HostName %h.prod.example.internal\n  Port 2201\n  User cfg-user\n  \
+             IdentityFile ~/.ssh/id_ecdsa\n  IdentityFile ~/.ssh/not-there\n  UserKnownHostsFile ~/.ssh/kh-%h\n  \
+             ProxyJump ssh://jumper\n\
+             Host jumper\n  HostName 192.0.2.100\n  Port 2022\n  User jump-user\n  IdentityFile keys/id_ed25519\n  \
+             ProxyJump none\n\
+             Host direct\n  ProxyJump none\n  HostName 192.0.2.7\n",
+        )
+        .unwrap();
+        let text = "[defaults]\nssh_config = \"ssh_config\"\n\
+                    [[hosts]]\nname = \"a\"\naddress = \"cp-1\"\n\
+                    [[hosts]]\nname = \"b\"\naddress = \"cp-2\"\nport = 22\nuser = \"me\"\nidentity_file = []\njump = \"\"\n\
+                    [[hosts]]\nname = \"c\"\naddress = \"cp-9\"\n\
+                    [[hosts]]\nname = \"d\"\naddress = \"direct\"\njump = \"jumper:1\"\n";
+        let inv = fx.parse(text).unwrap();
+        assert_eq!(inv.settings.ssh_config, Some(cfg.clone()));
+        let a = inv.host("a").unwrap();
+        assert_eq!((a.address.as_str(), a.port, a.user.as_str()), ("cp-1.prod.example.internal", 2201, "cfg-user"));
+        assert_eq!(a.identity_files, vec![home.join(".ssh/id_ecdsa")], "missing IdentityFiles are skipped");
+        assert_eq!(a.known_hosts, vec![home.join(".ssh/kh-cp-1.prod.example.internal")]);
+        let j = a.jump.as_ref().unwrap();
+        assert_eq!((j.user.as_deref(), j.address.as_str(), j.port), (Some("jump-user"), "192.0.2.100", 2022));
+        assert_eq!(j.identity_files, Some(vec![fx.dir.path().join("keys/id_ed25519")]), "relative to the config file");
+        assert_eq!(j.known_hosts, vec![home.join(".ssh/known_hosts")]);
+        // Whatever the inventory sets wins; `jump = ""` cancels ProxyJump.
+        let b = inv.host("b").unwrap();
+        assert_eq!((b.port, b.user.as_str(), b.identity_files.is_empty(), &b.jump), (22, "me", true, &None));
+        assert_eq!(b.address, "cp-2.prod.example.internal", "HostName maps the alias the inventory wrote");
+        // Negated: fleetaudit's defaults.
+        let c = inv.host("c").unwrap();
+        assert_eq!((c.address.as_str(), c.port, c.user.as_str(), &c.jump), ("cp-9", 22, "tester", &None));
+        // An inventory jump's name is looked up too; its written port wins.
+        let d = inv.host("d").unwrap();
+        assert_eq!(d.address, "192.0.2.7");
+        let j = d.jump.as_ref().unwrap();
+        assert_eq!((j.user.as_deref(), j.address.as_str(), j.port), (Some("jump-user"), "192.0.2.100", 1));
+
+        // known_hosts written in the inventory wins over UserKnownHostsFile, for hosts and jump hosts.
+        let inv = fx.parse(&format!("[defaults]\nknown_hosts = \"kh\"\n{}", &text[11..])).unwrap();
+        let a = inv.host("a").unwrap();
+        assert_eq!(
+            (&a.known_hosts, &a.jump.as_ref().unwrap().known_hosts),
+            (&vec![fx.dir.path().join("kh")], &vec![fx.dir.path().join("kh")])
+        );
+
+        // The command line's file replaces the inventory's.
+        let other = fx.dir.path().join("other_config");
+        std::fs::write(&other, "Host cp-1\n  Port 3000\n").unwrap();
+        let options = LoadOptions { ssh_config: Some(other.clone()) };
+        let inv = parse_in_with(&fx.file(), text, &fx.env, &options).unwrap();
+        assert_eq!((inv.host("a").unwrap().port, inv.settings.ssh_config.as_ref()), (3000, Some(&other)));
+    }
+
+    #[test]
+    fn ssh_config_errors_name_its_file_line_and_the_host() {
+        let fx = Fixture::new();
+        let cfg = fx.dir.path().join("ssh_config");
+        let inv = "[defaults]\nssh_config = \"ssh_config\"\n[[hosts]]\nname = \"a\"\naddress = \"node\"\n";
+        for (config, line, part) in [
+            ("Host node\n  HostName not_an_address\n", 2, "HostName: \"not_an_address\" is not an IPv4/IPv6"),
+            ("\nHost *\n  ProxyJump a,b\n", 3, "one jump host, not a chain"),
+            ("Host node\n  ProxyJump bastion\nHost bastion\n  ProxyJump other\n", 4, "itself behind ProxyJump other"),
+            ("Host node\n  ProxyJump bad@@x\n", 2, "ProxyJump: \"bad@@x\" is not a jump host"),
+            ("Host *\n  IdentityFile ~/.ssh/id_%C\n", 2, "token %C is not supported"),
+            ("Host *\n  User \"a b\"\n", 2, "User: \"a b\" is not a user name"),
+            ("Match exec true\n", 1, "Match exec"),
+        ] {
+            std::fs::write(&cfg, config).unwrap();
+            let e = fx.parse(inv).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("{}:{line}: ", cfg.display())) && e.contains(part), "{config:?}: {e}");
+        }
+        // A jump host naming itself (`Host *` giving everything the same ProxyJump) is not a chain.
+        std::fs::write(&cfg, "Host *\n  ProxyJump bastion\n").unwrap();
+        let h = fx.parse(inv).unwrap().hosts.remove(0);
+        assert_eq!(h.jump.map(|j| j.address), Some("bastion".to_owned()));
+        std::fs::remove_file(&cfg).unwrap();
+        let e = fx.parse(inv).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("{}: cannot read this ssh_config file: ", cfg.display())), "{e}");
     }
 
     #[test]

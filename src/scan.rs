@@ -101,7 +101,7 @@ pub async fn run(
 ) -> Result<ScanReport, ScanError> {
     let started = Instant::now();
     let hosts = select_hosts(inventory, &options.only)?;
-    let transport = Arc::new(Transport::for_inventory(&inventory.settings).map_err(ScanError::KnownHosts)?);
+    let transport = Arc::new(Transport::for_inventory(inventory).map_err(ScanError::KnownHosts)?);
     let rules = rule_meta(&engine);
     let inventory_name = inventory.path.display().to_string();
     let scan_id = store.begin_scan(lock, &inventory_name, &engine.rules.version(), &rules, hosts.len()).await?;
@@ -280,13 +280,7 @@ fn select_hosts(inventory: &Inventory, only: &[String]) -> Result<Vec<Host>, Sca
 async fn audit_host(transport: &Transport, engine: &Engine, host: &Host) -> (HostOutcome, HostReport) {
     let started_at = model::utc_now();
     let started = Instant::now();
-    let target = Target::of(host);
-    let captured = match &host.jump {
-        // Never reach a host directly that the inventory says sits behind a bastion.
-        Some(jump) => Err(crate::ssh::SshError::JumpUnsupported { jump: jump.to_string() }),
-        None => transport.capture(&target).await,
-    };
-    let (fingerprint, result) = match captured {
+    let (fingerprint, result) = match transport.capture(&Target::of(host)).await {
         Err(e) => {
             tracing::warn!(host = %host.name, kind = e.kind(), "{e}");
             (None, HostResult::Error { kind: e.kind().to_owned(), message: e.to_string() })

@@ -43,6 +43,8 @@ fn target<'a>(port: u16, keys: &'a [PathBuf]) -> Target<'a> {
         port,
         user: "audit",
         identity_files: keys,
+        known_hosts: &[],
+        jump: None,
         connect_timeout: Duration::from_secs(5),
         command_timeout: Duration::from_secs(5),
     }

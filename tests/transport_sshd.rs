@@ -33,6 +33,8 @@ async fn captures_the_process_table_of_a_pid_namespace() {
         port: sshd.port,
         user: TEST_USER,
         identity_files: &keys,
+        known_hosts: &[],
+        jump: None,
         connect_timeout: Duration::from_secs(10),
         command_timeout: Duration::from_secs(10),
     };

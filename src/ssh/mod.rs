@@ -1,8 +1,10 @@
-//! The SSH transport: one russh session per host, strict host keys, key and agent authentication, one fixed
-//! remote command, and its output captured within a size cap and time limits.
+//! The SSH transport: one russh session per host, strict host keys, key and agent authentication, jump hosts,
+//! one fixed remote command, and its output captured within a size cap and time limits.
 //!
 //! Owns: TCP connect, the SSH handshake, host key verification against OpenSSH known_hosts (and fleetaudit's
-//! own accepted-keys file under `accept-new`), authentication, running [`REMOTE_COMMAND`].
+//! own accepted-keys file under `accept-new`), authentication (key files and ssh-agent), jump hosts (one SSH
+//! connection per bastion per scan, shared by every host behind it, each host's session tunnelled through a
+//! `direct-tcpip` channel as OpenSSH's `ProxyJump` does), running [`REMOTE_COMMAND`].
 //! Must not touch: rules, verdicts, the database. It returns bytes; the `ps` stage reads them.
 //! Nothing from the inventory is ever sent as a command: the remote command is a constant.
 
@@ -19,9 +21,11 @@ use russh::client::{self, Handle};
 use russh::keys::agent::AgentIdentity;
 use russh::keys::agent::client::AgentClient;
 use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKey};
-use russh::{ChannelMsg, Disconnect};
+use russh::{ChannelMsg, ChannelOpenFailure, Disconnect};
 use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio::sync::OnceCell;
 use tokio::time::timeout;
 
 use self::known_hosts::{KnownHosts, Recorded, Verdict};
@@ -36,7 +40,7 @@ pub const MAX_OUTPUT: usize = 16 << 20;
 /// How much of the remote command's stderr is kept for the error message.
 const MAX_STDERR: usize = 4 << 10;
 
-pub use crate::inventory::HostKeyPolicy;
+pub use crate::inventory::{HostKeyPolicy, Jump};
 
 /// One host to reach.
 #[derive(Debug, Clone)]
@@ -47,6 +51,12 @@ pub struct Target<'a> {
     pub user: &'a str,
     /// Key files to offer; empty means ssh-agent and the default `~/.ssh/id_*` files.
     pub identity_files: &'a [PathBuf],
+    /// known_hosts files holding this host's key; empty means the transport's (`TransportConfig::known_hosts`).
+    pub known_hosts: &'a [PathBuf],
+    /// The bastion the host is reached through; the host itself is then never contacted directly.
+    pub jump: Option<&'a Jump>,
+    /// Covers everything up to a logged-in session: the jump host's connection (when this host is the first
+    /// to need it), the tunnel, the host's handshake and authentication.
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
 }
@@ -60,6 +70,8 @@ impl<'a> Target<'a> {
             port: host.port,
             user: &host.user,
             identity_files: &host.identity_files,
+            known_hosts: &host.known_hosts,
+            jump: host.jump.as_ref(),
             connect_timeout: host.connect_timeout,
             command_timeout: host.command_timeout,
         }
@@ -74,7 +86,8 @@ pub struct Capture {
 }
 
 /// Why a host could not be audited. [`SshError::kind`] is the stable name stored in the database.
-#[derive(Debug, Error)]
+/// Clone: one jump host's failure is every host's behind it.
+#[derive(Debug, Clone, Error)]
 pub enum SshError {
     #[error("cannot resolve {address}: {reason}; check the address in the inventory")]
     Resolve { address: String, reason: String },
@@ -108,11 +121,16 @@ pub enum SshError {
     Disconnected { reason: String },
     #[error("SSH protocol error: {0}")]
     Protocol(String),
+    #[error("cannot read known_hosts: {0}")]
+    KnownHosts(String),
+    /// The bastion could not be reached, its key was not trusted, or it refused the login: `cause` says which.
+    #[error("jump host {jump}: {cause} [{kind}]; the host behind it was not audited (nor contacted directly)", kind = cause.kind())]
+    JumpFailed { jump: String, cause: Box<SshError> },
     #[error(
-        "the inventory reaches this host through jump host {jump}, which this version cannot do yet; the host was \
-         not audited (and not contacted directly)"
+        "jump host {jump} refused to open a tunnel to {address}:{port} ({reason}); allow it in the bastion's \
+         sshd_config (AllowTcpForwarding, PermitOpen) or fix the host's address"
     )]
-    JumpUnsupported { jump: String },
+    JumpRefused { jump: String, address: String, port: u16, reason: String },
 }
 
 impl SshError {
@@ -128,43 +146,82 @@ impl SshError {
             SshError::OutputTooLarge { .. } => "output_too_large",
             SshError::CommandFailed { .. } => "ps_failed",
             SshError::Disconnected { .. } => "disconnected",
-            SshError::Protocol(_) => "ssh_error",
-            SshError::JumpUnsupported { .. } => "unsupported",
+            SshError::Protocol(_) | SshError::KnownHosts(_) => "ssh_error",
+            // One kind for every bastion problem: the fix is on the bastion (or its known_hosts line), not on the
+            // hosts behind it, and a query for `host_key_changed` should not list fifty nodes that were never
+            // contacted. The message carries the bastion's own kind.
+            SshError::JumpFailed { .. } | SshError::JumpRefused { .. } => "jump_failed",
         }
     }
 }
 
 /// Settings shared by every connection of a scan.
 pub struct TransportConfig {
+    /// The known_hosts files of a host that names none of its own.
     pub known_hosts: Vec<PathBuf>,
     pub policy: HostKeyPolicy,
     /// fleetaudit's own record of keys accepted under `accept-new`.
     pub accepted_hosts: PathBuf,
 }
 
-/// The SSH client of one scan: known hosts parsed and keys loaded once, shared by every host.
+/// The SSH client of one scan: known hosts parsed and keys loaded once, agent identities listed once, jump host
+/// connections opened once, all shared by every host.
 pub struct Transport {
     config: Arc<client::Config>,
-    known: Arc<KnownHosts>,
+    /// Parsed known_hosts, per list of files (hosts may name their own through ssh_config); the empty list is
+    /// the default one.
+    known: Mutex<HashMap<Vec<PathBuf>, Arc<KnownHosts>>>,
+    default_known_hosts: Vec<PathBuf>,
     policy: HostKeyPolicy,
     accepted: Arc<Accepted>,
     keys: KeyCache,
+    agent: OnceCell<Result<Vec<(PublicKey, String)>, String>>,
+    bastions: Mutex<HashMap<BastionKey, Bastion>>,
+}
+
+/// One jump host connection: connected by the first host that needs it, awaited by the others. A failure is
+/// kept for the rest of the scan, so fifty hosts behind a dead bastion cost one connection attempt, not fifty.
+type Bastion = Arc<OnceCell<Result<Arc<Handle<Checker>>, SshError>>>;
+
+/// Hosts share a bastion connection when they reach it the same way.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct BastionKey {
+    user: String,
+    address: String,
+    port: u16,
+    identity_files: Vec<PathBuf>,
+    known_hosts: Vec<PathBuf>,
+}
+
+/// One SSH server to log in to: a host, or the bastion in front of it.
+struct Hop<'a> {
+    address: &'a str,
+    port: u16,
+    user: &'a str,
+    identity_files: &'a [PathBuf],
+    known_hosts: &'a [PathBuf],
 }
 
 impl Transport {
-    /// The transport an inventory's settings call for.
-    pub fn for_inventory(settings: &crate::inventory::Settings) -> std::io::Result<Transport> {
-        Transport::new(TransportConfig {
+    /// The transport an inventory calls for. Reads every known_hosts file its hosts and jump hosts name, so an
+    /// unreadable one stops the scan before it starts.
+    pub fn for_inventory(inventory: &crate::inventory::Inventory) -> std::io::Result<Transport> {
+        let settings = &inventory.settings;
+        let t = Transport::new(TransportConfig {
             known_hosts: settings.known_hosts.clone(),
             policy: settings.host_key_policy,
             accepted_hosts: settings.accepted_hosts.clone(),
-        })
+        })?;
+        for h in &inventory.hosts {
+            t.load_known(&h.known_hosts)?;
+            if let Some(j) = &h.jump {
+                t.load_known(&j.known_hosts)?;
+            }
+        }
+        Ok(t)
     }
 
     pub fn new(cfg: TransportConfig) -> std::io::Result<Transport> {
-        let mut files = cfg.known_hosts.clone();
-        files.push(cfg.accepted_hosts.clone());
-        let known = Arc::new(KnownHosts::load(&files)?);
         let config = client::Config {
             // A scan is one command per connection; nothing needs keep-alives.
             inactivity_timeout: None,
@@ -172,13 +229,31 @@ impl Transport {
             nodelay: true,
             ..Default::default()
         };
-        Ok(Transport {
+        let t = Transport {
             config: Arc::new(config),
-            known,
+            known: Mutex::new(HashMap::new()),
+            default_known_hosts: cfg.known_hosts,
             policy: cfg.policy,
             accepted: Arc::new(Accepted { path: cfg.accepted_hosts, seen: Mutex::new(HashMap::new()) }),
             keys: KeyCache::default(),
-        })
+            agent: OnceCell::new(),
+            bastions: Mutex::new(HashMap::new()),
+        };
+        t.load_known(&[])?;
+        Ok(t)
+    }
+
+    /// The parsed known_hosts files of a list (empty: the default list), read once per scan.
+    fn load_known(&self, files: &[PathBuf]) -> std::io::Result<Arc<KnownHosts>> {
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(k) = known.get(files) {
+            return Ok(k.clone());
+        }
+        let mut all = if files.is_empty() { self.default_known_hosts.clone() } else { files.to_vec() };
+        all.push(self.accepted.path.clone());
+        let parsed = Arc::new(KnownHosts::load(&all)?);
+        known.insert(files.to_vec(), parsed.clone());
+        Ok(parsed)
     }
 
     /// Connects, checks the host key, authenticates and runs [`REMOTE_COMMAND`].
@@ -201,33 +276,146 @@ impl Transport {
         Ok(fingerprint)
     }
 
+    /// A logged-in session with the host: over TCP, or through its jump host's tunnel.
     async fn connect(&self, t: &Target<'_>) -> Result<(Handle<Checker>, String), SshError> {
         let started = Instant::now();
         let limit = t.connect_timeout;
-        let addrs: Vec<std::net::SocketAddr> = match timeout(limit, tokio::net::lookup_host((t.address, t.port))).await
-        {
-            Err(_) => return Err(SshError::Timeout { stage: "resolving the address", after: limit }),
-            Ok(Err(e)) => return Err(SshError::Resolve { address: t.address.into(), reason: e.to_string() }),
-            Ok(Ok(a)) => a.collect(),
+        let hop = Hop {
+            address: t.address,
+            port: t.port,
+            user: t.user,
+            identity_files: t.identity_files,
+            known_hosts: t.known_hosts,
         };
-        let Some(addr) = addrs.first().copied() else {
-            return Err(SshError::Resolve { address: t.address.into(), reason: "no addresses".into() });
-        };
-        let stream = match timeout(limit, TcpStream::connect(addr)).await {
-            Err(_) => return Err(SshError::Timeout { stage: "connecting", after: limit }),
-            Ok(Err(e)) => {
-                return Err(SshError::Unreachable { address: t.address.into(), port: t.port, reason: e.to_string() });
+        match t.jump {
+            None => {
+                let stream = tcp(&hop, limit).await?;
+                self.login(stream, &hop, started, limit).await
             }
-            Ok(Ok(s)) => s,
+            Some(jump) => {
+                // The bastion's connection runs under its own limit (connect_timeout, as for any host), so a dead
+                // bastion is recorded as the bastion's failure, and kept for the hosts behind it, rather than as
+                // this host's timeout: the second of slack lets that limit fire first.
+                let stream = match timeout(limit + Duration::from_secs(1), self.tunnel(jump, t, limit)).await {
+                    Err(_) => {
+                        return Err(SshError::Timeout {
+                            stage: "reaching the host through its jump host",
+                            after: limit,
+                        });
+                    }
+                    Ok(r) => r?,
+                };
+                self.login(stream, &hop, started, limit).await
+            }
+        }
+    }
+
+    /// A `direct-tcpip` channel from the jump host to the target, as `ssh -J` opens: the target's address is
+    /// resolved and connected to by the bastion, never by us.
+    async fn tunnel(
+        &self,
+        jump: &Jump,
+        t: &Target<'_>,
+        limit: Duration,
+    ) -> Result<russh::ChannelStream<client::Msg>, SshError> {
+        let hop = Hop {
+            address: &jump.address,
+            port: jump.port,
+            user: jump.user.as_deref().unwrap_or(t.user),
+            identity_files: jump.identity_files.as_deref().unwrap_or(t.identity_files),
+            known_hosts: &jump.known_hosts,
         };
-        let _ = stream.set_nodelay(true);
+        let name = Jump { user: Some(hop.user.to_owned()), ..jump.clone() }.to_string();
+        let key = BastionKey {
+            user: hop.user.to_owned(),
+            address: hop.address.to_owned(),
+            port: hop.port,
+            identity_files: hop.identity_files.to_vec(),
+            known_hosts: hop.known_hosts.to_vec(),
+        };
+        let failed = |cause: SshError| SshError::JumpFailed { jump: name.clone(), cause: Box::new(cause) };
+        // A second try when the shared connection turns out to be dead (the bastion restarted, a firewall
+        // dropped it): reconnect once.
+        let mut last = None;
+        for _ in 0..2 {
+            let cell = {
+                let mut bastions = self.bastions.lock().unwrap_or_else(|e| e.into_inner());
+                bastions.entry(key.clone()).or_default().clone()
+            };
+            let handle = cell
+                .get_or_init(|| async {
+                    tracing::debug!(jump = %name, "connecting to the jump host");
+                    let started = Instant::now();
+                    let session = match tcp(&hop, limit).await {
+                        Ok(stream) => self.login(stream, &hop, started, limit).await,
+                        Err(e) => Err(e),
+                    };
+                    session.map(|(handle, _)| Arc::new(handle)).map_err(failed)
+                })
+                .await
+                .clone()?;
+            let opened = if handle.is_closed() {
+                Err(russh::Error::Disconnect)
+            } else {
+                handle.channel_open_direct_tcpip(t.address, u32::from(t.port), "127.0.0.1", 0).await
+            };
+            match opened {
+                Ok(channel) => return Ok(channel.into_stream()),
+                Err(russh::Error::ChannelOpenFailure(ChannelOpenFailure::ConnectFailed)) => {
+                    return Err(SshError::Unreachable {
+                        address: t.address.to_owned(),
+                        port: t.port,
+                        reason: format!("jump host {name} could not connect to it"),
+                    });
+                }
+                Err(russh::Error::ChannelOpenFailure(why)) => {
+                    let reason = match why {
+                        ChannelOpenFailure::AdministrativelyProhibited => "administratively prohibited".to_owned(),
+                        ChannelOpenFailure::UnknownChannelType => "it does not forward TCP".to_owned(),
+                        ChannelOpenFailure::ResourceShortage => "resource shortage".to_owned(),
+                        ChannelOpenFailure::ConnectFailed => "connect failed".to_owned(),
+                        ChannelOpenFailure::Other { code, .. } => format!("reason code {code}"),
+                    };
+                    return Err(SshError::JumpRefused {
+                        jump: name.clone(),
+                        address: t.address.to_owned(),
+                        port: t.port,
+                        reason,
+                    });
+                }
+                Err(e) => {
+                    tracing::debug!(jump = %name, "the jump host connection is gone ({e}); reconnecting");
+                    let mut bastions = self.bastions.lock().unwrap_or_else(|e| e.into_inner());
+                    if bastions.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+                        bastions.remove(&key);
+                    }
+                    last = Some(e);
+                }
+            }
+        }
+        let reason = last.map_or_else(String::new, |e| e.to_string());
+        Err(failed(SshError::Disconnected { reason: format!("the connection to the jump host dropped: {reason}") }))
+    }
+
+    /// The SSH handshake over `stream`, the host key decision and authentication, within what is left of `limit`.
+    async fn login<S>(
+        &self,
+        stream: S,
+        hop: &Hop<'_>,
+        started: Instant,
+        limit: Duration,
+    ) -> Result<(Handle<Checker>, String), SshError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let known = self.load_known(hop.known_hosts).map_err(|e| SshError::KnownHosts(e.to_string()))?;
         let decision = Arc::new(Mutex::new(None));
         let checker = Checker {
-            known: self.known.clone(),
+            known,
             accepted: self.accepted.clone(),
             policy: self.policy,
-            address: t.address.to_owned(),
-            port: t.port,
+            address: hop.address.to_owned(),
+            port: hop.port,
             decision: decision.clone(),
         };
         let remaining = limit.saturating_sub(started.elapsed());
@@ -249,24 +437,44 @@ impl Transport {
             None => return Err(SshError::Protocol("the server's host key was never checked".into())),
         };
         let remaining = limit.saturating_sub(started.elapsed()).max(Duration::from_millis(100));
-        match timeout(remaining, self.authenticate(&mut handle, t)).await {
+        match timeout(remaining, self.authenticate(&mut handle, hop)).await {
             Err(_) => Err(SshError::Timeout { stage: "authenticating", after: limit }),
             Ok(Err(e)) => Err(e),
             Ok(Ok(())) => Ok((handle, fingerprint)),
         }
     }
 
-    async fn authenticate(&self, handle: &mut Handle<Checker>, t: &Target<'_>) -> Result<(), SshError> {
+    /// The agent's keys, listed once per scan: a scan of thousands of hosts asks the agent once, not per host.
+    async fn agent_identities(&self) -> &Result<Vec<(PublicKey, String)>, String> {
+        self.agent
+            .get_or_init(|| async {
+                let mut agent = AgentClient::connect_env().await.map_err(|e| e.to_string())?;
+                let ids = agent.request_identities().await.map_err(|e| e.to_string())?;
+                Ok(ids
+                    .into_iter()
+                    .filter_map(|id| match id {
+                        AgentIdentity::PublicKey { key, comment } => Some((key, comment)),
+                        _ => None,
+                    })
+                    .collect())
+            })
+            .await
+    }
+
+    async fn authenticate(&self, handle: &mut Handle<Checker>, t: &Hop<'_>) -> Result<(), SshError> {
         let mut tried = Vec::new();
         let explicit = !t.identity_files.is_empty();
         let files: Vec<PathBuf> = if explicit { t.identity_files.to_vec() } else { default_identity_files() };
         let rsa_hash = handle.best_supported_rsa_hash().await.map_err(|e| SshError::Protocol(e.to_string()))?.flatten();
         let mut key_errors = Vec::new();
+        // Public halves of key files that cannot be used directly (encrypted): the agent's copy is offered first.
+        let mut wanted = Vec::new();
         for path in &files {
             let key = match self.keys.get(path) {
                 Ok(k) => k,
-                Err(reason) => {
-                    key_errors.push(SshError::Key { path: path.clone(), reason });
+                Err(unusable) => {
+                    wanted.extend(unusable.public.clone());
+                    key_errors.push(SshError::Key { path: path.clone(), reason: unusable.reason.clone() });
                     continue;
                 }
             };
@@ -280,22 +488,29 @@ impl Transport {
             }
         }
         if std::env::var_os("SSH_AUTH_SOCK").is_some() {
-            match AgentClient::connect_env().await {
-                Ok(mut agent) => {
-                    let identities = agent.request_identities().await.unwrap_or_default();
-                    for id in identities {
-                        let AgentIdentity::PublicKey { key, comment } = id else { continue };
-                        tried.push(format!(
-                            "agent key {}",
-                            if comment.is_empty() { known_hosts::fingerprint(&key) } else { comment }
-                        ));
-                        if let Ok(r) = handle.authenticate_publickey_with(t.user, key, rsa_hash, &mut agent).await
-                            && r.success()
-                        {
-                            return Ok(());
+            match self.agent_identities().await {
+                Ok(ids) if !ids.is_empty() => {
+                    let mut ids: Vec<&(PublicKey, String)> = ids.iter().collect();
+                    ids.sort_by_key(|(k, _)| !wanted.iter().any(|w| w.key_data() == k.key_data()));
+                    match AgentClient::connect_env().await {
+                        Ok(mut agent) => {
+                            for (key, comment) in ids {
+                                tried.push(format!(
+                                    "agent key {}",
+                                    if comment.is_empty() { known_hosts::fingerprint(key) } else { comment.clone() }
+                                ));
+                                if let Ok(r) =
+                                    handle.authenticate_publickey_with(t.user, key.clone(), rsa_hash, &mut agent).await
+                                    && r.success()
+                                {
+                                    return Ok(());
+                                }
+                            }
                         }
+                        Err(e) => tried.push(format!("ssh-agent (unusable: {e})")),
                     }
                 }
+                Ok(_) => tried.push("ssh-agent (it holds no keys)".into()),
                 Err(e) => tried.push(format!("ssh-agent (unusable: {e})")),
             }
         }
@@ -313,6 +528,28 @@ impl Transport {
         }
         Err(SshError::AuthFailed { user: t.user.into(), tried: what })
     }
+}
+
+/// A TCP connection to the hop, within `limit`.
+async fn tcp(t: &Hop<'_>, limit: Duration) -> Result<TcpStream, SshError> {
+    let started = Instant::now();
+    let addrs: Vec<std::net::SocketAddr> = match timeout(limit, tokio::net::lookup_host((t.address, t.port))).await {
+        Err(_) => return Err(SshError::Timeout { stage: "resolving the address", after: limit }),
+        Ok(Err(e)) => return Err(SshError::Resolve { address: t.address.into(), reason: e.to_string() }),
+        Ok(Ok(a)) => a.collect(),
+    };
+    let Some(addr) = addrs.first().copied() else {
+        return Err(SshError::Resolve { address: t.address.into(), reason: "no addresses".into() });
+    };
+    let stream = match timeout(limit.saturating_sub(started.elapsed()), TcpStream::connect(addr)).await {
+        Err(_) => return Err(SshError::Timeout { stage: "connecting", after: limit }),
+        Ok(Err(e)) => {
+            return Err(SshError::Unreachable { address: t.address.into(), port: t.port, reason: e.to_string() });
+        }
+        Ok(Ok(s)) => s,
+    };
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
 }
 
 /// Opens a session channel, runs the command and reads everything it sends, within [`MAX_OUTPUT`].
@@ -364,19 +601,40 @@ fn default_identity_files() -> Vec<PathBuf> {
 /// Private keys, each read and parsed once per scan however many hosts use it.
 #[derive(Default)]
 struct KeyCache {
-    keys: Mutex<HashMap<PathBuf, Result<Arc<PrivateKey>, String>>>,
+    keys: Mutex<HashMap<PathBuf, LoadedKey>>,
+}
+
+type LoadedKey = Result<Arc<PrivateKey>, Arc<Unusable>>;
+
+/// Why a key file cannot be used directly and, for an encrypted key, its public half (stored in the clear in
+/// OpenSSH's format) so the agent's copy can be picked.
+struct Unusable {
+    reason: String,
+    public: Option<PublicKey>,
 }
 
 impl KeyCache {
-    fn get(&self, path: &Path) -> Result<Arc<PrivateKey>, String> {
+    fn get(&self, path: &Path) -> LoadedKey {
         let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
         keys.entry(path.to_owned())
             .or_insert_with(|| match russh::keys::load_secret_key(path, None) {
                 Ok(k) => Ok(Arc::new(k)),
                 Err(russh::keys::Error::KeyIsEncrypted) => {
-                    Err("it is encrypted; load it into ssh-agent (`ssh-add`) and fleetaudit will use the agent".into())
+                    let public = std::fs::read(path)
+                        .ok()
+                        .and_then(|pem| PrivateKey::from_openssh(pem).ok())
+                        .map(|k| k.public_key().clone());
+                    let reason = format!(
+                        "it is encrypted; add it to ssh-agent (`ssh-add {}`) and run fleetaudit with SSH_AUTH_SOCK \
+                         set: it then uses the agent's copy",
+                        path.display()
+                    );
+                    Err(Arc::new(Unusable { reason, public }))
                 }
-                Err(e) => Err(format!("{e}; check that it is an OpenSSH private key (ed25519, ECDSA or RSA)")),
+                Err(e) => Err(Arc::new(Unusable {
+                    reason: format!("{e}; check that it is an OpenSSH private key (ed25519, ECDSA or RSA)"),
+                    public: None,
+                })),
             })
             .clone()
     }

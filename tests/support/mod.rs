@@ -76,9 +76,25 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// How a test sshd differs from the harness's default one.
+#[derive(Default)]
+pub struct SshdOptions<'a> {
+    /// Listen on this loopback address instead of 127.0.0.1 (same port).
+    pub address: Option<&'a str>,
+    /// Hide other users' processes from the login user, as `mount -o hidepid=invisible` does on hardened hosts.
+    pub hidepid: bool,
+    /// sshd_config lines placed before the harness's own: sshd keeps the first value of a keyword, so these win
+    /// (e.g. "AllowTcpForwarding yes\nPermitOpen 127.0.0.2:22\n").
+    pub config: &'a str,
+    /// Log connections and logins (LogLevel VERBOSE) to `dir/sshd.log`, read with [`Sshd::log`].
+    pub log: bool,
+}
+
 /// A running sshd in its own PID namespace; killed (with everything in the namespace) on drop.
 pub struct Sshd {
     pub port: u16,
+    /// The address it listens on (besides any extra ones).
+    pub address: String,
     pub dir: PathBuf,
     /// `ssh-ed25519 AAAA...` of the host key.
     pub host_key: String,
@@ -101,6 +117,17 @@ impl Sshd {
         extra_addrs: &[&str],
         hidepid: bool,
     ) -> Sshd {
+        Sshd::start_opts(dir, authorized, processes, extra_addrs, &SshdOptions { hidepid, ..SshdOptions::default() })
+    }
+
+    /// As [`Sshd::start`], with [`SshdOptions`].
+    pub fn start_opts(
+        dir: &Path,
+        authorized: &[&Path],
+        processes: &[&str],
+        extra_addrs: &[&str],
+        options: &SshdOptions<'_>,
+    ) -> Sshd {
         let sleeper = prepare();
         std::fs::create_dir_all(dir).unwrap();
         let dir = dir.canonicalize().unwrap();
@@ -115,17 +142,21 @@ impl Sshd {
         }
         std::fs::write(dir.join("authorized_keys"), keys).unwrap();
         let port = free_port();
-        let mut listen = format!("ListenAddress 127.0.0.1:{port}\n");
+        let address = options.address.unwrap_or("127.0.0.1").to_owned();
+        let mut listen = format!("ListenAddress {address}:{port}\n");
         for a in extra_addrs {
             listen.push_str(&format!("ListenAddress {a}:{port}\n"));
         }
+        let log = dir.join("sshd.log");
         let config = format!(
-            "{listen}HostKey {hk}\nPidFile none\nAuthorizedKeysFile {dir}/authorized_keys\nAllowUsers {TEST_USER}\n\
+            "{extra}{level}{listen}HostKey {hk}\nPidFile none\nAuthorizedKeysFile {dir}/authorized_keys\nAllowUsers {TEST_USER}\n\
              StrictModes no\nUsePAM no\nUseDNS no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
              PermitRootLogin no\nX11Forwarding no\nAllowTcpForwarding no\nPrintMotd no\nMaxStartups 1000:30:1000\n\
              LogLevel ERROR\nSubsystem sftp internal-sftp\n",
             hk = host_key.display(),
-            dir = dir.display()
+            dir = dir.display(),
+            extra = options.config,
+            level = if options.log { "LogLevel VERBOSE\n" } else { "" },
         );
         let cfg = dir.join("sshd_config");
         std::fs::write(&cfg, config).unwrap();
@@ -137,10 +168,11 @@ impl Sshd {
             let rest: Vec<String> = words.map(|w| format!("'{}'", w.replace('\'', "'\\''"))).collect();
             script.push_str(&format!("(exec -a '{arg0}' {} {}) &\n", sleeper.display(), rest.join(" ")));
         }
-        if hidepid {
+        if options.hidepid {
             script.push_str("mount -o remount,hidepid=2 /proc || exit 97\n");
         }
-        script.push_str(&format!("exec /usr/sbin/sshd -D -e -f {}\n", cfg.display()));
+        let log_to = if options.log { format!("-E {}", log.display()) } else { "-e".to_owned() };
+        script.push_str(&format!("exec /usr/sbin/sshd -D {log_to} -f {}\n", cfg.display()));
         let child = Command::new("unshare")
             .args(["--pid", "--fork", "--mount-proc", "--kill-child", "/bin/bash", "-c", &script])
             .stdin(Stdio::null())
@@ -151,7 +183,7 @@ impl Sshd {
             .expect("unshare");
         let public = std::fs::read_to_string(host_key.with_extension("pub")).unwrap();
         let host_key = public.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
-        let mut sshd = Sshd { port, dir, host_key, child };
+        let mut sshd = Sshd { port, address, dir, host_key, child };
         sshd.wait_ready();
         sshd
     }
@@ -164,7 +196,7 @@ impl Sshd {
                 self.child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
                 panic!("sshd exited with {status}: {err}");
             }
-            if let Ok(s) = TcpStream::connect(("127.0.0.1", self.port)) {
+            if let Ok(s) = TcpStream::connect((self.address.as_str(), self.port)) {
                 let mut line = String::new();
                 let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
                 if BufReader::new(&s).read_line(&mut line).is_ok() && line.starts_with("SSH-") {
@@ -176,6 +208,16 @@ impl Sshd {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("sshd on port {} did not answer within 15 s", self.port);
+    }
+
+    /// What sshd logged so far (with [`SshdOptions::log`]).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default()
+    }
+
+    /// How many logins sshd accepted so far (with [`SshdOptions::log`]).
+    pub fn logins(&self) -> usize {
+        self.log().matches("Accepted publickey for").count()
     }
 
     /// The known_hosts line trusting this sshd at `addr`.
@@ -195,6 +237,7 @@ impl Drop for Sshd {
 /// A loopback listener that accepts connections and never says a word (a hung sshd, a tarpit).
 pub struct Silent {
     pub port: u16,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     _thread: std::thread::JoinHandle<()>,
 }
 
@@ -202,19 +245,38 @@ impl Silent {
     pub fn start() -> Silent {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
         let thread = std::thread::spawn(move || {
             let mut held = Vec::new();
             for s in listener.incoming().flatten() {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 held.push(s);
             }
         });
-        Silent { port, _thread: thread }
+        Silent { port, accepted, _thread: thread }
+    }
+
+    /// How many connections it has accepted.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
-/// Runs the fleetaudit binary.
+/// Runs the fleetaudit binary (without the caller's ssh-agent: each test decides which agent, if any).
 pub fn fleetaudit(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_fleetaudit")).args(args).env("NO_COLOR", "1").output().unwrap()
+    fleetaudit_env(args, &[])
+}
+
+/// Runs the fleetaudit binary with extra environment variables (e.g. `SSH_AUTH_SOCK`), set in the child only:
+/// tests run in parallel and must not change the test process's environment.
+pub fn fleetaudit_env(args: &[&str], env: &[(&str, &Path)]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleetaudit"));
+    cmd.args(args).env("NO_COLOR", "1").env_remove("SSH_AUTH_SOCK");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
 }
 
 pub fn text(b: &[u8]) -> String {
