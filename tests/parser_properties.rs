@@ -109,7 +109,7 @@ proptest! {
     ) {
         // Structured fuzzing: arbitrary bytes rarely get past the header; edits of real captures reach deep
         // into row and command-line parsing.
-        let mut bytes = fleetaudit::sim::PROFILES[which].1.as_bytes().to_vec();
+        let mut bytes = fleetaudit::sim::PROFILES[which].capture.as_bytes().to_vec();
         for (at, len, op, byte) in edits {
             let at = at % (bytes.len() + 1);
             let end = (at + len).min(bytes.len());
