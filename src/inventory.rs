@@ -604,15 +604,16 @@ fn parse_in_with(file: &Path, text: &str, env: &Env, options: &LoadOptions) -> R
 
     // Clusters, by index: name and validated keys. Names are unique.
     let mut clusters: Vec<(String, Layer)> = Vec::new();
-    let mut cluster_lines: HashMap<String, usize> = HashMap::new();
+    let mut cluster_at: HashMap<String, usize> = HashMap::new();
     for (i, c) in raw.clusters.iter().enumerate() {
         let prefix = format!("clusters[{i}]");
         let name = c.get_ref().name.as_ref().ok_or_else(|| {
             cx.invalid(c.span(), &format!("{prefix}.name"), "missing name: add name = \"...\" to the cluster")
         })?;
         check_name(name.get_ref(), "cluster").map_err(|m| cx.invalid(name.span(), &format!("{prefix}.name"), m))?;
-        let line = Location::of(file, text, name.span().start).line;
-        if let Some(first) = cluster_lines.insert(name.get_ref().clone(), line) {
+        // Offsets, turned into a line only for the error: a line per name would rescan the text each time.
+        if let Some(first) = cluster_at.insert(name.get_ref().clone(), name.span().start) {
+            let first = Location::of(file, text, first).line;
             return Err(cx.invalid(
                 name.span(),
                 &format!("{prefix}.name"),
@@ -645,7 +646,7 @@ fn parse_in_with(file: &Path, text: &str, env: &Env, options: &LoadOptions) -> R
     }
     entries.sort_by_key(|e| e.at.start);
 
-    let mut host_lines: HashMap<String, (String, usize)> = HashMap::new();
+    let mut host_at: HashMap<String, (String, usize)> = HashMap::new();
     let mut hosts = Vec::with_capacity(entries.len());
     for e in &entries {
         let key = |name: &str| format!("{}.{name}", e.prefix);
@@ -653,10 +654,10 @@ fn parse_in_with(file: &Path, text: &str, env: &Env, options: &LoadOptions) -> R
             cx.invalid(e.at.clone(), &key("name"), "missing name: add name = \"...\" (letters, digits, '.', '_', '-')")
         })?;
         check_name(name.get_ref(), "host").map_err(|m| cx.invalid(name.span(), &key("name"), m))?;
-        let line = Location::of(file, text, name.span().start).line;
-        if let Some((first, first_line)) =
-            host_lines.insert(name.get_ref().to_ascii_lowercase(), (name.get_ref().clone(), line))
+        if let Some((first, first_at)) =
+            host_at.insert(name.get_ref().to_ascii_lowercase(), (name.get_ref().clone(), name.span().start))
         {
+            let first_line = Location::of(file, text, first_at).line;
             let also = if &first == name.get_ref() { String::new() } else { format!(" as {first:?}") };
             return Err(cx.invalid(
                 name.span(),

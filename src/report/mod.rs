@@ -722,48 +722,53 @@ struct RulePage<'a> {
 }
 
 fn write_rule_pages(w: &mut Writer, dir: &Path, scan: &ScanRow, data: &ScanData<'_>) -> Result<(), ReportError> {
-    // Per rule: the hosts that fail it or could not be judged.
-    let mut by_rule: HashMap<&str, Vec<RuleHost>> = HashMap::new();
+    // Per rule: the hosts that fail it or could not be judged, as references (a verdict, or `None` for a host
+    // not audited). Only one page's rows are built at a time: materialising every failing host's highlighted
+    // process lines for every rule at once cost hundreds of MB at 10,000 hosts.
+    let mut by_rule: HashMap<&str, Vec<(&ScanHost, Option<&ResultRow>)>> = HashMap::new();
     for h in data.hosts {
-        let mk = |status: &str, reason: &str, lines: Vec<Line>| RuleHost {
-            file: format!("../hosts/{}.html", file_name(&h.name)),
-            name: h.name.clone(),
-            cluster: h.cluster.clone().unwrap_or_else(|| "–".into()),
-            status: status.to_string(),
-            reason: reason.to_string(),
-            lines,
-        };
         match h.result_set_id {
             Some(set) => {
                 for r in data.sets.get(&set).into_iter().flatten() {
                     if r.status == "fail" || r.status == "error" {
-                        let lines = data.lines(r.evidence_id, &r.rule_id, true);
-                        by_rule.entry(r.rule_id.as_str()).or_default().push(mk(&r.status, &r.reason, lines));
+                        by_rule.entry(r.rule_id.as_str()).or_default().push((h, Some(r)));
                     }
                 }
             }
             None => {
-                let reason = format!(
-                    "{}: {}",
-                    h.error_kind.as_deref().unwrap_or("error"),
-                    h.error_message.as_deref().unwrap_or("")
-                );
-                for rule in data.rules {
-                    by_rule.entry(rule.rule_id.as_str()).or_default().push(mk("error", &reason, Vec::new()));
-                }
+                data.rules.iter().for_each(|rule| by_rule.entry(rule.rule_id.as_str()).or_default().push((h, None)))
             }
         }
     }
+    let row = |(h, verdict): (&ScanHost, Option<&ResultRow>)| {
+        let (status, reason, lines) = match verdict {
+            Some(r) => (r.status.clone(), r.reason.clone(), data.lines(r.evidence_id, &r.rule_id, true)),
+            None => (
+                "error".to_owned(),
+                format!("{}: {}", h.error_kind.as_deref().unwrap_or("error"), h.error_message.as_deref().unwrap_or("")),
+                Vec::new(),
+            ),
+        };
+        RuleHost {
+            file: format!("../hosts/{}.html", file_name(&h.name)),
+            name: h.name.clone(),
+            cluster: h.cluster.clone().unwrap_or_else(|| "–".into()),
+            status,
+            reason,
+            lines,
+        }
+    };
+    let failed = |v: &Option<&ResultRow>| v.is_some_and(|r| r.status == "fail");
     for rule in data.rules {
         let mut hosts = by_rule.remove(rule.rule_id.as_str()).unwrap_or_default();
         // Failures first, then hosts that could not be judged; by name within each.
-        hosts.sort_by(|a, b| (a.status != "fail", &a.name).cmp(&(b.status != "fail", &b.name)));
+        hosts.sort_by(|a, b| (!failed(&a.1), &a.0.name).cmp(&(!failed(&b.1), &b.0.name)));
         let total = hosts.len();
         let name = file_name(&rule.rule_id);
         let pages = pages_of(total);
         let mut rest = hosts.into_iter();
         for page in 1..=pages {
-            let chunk: Vec<RuleHost> = rest.by_ref().take(PAGE).collect();
+            let chunk: Vec<RuleHost> = rest.by_ref().take(PAGE).map(row).collect();
             let p = RulePage {
                 root: "../../",
                 title: format!("{} ({})", rule.title, rule.rule_id),
@@ -820,9 +825,15 @@ struct HostPage<'a> {
 
 fn write_host_pages(w: &mut Writer, dir: &Path, scan: &ScanRow, data: &ScanData<'_>) -> Result<(), ReportError> {
     let meta: HashMap<&str, &RuleRow> = data.rules.iter().map(|r| (r.rule_id.as_str(), r)).collect();
-    let mut fragments: HashMap<i64, String> = HashMap::new();
+    // A result set's verdicts are rendered once and kept only while hosts still to come share it: hosts with a
+    // set of their own (pids differ between real hosts) must not pile up 10,000 fragments in memory.
+    let mut uses: HashMap<i64, usize> = HashMap::new();
+    for set in data.hosts.iter().filter_map(|h| h.result_set_id) {
+        *uses.entry(set).or_default() += 1;
+    }
+    let mut fragments: HashMap<i64, std::rc::Rc<str>> = HashMap::new();
     for h in data.hosts {
-        let verdicts: &str = match h.result_set_id {
+        let verdicts: Option<std::rc::Rc<str>> = match h.result_set_id {
             Some(set) => {
                 if let std::collections::hash_map::Entry::Vacant(slot) = fragments.entry(set) {
                     let mut processes = Vec::new();
@@ -868,12 +879,20 @@ fn write_host_pages(w: &mut Writer, dir: &Path, scan: &ScanRow, data: &ScanData<
                             }
                         })
                         .collect();
-                    slot.insert(VerdictsFragment { verdicts, processes }.render()?);
+                    slot.insert(VerdictsFragment { verdicts, processes }.render()?.into());
                 }
-                &fragments[&set]
+                let fragment = fragments[&set].clone();
+                if let Some(left) = uses.get_mut(&set) {
+                    *left -= 1;
+                    if *left == 0 {
+                        fragments.remove(&set);
+                    }
+                }
+                Some(fragment)
             }
-            None => "",
+            None => None,
         };
+        let verdicts = verdicts.as_deref().unwrap_or("");
         let p = HostPage {
             root: "../../",
             title: format!("Host {}", h.name),
