@@ -158,3 +158,40 @@ async fn latency_is_paid_on_every_round_trip() {
     assert_eq!(cap.stdout, sim::profile("kubeadm-default").unwrap().as_bytes());
     assert!(taken >= 6 * latency, "{taken:?}");
 }
+
+#[tokio::test]
+async fn outputs_over_a_mebibyte_draw_on_the_scans_shared_pool() {
+    // A genuine 1.5 MiB table: past the free 1 MiB a host may buffer on its own.
+    let mut table = sim::profile("kubeadm-default").unwrap().as_bytes().to_vec();
+    let mut pid = 100_000;
+    while table.len() < 3 << 19 {
+        table.extend_from_slice(
+            format!("root {pid:>7}       2  0 Nov28 ?        00:00:00 [kworker/u4:{pid}]\n").as_bytes(),
+        );
+        pid += 1;
+    }
+    let mut spec = node("big", Behavior::Normal);
+    spec.table = Arc::new(table.clone());
+    let s = setup(vec![spec]).await;
+    let n = &s.nodes[0];
+    let known = s.dir.path().join("known_hosts");
+    std::fs::write(&known, known_hosts::line_for("127.0.0.1", n.addr.port(), &n.host_key) + "\n").unwrap();
+    let keys = [s.key_file.clone()];
+    let accepted = s.dir.path().join("accepted");
+
+    // The default pool (256 MiB) takes it.
+    let t = transport(&known, &accepted, HostKeyPolicy::Strict);
+    assert_eq!(t.capture(&target(n.addr.port(), &keys)).await.unwrap().stdout, table);
+
+    // A spent pool: refused as too large, saying why, not waited for.
+    let spent = transport(&known, &accepted, HostKeyPolicy::Strict).with_output_pool(0);
+    let e = spent.capture(&target(n.addr.port(), &keys)).await.unwrap_err();
+    assert_eq!(e.kind(), "output_too_large", "{e}");
+    assert!(e.to_string().contains("pool for large outputs"), "{e}");
+
+    // A pool with room for one such host at a time: what a capture draws is given back when it ends.
+    let small = transport(&known, &accepted, HostKeyPolicy::Strict).with_output_pool(1 << 20);
+    for _ in 0..3 {
+        assert_eq!(small.capture(&target(n.addr.port(), &keys)).await.unwrap().stdout, table);
+    }
+}

@@ -25,7 +25,7 @@ use russh::{ChannelMsg, ChannelOpenFailure, Disconnect};
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, Semaphore, SemaphorePermit};
 use tokio::time::timeout;
 
 use self::known_hosts::{KnownHosts, Recorded, Verdict};
@@ -36,6 +36,15 @@ pub const REMOTE_COMMAND: &str = "ps -ef";
 /// Largest `ps` output accepted: a 5,000-process node prints ~2 MB, so 16 MiB is generous, and a host that
 /// sends more is refused instead of filling memory.
 pub const MAX_OUTPUT: usize = 16 << 20;
+
+/// Output a host may buffer on its own: a 5,000-process table is ~0.7 MB. Beyond it, a host draws on the
+/// scan's shared pool ([`SHARED_OUTPUT`]), so many hosts flooding at once cannot each hold [`MAX_OUTPUT`]
+/// (512 of them would be 8 GiB): a scan buffers at most concurrency × 1 MiB + 256 MiB.
+pub const FREE_OUTPUT: usize = 1 << 20;
+
+/// The pool every host of a scan draws from for output beyond [`FREE_OUTPUT`], never waited for: a host that
+/// finds it spent is refused (`output_too_large`) rather than stalling the scan.
+pub const SHARED_OUTPUT: usize = 256 << 20;
 
 /// How much of the remote command's stderr is kept for the error message.
 const MAX_STDERR: usize = 4 << 10;
@@ -115,6 +124,13 @@ pub enum SshError {
     Key { path: PathBuf, reason: String },
     #[error("the host sent more than {limit} bytes for `{command}`; refusing it rather than buffering it", command = REMOTE_COMMAND)]
     OutputTooLarge { limit: usize },
+    #[error(
+        "the host sent more than {free} bytes for `{command}` while the scan's {shared}-byte pool for large outputs \
+         was taken by other hosts' large outputs; refused rather than buffered. If its table really is that large, \
+         audit it on its own (`fleetaudit scan --host NAME`)",
+        command = REMOTE_COMMAND
+    )]
+    OutputPoolSpent { free: usize, shared: usize },
     #[error("`{command}` exited with status {status}: {stderr}", command = REMOTE_COMMAND)]
     CommandFailed { status: u32, stderr: String },
     #[error("the connection closed before `{command}` finished ({reason})", command = REMOTE_COMMAND)]
@@ -143,7 +159,7 @@ impl SshError {
             SshError::HostKeyChanged { .. } => "host_key_changed",
             SshError::HostKeyRevoked { .. } => "host_key_revoked",
             SshError::AuthFailed { .. } | SshError::Key { .. } => "auth_failed",
-            SshError::OutputTooLarge { .. } => "output_too_large",
+            SshError::OutputTooLarge { .. } | SshError::OutputPoolSpent { .. } => "output_too_large",
             SshError::CommandFailed { .. } => "ps_failed",
             SshError::Disconnected { .. } => "disconnected",
             SshError::Protocol(_) | SshError::KnownHosts(_) => "ssh_error",
@@ -177,6 +193,8 @@ pub struct Transport {
     keys: KeyCache,
     agent: OnceCell<Result<Vec<(PublicKey, String)>, String>>,
     bastions: Mutex<HashMap<BastionKey, Bastion>>,
+    /// The shared output pool ([`SHARED_OUTPUT`]), one permit a KiB, and its size in bytes.
+    output_pool: (Semaphore, usize),
 }
 
 /// One jump host connection: connected by the first host that needs it, awaited by the others. A failure is
@@ -238,9 +256,16 @@ impl Transport {
             keys: KeyCache::default(),
             agent: OnceCell::new(),
             bastions: Mutex::new(HashMap::new()),
+            output_pool: (Semaphore::new(SHARED_OUTPUT >> 10), SHARED_OUTPUT),
         };
         t.load_known(&[])?;
         Ok(t)
+    }
+
+    /// Sets the size of the scan's shared pool for outputs over [`FREE_OUTPUT`] (default [`SHARED_OUTPUT`]).
+    pub fn with_output_pool(mut self, bytes: usize) -> Transport {
+        self.output_pool = (Semaphore::new(bytes >> 10), bytes);
+        self
     }
 
     /// The parsed known_hosts files of a list (empty: the default list), read once per scan.
@@ -260,7 +285,7 @@ impl Transport {
     #[tracing::instrument(level = "debug", skip_all, fields(host = target.name), err(level = "debug"))]
     pub async fn capture(&self, target: &Target<'_>) -> Result<Capture, SshError> {
         let (mut handle, fingerprint) = self.connect(target).await?;
-        let result = timeout(target.command_timeout, run(&mut handle)).await;
+        let result = timeout(target.command_timeout, run(&mut handle, &self.output_pool)).await;
         // A polite goodbye, but never let a slow host hold the scan.
         let _ = timeout(Duration::from_millis(200), handle.disconnect(Disconnect::ByApplication, "", "en")).await;
         match result {
@@ -552,19 +577,35 @@ async fn tcp(t: &Hop<'_>, limit: Duration) -> Result<TcpStream, SshError> {
     Ok(stream)
 }
 
-/// Opens a session channel, runs the command and reads everything it sends, within [`MAX_OUTPUT`].
-async fn run(handle: &mut Handle<Checker>) -> Result<Vec<u8>, SshError> {
+/// Opens a session channel, runs the command and reads everything it sends, within [`MAX_OUTPUT`] and, past
+/// [`FREE_OUTPUT`], what the scan's shared `pool` has left.
+async fn run(handle: &mut Handle<Checker>, (pool, shared): &(Semaphore, usize)) -> Result<Vec<u8>, SshError> {
     let mut channel = handle.channel_open_session().await.map_err(|e| SshError::Protocol(e.to_string()))?;
     channel.exec(true, REMOTE_COMMAND).await.map_err(|e| SshError::Protocol(e.to_string()))?;
     let mut stdout = Vec::new();
     let mut stderr = Vec::new();
     let mut status = None;
+    // KiB drawn from the pool, released when this host's output is done with.
+    let mut drawn: Option<SemaphorePermit<'_>> = None;
     // Read until the channel is gone: the exit status can arrive after EOF.
     while let Some(msg) = channel.wait().await {
         match msg {
             ChannelMsg::Data { data } => {
-                if stdout.len() + data.len() > MAX_OUTPUT {
+                let len = stdout.len() + data.len();
+                if len > MAX_OUTPUT {
                     return Err(SshError::OutputTooLarge { limit: MAX_OUTPUT });
+                }
+                let held = drawn.as_ref().map_or(0, |p| p.num_permits());
+                let need = len.saturating_sub(FREE_OUTPUT).div_ceil(1 << 10).saturating_sub(held);
+                if need > 0 {
+                    let more = u32::try_from(need)
+                        .ok()
+                        .and_then(|n| pool.try_acquire_many(n).ok())
+                        .ok_or(SshError::OutputPoolSpent { free: FREE_OUTPUT, shared: *shared })?;
+                    match drawn.as_mut() {
+                        Some(p) => p.merge(more),
+                        None => drawn = Some(more),
+                    }
                 }
                 stdout.extend_from_slice(&data);
             }
