@@ -326,14 +326,32 @@ pub fn judge(engine: &Engine, host: &Host, stdout: &[u8]) -> HostResult {
         tracing::warn!(host = %host.name, "{why}");
         return HostResult::Error { kind: "incomplete_table".into(), message: why };
     }
+    // The rules of one component share its processes as evidence: serialise each distinct list once.
+    let mut stored: Vec<(Vec<crate::rules::Evidence>, Option<String>)> = Vec::new();
     let findings = engine
         .judge(&table, &host.roles)
         .into_iter()
-        .map(|f| FindingRecord {
-            rule_id: engine.rules.rules[f.rule].id.clone(),
-            status: f.status,
-            evidence: stored_evidence(&f.evidence),
-            reason: f.reason,
+        .map(|f| {
+            let same = |e: &[crate::rules::Evidence]| {
+                e.len() == f.evidence.len()
+                    && e.iter()
+                        .zip(&f.evidence)
+                        .all(|(a, b)| (a.pid, &a.user, &a.cmdline) == (b.pid, &b.user, &b.cmdline))
+            };
+            let evidence = match stored.iter().find(|(e, _)| same(e)) {
+                Some((_, doc)) => doc.clone(),
+                None => {
+                    let doc = stored_evidence(&f.evidence);
+                    stored.push((f.evidence, doc.clone()));
+                    doc
+                }
+            };
+            FindingRecord {
+                rule_id: engine.rules.rules[f.rule].id.clone(),
+                status: f.status,
+                evidence,
+                reason: f.reason,
+            }
         })
         .collect::<Vec<_>>();
     HostResult::Audited { ps_format: table.format.to_string(), processes: table.processes.len() as u32, findings }

@@ -782,8 +782,21 @@ fn result_set_key(findings: &[FindingRecord]) -> (Vec<WithEvidenceHash<'_>>, [u8
         hasher.update((bytes.len() as u64).to_le_bytes());
         hasher.update(bytes);
     }
-    let mut sorted: Vec<WithEvidenceHash<'_>> =
-        findings.iter().map(|f| (f, f.evidence.as_deref().map(|e| Sha256::digest(e).into()))).collect();
+    // The rules of one component share its evidence document: hash each distinct document once (a host has a
+    // handful; comparing bytes is far cheaper than hashing them again).
+    let mut seen: Vec<(&str, [u8; 32])> = Vec::new();
+    let mut sorted: Vec<WithEvidenceHash<'_>> = Vec::with_capacity(findings.len());
+    for f in findings {
+        let hash = f.evidence.as_deref().map(|e| match seen.iter().find(|(s, _)| *s == e) {
+            Some((_, h)) => *h,
+            None => {
+                let h: [u8; 32] = Sha256::digest(e).into();
+                seen.push((e, h));
+                h
+            }
+        });
+        sorted.push((f, hash));
+    }
     sorted.sort_by(|a, b| a.0.rule_id.cmp(&b.0.rule_id));
     let mut hasher = Sha256::new();
     hasher.update(b"fleetaudit result set v1\0");
