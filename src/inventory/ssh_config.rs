@@ -466,35 +466,42 @@ pub fn expand(written: &str, t: &Tokens<'_>) -> Result<String, String> {
     } else {
         written
     };
-    let mut chars = rest.chars();
-    while let Some(c) = chars.next() {
-        if c != '%' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('%') => out.push('%'),
-            Some('h') => out.push_str(t.host),
-            Some('n') => out.push_str(t.original),
-            Some('p') => out.push_str(&t.port.to_string()),
-            Some('r') => out.push_str(t.user),
-            Some('u') => out.push_str(t.local_user.ok_or_else(|| format!("{written:?}: %u: $USER is not set"))?),
-            Some('d') => out.push_str(&home()?),
-            Some(other) => {
-                return Err(format!(
-                    "{written:?}: token %{other} is not supported (fleetaudit expands %%, %h, %n, %p, %r, %u, %d)"
-                ));
-            }
-            None => return Err(format!("{written:?}: a lone '%' at the end: write %% for a percent sign")),
-        }
-    }
+    let token = |c: char| -> Result<Option<String>, String> {
+        Ok(Some(match c {
+            'h' => t.host.to_owned(),
+            'n' => t.original.to_owned(),
+            'p' => t.port.to_string(),
+            'r' => t.user.to_owned(),
+            'u' => t.local_user.ok_or_else(|| format!("{written:?}: %u: $USER is not set"))?.to_owned(),
+            'd' => home()?,
+            _ => return Ok(None),
+        }))
+    };
+    out.push_str(&expand_tokens(
+        rest,
+        token,
+        &format!("{written:?}"),
+        "fleetaudit expands %%, %h, %n, %p, %r, %u, %d",
+    )?);
     Ok(out)
 }
 
 /// `HostName` may hold `%h` (the name as written) and `%%`.
 pub fn expand_hostname(written: &str, original: &str) -> Result<String, String> {
+    let token = |c: char| Ok((c == 'h').then(|| original.to_owned()));
+    expand_tokens(written, token, &format!("HostName {written:?}"), "only %h and %%")
+}
+
+/// Replaces `%%` with `%` and `%c` with `value(c)`; a token `value` does not know (`Ok(None)`) or a lone `%` is
+/// an error naming `what` and the `supported` tokens.
+fn expand_tokens(
+    text: &str,
+    value: impl Fn(char) -> Result<Option<String>, String>,
+    what: &str,
+    supported: &str,
+) -> Result<String, String> {
     let mut out = String::new();
-    let mut chars = written.chars();
+    let mut chars = text.chars();
     while let Some(c) = chars.next() {
         if c != '%' {
             out.push(c);
@@ -502,11 +509,11 @@ pub fn expand_hostname(written: &str, original: &str) -> Result<String, String> 
         }
         match chars.next() {
             Some('%') => out.push('%'),
-            Some('h') => out.push_str(original),
-            Some(other) => {
-                return Err(format!("HostName {written:?}: token %{other} is not supported (only %h and %%)"));
-            }
-            None => return Err(format!("HostName {written:?}: a lone '%' at the end")),
+            Some(c) => match value(c)? {
+                Some(v) => out.push_str(&v),
+                None => return Err(format!("{what}: token %{c} is not supported ({supported})")),
+            },
+            None => return Err(format!("{what}: a lone '%' at the end: write %% for a percent sign")),
         }
     }
     Ok(out)
