@@ -218,6 +218,8 @@ fn json_and_junit_say_what_the_database_says() {
         let cases: Vec<roxmltree::Node> = suite.children().filter(|n| n.has_tag_name("testcase")).collect();
         let with = |tag: &str| cases.iter().filter(|c| c.children().any(|n| n.has_tag_name(tag))).count();
         assert_eq!(attr(*suite, "tests"), cases.len(), "{name}");
+        let stamp = suite.attribute("timestamp").unwrap();
+        assert!(stamp.len() == 19 && stamp.contains('T') && !stamp.ends_with('Z'), "{stamp}");
         assert_eq!(cases.len(), c.values().sum::<usize>(), "{name}");
         assert_eq!(
             (attr(*suite, "failures"), with("failure")),

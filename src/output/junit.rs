@@ -53,11 +53,13 @@ pub fn write(out: &mut dyn Write, r: &ScanResults) -> io::Result<()> {
             attr(cluster.unwrap_or(NO_CLUSTER)),
             counts(&summary),
             time as f64 / 1000.0,
-            attr(&r.scan.started_at)
+            // The JUnit schema's timestamp has no zone and no fraction; the stored time is UTC.
+            attr(r.scan.started_at.get(..19).unwrap_or(&r.scan.started_at))
         )?;
         writeln!(out, "    <properties>")?;
         for (name, value) in [
             ("scan_id", r.scan.id.to_string().as_str()),
+            ("started_at", &r.scan.started_at),
             ("inventory", &r.scan.inventory),
             ("rules_version", &r.scan.rules_version),
             ("fleetaudit_version", &r.scan.fleetaudit_version),

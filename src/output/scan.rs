@@ -273,6 +273,9 @@ pub fn write_json(out: &mut dyn Write, r: &ScanResults) -> io::Result<()> {
             .collect(),
         findings: Findings(r),
     };
-    serde_json::to_writer_pretty(&mut *out, &doc)?;
-    writeln!(out)
+    // stdout is line-buffered: without this, every line of the document would be a write(2).
+    let mut w = io::BufWriter::with_capacity(1 << 16, out);
+    serde_json::to_writer_pretty(&mut w, &doc)?;
+    writeln!(w)?;
+    w.flush()
 }
