@@ -1,7 +1,7 @@
 //! Presenting verdicts and rules on a terminal (text) or to programs (JSON). Reads findings; judges nothing.
 //!
-//! Submodules: [`scan`] (a stored scan as JSON, and as verdicts for) [`junit`] (JUnit XML), [`progress`] (the
-//! scan's progress bar on a terminal).
+//! Submodules: [`scan`] (a stored scan read back: its JSON document, and the verdicts [`junit`] writes as JUnit
+//! XML) and [`progress`] (the scan's progress bar on a terminal).
 
 pub mod junit;
 pub mod progress;
