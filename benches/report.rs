@@ -1,4 +1,5 @@
-//! Rendering the report of a 10,000-host scan: the time `fleetaudit report` (and every scan) spends on HTML.
+//! Rendering the report of a 10,000-host scan: the time `fleetaudit report` (and every scan) spends on HTML;
+//! then the same scan as `scan --format json` and `--junit FILE` output.
 //! Run: `cargo bench --bench report`. Target: <= 3 s, no page over a few MB.
 //!
 //! The database is synthetic but realistic: the real engine judges the bundled captures (56 rules each), hosts
@@ -103,5 +104,28 @@ async fn run() {
         assert!(summary.largest.1 < 4_000_000, "a page over 4 MB");
     }
     println!("report of {HOSTS} hosts: best {:.2} s (target <= 3 s)", best.as_secs_f64());
+
+    // `scan --format json` and `--junit FILE` of the same scan: read back from the store, then written.
+    for run in 1..=3 {
+        let t = Instant::now();
+        let results = fleetaudit::output::scan::ScanResults::load(store.pool(), scan_id).await.unwrap();
+        let loaded = t.elapsed();
+        let json = dir.path().join("scan.json");
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&json).unwrap());
+        fleetaudit::output::scan::write_json(&mut w, &results).unwrap();
+        drop(w);
+        let json_done = t.elapsed();
+        let junit = dir.path().join("junit.xml");
+        fleetaudit::metrics::write_atomic_with(&junit, |w| fleetaudit::output::junit::write(w, &results)).unwrap();
+        let size = |p: &std::path::Path| std::fs::metadata(p).unwrap().len() as f64 / 1e6;
+        println!(
+            "outputs {run}: load {:.2} s, JSON {:.2} s ({:.0} MB), JUnit {:.2} s ({:.0} MB)",
+            loaded.as_secs_f64(),
+            (json_done - loaded).as_secs_f64(),
+            size(&json),
+            (t.elapsed() - json_done).as_secs_f64(),
+            size(&junit),
+        );
+    }
     store.close().await;
 }

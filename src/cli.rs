@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::model::{Role, Status};
 use crate::output::{self, FindingJson, Style, Summary};
 use crate::ps;
 use crate::rules::{Engine, RuleSet};
-use crate::scan::{ScanError, ScanOptions, ScanReport};
+use crate::scan::{ScanError, ScanOptions, ScanReport, Shard};
 use crate::store::{Store, StoreError};
 
 /// Exit codes, as documented in the README: a script can tell "non-compliant" from "could not tell".
@@ -49,6 +49,27 @@ impl Exit {
             Exit::Ok
         }
     }
+
+    /// This exit code under a `--fail-on` policy: `error` lets failures pass, `never` lets failures and errors
+    /// pass. Only verdict codes (1, 2) change; bad input (3) and a held lock (4) never do.
+    pub fn under(self, policy: FailOn) -> Exit {
+        match (policy, self) {
+            (FailOn::Error, Exit::Fail) | (FailOn::Never, Exit::Fail | Exit::Error) => Exit::Ok,
+            (_, exit) => exit,
+        }
+    }
+}
+
+/// `--fail-on`: which verdicts make the exit code non-zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum FailOn {
+    /// 1 if a rule failed, 2 if a host could not be audited or a rule judged (the default).
+    #[default]
+    Fail,
+    /// 2 if a host could not be audited or a rule judged; failed rules exit 0.
+    Error,
+    /// 0 whatever the verdicts; 3 (bad input) and 4 (locked) still happen.
+    Never,
 }
 
 #[derive(Debug, Parser)]
@@ -68,6 +89,28 @@ struct Cli {
     /// terminal, nothing otherwise.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     log_format: LogFormat,
+    /// Colour in text output (and logs): `auto` when the stream is a terminal and NO_COLOR is unset or empty.
+    #[arg(long, value_enum, default_value_t = ColorWhen::Auto, global = true)]
+    color: ColorWhen,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ColorWhen {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorWhen {
+    /// Whether to colour a stream that `is_terminal` or not.
+    fn colour(self, is_terminal: bool) -> bool {
+        match self {
+            ColorWhen::Always => true,
+            ColorWhen::Never => false,
+            // no-color.org: NO_COLOR present and not empty disables colour.
+            ColorWhen::Auto => is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -87,9 +130,13 @@ enum Command {
     /// Audit every host of an inventory over SSH, store the verdicts, print a summary.
     #[command(after_help = "Examples:\n  fleetaudit scan -i inventory.toml\n  \
                             fleetaudit scan -i inventory.toml --only prod-cp-1 prod-cp-2 --concurrency 16\n  \
-                            fleetaudit scan -i inventory.toml --db /var/lib/fleetaudit/history.db --quiet\n\n\
+                            fleetaudit scan -i inventory.toml --db /var/lib/fleetaudit/history.db --quiet\n  \
+                            fleetaudit scan -i inventory.toml --format json | jq '.findings[] | select(.status == \"fail\")'\n  \
+                            fleetaudit scan -i inventory.toml --junit fleetaudit.xml --fail-on error\n  \
+                            fleetaudit scan -i inventory.toml --shard 2/4\n\n\
                             Exit codes: 0 all pass, 1 a rule failed, 2 a host or rule could not be audited, \
-                            3 bad configuration, 4 another scan holds the database.")]
+                            3 bad configuration, 4 another scan holds the database. --fail-on error: failed rules \
+                            exit 0; --fail-on never: 1 and 2 become 0.")]
     Scan {
         #[command(flatten)]
         fleet: FleetArgs,
@@ -111,6 +158,8 @@ enum Command {
         /// Write Prometheus metrics of the scan to this file (atomically), for node_exporter's textfile collector.
         #[arg(long, value_name = "PATH")]
         metrics_file: Option<PathBuf>,
+        #[command(flatten)]
+        outputs: ScanOutputs,
     },
     /// Run scans on a cron schedule until SIGTERM/SIGINT: the service.
     #[command(after_help = "Examples:\n  fleetaudit daemon -i /etc/fleetaudit/inventory.toml\n  \
@@ -149,12 +198,14 @@ enum Command {
         ssh_config: Option<PathBuf>,
     },
     /// Validate an inventory and reach every host (host key and login), without storing anything.
-    #[command(
-        after_help = "Examples:\n  fleetaudit check -i inventory.toml\n  fleetaudit check -i inventory.toml --only prod-cp-1"
-    )]
+    #[command(after_help = "Examples:\n  fleetaudit check -i inventory.toml\n  \
+                            fleetaudit check -i inventory.toml --only prod-cp-1\n  \
+                            fleetaudit check -i inventory.toml --format json | jq -r '.hosts[] | select(.reachable | not) | .name'")]
     Check {
         #[command(flatten)]
         fleet: FleetArgs,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// Start a simulated fleet on 127.0.0.1, scan it over real SSH, and show where the results are.
     #[command(after_help = "Examples:\n  fleetaudit demo\n  fleetaudit demo --dir /tmp/fleetaudit-demo")]
@@ -235,6 +286,10 @@ enum Command {
         /// Extra rule pack(s) to load beside the embedded CIS pack.
         #[arg(long = "rules", value_name = "FILE")]
         rules: Vec<PathBuf>,
+        /// Which verdicts make the exit code non-zero: fail (1 for a failure, 2 for an error), error (only
+        /// errors: 2), never (always 0).
+        #[arg(long, value_enum, default_value_t = FailOn::Fail)]
+        fail_on: FailOn,
     },
     /// List the rules in force, or show one in full.
     #[command(after_help = "Examples:\n  fleetaudit rules\n  fleetaudit rules --format json\n  \
@@ -248,6 +303,33 @@ enum Command {
         #[arg(long = "rules", value_name = "FILE", global = true)]
         rules: Vec<PathBuf>,
     },
+    /// Print a shell completion script.
+    #[command(after_help = "Examples:\n  fleetaudit completions bash > /etc/bash_completion.d/fleetaudit\n  \
+                            fleetaudit completions zsh > \"${fpath[1]}/_fleetaudit\"\n  \
+                            fleetaudit completions fish > ~/.config/fish/completions/fleetaudit.fish")]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// What `scan` prints and writes besides the database, and how it exits.
+#[derive(Debug, clap::Args)]
+struct ScanOutputs {
+    /// stdout: a summary per host (text) or the whole scan as one JSON document (json; see README "Outputs").
+    #[arg(long, value_enum, default_value_t = Format::Text, conflicts_with = "quiet")]
+    format: Format,
+    /// Also write the scan as JUnit XML to FILE (atomically): a test suite per cluster, a test case per host and rule.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Which verdicts make the exit code non-zero: fail (1 for a failed rule, 2 for a host or rule that could
+    /// not be audited), error (only the latter: 2), never (always 0; bad input 3 and a held lock 4 still exit so).
+    #[arg(long, value_enum, default_value_t = FailOn::Fail)]
+    fail_on: FailOn,
+    /// Audit only slice K of N of the inventory (1 <= K <= N), chosen by a hash of each host's name: N scanners
+    /// with K = 1..N cover every host exactly once. Applies after --only.
+    #[arg(long, value_name = "K/N")]
+    shard: Option<Shard>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -302,6 +384,8 @@ impl DbArgs {
 #[derive(Debug, Subcommand)]
 enum RulesCommand {
     /// Show one rule: its test, rationale, audit, remediation and references.
+    #[command(after_help = "Examples:\n  fleetaudit rules show apiserver-kubelet-certificate-authority\n  \
+                            fleetaudit rules show 1.2.5 --format json")]
     Show {
         /// The rule id, e.g. cis-1.2.6 (or its CIS id, e.g. 1.2.6).
         id: String,
@@ -381,23 +465,37 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe))
 }
 
-fn style() -> Style {
-    Style { colour: io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) }
-}
-
 /// Largest capture `eval` reads: far above any real process table (a 5,000-process node prints ~2 MB).
 const MAX_CAPTURE: u64 = 256 << 20;
 
 fn run(cli: Cli) -> anyhow::Result<Exit> {
     let stdout = io::stdout();
     let mut out = stdout.lock();
+    let style = Style { colour: cli.color.colour(io::stdout().is_terminal()) };
+    let log_colour = cli.color.colour(io::stderr().is_terminal());
     match cli.command {
-        Command::Scan { fleet, db, concurrency, quiet, rules, prune, metrics_file } => {
-            init_logging(cli.log_format, if io::stderr().is_terminal() { "warn" } else { "off" });
+        Command::Scan { fleet, db, concurrency, quiet, rules, prune, metrics_file, outputs } => {
+            init_logging(cli.log_format, if io::stderr().is_terminal() { "warn" } else { "off" }, log_colour);
+            if let Some(junit) = &outputs.junit {
+                // Before the scan, not after: a typo should not cost a whole scan.
+                let dir = junit.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+                if !dir.is_dir() {
+                    bail!(BadInput(format!("--junit {}: no directory {}", junit.display(), dir.display())));
+                }
+            }
             let inventory = fleet.load()?;
             let engine = Arc::new(Engine::new(RuleSet::load(&rules)?));
             let db = db.unwrap_or_else(|| inventory.settings.database.clone());
-            let options = ScanOptions { only: fleet.only, concurrency, grace: None };
+            // A bar only for a person watching: stderr a terminal, and no --quiet or JSON asked for.
+            let progress = (io::stderr().is_terminal() && !quiet && outputs.format == Format::Text)
+                .then(output::progress::Progress::start);
+            let options = ScanOptions {
+                only: fleet.only,
+                shard: outputs.shard,
+                concurrency,
+                grace: None,
+                progress: progress.as_ref().map(output::progress::Progress::sender),
+            };
             let after = crate::daemon::DaemonOptions {
                 inventory: fleet.inventory.clone(),
                 schedule: None,
@@ -408,14 +506,27 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
                 metrics_file,
                 ssh_config: fleet.ssh_config.clone(),
             };
-            let (report, html) = runtime()?.block_on(scan(&inventory, engine, &db, &options, Some(&after)))?;
-            if !quiet {
-                write_scan_summary(&mut out, &report, &db, html.as_deref(), style())?;
+            let stored = outputs.format == Format::Json || outputs.junit.is_some();
+            let scanned = runtime()?.block_on(scan(&inventory, engine, &db, &options, Some(&after), stored));
+            drop(options);
+            if let Some(progress) = progress {
+                progress.finish();
             }
-            Ok(scan_exit(&report))
+            let (report, html, results) = scanned?;
+            if let (Some(path), Some(results)) = (&outputs.junit, &results) {
+                crate::metrics::write_atomic_with(path, |w| output::junit::write(w, results))
+                    .with_context(|| format!("cannot write the JUnit report {}", path.display()))?;
+            }
+            match (&results, outputs.format) {
+                (Some(results), Format::Json) => output::scan::write_json(&mut out, results)?,
+                _ if quiet => {}
+                _ => write_scan_summary(&mut out, &report, &db, html.as_deref(), style)?,
+            }
+            out.flush()?;
+            Ok(scan_exit(&report).under(outputs.fail_on))
         }
         Command::Daemon { inventory, schedule, db, concurrency, grace, prune, metrics_file, rules, ssh_config } => {
-            init_logging(cli.log_format, "info");
+            init_logging(cli.log_format, "info", log_colour);
             let engine = Arc::new(Engine::new(RuleSet::load(&rules)?));
             let options = crate::daemon::DaemonOptions {
                 inventory,
@@ -435,10 +546,16 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
             })?;
             Ok(Exit::Ok)
         }
-        Command::Check { fleet } => {
+        Command::Check { fleet, format } => {
             let inventory = fleet.load()?;
-            let failed = runtime()?.block_on(check(&mut out, &inventory, &fleet.only))?;
-            Ok(if failed > 0 { Exit::Error } else { Exit::Ok })
+            let probes = runtime()?.block_on(check(&inventory, &fleet.only))?;
+            let name = inventory.path.display().to_string();
+            match format {
+                Format::Json => output::write_check_json(&mut out, &name, &probes)?,
+                Format::Text => output::write_check_text(&mut out, &name, &probes, style)?,
+            }
+            out.flush()?;
+            Ok(if probes.iter().any(|p| !p.reachable) { Exit::Error } else { Exit::Ok })
         }
         Command::Demo { dir } => {
             let rt = runtime()?;
@@ -463,8 +580,9 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
                     metrics_file: None,
                     ssh_config: None,
                 };
-                let (report, html) = scan(&inventory, engine, &db, &ScanOptions::default(), Some(&after)).await?;
-                write_scan_summary(&mut out, &report, &db, html.as_deref(), style())?;
+                let (report, html, _) =
+                    scan(&inventory, engine, &db, &ScanOptions::default(), Some(&after), false).await?;
+                write_scan_summary(&mut out, &report, &db, html.as_deref(), style)?;
                 writeln!(
                     out,
                     "\nA scan of this fleet exits {} (see `fleetaudit scan --help`). Next:\n  \
@@ -480,7 +598,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
             Ok(Exit::Ok)
         }
         Command::Simulate { nodes, latency, profile, faults, connect_timeout, command_timeout, dir } => {
-            init_logging(cli.log_format, "warn");
+            init_logging(cli.log_format, "warn", log_colour);
             let options = crate::sim::fleet::SimulateOptions {
                 nodes,
                 latency,
@@ -576,7 +694,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
             out.flush()?;
             Ok(Exit::Ok)
         }
-        Command::Eval { file, format, roles, rules } => {
+        Command::Eval { file, format, roles, rules, fail_on } => {
             let engine = Engine::new(RuleSet::load(&rules)?);
             let bytes = read_capture(&file)?;
             let table =
@@ -604,11 +722,11 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
                         table.processes.len(),
                         engine.rules.version()
                     )?;
-                    output::write_findings_text(&mut out, &engine.rules, &findings, style())?;
+                    output::write_findings_text(&mut out, &engine.rules, &findings, style)?;
                 }
             }
             out.flush()?;
-            Ok(Exit::for_statuses(findings.iter().map(|f| f.status)))
+            Ok(Exit::for_statuses(findings.iter().map(|f| f.status)).under(fail_on))
         }
         Command::Rules { show, format, rules } => {
             let set = RuleSet::load(&rules)?;
@@ -627,6 +745,11 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
                     }
                 }
             }
+            out.flush()?;
+            Ok(Exit::Ok)
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "fleetaudit", &mut out);
             out.flush()?;
             Ok(Exit::Ok)
         }
@@ -652,26 +775,35 @@ fn stop_on_signals() -> (tokio::sync::watch::Receiver<bool>, tokio::task::JoinHa
     (stop, task)
 }
 
-fn init_logging(format: LogFormat, default: &str) {
+/// Logs on stderr (above the progress bar when one is drawn), coloured when `colour`.
+fn init_logging(format: LogFormat, default: &str, colour: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FLEETAUDIT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let colour = io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let builder =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(io::stderr).with_target(false).with_ansi(colour);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(output::progress::LogWriter)
+        .with_target(false)
+        .with_ansi(colour);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
 }
 
-/// Takes the database's lock, runs one scan (stopping cleanly on signals), then retention and metrics.
+/// What [`scan`] returns: the scheduler's report, the HTML report's index, and (when asked for) the scan as
+/// stored, for JSON and JUnit.
+type Scanned = (ScanReport, Option<PathBuf>, Option<output::scan::ScanResults>);
+
+/// Takes the database's lock, runs one scan (stopping cleanly on signals), then retention, metrics and the
+/// report; with `stored`, reads the scan back from the store.
 async fn scan(
     inventory: &crate::inventory::Inventory,
     engine: Arc<Engine>,
     db: &std::path::Path,
     options: &ScanOptions,
     after: Option<&crate::daemon::DaemonOptions>,
-) -> anyhow::Result<(ScanReport, Option<PathBuf>)> {
+    stored: bool,
+) -> anyhow::Result<Scanned> {
     let lock = Store::lock(db)?;
     let store = Store::open(db).await?;
     let (stop, signals) = stop_on_signals();
@@ -681,9 +813,13 @@ async fn scan(
     if let (Ok(report), Some(after)) = (&report, after) {
         html = crate::daemon::after_scan(after, inventory, &store, &lock, report).await;
     }
+    let results = match (&report, stored) {
+        (Ok(report), true) => Some(output::scan::ScanResults::load(store.pool(), report.scan_id).await),
+        _ => None,
+    };
     store.close().await;
     drop(lock);
-    Ok((report?, html))
+    Ok((report?, html, results.transpose().context("reading the scan back from the database")?))
 }
 
 /// 2 if a host could not be audited or a rule judged, else 1 if a rule failed, else 0.
@@ -747,8 +883,8 @@ fn write_scan_summary(
     Ok(())
 }
 
-/// Reaches every host (host key + login) and prints one line each; returns how many failed.
-async fn check(out: &mut dyn Write, inventory: &crate::inventory::Inventory, only: &[String]) -> anyhow::Result<usize> {
+/// Reaches every host (host key + login), in inventory (or `only`) order.
+async fn check(inventory: &crate::inventory::Inventory, only: &[String]) -> anyhow::Result<Vec<output::Probe>> {
     let hosts: Vec<&crate::inventory::Host> = if only.is_empty() {
         inventory.hosts.iter().collect()
     } else {
@@ -769,20 +905,17 @@ async fn check(out: &mut dyn Write, inventory: &crate::inventory::Inventory, onl
     }
     let mut results = tasks.join_all().await;
     results.sort_by_key(|r| r.0);
-    let width = results.iter().map(|r| r.1.len()).max().unwrap_or(4);
-    let mut failed = 0;
-    writeln!(out, "inventory {}: {} hosts", inventory.path.display(), results.len())?;
-    for (_, name, r) in results {
-        match r {
-            Ok(fp) => writeln!(out, "{name:<width$}  ok     {fp}")?,
-            Err(e) => {
-                failed += 1;
-                writeln!(out, "{name:<width$}  {}  {}: {e}", style().status(Status::Error), e.kind())?;
-            }
-        }
-    }
-    writeln!(out, "\n{} reachable, {failed} not", hosts.len() - failed)?;
-    Ok(failed)
+    Ok(results
+        .into_iter()
+        .map(|(i, name, r)| output::Probe {
+            name,
+            address: hosts[i].address.clone(),
+            port: hosts[i].port,
+            reachable: r.is_ok(),
+            error: r.as_ref().err().map(|e| output::ProbeError { kind: e.kind().to_owned(), message: e.to_string() }),
+            host_key_fingerprint: r.ok().map(|fp| fp.to_string()),
+        })
+        .collect())
 }
 
 fn read_capture(file: &std::path::Path) -> anyhow::Result<Vec<u8>> {

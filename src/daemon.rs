@@ -118,7 +118,7 @@ pub async fn run(
         };
         let started = Local::now();
         let scan_options =
-            ScanOptions { only: Vec::new(), concurrency: options.concurrency, grace: Some(options.grace) };
+            ScanOptions { concurrency: options.concurrency, grace: Some(options.grace), ..ScanOptions::default() };
         match scan::run(&inventory, engine.clone(), &store, &lock, &scan_options, stop.clone()).await {
             Ok(report) => {
                 scans += 1;

@@ -1,4 +1,11 @@
 //! Presenting verdicts and rules on a terminal (text) or to programs (JSON). Reads findings; judges nothing.
+//!
+//! Submodules: [`scan`] (a stored scan read back: its JSON document, and the verdicts [`junit`] writes as JUnit
+//! XML) and [`progress`] (the scan's progress bar on a terminal).
+
+pub mod junit;
+pub mod progress;
+pub mod scan;
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -43,7 +50,7 @@ impl std::fmt::Display for Summary {
     }
 }
 
-/// Terminal styling: colour only when asked for (a TTY without `NO_COLOR`).
+/// Terminal styling: colour only when asked for (`--color always`, or a TTY without `NO_COLOR`).
 #[derive(Debug, Clone, Copy)]
 pub struct Style {
     pub colour: bool,
@@ -230,4 +237,48 @@ pub fn write_rule_text(out: &mut dyn Write, set: &RuleSet, r: &Rule) -> io::Resu
 
 fn indent(text: &str) -> String {
     text.trim().lines().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
+}
+
+/// One host as `fleetaudit check` reached it: its host key's fingerprint, or why not.
+#[derive(Debug, Serialize)]
+pub struct Probe {
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    pub reachable: bool,
+    pub host_key_fingerprint: Option<String>,
+    pub error: Option<ProbeError>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProbeError {
+    pub kind: String,
+    pub message: String,
+}
+
+pub fn write_check_text(out: &mut dyn Write, inventory: &str, probes: &[Probe], style: Style) -> io::Result<()> {
+    let width = probes.iter().map(|p| p.name.len()).max().unwrap_or(4);
+    writeln!(out, "inventory {inventory}: {} hosts", probes.len())?;
+    for p in probes {
+        match (&p.host_key_fingerprint, &p.error) {
+            (_, Some(e)) => {
+                writeln!(out, "{:<width$}  {}  {}: {}", p.name, style.status(Status::Error), e.kind, e.message)?
+            }
+            (fp, None) => writeln!(out, "{:<width$}  ok     {}", p.name, fp.as_deref().unwrap_or(""))?,
+        }
+    }
+    let failed = probes.iter().filter(|p| !p.reachable).count();
+    writeln!(out, "\n{} reachable, {failed} not", probes.len() - failed)
+}
+
+pub fn write_check_json(out: &mut dyn Write, inventory: &str, probes: &[Probe]) -> io::Result<()> {
+    let failed = probes.iter().filter(|p| !p.reachable).count();
+    let doc = serde_json::json!({
+        "inventory": inventory,
+        "hosts": probes,
+        "reachable": probes.len() - failed,
+        "unreachable": failed,
+    });
+    serde_json::to_writer_pretty(&mut *out, &doc)?;
+    writeln!(out)
 }

@@ -41,11 +41,73 @@ pub enum ScanError {
 pub struct ScanOptions {
     /// Only these hosts (by name); empty means all.
     pub only: Vec<String>,
+    /// Only this slice of the inventory (applied after `only`).
+    pub shard: Option<Shard>,
+    /// Told when the scan starts and as each host finishes (for a progress bar). The scheduler never waits on
+    /// it: the channel is unbounded and a closed receiver is ignored.
+    pub progress: Option<mpsc::UnboundedSender<ProgressEvent>>,
     /// Overrides the inventory's concurrency.
     pub concurrency: Option<usize>,
     /// After a stop request, how long hosts in flight may take to finish before they are abandoned (the scan is
     /// marked interrupted either way). `None`: as long as their own timeouts allow.
     pub grace: Option<Duration>,
+}
+
+/// What a scan tells its [`ScanOptions::progress`] listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProgressEvent {
+    /// The scan is stored and about to start `hosts` hosts.
+    Started { scan_id: i64, hosts: usize },
+    /// A host is done: audited (its table judged) or not (its error kind).
+    HostDone { name: String, audited: bool },
+}
+
+/// `--shard K/N`: the K-th of N disjoint slices of the inventory. A host's slice depends on its name alone
+/// (the first 8 bytes of SHA-256(name), big-endian, mod N), so N scanners with K = 1..N cover every host exactly
+/// once, and adding or removing a host moves no other host. Changing N reshuffles the slices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// 1-based: 1 ≤ index ≤ count.
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    /// Whether the host named `name` belongs to this slice.
+    pub fn contains(&self, name: &str) -> bool {
+        Shard::slot(name, self.count) + 1 == self.index
+    }
+
+    /// The 0-based slice of `name` among `count`.
+    pub fn slot(name: &str, count: u32) -> u32 {
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(name.as_bytes());
+        let head = u64::from_be_bytes(digest[..8].try_into().expect("a SHA-256 digest has 32 bytes"));
+        (head % u64::from(count.max(1))) as u32
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Shard, String> {
+        let usage = || "write K/N with 1 <= K <= N, e.g. 2/5 for the second of five slices".to_owned();
+        let (k, n) = s.split_once('/').ok_or_else(usage)?;
+        let (index, count): (u32, u32) = (k.parse().map_err(|_| usage())?, n.parse().map_err(|_| usage())?);
+        if count == 0 {
+            return Err("N must be at least 1 (K/N: slice K of N)".to_owned());
+        }
+        if index == 0 || index > count {
+            return Err(format!("K must be between 1 and N: 1/{count} to {count}/{count}"));
+        }
+        Ok(Shard { index, count })
+    }
 }
 
 /// One host's result, for the summary a person reads.
@@ -100,11 +162,21 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) -> Result<ScanReport, ScanError> {
     let started = Instant::now();
-    let hosts = select_hosts(inventory, &options.only)?;
+    let hosts = select_hosts(inventory, &options.only, options.shard)?;
     let transport = Arc::new(Transport::for_inventory(inventory).map_err(ScanError::KnownHosts)?);
     let rules = rule_meta(&engine);
-    let inventory_name = inventory.path.display().to_string();
+    // The store has no shard column; the scan's inventory label says which slice it audited.
+    let inventory_name = match options.shard {
+        Some(shard) => format!("{} [shard {shard}]", inventory.path.display()),
+        None => inventory.path.display().to_string(),
+    };
     let scan_id = store.begin_scan(lock, &inventory_name, &engine.rules.version(), &rules, hosts.len()).await?;
+    let progress = |event| {
+        if let Some(tx) = &options.progress {
+            let _ = tx.send(event);
+        }
+    };
+    progress(ProgressEvent::Started { scan_id, hosts: hosts.len() });
     let span = tracing::info_span!("scan", scan_id);
     let _enter = span.enter();
 
@@ -186,6 +258,7 @@ pub async fn run(
             tokio::select! {
                 item = rx.recv() => match item {
                     Some((outcome, report)) => {
+                        progress(ProgressEvent::HostDone { name: report.name.clone(), audited: report.result.is_ok() });
                         count_rules(&mut rule_counts, &outcome, &rule_ids);
                         batch.push(outcome);
                         reports.push(report);
@@ -269,11 +342,17 @@ fn count_rules(counts: &mut std::collections::BTreeMap<String, Summary>, outcome
     }
 }
 
-fn select_hosts(inventory: &Inventory, only: &[String]) -> Result<Vec<Host>, ScanError> {
-    if only.is_empty() {
-        return Ok(inventory.hosts.clone());
-    }
-    only.iter().map(|name| inventory.host(name).cloned().ok_or_else(|| ScanError::UnknownHost(name.clone()))).collect()
+/// The hosts to scan, in inventory order (or `only`'s order): those named in `only` (all when empty), then those
+/// of `shard`. A name in `only` that the inventory lacks is an error even when another shard would hold it.
+pub fn select_hosts(inventory: &Inventory, only: &[String], shard: Option<Shard>) -> Result<Vec<Host>, ScanError> {
+    let hosts: Vec<&Host> = if only.is_empty() {
+        inventory.hosts.iter().collect()
+    } else {
+        only.iter()
+            .map(|name| inventory.host(name).ok_or_else(|| ScanError::UnknownHost(name.clone())))
+            .collect::<Result<_, _>>()?
+    };
+    Ok(hosts.into_iter().filter(|h| shard.is_none_or(|s| s.contains(&h.name))).cloned().collect())
 }
 
 /// Reaches one host and judges its table. Never fails: every problem becomes the host's error outcome.
@@ -390,4 +469,82 @@ pub fn incomplete(table: &ps::ProcessTable) -> Option<String> {
          audit as a user that sees every process",
         users.into_iter().collect::<Vec<_>>().join(", ")
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inventory(names: &[String]) -> Inventory {
+        let mut text = String::from("[defaults]\nknown_hosts = \"/dev/null\"\n");
+        for n in names {
+            text += &format!("\n[[hosts]]\nname = \"{n}\"\naddress = \"127.0.0.1\"\n");
+        }
+        crate::inventory::parse(std::path::Path::new("inventory.toml"), &text).unwrap()
+    }
+
+    fn names(hosts: &[Host]) -> Vec<String> {
+        hosts.iter().map(|h| h.name.clone()).collect()
+    }
+
+    #[test]
+    fn shards_partition_the_inventory_and_do_not_move_when_it_grows() {
+        let fleet: Vec<String> = (1..=50).map(|i| format!("node-{i}.dc1.example.com")).collect();
+        let grown: Vec<String> = fleet.iter().cloned().chain((1..=20).map(|i| format!("late-{i}"))).collect();
+        let (small, big) = (inventory(&fleet), inventory(&grown));
+        for count in 1..=5 {
+            let mut seen: Vec<String> = Vec::new();
+            for index in 1..=count {
+                let shard = Some(Shard { index, count });
+                let slice = names(&select_hosts(&small, &[], shard).unwrap());
+                assert!(slice.iter().all(|h| !seen.contains(h)), "{index}/{count} overlaps");
+                seen.extend(slice.iter().cloned());
+                let mut old_in_grown = names(&select_hosts(&big, &[], shard).unwrap());
+                old_in_grown.retain(|h| fleet.contains(h));
+                assert_eq!(old_in_grown, slice, "{index}/{count}: adding hosts moved others");
+                if count > 1 {
+                    assert!(!slice.is_empty() && slice.len() < fleet.len(), "{index}/{count}: {}", slice.len());
+                }
+            }
+            seen.sort();
+            let mut all = fleet.clone();
+            all.sort();
+            assert_eq!(seen, all, "the {count} slices cover every host once");
+        }
+    }
+
+    #[test]
+    fn a_hosts_slot_is_the_sha256_of_its_name() {
+        // `printf cp-1 | sha256sum` starts cd590dae0f692213: anyone can compute a host's slice without us.
+        for n in 1..=9u32 {
+            assert_eq!(Shard::slot("cp-1", n), (0xcd59_0dae_0f69_2213_u64 % u64::from(n)) as u32);
+        }
+        assert_eq!(Shard::slot("anything", 1), 0);
+    }
+
+    #[test]
+    fn only_and_shard_both_apply() {
+        let fleet: Vec<String> = (1..=30).map(|i| format!("h{i}")).collect();
+        let inv = inventory(&fleet);
+        let only: Vec<String> = fleet[..12].to_vec();
+        let a = names(&select_hosts(&inv, &only, Some(Shard { index: 1, count: 2 })).unwrap());
+        let b = names(&select_hosts(&inv, &only, Some(Shard { index: 2, count: 2 })).unwrap());
+        assert!(a.iter().all(|h| only.contains(h) && !b.contains(h)));
+        assert_eq!(a.len() + b.len(), only.len());
+        let err = select_hosts(&inv, &["nope".into()], Some(Shard { index: 1, count: 2 })).unwrap_err();
+        assert!(matches!(err, ScanError::UnknownHost(n) if n == "nope"));
+    }
+
+    #[test]
+    fn shard_specs() {
+        assert_eq!("2/5".parse(), Ok(Shard { index: 2, count: 5 }));
+        assert_eq!("1/1".parse(), Ok(Shard { index: 1, count: 1 }));
+        for bad in ["0/3", "4/3", "x", "1/0", "0/0", "3", "1/2/3", "-1/3", "", "a/b"] {
+            let e = bad.parse::<Shard>().unwrap_err();
+            assert!(
+                e.contains("K/N") || e.contains("between 1 and N: 1/3 to 3/3") || e.contains("at least 1"),
+                "{bad:?}: {e}"
+            );
+        }
+    }
 }

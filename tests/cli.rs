@@ -1,5 +1,7 @@
 //! The real binary: what a user types, what they see, and the exit code a script gets.
 
+mod support;
+
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
@@ -189,4 +191,116 @@ fn a_closed_pipe_is_not_an_error() {
     drop(child.stdout.take());
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[test]
+fn fail_on_changes_only_the_verdict_codes_of_eval() {
+    let busybox = capture("busybox.txt");
+    for (policy, expected) in [("fail", 1), ("error", 0), ("never", 0)] {
+        let out = fleetaudit(&["eval", &busybox, "--fail-on", policy], None);
+        assert_eq!(out.status.code(), Some(expected), "busybox fails rules: {policy}");
+    }
+    let default = capture("kubeadm-default.txt");
+    for (policy, expected) in [("fail", 2), ("error", 2), ("never", 0)] {
+        let out = fleetaudit(&["eval", &default, "--fail-on", policy], None);
+        assert_eq!(out.status.code(), Some(expected), "kubeadm default has unjudgeable rules: {policy}");
+    }
+    let out = fleetaudit(&["eval", "-", "--fail-on", "never"], Some(b"not a table\n"));
+    assert_eq!(out.status.code(), Some(3), "bad input stays 3");
+    assert_eq!(fleetaudit(&["eval", &busybox, "--fail-on", "sometimes"], None).status.code(), Some(3));
+}
+
+#[test]
+fn bad_shard_specs_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inventory.toml");
+    std::fs::write(&inv, "[[hosts]]\nname = \"a\"\naddress = \"127.0.0.1\"\n").unwrap();
+    for spec in ["0/3", "4/3", "x", "1/0", "3", "1/2/3", "-1/3", ""] {
+        let out = fleetaudit(&["scan", "-i", inv.to_str().unwrap(), &format!("--shard={spec}")], None);
+        assert_eq!(out.status.code(), Some(3), "{spec:?}: {}", text(&out.stderr));
+        let err = text(&out.stderr);
+        let why = ["write K/N with", "between 1 and N", "N must be at least 1"].iter().any(|w| err.contains(w));
+        assert!(err.contains("--shard") && why, "{spec:?}: {err}");
+    }
+    assert!(!dir.path().join("fleetaudit.db").exists(), "nothing was scanned");
+}
+
+/// The subcommands `fleetaudit [PATH...] --help` lists under "Commands:" (without `help`).
+fn subcommands(path: &[&str]) -> Vec<String> {
+    let mut args = path.to_vec();
+    args.push("--help");
+    let help = text(&fleetaudit(&args, None).stdout);
+    let Some(start) = help.find("Commands:\n") else { return Vec::new() };
+    help[start + 10..]
+        .lines()
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn every_command_shows_an_example() {
+    let top = subcommands(&[]);
+    for c in ["scan", "daemon", "check", "demo", "report", "history", "eval", "rules", "completions"] {
+        assert!(top.iter().any(|t| t == c), "{c} missing from {top:?}");
+    }
+    let mut stack: Vec<Vec<String>> = vec![Vec::new()];
+    let mut seen = 0;
+    while let Some(path) = stack.pop() {
+        let p: Vec<&str> = path.iter().map(String::as_str).collect();
+        let mut args = p.clone();
+        args.push("--help");
+        let out = fleetaudit(&args, None);
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert!(
+            text(&out.stdout).contains("Example"),
+            "`fleetaudit {}` has no example:\n{}",
+            p.join(" "),
+            text(&out.stdout)
+        );
+        seen += 1;
+        for sub in subcommands(&p) {
+            let mut next = path.clone();
+            next.push(sub);
+            stack.push(next);
+        }
+    }
+    assert!(seen > top.len(), "nested commands (rules show) were visited too");
+}
+
+#[test]
+fn completions_for_every_shell() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = fleetaudit(&["completions", shell], None);
+        assert_eq!(out.status.code(), Some(0), "{shell}: {}", text(&out.stderr));
+        let script = text(&out.stdout);
+        assert!(script.len() > 500 && script.contains("scan") && script.contains("fail-on"), "{shell}:\n{script}");
+    }
+    assert_eq!(fleetaudit(&["completions", "tcsh"], None).status.code(), Some(3));
+}
+
+/// `fleetaudit ARGS` on a terminal, with NO_COLOR set to `no_color` (or unset).
+fn on_a_terminal(args: &str, no_color: Option<&str>) -> String {
+    let cmd = format!("{} {args}", env!("CARGO_BIN_EXE_fleetaudit"));
+    support::on_a_terminal(&cmd, &[("NO_COLOR", no_color)]).1
+}
+
+#[test]
+fn colour_on_a_terminal_unless_no_color_and_as_color_says() {
+    const RED_FAIL: &str = "\x1b[31;1mFAIL";
+    let busybox = capture("busybox.txt");
+    let eval = format!("eval {busybox}");
+    assert!(on_a_terminal(&eval, None).contains(RED_FAIL), "a terminal gets colour");
+    let plain = on_a_terminal(&eval, Some("1"));
+    assert!(plain.contains("FAIL") && !plain.contains('\x1b'), "NO_COLOR=1: {plain:?}");
+    assert!(!on_a_terminal(&eval, Some("no")).contains('\x1b'), "any non-empty NO_COLOR disables colour");
+    assert!(on_a_terminal(&eval, Some("")).contains(RED_FAIL), "an empty NO_COLOR does not (no-color.org)");
+    assert!(!on_a_terminal(&format!("{eval} --color never"), None).contains('\x1b'));
+    // Piped: no colour, unless asked for; an explicit --color always beats NO_COLOR.
+    let piped = fleetaudit(&["eval", &busybox], None);
+    assert!(!text(&piped.stdout).contains('\x1b'));
+    let forced = fleetaudit(&["eval", &busybox, "--color", "always"], None);
+    assert!(text(&forced.stdout).contains(RED_FAIL), "--color always with NO_COLOR set (the helper sets it)");
 }

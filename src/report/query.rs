@@ -52,6 +52,31 @@ pub async fn scans(pool: &SqlitePool) -> Result<Vec<ScanRow>, ReportError> {
     .map_err(q("list the scans"))
 }
 
+/// One scan's own row, as `scans` stores it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ScanMeta {
+    pub id: i64,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub status: String,
+    pub inventory: String,
+    pub rules_version: String,
+    pub fleetaudit_version: String,
+    pub hosts_total: i64,
+}
+
+/// The row of scan `scan_id`, if the database has it.
+pub async fn scan(pool: &SqlitePool, scan_id: i64) -> Result<Option<ScanMeta>, ReportError> {
+    sqlx::query_as(
+        "SELECT id, started_at, finished_at, status, inventory, rules_version, fleetaudit_version, hosts_total
+           FROM scans WHERE id = ?1",
+    )
+    .bind(scan_id)
+    .fetch_optional(pool)
+    .await
+    .map_err(q("read the scan"))
+}
+
 /// A host of one scan.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ScanHost {

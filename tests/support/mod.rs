@@ -305,3 +305,20 @@ pub fn write(path: &Path, text: &str) {
 pub fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
+
+/// Runs the shell command line `cmd` with a pseudo-terminal as its stdin, stdout and stderr (`script` from
+/// bsdutils on Debian 12, util-linux on later releases), with `TERM=xterm` and the environment changes in `env`
+/// (`None` removes the variable). Returns the exit code and everything the command wrote to the terminal.
+pub fn on_a_terminal(cmd: &str, env: &[(&str, Option<&str>)]) -> (i32, String) {
+    need("script", "bsdutils");
+    let mut c = Command::new("script");
+    c.args(["-qec", cmd, "/dev/null"]).env("TERM", "xterm").stdin(Stdio::null());
+    for (k, v) in env {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    let out = c.output().unwrap();
+    (out.status.code().expect("script exits"), text(&out.stdout))
+}

@@ -1,0 +1,281 @@
+//! One stored scan as data for programs: the JSON document of `fleetaudit scan --format json`, and the verdicts
+//! the JUnit writer ([`super::junit`]) turns into test cases.
+//!
+//! Owns: assembling a scan's hosts × rules from the store's read queries ([`crate::report::query`], shared with
+//! the HTML report) and the JSON document's shape. Must not touch: SSH, rule evaluation, SQL of its own. It reads
+//! only what the store holds, so these outputs say exactly what the database says, and memory holds each distinct
+//! result set and evidence document once however many hosts share them.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::io::{self, Write};
+
+use serde::{Serialize, Serializer};
+use sqlx::SqlitePool;
+
+use super::Summary;
+use crate::model::Status;
+use crate::report::ReportError;
+use crate::report::query::{self, ResultRow, RuleRow, ScanHost, ScanMeta};
+
+/// A scan read back from the store, indexed for per-host iteration.
+pub struct ScanResults {
+    pub scan: ScanMeta,
+    /// In host-name order.
+    pub hosts: Vec<ScanHost>,
+    /// The verdicts of each result set, in rule-id order.
+    sets: HashMap<i64, Vec<ResultRow>>,
+    evidence: HashMap<i64, serde_json::Value>,
+    /// The scan's rule set, in rule-id order.
+    rules: Vec<RuleRow>,
+    rule_index: HashMap<String, usize>,
+}
+
+/// One (host, rule) verdict, as the `findings` view has it: a host that could not be audited has an `error`
+/// verdict for every rule, whose reason is `<error_kind>: <error_message>`.
+pub struct Verdict<'a> {
+    pub host: &'a ScanHost,
+    pub rule_id: &'a str,
+    /// The rule's stored texts (absent only for a rule-set version stored without them).
+    pub rule: Option<&'a RuleRow>,
+    pub status: Status,
+    pub reason: Cow<'a, str>,
+    /// The stored (redacted) evidence: a JSON array of `{pid, user, cmdline}`.
+    pub evidence: Option<&'a serde_json::Value>,
+}
+
+impl ScanResults {
+    /// Reads scan `scan_id` from the store.
+    pub async fn load(pool: &SqlitePool, scan_id: i64) -> Result<ScanResults, ReportError> {
+        let scan = query::scan(pool, scan_id).await?.ok_or(ReportError::NoScan(scan_id))?;
+        let hosts = query::scan_hosts(pool, scan_id).await?;
+        let mut sets: HashMap<i64, Vec<ResultRow>> = HashMap::new();
+        for r in query::scan_results(pool, scan_id).await? {
+            sets.entry(r.set_id).or_default().push(r);
+        }
+        // Stored evidence is valid JSON (a CHECK constraint says so); anything else is shown as the text it is.
+        let evidence = query::scan_evidence(pool, scan_id)
+            .await?
+            .into_iter()
+            .map(|(id, body)| {
+                let value = serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body));
+                (id, value)
+            })
+            .collect();
+        let mut rules = query::rules(pool, scan_id).await?;
+        rules.sort_by(|a, b| a.rule_id.cmp(&b.rule_id));
+        let rule_index = rules.iter().enumerate().map(|(i, r)| (r.rule_id.clone(), i)).collect();
+        Ok(ScanResults { scan, hosts, sets, evidence, rules, rule_index })
+    }
+
+    /// Every verdict of `host`, in rule-id order.
+    pub fn verdicts<'a>(&'a self, host: &'a ScanHost) -> Box<dyn Iterator<Item = Verdict<'a>> + 'a> {
+        match host.result_set_id {
+            Some(set) => Box::new(self.sets.get(&set).into_iter().flatten().map(move |r| Verdict {
+                host,
+                rule_id: &r.rule_id,
+                rule: self.rule_index.get(&r.rule_id).map(|&i| &self.rules[i]),
+                // The table's CHECK constraint allows only the four statuses.
+                status: Status::parse(&r.status).unwrap_or(Status::Error),
+                reason: Cow::Borrowed(&r.reason),
+                evidence: r.evidence_id.and_then(|id| self.evidence.get(&id)),
+            })),
+            None => {
+                let reason = format!(
+                    "{}: {}",
+                    host.error_kind.as_deref().unwrap_or("error"),
+                    host.error_message.as_deref().unwrap_or("")
+                );
+                Box::new(self.rules.iter().map(move |r| Verdict {
+                    host,
+                    rule_id: &r.rule_id,
+                    rule: Some(r),
+                    status: Status::Error,
+                    reason: Cow::Owned(reason.clone()),
+                    evidence: None,
+                }))
+            }
+        }
+    }
+
+    /// Every verdict of the scan, host by host.
+    pub fn all_verdicts(&self) -> impl Iterator<Item = Verdict<'_>> {
+        self.hosts.iter().flat_map(|h| self.verdicts(h))
+    }
+
+    /// The verdict counts of one host.
+    pub fn host_summary(&self, host: &ScanHost) -> Summary {
+        Summary::of(self.verdicts(host).map(|v| v.status))
+    }
+
+    /// The verdict counts of the whole scan (as `rule_compliance` sums them).
+    pub fn totals(&self) -> Summary {
+        Summary::of(self.all_verdicts().map(|v| v.status))
+    }
+
+    /// Hosts recorded that could not be audited.
+    pub fn unaudited(&self) -> usize {
+        self.hosts.iter().filter(|h| h.outcome != "audited").count()
+    }
+
+    /// Wall time from the scan's start to its end, when it ended.
+    pub fn elapsed_seconds(&self) -> Option<f64> {
+        let parse = |t: &str| chrono::DateTime::parse_from_rfc3339(t).ok();
+        let (start, end) = (parse(&self.scan.started_at)?, parse(self.scan.finished_at.as_deref()?)?);
+        Some((end - start).num_milliseconds() as f64 / 1000.0)
+    }
+}
+
+#[derive(Serialize)]
+struct Doc<'a> {
+    scan: ScanJson<'a>,
+    summary: SummaryJson,
+    hosts: Vec<HostJson<'a>>,
+    findings: Findings<'a>,
+}
+
+#[derive(Serialize)]
+struct ScanJson<'a> {
+    id: i64,
+    started_at: &'a str,
+    finished_at: Option<&'a str>,
+    /// `complete` or `interrupted` (`running` only when read while another process scans).
+    status: &'a str,
+    interrupted: bool,
+    elapsed_seconds: Option<f64>,
+    inventory: &'a str,
+    rules_version: &'a str,
+    fleetaudit_version: &'a str,
+    hosts_total: i64,
+}
+
+#[derive(Serialize)]
+struct SummaryJson {
+    hosts: usize,
+    audited: usize,
+    not_audited: usize,
+    #[serde(flatten)]
+    verdicts: Summary,
+}
+
+#[derive(Serialize)]
+struct HostJson<'a> {
+    name: &'a str,
+    cluster: Option<&'a str>,
+    address: &'a str,
+    port: i64,
+    roles: Vec<&'a str>,
+    /// `audited` or `error`.
+    outcome: &'a str,
+    error: Option<ErrorJson<'a>>,
+    started_at: &'a str,
+    duration_ms: i64,
+    host_key_fingerprint: Option<&'a str>,
+    ps_format: Option<&'a str>,
+    processes: Option<i64>,
+    summary: Summary,
+}
+
+#[derive(Serialize)]
+struct ErrorJson<'a> {
+    kind: &'a str,
+    message: &'a str,
+}
+
+#[derive(Serialize)]
+struct VerdictJson<'a> {
+    host: &'a str,
+    cluster: Option<&'a str>,
+    rule_id: &'a str,
+    cis: Option<&'a str>,
+    title: Option<&'a str>,
+    component: Option<&'a str>,
+    severity: Option<&'a str>,
+    status: Status,
+    reason: &'a str,
+    evidence: Option<&'a serde_json::Value>,
+    remediation: Option<&'a str>,
+}
+
+/// The findings, serialized one by one as they are assembled (never all in memory at once).
+struct Findings<'a>(&'a ScanResults);
+
+impl Serialize for Findings<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.all_verdicts())
+    }
+}
+
+impl Serialize for Verdict<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let rule = self.rule;
+        VerdictJson {
+            host: &self.host.name,
+            cluster: self.host.cluster.as_deref(),
+            rule_id: self.rule_id,
+            cis: rule.map(|r| r.cis.as_str()),
+            title: rule.map(|r| r.title.as_str()),
+            component: rule.map(|r| r.component.as_str()),
+            severity: rule.map(|r| r.severity.as_str()),
+            status: self.status,
+            reason: &self.reason,
+            evidence: self.evidence,
+            remediation: rule.and_then(|r| r.remediation.as_deref()),
+        }
+        .serialize(s)
+    }
+}
+
+/// Writes the scan as one JSON document: `scan`, `summary`, `hosts`, `findings` (README "Outputs").
+pub fn write_json(out: &mut dyn Write, r: &ScanResults) -> io::Result<()> {
+    let s = &r.scan;
+    let totals = r.totals();
+    let doc = Doc {
+        scan: ScanJson {
+            id: s.id,
+            started_at: &s.started_at,
+            finished_at: s.finished_at.as_deref(),
+            status: &s.status,
+            interrupted: s.status == "interrupted",
+            elapsed_seconds: r.elapsed_seconds(),
+            inventory: &s.inventory,
+            rules_version: &s.rules_version,
+            fleetaudit_version: &s.fleetaudit_version,
+            hosts_total: s.hosts_total,
+        },
+        summary: SummaryJson {
+            hosts: r.hosts.len(),
+            audited: r.hosts.len() - r.unaudited(),
+            not_audited: r.unaudited(),
+            verdicts: totals,
+        },
+        hosts: r
+            .hosts
+            .iter()
+            .map(|h| HostJson {
+                name: &h.name,
+                cluster: h.cluster.as_deref(),
+                address: &h.address,
+                port: h.port,
+                roles: h.roles.split(',').filter(|r| !r.is_empty()).collect(),
+                outcome: &h.outcome,
+                error: h
+                    .error_kind
+                    .as_deref()
+                    .map(|kind| ErrorJson { kind, message: h.error_message.as_deref().unwrap_or("") }),
+                started_at: &h.started_at,
+                duration_ms: h.duration_ms,
+                host_key_fingerprint: h.fingerprint.as_deref(),
+                ps_format: h.ps_format.as_deref(),
+                processes: h.processes,
+                summary: r.host_summary(h),
+            })
+            .collect(),
+        findings: Findings(r),
+    };
+    // stdout is line-buffered: without this, every line of the document would be a write(2).
+    let mut w = io::BufWriter::with_capacity(1 << 16, out);
+    serde_json::to_writer_pretty(&mut w, &doc)?;
+    writeln!(w)?;
+    w.flush()
+}

@@ -1,0 +1,450 @@
+//! What `scan` gives programs and CI besides the database: `--format json`, `--junit FILE`, `--fail-on`,
+//! `--shard K/N`, the progress bar on a terminal, and `check --format json`. Each is checked against the database
+//! the same scan wrote. The fleet is the project's russh simulator (src/sim.rs) on 127.0.0.1, plus a port nothing
+//! listens on.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fleetaudit::sim::{self, Behavior, NodeSpec, RunningNode};
+use fleetaudit::ssh::known_hosts;
+use support::{fleetaudit, on_a_terminal, sqlite, text, write};
+
+/// A process line with markup and quotes in a flag value, as a hostile node could show.
+const HOSTILE: &str = "--anonymous-auth=<script>alert(1)</script>&\"'";
+
+const CP: &str = "\"control-plane\", \"etcd\"";
+
+/// (name, cluster, profile, roles)
+const NODES: &[(&str, Option<&str>, &str, &str)] = &[
+    ("cp-default", Some("prod"), "kubeadm-default", CP),
+    ("cp-hardened", Some("prod"), "kubeadm-hardened", CP),
+    ("appliance", Some("edge"), "busybox", CP),
+    ("lonely-worker", None, "worker", "\"worker\""),
+];
+
+/// The simulated fleet and an inventory for it (plus `down`, a host nothing answers on); the nodes stop when
+/// this is dropped.
+struct Fleet {
+    dir: tempfile::TempDir,
+    inventory: PathBuf,
+    db: PathBuf,
+    _nodes: Vec<RunningNode>,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Fleet {
+    fn start(latency: Duration) -> Fleet {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let client = sim::generate_key("client").unwrap();
+        let key = d.join("id_ed25519");
+        write(&key, &sim::private_key_text(&client));
+        let specs = NODES
+            .iter()
+            .map(|(name, _, profile, _)| {
+                let mut table = sim::profile(profile).unwrap().to_owned();
+                if *name == "cp-default" {
+                    table = table.replacen("kube-apiserver ", &format!("kube-apiserver {HOSTILE} "), 1);
+                }
+                NodeSpec {
+                    name: (*name).into(),
+                    table: Arc::new(table.into_bytes()),
+                    behavior: Behavior::Normal,
+                    latency,
+                }
+            })
+            .collect();
+        let nodes = rt.block_on(sim::start(specs, vec![client.public_key().clone()])).unwrap();
+        let down = support::free_port();
+        let db = d.join("history.db");
+        let mut known = String::new();
+        let mut inv = format!(
+            "[defaults]\nuser = \"audit\"\nidentity_file = \"{}\"\nknown_hosts = \"{}\"\ndatabase = \"{}\"\n\
+             report_dir = \"{}\"\nconnect_timeout = \"3s\"\ncommand_timeout = \"10s\"\n\n\
+             [[clusters]]\nname = \"prod\"\n\n[[clusters]]\nname = \"edge\"\n",
+            key.display(),
+            d.join("known_hosts").display(),
+            db.display(),
+            d.join("report").display()
+        );
+        for (node, (name, cluster, _, roles)) in nodes.iter().zip(NODES) {
+            known += &(known_hosts::line_for("127.0.0.1", node.addr.port(), &node.host_key) + "\n");
+            inv += &host(name, *cluster, node.addr.port(), roles);
+        }
+        inv += &host("down", Some("prod"), down, CP);
+        write(&d.join("known_hosts"), &known);
+        let inventory = d.join("inventory.toml");
+        write(&inventory, &inv);
+        Fleet { dir, inventory, db, _nodes: nodes, _rt: rt }
+    }
+
+    fn inv(&self) -> &str {
+        self.inventory.to_str().unwrap()
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+fn host(name: &str, cluster: Option<&str>, port: u16, roles: &str) -> String {
+    let cluster = cluster.map(|c| format!("cluster = \"{c}\"\n")).unwrap_or_default();
+    format!("\n[[hosts]]\nname = \"{name}\"\n{cluster}address = \"127.0.0.1\"\nport = {port}\nroles = [{roles}]\n")
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or_else(|| panic!("killed by a signal: {}", text(&out.stderr)))
+}
+
+/// (host, rule, status) of every verdict of a scan, from the database's `findings` view.
+fn db_verdicts(db: &Path, scan_id: i64) -> BTreeSet<(String, String, String)> {
+    sqlite(db, &format!("SELECT host, rule_id, status FROM findings WHERE scan_id = {scan_id}"))
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('|').collect();
+            (f[0].to_owned(), f[1].to_owned(), f[2].to_owned())
+        })
+        .collect()
+}
+
+fn db_counts(db: &Path, scan_id: i64, filter: &str) -> BTreeMap<String, usize> {
+    sqlite(db, &format!("SELECT status, count(*) FROM findings WHERE scan_id = {scan_id} {filter} GROUP BY status"))
+        .lines()
+        .map(|l| {
+            let (s, n) = l.split_once('|').unwrap();
+            (s.to_owned(), n.parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn json_and_junit_say_what_the_database_says() {
+    let fleet = Fleet::start(Duration::ZERO);
+    let junit = fleet.path("junit.xml");
+    let out = fleetaudit(&["scan", "-i", fleet.inv(), "--format", "json", "--junit", junit.to_str().unwrap()]);
+    assert_eq!(code(&out), 2, "a host is down: {}", text(&out.stderr));
+    // ONE JSON document on stdout, nothing else.
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+    let db = &fleet.db;
+    let scan_id: i64 = sqlite(db, "SELECT max(id) FROM scans").trim().parse().unwrap();
+    assert_eq!(doc["scan"]["id"], scan_id);
+    assert_eq!(doc["scan"]["status"], "complete");
+    assert_eq!(doc["scan"]["interrupted"], false);
+    assert_eq!(doc["scan"]["inventory"].as_str().unwrap(), fleet.inv());
+    assert_eq!(doc["scan"]["rules_version"].as_str().unwrap(), sqlite(db, "SELECT rules_version FROM scans").trim());
+    assert!(doc["scan"]["elapsed_seconds"].as_f64().unwrap() >= 0.0);
+
+    // Hosts: every one, with its outcome; the down host with its error kind.
+    let hosts = doc["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), NODES.len() + 1);
+    let down = hosts.iter().find(|h| h["name"] == "down").unwrap();
+    assert_eq!(down["outcome"], "error");
+    assert_eq!(down["error"]["kind"], "unreachable");
+    assert!(down["host_key_fingerprint"].is_null());
+    let cp = hosts.iter().find(|h| h["name"] == "cp-default").unwrap();
+    assert_eq!(cp["outcome"], "audited");
+    assert_eq!(cp["cluster"], "prod");
+    let fp = sqlite(db, "SELECT host_key_fingerprint FROM host_status WHERE host = 'cp-default'");
+    assert_eq!(cp["host_key_fingerprint"].as_str().unwrap(), fp.trim());
+    assert!(hosts.iter().find(|h| h["name"] == "lonely-worker").unwrap()["cluster"].is_null());
+
+    // Findings: exactly the database's verdicts, and its counts.
+    let findings = doc["findings"].as_array().unwrap();
+    let from_json: BTreeSet<(String, String, String)> = findings
+        .iter()
+        .map(|f| {
+            let s = |k: &str| f[k].as_str().unwrap().to_owned();
+            (s("host"), s("rule_id"), s("status"))
+        })
+        .collect();
+    assert_eq!(from_json.len(), findings.len(), "one finding per host and rule");
+    assert_eq!(from_json, db_verdicts(db, scan_id));
+    let counts = db_counts(db, scan_id, "");
+    for status in ["pass", "fail", "error", "not_applicable"] {
+        assert_eq!(doc["summary"][status].as_u64().unwrap() as usize, counts.get(status).copied().unwrap_or(0));
+    }
+    assert_eq!(doc["summary"]["not_audited"], 1);
+
+    // The reference rule fails on the kubeadm default node: evidence (redacted as stored) and remediation.
+    let rule = "apiserver-kubelet-certificate-authority";
+    let f = findings.iter().find(|f| f["host"] == "cp-default" && f["rule_id"] == rule).unwrap();
+    assert_eq!(f["status"], "fail");
+    assert_eq!(f["cis"], "1.2.5");
+    assert_eq!(f["severity"], sqlite(db, &format!("SELECT severity FROM rules WHERE rule_id = '{rule}'")).trim());
+    let remediation = sqlite(db, &format!("SELECT remediation FROM rules WHERE rule_id = '{rule}'"));
+    assert_eq!(f["remediation"].as_str().unwrap(), remediation.trim_end_matches('\n'));
+    let evidence =
+        sqlite(db, &format!("SELECT evidence FROM findings WHERE host = 'cp-default' AND rule_id = '{rule}'"));
+    let stored: serde_json::Value = serde_json::from_str(evidence.trim()).unwrap();
+    assert_eq!(f["evidence"], stored);
+    assert!(f["evidence"][0]["cmdline"].as_str().unwrap().contains(HOSTILE));
+    let unreachable = findings.iter().filter(|f| f["host"] == "down").collect::<Vec<_>>();
+    assert!(!unreachable.is_empty());
+    assert!(
+        unreachable
+            .iter()
+            .all(|f| f["status"] == "error" && f["reason"].as_str().unwrap().starts_with("unreachable: "))
+    );
+
+    // JUnit: well-formed, counts equal the database's, overall and per cluster.
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let parsed = roxmltree::Document::parse(&xml).expect("well-formed XML");
+    let root = parsed.root_element();
+    assert_eq!(root.tag_name().name(), "testsuites");
+    let attr =
+        |n: roxmltree::Node, a: &str| n.attribute(a).unwrap_or_else(|| panic!("no {a}")).parse::<usize>().unwrap();
+    let total: usize = counts.values().sum();
+    assert_eq!(attr(root, "tests"), total);
+    assert_eq!(attr(root, "failures"), counts.get("fail").copied().unwrap_or(0));
+    assert_eq!(attr(root, "errors"), counts.get("error").copied().unwrap_or(0));
+    assert_eq!(attr(root, "skipped"), counts.get("not_applicable").copied().unwrap_or(0));
+    let suites: Vec<roxmltree::Node> = root.children().filter(|n| n.has_tag_name("testsuite")).collect();
+    let names: Vec<&str> = suites.iter().map(|s| s.attribute("name").unwrap()).collect();
+    assert_eq!(names, ["(no cluster)", "edge", "prod"]);
+    for suite in &suites {
+        let name = suite.attribute("name").unwrap();
+        let filter = match name {
+            "(no cluster)" => "AND cluster IS NULL".to_owned(),
+            c => format!("AND cluster = '{c}'"),
+        };
+        let c = db_counts(db, scan_id, &filter);
+        let cases: Vec<roxmltree::Node> = suite.children().filter(|n| n.has_tag_name("testcase")).collect();
+        let with = |tag: &str| cases.iter().filter(|c| c.children().any(|n| n.has_tag_name(tag))).count();
+        assert_eq!(attr(*suite, "tests"), cases.len(), "{name}");
+        let stamp = suite.attribute("timestamp").unwrap();
+        assert!(stamp.len() == 19 && stamp.contains('T') && !stamp.ends_with('Z'), "{stamp}");
+        assert_eq!(cases.len(), c.values().sum::<usize>(), "{name}");
+        assert_eq!(
+            (attr(*suite, "failures"), with("failure")),
+            (c.get("fail").copied().unwrap_or(0), c.get("fail").copied().unwrap_or(0)),
+            "{name}"
+        );
+        assert_eq!(
+            (attr(*suite, "errors"), with("error")),
+            (c.get("error").copied().unwrap_or(0), c.get("error").copied().unwrap_or(0)),
+            "{name}"
+        );
+        assert_eq!(attr(*suite, "skipped"), with("skipped"), "{name}");
+        assert_eq!(with("skipped"), c.get("not_applicable").copied().unwrap_or(0), "{name}");
+    }
+    let case = |host: &str, rule: &str| {
+        parsed
+            .descendants()
+            .find(|n| {
+                n.has_tag_name("testcase")
+                    && n.attribute("name") == Some(host)
+                    && n.attribute("classname").is_some_and(|c| c.ends_with(rule))
+            })
+            .unwrap_or_else(|| panic!("no test case {host} {rule}"))
+    };
+    let failing = case("cp-default", rule);
+    assert_eq!(failing.attribute("classname"), Some(format!("prod.{rule}").as_str()));
+    let failure = failing.children().find(|n| n.has_tag_name("failure")).unwrap();
+    let body = failure.text().unwrap();
+    assert!(body.contains(remediation.trim()), "remediation in the body:\n{body}");
+    assert!(body.contains(HOSTILE), "the hostile line survives escaping as text:\n{body}");
+    assert!(!xml.contains("<script>"), "markup from a host is escaped");
+    let error = case("down", rule).children().find(|n| n.has_tag_name("error")).unwrap();
+    assert_eq!(error.attribute("type"), Some("unreachable"));
+    assert!(error.attribute("message").unwrap().starts_with("unreachable: "));
+    assert!(case("lonely-worker", "etcd-client-cert-auth").children().any(|n| n.has_tag_name("skipped")));
+    let passing = case("cp-hardened", rule);
+    assert_eq!(passing.children().filter(|n| n.is_element()).count(), 0, "a pass is an empty test case");
+
+    // `check --format json` reaches the same hosts.
+    let out = fleetaudit(&["check", "-i", fleet.inv(), "--format", "json"]);
+    assert_eq!(code(&out), 2);
+    let check: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!((check["reachable"].as_u64(), check["unreachable"].as_u64()), (Some(NODES.len() as u64), Some(1)));
+    let probes = check["hosts"].as_array().unwrap();
+    let down = probes.iter().find(|h| h["name"] == "down").unwrap();
+    assert_eq!(down["reachable"], false);
+    assert_eq!(down["error"]["kind"], "unreachable");
+    let cp = probes.iter().find(|h| h["name"] == "cp-default").unwrap();
+    assert_eq!(cp["host_key_fingerprint"].as_str().unwrap(), fp.trim());
+
+    // A JUnit file in a directory that does not exist is refused before any scan.
+    let scans = sqlite(db, "SELECT count(*) FROM scans");
+    let out = fleetaudit(&["scan", "-i", fleet.inv(), "--junit", "/nonexistent/dir/j.xml"]);
+    assert_eq!(code(&out), 3, "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("/nonexistent/dir"), "{}", text(&out.stderr));
+    assert_eq!(sqlite(db, "SELECT count(*) FROM scans"), scans);
+    // --quiet and --format json ask for opposite things.
+    assert_eq!(code(&fleetaudit(&["scan", "-i", fleet.inv(), "--quiet", "--format", "json"])), 3);
+}
+
+#[test]
+fn fail_on_chooses_what_exits_non_zero() {
+    let fleet = Fleet::start(Duration::ZERO);
+    let inv = fleet.inv();
+    // The whole fleet: failures, unjudgeable rules and a host that is down.
+    for (policy, expected) in [(None, 2), (Some("fail"), 2), (Some("error"), 2), (Some("never"), 0)] {
+        let mut args = vec!["scan", "-i", inv, "--quiet"];
+        args.extend(policy.iter().flat_map(|p| ["--fail-on", *p]));
+        assert_eq!(code(&fleetaudit(&args)), expected, "{policy:?}");
+    }
+    // The busybox appliance: failures and nothing unjudged.
+    let only = fleetaudit(&["scan", "-i", inv, "--only", "appliance", "--format", "json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&only.stdout).unwrap();
+    assert!(doc["summary"]["fail"].as_u64().unwrap() > 0 && doc["summary"]["error"] == 0, "{}", doc["summary"]);
+    for (policy, expected) in [("fail", 1), ("error", 0), ("never", 0)] {
+        let out = fleetaudit(&["scan", "-i", inv, "--only", "appliance", "--quiet", "--fail-on", policy]);
+        assert_eq!(code(&out), expected, "{policy}");
+    }
+    // Bad input and a held lock keep their codes under `never`.
+    let out = fleetaudit(&["scan", "-i", inv, "--only", "no-such-host", "--fail-on", "never"]);
+    assert_eq!(code(&out), 3);
+    let lock = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(fleet.path("history.db.lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let out = fleetaudit(&["scan", "-i", inv, "--fail-on", "never"]);
+    assert_eq!(code(&out), 4, "{}", text(&out.stderr));
+    drop(lock);
+}
+
+/// The host names a scan recorded.
+fn scanned(db: &Path, scan_id: i64) -> BTreeSet<String> {
+    sqlite(
+        db,
+        &format!("SELECT h.name FROM scan_hosts sh JOIN hosts h ON h.id = sh.host_id WHERE sh.scan_id = {scan_id}"),
+    )
+    .lines()
+    .map(str::to_owned)
+    .collect()
+}
+
+#[test]
+fn shards_cover_the_fleet_once_and_stay_put() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Connections to a port nothing listens on are refused at once: each host is recorded as unreachable.
+    let port = support::free_port();
+    let inventory = |names: &[String], path: &Path| {
+        let mut inv = format!(
+            "[defaults]\nuser = \"audit\"\nknown_hosts = \"{}\"\nreport_dir = \"{}\"\n",
+            d.join("kh").display(),
+            d.join("report").display()
+        );
+        for n in names {
+            inv += &format!("\n[[hosts]]\nname = \"{n}\"\naddress = \"127.0.0.1\"\nport = {port}\n");
+        }
+        write(path, &inv);
+    };
+    write(&d.join("kh"), "");
+    let fleet: Vec<String> = (1..=50).map(|i| format!("node-{i:02}.example.com")).collect();
+    let bigger: Vec<String> = fleet.iter().cloned().chain((1..=15).map(|i| format!("new-{i}"))).collect();
+    let (small_inv, big_inv) = (d.join("small.toml"), d.join("big.toml"));
+    inventory(&fleet, &small_inv);
+    inventory(&bigger, &big_inv);
+    let db = d.join("shards.db");
+    let mut scan_id = 0;
+    let mut scan = |inv: &Path, shard: &str| {
+        let out = fleetaudit(&[
+            "scan",
+            "-i",
+            inv.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+            "--shard",
+            shard,
+            "--quiet",
+        ]);
+        assert_eq!(code(&out), 2, "{shard}: {}", text(&out.stderr));
+        scan_id += 1;
+        scan_id
+    };
+    let all: BTreeSet<String> = fleet.iter().cloned().collect();
+    for n in 1..=5 {
+        let mut union = BTreeSet::new();
+        let mut sizes = Vec::new();
+        for k in 1..=n {
+            let id = scan(&small_inv, &format!("{k}/{n}"));
+            let slice = scanned(&db, id);
+            assert!(union.is_disjoint(&slice), "{k}/{n} overlaps an earlier slice");
+            union.extend(slice.iter().cloned());
+            sizes.push(slice.len());
+            // The slice of the same shard of a larger inventory holds the same old hosts.
+            let id = scan(&big_inv, &format!("{k}/{n}"));
+            let grown = scanned(&db, id);
+            assert_eq!(grown.intersection(&all).cloned().collect::<BTreeSet<_>>(), slice, "{k}/{n} moved hosts");
+            let inv_label = sqlite(&db, &format!("SELECT inventory FROM scans WHERE id = {id}"));
+            assert!(inv_label.trim().ends_with(&format!("[shard {k}/{n}]")), "{inv_label}");
+        }
+        assert_eq!(union, all, "the {n} slices cover every host");
+        if n > 1 {
+            assert!(sizes.iter().all(|&s| s < fleet.len()), "{n} slices: {sizes:?}");
+        }
+    }
+    // --only and --shard both apply.
+    let only: Vec<&str> = fleet[..10].iter().map(String::as_str).collect();
+    let mut union = BTreeSet::new();
+    for k in 1..=2 {
+        let mut args = vec!["scan", "-i", small_inv.to_str().unwrap(), "--db", db.to_str().unwrap(), "--quiet"];
+        let shard = format!("{k}/2");
+        args.extend(["--shard", &shard, "--only"]);
+        args.extend(&only);
+        fleetaudit(&args);
+        scan_id += 1;
+        let slice = scanned(&db, scan_id);
+        assert!(slice.is_disjoint(&union));
+        union.extend(slice);
+    }
+    assert_eq!(union, only.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>());
+}
+
+/// Whether `s` holds an SGR (colour) escape sequence: ESC [ digits/semicolons m.
+fn has_sgr(s: &str) -> bool {
+    s.match_indices("\x1b[").any(|(i, _)| {
+        let rest = &s[i + 2..];
+        let end = rest.find(|c: char| !(c.is_ascii_digit() || c == ';')).unwrap_or(rest.len());
+        rest[end..].starts_with('m')
+    })
+}
+
+#[test]
+fn a_progress_bar_only_on_a_terminal() {
+    // Some latency so the bar has something to show; nothing here depends on timing.
+    let fleet = Fleet::start(Duration::from_millis(150));
+    let bin = env!("CARGO_BIN_EXE_fleetaudit");
+    let scan = format!("{bin} scan -i {} --concurrency 2", fleet.inv());
+    let bar = format!("/{} hosts", NODES.len() + 1);
+
+    let (code, tty) = on_a_terminal(&scan, &[("NO_COLOR", Some("1"))]);
+    assert_eq!(code, 2, "{tty}");
+    assert!(tty.contains(&bar), "a bar on a terminal:\n{tty:?}");
+    assert!(tty.contains("not audited"), "{tty:?}");
+    assert!(!has_sgr(&tty), "NO_COLOR: no colour at all:\n{tty:?}");
+
+    let (_, coloured) = on_a_terminal(&scan, &[("NO_COLOR", None)]);
+    assert!(coloured.contains("\x1b[31;1mFAIL"), "a terminal without NO_COLOR gets colour:\n{coloured:?}");
+    let (_, empty) = on_a_terminal(&scan, &[("NO_COLOR", Some(""))]);
+    assert!(has_sgr(&empty), "an empty NO_COLOR does not disable colour (no-color.org)");
+
+    let (_, quiet) = on_a_terminal(&format!("{scan} --quiet"), &[]);
+    assert!(!quiet.contains(&bar), "--quiet: no bar:\n{quiet:?}");
+    let (_, json) = on_a_terminal(&format!("{scan} --format json"), &[]);
+    assert!(!json.contains(&bar), "--format json: no bar:\n{json:?}");
+
+    // Pipes (cron, CI): no bar, no colour.
+    let out = Command::new(bin)
+        .args(["scan", "-i", fleet.inv()])
+        .env("TERM", "xterm")
+        .env_remove("NO_COLOR")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(!stderr.contains(&bar) && !stdout.contains(&bar), "{stderr}");
+    assert!(!has_sgr(&stdout) && !has_sgr(&stderr), "{stdout}");
+    assert!(stdout.contains("FAIL"), "{stdout}");
+}
