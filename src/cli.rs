@@ -196,6 +196,10 @@ enum Command {
         /// OpenSSH client config to look the hosts up in (default: the inventory's `ssh_config`).
         #[arg(long, value_name = "PATH")]
         ssh_config: Option<PathBuf>,
+        /// Audit only slice K of N of the inventory at every scan, as `scan --shard` (one daemon per slice, each
+        /// with its own database).
+        #[arg(long, value_name = "K/N")]
+        shard: Option<Shard>,
     },
     /// Validate an inventory and reach every host (host key and login), without storing anything.
     #[command(after_help = "Examples:\n  fleetaudit check -i inventory.toml\n  \
@@ -505,6 +509,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
                 keep_scans: prune,
                 metrics_file,
                 ssh_config: fleet.ssh_config.clone(),
+                shard: outputs.shard,
             };
             let stored = outputs.format == Format::Json || outputs.junit.is_some();
             let scanned = runtime()?.block_on(scan(&inventory, engine, &db, &options, Some(&after), stored));
@@ -525,7 +530,18 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
             out.flush()?;
             Ok(scan_exit(&report).under(outputs.fail_on))
         }
-        Command::Daemon { inventory, schedule, db, concurrency, grace, prune, metrics_file, rules, ssh_config } => {
+        Command::Daemon {
+            inventory,
+            schedule,
+            db,
+            concurrency,
+            grace,
+            prune,
+            metrics_file,
+            rules,
+            ssh_config,
+            shard,
+        } => {
             init_logging(cli.log_format, "info", log_colour);
             let engine = Arc::new(Engine::new(RuleSet::load(&rules)?));
             let options = crate::daemon::DaemonOptions {
@@ -537,6 +553,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
                 keep_scans: prune,
                 metrics_file,
                 ssh_config,
+                shard,
             };
             runtime()?.block_on(async {
                 let (stop, signals) = stop_on_signals();
@@ -579,6 +596,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
                     keep_scans: None,
                     metrics_file: None,
                     ssh_config: None,
+                    shard: None,
                 };
                 let (report, html, _) =
                     scan(&inventory, engine, &db, &ScanOptions::default(), Some(&after), false).await?;

@@ -60,6 +60,8 @@ pub struct DaemonOptions {
     pub metrics_file: Option<PathBuf>,
     /// Overrides the inventory's `ssh_config`.
     pub ssh_config: Option<PathBuf>,
+    /// Audit only this slice of the inventory (`--shard K/N`), as `scan --shard` does.
+    pub shard: Option<scan::Shard>,
 }
 
 /// Runs scans on the schedule until `stop` turns true. Returns how many scans ran.
@@ -117,8 +119,12 @@ pub async fn run(
             Err(e) => return Err(e.into()),
         };
         let started = Local::now();
-        let scan_options =
-            ScanOptions { concurrency: options.concurrency, grace: Some(options.grace), ..ScanOptions::default() };
+        let scan_options = ScanOptions {
+            concurrency: options.concurrency,
+            grace: Some(options.grace),
+            shard: options.shard,
+            ..ScanOptions::default()
+        };
         match scan::run(&inventory, engine.clone(), &store, &lock, &scan_options, stop.clone()).await {
             Ok(report) => {
                 scans += 1;

@@ -211,3 +211,27 @@ fn prune_keeps_the_newest_scans_and_what_they_reference() {
     assert_eq!(sqlite(&f.db, "PRAGMA foreign_key_check"), "");
     assert_eq!(sqlite(&f.db, "PRAGMA integrity_check").trim(), "ok");
 }
+
+#[test]
+fn a_sharded_daemon_scans_only_its_slice() {
+    let (f, _) = fleet(0, "");
+    // With three slices the two hosts land in different ones; the daemon audits slice 1 only.
+    let slot = |name: &str| fleetaudit::scan::Shard::slot(name, 3);
+    let want: Vec<&str> = ["cp-0", "cp-1"].into_iter().filter(|n| slot(n) == 0).collect();
+    let mut daemon =
+        spawn(&["daemon", "-i", f.inventory.to_str().unwrap(), "--schedule", "* * * * * *", "--shard", "1/3"]);
+    wait_for(&f.db, "SELECT count(*) FROM scans WHERE status = 'complete'", |s| s == "1", Duration::from_secs(10));
+    sigterm(&daemon);
+    let (code, stderr) = wait_exit(&mut daemon, Duration::from_secs(15));
+    assert_eq!(code, 0, "{stderr}");
+    let first = "(SELECT min(id) FROM scans)";
+    let scanned = sqlite(
+        &f.db,
+        &format!(
+            "SELECT h.name FROM scan_hosts sh JOIN hosts h ON h.id = sh.host_id WHERE sh.scan_id = {first} ORDER BY 1"
+        ),
+    );
+    assert_eq!(scanned.lines().collect::<Vec<_>>(), want, "slots: cp-0 {}, cp-1 {}", slot("cp-0"), slot("cp-1"));
+    let label = sqlite(&f.db, &format!("SELECT inventory FROM scans WHERE id = {first}"));
+    assert!(label.trim_end().ends_with("[shard 1/3]"), "{label}");
+}
