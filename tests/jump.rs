@@ -51,19 +51,11 @@ fn nodes_behind_a_bastion_are_audited_through_one_shared_connection() {
     // over the one shared connection must all open. The tarpit host keeps its tunnel open for its whole
     // connect_timeout while the others open theirs (they all wait for the same bastion connection, then open
     // their channels together).
-    let bastion = Sshd::start_opts(
+    let bastion = Sshd::bastion(
         &d.join("bastion"),
         &[&key],
-        &[],
-        &[],
-        &SshdOptions {
-            config: &format!(
-                "AllowTcpForwarding yes\nPermitOpen 127.0.0.2:{p} 127.0.0.3:{p} 127.0.0.2:{closed} 127.0.0.1:{t}\n\
-                 MaxSessions 1\n"
-            ),
-            log: true,
-            ..SshdOptions::default()
-        },
+        &format!("127.0.0.2:{p} 127.0.0.3:{p} 127.0.0.2:{closed} 127.0.0.1:{t}"),
+        "MaxSessions 1\n",
     );
 
     let node_lines: String = ["127.0.0.2", "127.0.0.3", "127.0.0.4"].iter().map(|a| node.known_hosts_line(a)).collect();

@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::{Sshd, SshdOptions, TEST_USER, fleetaudit, keygen, sqlite, text, write};
+use support::{Sshd, TEST_USER, fleetaudit, keygen, sqlite, text, write};
 
 #[test]
 fn hosts_known_only_by_alias_are_reached_as_ssh_would() {
@@ -14,17 +14,7 @@ fn hosts_known_only_by_alias_are_reached_as_ssh_would() {
     let key = keygen(d, &format!("id_{TEST_USER}"));
     let node = Sshd::start(&d.join("node"), &[&key], &["kube-apiserver --anonymous-auth=false"], &["127.0.0.2"]);
     let p = node.port;
-    let bastion = Sshd::start_opts(
-        &d.join("bastion"),
-        &[&key],
-        &[],
-        &[],
-        &SshdOptions {
-            config: &format!("AllowTcpForwarding yes\nPermitOpen 127.0.0.2:{p}\n"),
-            log: true,
-            ..SshdOptions::default()
-        },
-    );
+    let bastion = Sshd::bastion(&d.join("bastion"), &[&key], &format!("127.0.0.2:{p}"), "");
     // Known hosts only in the file ssh_config names: the inventory names none.
     write(
         &d.join("known_hosts_from_ssh_config"),

@@ -120,6 +120,19 @@ impl Sshd {
         Sshd::start_opts(dir, authorized, processes, extra_addrs, &SshdOptions { hidepid, ..SshdOptions::default() })
     }
 
+    /// A jump host: no control-plane processes, TCP forwarding allowed only to the `permit` list (sshd's
+    /// `PermitOpen` syntax, `ADDR:PORT ...`), `extra` sshd_config lines, connections logged.
+    pub fn bastion(dir: &Path, authorized: &[&Path], permit: &str, extra: &str) -> Sshd {
+        let config = format!("AllowTcpForwarding yes\nPermitOpen {permit}\n{extra}");
+        Sshd::start_opts(
+            dir,
+            authorized,
+            &[],
+            &[],
+            &SshdOptions { config: &config, log: true, ..SshdOptions::default() },
+        )
+    }
+
     /// As [`Sshd::start`], with [`SshdOptions`].
     pub fn start_opts(
         dir: &Path,
