@@ -213,13 +213,30 @@ pub fn write_rule_text(out: &mut dyn Write, set: &RuleSet, r: &Rule) -> io::Resu
     writeln!(out, "Severity:    {}", r.severity)?;
     writeln!(out, "Assessment:  {:?}", r.assessment)?;
     writeln!(out, "Test:        {}", r.test.describe())?;
+    let mut seen: Vec<&str> = Vec::new();
     for check in r.test.checks() {
-        if let Some(d) = &check.default {
-            writeln!(out, "             {} defaults to {d:?} when absent", check.flag)?;
+        if seen.contains(&check.flag.as_str()) {
+            continue;
         }
-        if let Some(k) = &check.config_key {
-            writeln!(out, "             {} can also be set in the config file ({k})", check.flag)?;
+        seen.push(&check.flag);
+        let Some(decl) = c.flags.get(check.name()) else { continue };
+        let mut about = format!("{} is a {} flag", check.flag, decl.ty.as_str());
+        match (&check.key, decl.gates.get(check.key.as_deref().unwrap_or_default()), &decl.default) {
+            (Some(k), Some(g), _) => about.push_str(&format!("; gate {k} defaults to {} ({:?})", g.default, g.stage)),
+            (None, _, Some(d)) => about.push_str(&format!(" defaulting to {d:?} when absent")),
+            _ => {}
         }
+        if decl.ty.accumulates() {
+            about.push_str("; every occurrence counts");
+        }
+        if let Some(k) = &decl.config {
+            about.push_str(&format!("; config-file field {k}"));
+        }
+        writeln!(out, "             {about}")?;
+    }
+    for s in &c.sources {
+        let place = s.flag.as_deref().map(|f| format!("--{f}")).or_else(|| s.path.clone()).unwrap_or_default();
+        writeln!(out, "Settings:    also from {} ({place})", s.what)?;
     }
     writeln!(out, "\nRationale:\n{}\n", indent(&r.rationale))?;
     if !r.audit.trim().is_empty() {

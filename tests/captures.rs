@@ -30,7 +30,8 @@ const CASES: &[Case] = &[
             (PROFILING, F, "default \"true\" applies"),
             (AUTHZ, P, "--authorization-mode=Node,RBAC"),
             (AUTHZ_NODE, P, "Node,RBAC"),
-            (ETCD_CLIENT_CERT, P, "--client-cert-auth=true"),
+            // etcd ignores its command line when ETCD_CONFIG_FILE in its environment names a file.
+            (ETCD_CLIENT_CERT, E, "ETCD_CONFIG_FILE"),
         ],
     },
     Case {
@@ -41,7 +42,7 @@ const CASES: &[Case] = &[
             (ANONYMOUS, P, "--anonymous-auth=false"),
             (PROFILING, P, "--profiling=false"),
             (AUTHZ, P, "Node,RBAC"),
-            (ETCD_CLIENT_CERT, P, "--client-cert-auth=true"),
+            (ETCD_CLIENT_CERT, E, "--client-cert-auth=true"),
             ("kubelet-anonymous-auth", P, "--anonymous-auth=false"),
             ("kubelet-read-only-port", P, "--read-only-port=0"),
         ],
@@ -55,8 +56,9 @@ const CASES: &[Case] = &[
             (PROFILING, P, "--profiling=false"),
             (AUTHZ, P, "--authorization-mode=RBAC"),
             (AUTHZ_NODE, F, "--authorization-mode=RBAC; required: --authorization-mode has Node"),
-            // `--peer-client-cert-auth --client-cert-auth --name=...`: bare booleans.
-            (ETCD_CLIENT_CERT, P, "--client-cert-auth=true"),
+            // `--peer-client-cert-auth --client-cert-auth --name=...`: bare booleans, read as true, and still
+            // overridable by a file ETCD_CONFIG_FILE may name.
+            (ETCD_CLIENT_CERT, E, "--client-cert-auth is on the command line (--client-cert-auth)"),
             ("kubelet-anonymous-auth", P, "(pid 1420)"),
         ],
     },
@@ -71,7 +73,7 @@ const CASES: &[Case] = &[
             (PROFILING, F, "(pid 1302): --profiling is not set"),
             (AUTHZ, P, "Node,RBAC"),
             // etcd-manager starts etcd without flags and configures it through ETCD_* variables.
-            (ETCD_CLIENT_CERT, E, "ETCD_* environment variables"),
+            (ETCD_CLIENT_CERT, E, "etcd's environment (ETCD_CLIENT_CERT_AUTH)"),
         ],
     },
     Case {
@@ -83,8 +85,13 @@ const CASES: &[Case] = &[
             (PROFILING, F, "--profiling is not set"),
             (AUTHZ, P, "Node,RBAC"),
             // `--client-cert-auth --initial-advertise-peer-urls https://...`: a bare boolean before `--flag value`.
-            (ETCD_CLIENT_CERT, P, "(pid 720): --client-cert-auth=true"),
-            ("scheduler-profiling", E, "config file /etc/kubernetes/config/kube-scheduler.yaml"),
+            (ETCD_CLIENT_CERT, E, "(pid 720): --client-cert-auth is on the command line (--client-cert-auth)"),
+            // With --config, kube-scheduler ignores --profiling: the file's enableProfiling decides.
+            (
+                "scheduler-profiling",
+                E,
+                "KubeSchedulerConfiguration file /etc/kubernetes/config/kube-scheduler.yaml (field enableProfiling)",
+            ),
         ],
     },
     Case {
@@ -111,7 +118,7 @@ const CASES: &[Case] = &[
             (
                 "kubelet-anonymous-auth",
                 E,
-                "config file /var/lib/kubelet/config.yaml decides (field authentication.anonymous.enabled)",
+                "KubeletConfiguration file /var/lib/kubelet/config.yaml (field authentication.anonymous.enabled) decides",
             ),
             // No config field can set it, so the command line decides even with a config file.
             ("kubelet-no-hostname-override", P, "--hostname-override is not set"),
@@ -133,7 +140,7 @@ const CASES: &[Case] = &[
             (ANONYMOUS, NA, "does not run"),
             (PROFILING, NA, "does not run"),
             (AUTHZ, NA, "does not run"),
-            (ETCD_CLIENT_CERT, F, "--client-cert-auth=false; required: --client-cert-auth eq true"),
+            (ETCD_CLIENT_CERT, E, "(--client-cert-auth=false), but etcd's configuration file"),
         ],
     },
     Case {
@@ -145,7 +152,8 @@ const CASES: &[Case] = &[
             // Bare `--profiling` is true.
             (PROFILING, F, "--profiling=true"),
             (AUTHZ, F, "--authorization-mode=AlwaysAllow"),
-            (ETCD_CLIENT_CERT, F, "--client-cert-auth=false"),
+            // An API server appliance: its etcd runs elsewhere.
+            (ETCD_CLIENT_CERT, NA, "etcd does not run"),
         ],
     },
 ];

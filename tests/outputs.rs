@@ -24,7 +24,7 @@ const CP: &str = "\"control-plane\", \"etcd\"";
 const NODES: &[(&str, Option<&str>, &str, &str)] = &[
     ("cp-default", Some("prod"), "kubeadm-default", CP),
     ("cp-hardened", Some("prod"), "kubeadm-hardened", CP),
-    ("appliance", Some("edge"), "busybox", CP),
+    ("appliance", Some("edge"), "busybox", "\"control-plane\""),
     ("lonely-worker", None, "worker", "\"worker\""),
 ];
 

@@ -1,9 +1,8 @@
 //! Property tests: the `ps` parser, the flag splitter, the engine and the known_hosts reader never panic on
 //! anything a host (or a hand-edited file) can send, and what they do accept, they read back exactly. Failures found are kept in proptest-regressions/.
 
-use std::collections::HashSet;
-
-use fleetaudit::ps::{self, flags::FlagStyle, flags::Flags};
+use fleetaudit::ps::{self, flags::Arity, flags::FlagStyle, flags::Flags, flags::Known};
+use fleetaudit::rules::settings::{self, FlagDecl, FlagType};
 use fleetaudit::rules::{Engine, RuleSet};
 use fleetaudit::ssh::known_hosts::{KnownHosts, Verdict, line_for};
 use proptest::prelude::*;
@@ -78,10 +77,18 @@ proptest! {
     fn flag_splitter_never_panics(tokens in proptest::collection::vec("\\PC{0,12}", 0..20), go in any::<bool>()) {
         let args: Vec<&str> = tokens.iter().map(String::as_str).collect();
         let style = if go { FlagStyle::Go } else { FlagStyle::Pflag };
-        let flags = Flags::parse(&args, style, &HashSet::from(["b".to_string()]));
+        let known = Known::of([("b", Arity::Bool), ("v", Arity::Value), ("c", Arity::Value)]);
+        let flags = Flags::parse(&args, style, &known);
         for f in &flags.flags {
             prop_assert!(f.token < args.len());
             prop_assert!(f.value_token.is_none_or(|t| t == f.token + 1));
+            // A known boolean never takes the next token; a known value flag always does when there is one.
+            if f.name == "b" {
+                prop_assert!(f.value_token.is_none());
+            }
+            if f.name == "c" && f.value.is_none() {
+                prop_assert_eq!(f.token, args.len() - 1);
+            }
         }
     }
 
@@ -98,8 +105,27 @@ proptest! {
             args.push("--y=1".to_string());
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let flags = Flags::parse(&args, FlagStyle::Pflag, &HashSet::new());
+        let flags = Flags::parse(&args, FlagStyle::Pflag, &Known::of([("x", Arity::Value)]));
         prop_assert_eq!(flags.get("x").unwrap().value, Some(values.last().unwrap().as_str()));
+    }
+
+    #[test]
+    fn a_list_flag_is_every_occurrence_in_order(
+        values in proptest::collection::vec(proptest::collection::vec("[A-Za-z0-9]{1,8}", 0..4), 1..6),
+        underscores in any::<bool>(),
+    ) {
+        // pflag StringSlice: each occurrence's comma-separated elements, appended in order; the default is gone.
+        let name = if underscores { "--enable_admission_plugins" } else { "--enable-admission-plugins" };
+        let mut args = vec!["--other=1".to_string()];
+        for v in &values {
+            args.push(format!("{name}={}", v.join(",")));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let flags = Flags::parse(&args, FlagStyle::Pflag, &Known::default());
+        let decl = FlagDecl { ty: FlagType::List, default: Some("Default".into()), config: None, gates: Default::default() };
+        let resolved = settings::resolve(&flags, "enable-admission-plugins", &decl, None);
+        let expected: Vec<String> = values.concat();
+        prop_assert_eq!(resolved.value, Some(settings::Value::List(expected)));
     }
 
     #[test]

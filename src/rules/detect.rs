@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 
-use super::pack::Component;
+use super::pack::{Component, Embedding};
+use crate::ps::flags::{FlagStyle, Flags, Known};
 use crate::ps::{Process, ProcessTable};
 
 /// How a process runs a component.
@@ -11,8 +12,9 @@ use crate::ps::{Process, ProcessTable};
 pub enum Kind {
     /// The component's own binary (or a multi-call binary's subcommand): its flags start at argument `args_from`.
     Direct { args_from: usize },
-    /// A program that runs the component inside itself (`k3s server`): its flags are not on a command line.
-    Embedded { program: String },
+    /// A program that runs the component inside itself (`k3s server`, `kubelite`): index into
+    /// [`RuleSet::embeddings`](super::RuleSet) and into that embedding's `runs`.
+    Embedded { embedding: usize, run: usize },
 }
 
 /// A process found to be a component.
@@ -27,7 +29,7 @@ pub struct Found<'t> {
 enum Matcher {
     Program,
     Subcommands(Vec<String>),
-    Embedded(Vec<String>),
+    Embedded(usize),
 }
 
 /// An index from program name to the components it can be, built once per rule set.
@@ -37,7 +39,7 @@ pub struct Detector {
 }
 
 impl Detector {
-    pub fn new(components: &[Component]) -> Detector {
+    pub fn new(components: &[Component], embeddings: &[Embedding]) -> Detector {
         let mut by_program: HashMap<String, Vec<(usize, Matcher)>> = HashMap::new();
         for (i, c) in components.iter().enumerate() {
             for p in &c.programs {
@@ -46,15 +48,15 @@ impl Detector {
             for (p, subs) in &c.subcommands {
                 by_program.entry(p.clone()).or_default().push((i, Matcher::Subcommands(subs.clone())));
             }
-            for (p, subs) in &c.embedded {
-                by_program.entry(p.clone()).or_default().push((i, Matcher::Embedded(subs.clone())));
-            }
+        }
+        for (e, embedding) in embeddings.iter().enumerate() {
+            by_program.entry(embedding.program.clone()).or_default().push((e, Matcher::Embedded(e)));
         }
         Detector { by_program }
     }
 
     /// Every (process, component) pair in the table, in table order.
-    pub fn find<'t>(&self, table: &'t ProcessTable) -> Vec<Found<'t>> {
+    pub fn find<'t>(&self, table: &'t ProcessTable, embeddings: &[Embedding]) -> Vec<Found<'t>> {
         let mut found = Vec::new();
         for process in &table.processes {
             let mut argv = process.argv();
@@ -64,21 +66,49 @@ impl Detector {
             let program = arg0.rsplit('/').next().unwrap_or(arg0);
             let Some(candidates) = self.by_program.get(program) else { continue };
             let arg1 = argv.next();
-            for (component, matcher) in candidates {
-                let kind = match matcher {
-                    Matcher::Program => Kind::Direct { args_from: 1 },
+            for (index, matcher) in candidates {
+                match matcher {
+                    Matcher::Program => {
+                        found.push(Found { component: *index, process, kind: Kind::Direct { args_from: 1 } })
+                    }
                     Matcher::Subcommands(subs) if arg1.is_some_and(|a| subs.iter().any(|s| s == a)) => {
-                        Kind::Direct { args_from: 2 }
+                        found.push(Found { component: *index, process, kind: Kind::Direct { args_from: 2 } })
                     }
-                    Matcher::Embedded(subs) if arg1.is_some_and(|a| subs.iter().any(|s| s == a)) => {
-                        Kind::Embedded { program: format!("{program} {}", arg1.unwrap_or_default()) }
+                    Matcher::Embedded(e) => {
+                        let embedding = &embeddings[*e];
+                        let args_from = match embedding.subcommands.is_empty() {
+                            true => 1,
+                            false if arg1.is_some_and(|a| embedding.subcommands.iter().any(|s| s == a)) => 2,
+                            false => continue,
+                        };
+                        let args: Vec<&str> = process.argv().skip(args_from).collect();
+                        let flags = Flags::parse(&args, FlagStyle::Pflag, &Known::default());
+                        for (run, embedded) in embedding.runs.iter().enumerate() {
+                            let absent = embedded.absent_if.as_ref().is_some_and(|(flag, value)| {
+                                flags.get(flag).is_some_and(|f| same_value(f.effective(), value))
+                            });
+                            if !absent {
+                                found.push(Found {
+                                    component: embedded.component,
+                                    process,
+                                    kind: Kind::Embedded { embedding: *e, run },
+                                });
+                            }
+                        }
                     }
-                    _ => continue,
-                };
-                found.push(Found { component: *component, process, kind });
+                    Matcher::Subcommands(_) => {}
+                }
             }
         }
         found
+    }
+}
+
+/// Two flag values alike, booleans as Go reads them (`--disable-apiserver=1` is true).
+fn same_value(actual: &str, expected: &str) -> bool {
+    match (super::settings::go_bool(actual), super::settings::go_bool(expected)) {
+        (Some(a), Some(b)) => a == b,
+        _ => actual == expected,
     }
 }
 
@@ -95,8 +125,8 @@ mod tests {
             text.push_str(&format!("root {} 1 0 10:00 ? 00:00:00 {c}\n", i + 2));
         }
         let table = ps::parse(text.as_bytes()).unwrap();
-        Detector::new(&set.components)
-            .find(&table)
+        Detector::new(&set.components, &set.embeddings)
+            .find(&table, &set.embeddings)
             .into_iter()
             .map(|f| (set.components[f.component].id.clone(), f.kind))
             .collect()
@@ -140,7 +170,7 @@ mod tests {
         let found = components_in(&["/usr/local/bin/k3s server"]);
         let ids: Vec<&str> = found.iter().map(|(id, _)| id.as_str()).collect();
         assert_eq!(ids, ["apiserver", "controller-manager", "scheduler", "etcd", "kubelet"]);
-        assert!(found.iter().all(|(_, k)| *k == Kind::Embedded { program: "k3s server".into() }));
+        assert!(found.iter().all(|(_, k)| matches!(k, Kind::Embedded { .. })));
         let agent: Vec<String> = components_in(&["k3s agent"]).into_iter().map(|(id, _)| id).collect();
         assert_eq!(agent, ["kubelet"]);
         assert!(components_in(&["k3s kubectl get nodes", "k3s"]).is_empty());

@@ -4,10 +4,11 @@ use serde::Serialize;
 
 use super::detect::{Found, Kind};
 use super::pack::RuleSet;
-use super::test::{FlagEvidence, Hidden, Source};
+use super::settings::{Applied, Source};
+use super::test::{self, FlagEvidence, View};
 use crate::model::{Role, Status};
 use crate::ps::ProcessTable;
-use crate::ps::flags::Flags;
+use crate::ps::flags::{FlagStyle, Flags, Known};
 
 /// The verdict of one rule on one host, with its evidence.
 #[derive(Debug, Clone, Serialize)]
@@ -39,7 +40,7 @@ pub struct Evidence {
 /// Judges `table` against every rule. `roles` are the host's roles from the inventory (empty when unknown): a
 /// component they expect but the table lacks is a failure to find it, not `not_applicable`.
 pub fn judge(set: &RuleSet, detector: &super::Detector, table: &ProcessTable, roles: &[Role]) -> Vec<Finding> {
-    let found = detector.find(table);
+    let found = detector.find(table, &set.embeddings);
     // Parse each component process's flags once, not once per rule.
     let parsed: Vec<Parsed<'_>> = found.iter().map(|f| Parsed::new(set, f)).collect();
     set.rules
@@ -51,40 +52,31 @@ pub fn judge(set: &RuleSet, detector: &super::Detector, table: &ProcessTable, ro
             let mut reasons: Vec<(Status, String)> = Vec::new();
             for p in parsed.iter().filter(|p| p.found.component == rule.component) {
                 let proc = p.found.process;
-                let (status, flags, why) = match &p.flags {
-                    None => {
-                        let Kind::Embedded { program } = &p.found.kind else { unreachable!() };
-                        let why = format!(
-                            "runs inside `{program}`, so its flags are not on a command line; check them by hand \
-                             (for k3s: /etc/rancher/k3s/config.yaml and `--{}-arg`)",
-                            component.title
-                        );
-                        (Status::Error, Vec::new(), why)
-                    }
-                    Some(flags) => {
-                        let outcome = rule.test.eval(flags, p.hidden.as_ref());
-                        let status = match outcome.passed {
-                            Some(true) => Status::Pass,
-                            Some(false) => Status::Fail,
-                            None => Status::Error,
-                        };
-                        let flags: Vec<FlagEvidence> = outcome.evidence.into_iter().map(redact_evidence).collect();
-                        let relevant = flags.iter().filter(|e| match status {
-                            Status::Fail => e.passed == Some(false),
-                            Status::Error => e.passed.is_none(),
-                            _ => true,
-                        });
-                        let mut whys: Vec<&str> = Vec::new();
-                        for e in relevant {
-                            if !whys.contains(&e.why.as_str()) {
-                                whys.push(&e.why);
-                            }
-                        }
-                        let why = whys.join("; ");
-                        (status, flags, why)
-                    }
+                let hidden: Vec<Applied<'_>> = p.sources.iter().filter_map(|s| s.applied(&p.source_flags)).collect();
+                let embedded_in = match &p.found.kind {
+                    Kind::Embedded { embedding, .. } => Some(set.embeddings[*embedding].title.as_str()),
+                    Kind::Direct { .. } => None,
                 };
-                reasons.push((status, format!("{} (pid {}): {why}", component.title, proc.pid)));
+                let view = View { flags: &p.flags, args: &p.args, component, hidden: &hidden, embedded_in };
+                let outcome = rule.test.eval(&view);
+                let status = match outcome.passed {
+                    Some(true) => Status::Pass,
+                    Some(false) => Status::Fail,
+                    None => Status::Error,
+                };
+                let flags: Vec<FlagEvidence> = outcome.evidence.into_iter().map(redact_evidence).collect();
+                let relevant = flags.iter().filter(|e| match status {
+                    Status::Fail => e.passed == Some(false),
+                    Status::Error => e.passed.is_none(),
+                    _ => true,
+                });
+                let mut whys: Vec<&str> = Vec::new();
+                for e in relevant {
+                    if !whys.contains(&e.why.as_str()) {
+                        whys.push(&e.why);
+                    }
+                }
+                reasons.push((status, format!("{} (pid {}): {}", component.title, proc.pid, whys.join("; "))));
                 evidence.push(Evidence {
                     pid: proc.pid,
                     line: proc.line,
@@ -119,11 +111,15 @@ pub fn judge(set: &RuleSet, detector: &super::Detector, table: &ProcessTable, ro
         .collect()
 }
 
+/// One component process, parsed once for every rule.
 struct Parsed<'t> {
     found: &'t Found<'t>,
-    /// `None` for an embedded component.
-    flags: Option<Flags<'t>>,
-    hidden: Option<Hidden<'t>>,
+    /// The component's own arguments (none when it runs inside another program).
+    args: Vec<&'t str>,
+    flags: Flags<'t>,
+    /// The flags that name its sources: its own, or those of the program it runs inside.
+    source_flags: Flags<'t>,
+    sources: &'t [Source],
     redacted_cmdline: String,
 }
 
@@ -133,26 +129,32 @@ impl<'t> Parsed<'t> {
         let argv: Vec<&'t str> = found.process.argv().collect();
         match found.kind {
             Kind::Direct { args_from } => {
-                let args = &argv[args_from.min(argv.len())..];
-                let flags = Flags::parse(args, component.flag_style, &component.bool_flags);
-                let config_file = component
-                    .config_flag
-                    .as_deref()
-                    .and_then(|name| flags.get(name))
-                    .filter(|f| !f.is_empty())
-                    .map(|f| f.effective());
-                let hidden = match (config_file, &component.env_prefix) {
-                    (Some(path), _) if component.config_replaces_flags => Some(Hidden::Replaces(path)),
-                    (Some(path), _) => Some(Hidden::Fields(path)),
-                    (None, Some(prefix)) if flags.flags.is_empty() => Some(Hidden::Environment(prefix)),
-                    _ => None,
-                };
+                let args = argv[args_from.min(argv.len())..].to_vec();
+                let flags = Flags::parse(&args, component.flag_style, &component.known);
                 let redacted_cmdline = redact_cmdline(&argv, args_from, &flags);
-                Parsed { found, flags: Some(flags), hidden, redacted_cmdline }
+                Parsed {
+                    found,
+                    source_flags: flags.clone(),
+                    args,
+                    flags,
+                    sources: &component.sources,
+                    redacted_cmdline,
+                }
             }
-            Kind::Embedded { .. } => {
-                let flags = Flags::parse(&argv[1.min(argv.len())..], component.flag_style, &component.bool_flags);
-                Parsed { found, flags: None, hidden: None, redacted_cmdline: redact_cmdline(&argv, 1, &flags) }
+            Kind::Embedded { embedding, run } => {
+                let e = &set.embeddings[embedding];
+                let from = if e.subcommands.is_empty() { 1 } else { 2 };
+                let host_args = &argv[from.min(argv.len())..];
+                let host_flags = Flags::parse(host_args, FlagStyle::Pflag, &Known::default());
+                let redacted_cmdline = redact_cmdline(&argv, from.min(argv.len()), &host_flags);
+                Parsed {
+                    found,
+                    args: Vec::new(),
+                    flags: Flags::default(),
+                    source_flags: host_flags,
+                    sources: &e.runs[run].sources,
+                    redacted_cmdline,
+                }
             }
         }
     }
@@ -178,7 +180,7 @@ fn redact_cmdline(argv: &[&str], args_from: usize, flags: &Flags<'_>) -> String 
     let mut out: Vec<String> = argv.iter().map(|a| redact_text(a)).collect();
     for f in &flags.flags {
         let Some(value) = f.value else { continue };
-        if !is_secret_flag(f.name) || is_harmless_value(value) {
+        if !is_secret_flag(&f.name) || is_harmless_value(value) {
             continue;
         }
         match f.value_token {
@@ -194,8 +196,20 @@ fn redact_cmdline(argv: &[&str], args_from: usize, flags: &Flags<'_>) -> String 
 
 fn redact_evidence(mut e: FlagEvidence) -> FlagEvidence {
     let name = e.flag.trim_start_matches('-');
+    let secret = is_secret_flag(name);
+    e.occurrences = e
+        .occurrences
+        .iter()
+        .map(|o| {
+            let (flag, value) = o.split_once(['=', ' ']).unwrap_or((o, ""));
+            match secret && !is_harmless_value(value) {
+                true => format!("{flag}={REDACTED}"),
+                false => redact_text(o),
+            }
+        })
+        .collect();
     if let Some(v) = &e.value {
-        if e.source == Source::CommandLine && is_secret_flag(name) && !is_harmless_value(v) {
+        if e.source == test::Source::CommandLine && secret && !is_harmless_value(v) {
             let why = e.why.replace(v.as_str(), REDACTED);
             e.why = why;
             e.value = Some(REDACTED.to_owned());

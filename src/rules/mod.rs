@@ -8,6 +8,7 @@
 pub mod detect;
 pub mod judge;
 pub mod pack;
+pub mod settings;
 pub mod test;
 
 pub use detect::Detector;
@@ -26,7 +27,7 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(rules: RuleSet) -> Engine {
-        let detector = Detector::new(&rules.components);
+        let detector = Detector::new(&rules.components, &rules.embeddings);
         Engine { rules, detector }
     }
 

@@ -1,16 +1,17 @@
 //! Rule packs: the TOML format, its validation, and the set of packs in force (the embedded CIS pack plus any
 //! `--rules FILE`). Every error names the file, line and field.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use toml::Spanned;
 
+use super::settings::{FlagDecl, FlagType, Gate, Precedence, Sets, Source, SourceKind};
 use super::test::{Check, Op, Test};
 use crate::model::{Role, Severity};
-use crate::ps::flags::FlagStyle;
+use crate::ps::flags::{Arity, FlagStyle, Known};
 use crate::source::{self, Location};
 
 /// The CIS pack, compiled into the binary so a scan needs no files besides the inventory.
@@ -40,7 +41,8 @@ pub struct PackMeta {
     pub version: String,
 }
 
-/// How to recognise a component in a process table, and how its binary reads flags.
+/// How to recognise a component in a process table, how its binary reads flags, and where else it keeps its
+/// settings.
 #[derive(Debug, Clone)]
 pub struct Component {
     pub id: String,
@@ -49,19 +51,38 @@ pub struct Component {
     pub programs: Vec<String>,
     /// Multi-call binaries: program name → subcommands (`argv[1]`) that are this component.
     pub subcommands: BTreeMap<String, Vec<String>>,
-    /// Programs that run this component inside themselves (k3s): program name → subcommands.
-    pub embedded: BTreeMap<String, Vec<String>>,
     /// Roles that expect this component to run.
     pub roles: Vec<Role>,
     pub flag_style: FlagStyle,
-    /// Boolean flags by name without dashes: `--flag next` does not take `next` as their value.
-    pub bool_flags: HashSet<String>,
-    /// The flag naming the component's config file (without dashes), whose fields can stand in for flags.
-    pub config_flag: Option<String>,
-    /// Whether that config file replaces every flag (etcd's `--config-file`) rather than filling in absent ones.
-    pub config_replaces_flags: bool,
-    /// A process with no flags at all is configured through environment variables with this prefix (`ETCD_`).
-    pub env_prefix: Option<String>,
+    /// Every flag the binary is known to have, boolean or value-taking, for the parser.
+    pub known: Known,
+    /// The flags rules may read, by name without dashes, with their types, defaults and config fields.
+    pub flags: BTreeMap<String, FlagDecl>,
+    /// Places besides the command line the component itself reads settings from (a `--config` file).
+    pub sources: Vec<Source>,
+}
+
+/// A program that runs components inside itself (k3s, MicroK8s' kubelite): their settings are not on any
+/// command line of theirs.
+#[derive(Debug, Clone)]
+pub struct Embedding {
+    /// The program (`argv[0]`'s file name) and the subcommands that run the components; empty: any.
+    pub program: String,
+    pub subcommands: Vec<String>,
+    /// For people: `k3s server`.
+    pub title: String,
+    /// What it runs: index into [`RuleSet::components`], the sources that hold that component's settings
+    /// (the embedding's own plus the component's), and a flag of the program that means it does not run it.
+    pub runs: Vec<Embedded>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Embedded {
+    pub component: usize,
+    pub sources: Vec<Source>,
+    /// `(flag without dashes, value)`: when the program's command line says so, the component does not run
+    /// (`--disable-apiserver`, `--start-control-plane=false`).
+    pub absent_if: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,11 +92,23 @@ pub enum Assessment {
     Manual,
 }
 
+/// A number a rule had in an earlier benchmark version: CIS renumbers controls between versions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviousId {
+    /// The CIS control number then, e.g. `1.2.6`.
+    pub cis: String,
+    /// The benchmark versions that numbered it so, e.g. `["1.5.1", "1.6.0", "1.7.0"]`.
+    pub benchmarks: Vec<String>,
+}
+
 /// One rule, validated.
 #[derive(Debug, Clone)]
 pub struct Rule {
     pub id: String,
     pub cis: String,
+    /// Its numbers in earlier benchmark versions, where they differ from `cis`.
+    pub previous: Vec<PreviousId>,
     /// Id of the pack the rule came from.
     pub pack: String,
     pub title: String,
@@ -95,7 +128,19 @@ pub struct Rule {
 pub struct RuleSet {
     pub packs: Vec<PackMeta>,
     pub components: Vec<Component>,
+    pub embeddings: Vec<Embedding>,
     pub rules: Vec<Rule>,
+}
+
+/// How a rule id given by a user (`rules show ID`) matched a rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Match<'a> {
+    /// The rule's stable id.
+    Id,
+    /// Its CIS number in the pack's benchmark version.
+    Cis,
+    /// A number it had in earlier benchmark versions.
+    Previous(&'a PreviousId),
 }
 
 #[derive(Deserialize)]
@@ -105,6 +150,14 @@ struct RawPack {
     #[serde(default)]
     component: Vec<RawComponent>,
     #[serde(default)]
+    embedding: Vec<RawEmbedding>,
+    /// component id → flag (with dashes) → declaration.
+    #[serde(default)]
+    flags: BTreeMap<Spanned<String>, BTreeMap<Spanned<String>, Spanned<RawFlag>>>,
+    /// component id → every flag name the binary has, by arity.
+    #[serde(default)]
+    known_flags: BTreeMap<Spanned<String>, RawKnown>,
+    #[serde(default)]
     rule: Vec<RawRule>,
 }
 
@@ -113,23 +166,16 @@ struct RawPack {
 struct RawComponent {
     id: Spanned<String>,
     title: String,
+    #[serde(default)]
     programs: Vec<String>,
     #[serde(default)]
     subcommands: BTreeMap<String, Vec<String>>,
-    #[serde(default)]
-    embedded: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     roles: Vec<Role>,
     #[serde(default = "pflag")]
     flag_style: FlagStyle,
     #[serde(default)]
-    bool_flags: Option<Spanned<Vec<String>>>,
-    #[serde(default)]
-    config_flag: Option<Spanned<String>>,
-    #[serde(default)]
-    config_replaces_flags: bool,
-    #[serde(default)]
-    env_prefix: Option<String>,
+    source: Vec<Spanned<RawSource>>,
 }
 
 fn pflag() -> FlagStyle {
@@ -138,9 +184,77 @@ fn pflag() -> FlagStyle {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawKnown {
+    bool: Option<Spanned<Vec<String>>>,
+    value: Option<Spanned<Vec<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFlag {
+    #[serde(rename = "type")]
+    ty: FlagType,
+    default: Option<String>,
+    config: Option<String>,
+    #[serde(default)]
+    gates: BTreeMap<String, Gate>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawSets {
+    Word(String),
+    Flags(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    kind: SourceKind,
+    flag: Option<String>,
+    env: Option<String>,
+    path: Option<String>,
+    pattern: Option<String>,
+    prefix: Option<String>,
+    format: String,
+    sets: RawSets,
+    precedence: Precedence,
+    what: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEmbedding {
+    program: String,
+    #[serde(default)]
+    subcommands: Vec<String>,
+    title: String,
+    #[serde(default)]
+    source: Vec<Spanned<RawSource>>,
+    /// component id → how this program passes it settings.
+    components: BTreeMap<Spanned<String>, RawEmbedded>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEmbedded {
+    /// A flag of the program, each value one of the component's flags (k3s `--kube-apiserver-arg`).
+    args_flag: Option<String>,
+    /// A flag of the program naming a file of the component's flags (kubelite `--apiserver-args-file`).
+    args_file: Option<String>,
+    /// That file when the flag is absent.
+    args_default: Option<String>,
+    /// `--flag` (true) or `--flag=value` on the program's command line: the component does not run.
+    absent_if: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawRule {
     id: Spanned<String>,
     cis: Spanned<String>,
+    #[serde(default)]
+    previous: Vec<PreviousId>,
     title: String,
     component: Spanned<String>,
     severity: Severity,
@@ -163,18 +277,27 @@ fn automated() -> Assessment {
 #[serde(deny_unknown_fields)]
 struct RawTest {
     flag: Option<String>,
+    key: Option<String>,
     op: Option<Op>,
     value: Option<String>,
+    /// Moved to the flag's declaration; named here only to say so.
     default: Option<String>,
     config_key: Option<String>,
     all: Option<Vec<Spanned<RawTest>>>,
     any: Option<Vec<Spanned<RawTest>>>,
 }
 
+/// `--name` → `name`, or why not.
+fn flag_name(v: &str) -> Result<&str, String> {
+    v.strip_prefix("--")
+        .filter(|n| !n.is_empty() && !n.contains(['=', ' ']))
+        .ok_or_else(|| format!("{v:?} is not a flag; write \"--name\""))
+}
+
 impl RuleSet {
     /// The embedded CIS pack alone.
     pub fn embedded() -> Result<RuleSet, PackError> {
-        let mut set = RuleSet { packs: Vec::new(), components: Vec::new(), rules: Vec::new() };
+        let mut set = RuleSet { packs: Vec::new(), components: Vec::new(), embeddings: Vec::new(), rules: Vec::new() };
         set.add(Path::new(EMBEDDED_NAME), EMBEDDED_CIS)?;
         Ok(set)
     }
@@ -190,7 +313,8 @@ impl RuleSet {
         Ok(set)
     }
 
-    /// Adds one pack's text. Component ids and rule ids must be new; rules may use components of earlier packs.
+    /// Adds one pack's text. Component ids and rule ids must be new; a pack may declare flags of, embed, and
+    /// write rules for components of earlier packs.
     pub fn add(&mut self, file: &Path, text: &str) -> Result<(), PackError> {
         let raw: RawPack = toml::from_str(text).map_err(|e| {
             let (at, message) = source::toml_error(file, text, &e);
@@ -204,10 +328,13 @@ impl RuleSet {
         if self.packs.iter().any(|p| p.id == raw.pack.id) {
             return Err(invalid(0..0, "pack.id", format!("a pack with id {:?} is already loaded", raw.pack.id)));
         }
+        // Validate into a copy, so that a pack refused half-way leaves the set as it was.
+        let mut set = self.clone();
+        let mut sources_to_check: Vec<(usize, std::ops::Range<usize>)> = Vec::new();
         for c in raw.component {
             let id_span = c.id.span();
             let id = c.id.into_inner();
-            if self.components.iter().any(|k| k.id == id) {
+            if set.components.iter().any(|k| k.id == id) {
                 return Err(invalid(id_span, "component.id", format!("component {id:?} is already defined")));
             }
             if c.programs.is_empty() && c.subcommands.is_empty() {
@@ -217,37 +344,157 @@ impl RuleSet {
                     "a component needs `programs` or `subcommands` to be found".into(),
                 ));
             }
-            let bool_span = c.bool_flags.as_ref().map_or(id_span.clone(), |b| b.span());
-            let mut bool_flags = HashSet::new();
-            for f in c.bool_flags.map(Spanned::into_inner).unwrap_or_default() {
-                let name = f.strip_prefix("--").filter(|n| !n.is_empty()).ok_or_else(|| {
-                    invalid(bool_span.clone(), "component.bool_flags", format!("{f:?} is not a flag; write \"--name\""))
-                })?;
-                bool_flags.insert(name.to_owned());
+            let mut sources = Vec::new();
+            for s in c.source {
+                let span = s.span();
+                sources.push(build_source(s.into_inner()).map_err(|m| invalid(span.clone(), "component.source", m))?);
+                sources_to_check.push((set.components.len(), span));
             }
-            let config_flag = match c.config_flag {
-                Some(s) => {
-                    let span = s.span();
-                    let v = s.into_inner();
-                    Some(v.strip_prefix("--").filter(|n| !n.is_empty()).map(str::to_owned).ok_or_else(|| {
-                        invalid(span, "component.config_flag", format!("{v:?} is not a flag; write \"--name\""))
-                    })?)
-                }
-                None => None,
-            };
-            self.components.push(Component {
+            set.components.push(Component {
                 id,
                 title: c.title,
                 programs: c.programs,
                 subcommands: c.subcommands,
-                embedded: c.embedded,
                 roles: c.roles,
                 flag_style: c.flag_style,
-                bool_flags,
-                config_flag,
-                config_replaces_flags: c.config_replaces_flags,
-                env_prefix: c.env_prefix,
+                known: Known::default(),
+                flags: BTreeMap::new(),
+                sources,
             });
+        }
+        let component_index = |set: &RuleSet, id: &Spanned<String>, field: &str| {
+            set.components.iter().position(|c| c.id == *id.get_ref()).ok_or_else(|| {
+                let known: Vec<&str> = set.components.iter().map(|c| c.id.as_str()).collect();
+                invalid(id.span(), field, format!("unknown component {:?}; known: {}", id.get_ref(), known.join(", ")))
+            })
+        };
+        for (component, names) in &raw.known_flags {
+            let i = component_index(&set, component, "known_flags")?;
+            for (list, arity) in [(&names.bool, Arity::Bool), (&names.value, Arity::Value)] {
+                let Some(list) = list else { continue };
+                for f in list.get_ref() {
+                    // pflag shorthands are written `-v`.
+                    let name = match f.strip_prefix("--") {
+                        Some(n) => Ok(n),
+                        None => f.strip_prefix('-').filter(|n| n.chars().count() == 1).ok_or_else(|| {
+                            format!("{f:?} is not a flag; write \"--name\" (or \"-x\" for a shorthand)")
+                        }),
+                    }
+                    .map_err(|m| invalid(list.span(), "known_flags", m))?;
+                    if set.components[i].known.insert(name, arity).is_some_and(|a| a != arity) {
+                        return Err(invalid(
+                            list.span(),
+                            "known_flags",
+                            format!("{f} is listed as both bool and value"),
+                        ));
+                    }
+                }
+            }
+        }
+        for (component, decls) in raw.flags {
+            let i = component_index(&set, &component, "flags")?;
+            for (flag, decl) in decls {
+                let span = decl.span();
+                let name = flag_name(flag.get_ref()).map_err(|m| invalid(flag.span(), "flags", m))?.to_owned();
+                let d = decl.into_inner();
+                let field = format!("flags.{}.{}", component.get_ref(), flag.get_ref());
+                if set.components[i].flags.contains_key(&name) {
+                    return Err(invalid(span, &field, "this flag is already declared for the component".into()));
+                }
+                if !d.gates.is_empty() && d.ty != FlagType::FeatureGates {
+                    return Err(invalid(span, &field, "only a feature_gates flag has gates".into()));
+                }
+                let arity = if d.ty == FlagType::Bool { Arity::Bool } else { Arity::Value };
+                let c = &mut set.components[i];
+                if c.known.insert(&name, arity).is_some_and(|a| a != arity) {
+                    return Err(invalid(
+                        span,
+                        &field,
+                        format!("known_flags lists it as the other arity than {:?}", d.ty.as_str()),
+                    ));
+                }
+                c.flags.insert(name, FlagDecl { ty: d.ty, default: d.default, config: d.config, gates: d.gates });
+            }
+        }
+        for e in raw.embedding {
+            let mut runs = Vec::new();
+            let mut shared = Vec::new();
+            for s in e.source {
+                let span = s.span();
+                shared.push(build_source(s.into_inner()).map_err(|m| invalid(span, "embedding.source", m))?);
+            }
+            for (component, how) in e.components {
+                let i = component_index(&set, &component, "embedding.components")?;
+                let span = component.span();
+                let title = &set.components[i].title;
+                let mut sources = shared.clone();
+                if let Some(f) = &how.args_flag {
+                    let name = flag_name(f).map_err(|m| invalid(span.clone(), "embedding.components.args_flag", m))?;
+                    sources.push(Source {
+                        kind: SourceKind::ArgsFlag,
+                        flag: Some(name.to_owned()),
+                        env: None,
+                        path: None,
+                        pattern: None,
+                        prefix: None,
+                        format: "args".into(),
+                        sets: Sets::All,
+                        precedence: Precedence::OverFlags,
+                        what: format!("{}'s {title} flags", e.title),
+                    });
+                }
+                if let Some(f) = &how.args_file {
+                    let name = flag_name(f).map_err(|m| invalid(span.clone(), "embedding.components.args_file", m))?;
+                    sources.push(Source {
+                        kind: SourceKind::File,
+                        flag: Some(name.to_owned()),
+                        env: None,
+                        path: how.args_default.clone(),
+                        pattern: None,
+                        prefix: None,
+                        format: "args".into(),
+                        sets: Sets::All,
+                        precedence: Precedence::OverFlags,
+                        what: format!("{}'s {title} arguments file", e.title),
+                    });
+                }
+                if sources.is_empty() {
+                    return Err(invalid(
+                        span,
+                        "embedding.components",
+                        "say where the component's settings are: `args_flag`, `args_file`, or the embedding's `source`"
+                            .into(),
+                    ));
+                }
+                let absent_if = match &how.absent_if {
+                    Some(a) => {
+                        let (f, v) = a.split_once('=').unwrap_or((a, "true"));
+                        let name =
+                            flag_name(f).map_err(|m| invalid(span.clone(), "embedding.components.absent_if", m))?;
+                        Some((name.to_owned(), v.to_owned()))
+                    }
+                    None => None,
+                };
+                runs.push(Embedded { component: i, sources, absent_if });
+            }
+            // In pack order of the components, not the table's alphabetical one.
+            runs.sort_by_key(|r| r.component);
+            set.embeddings.push(Embedding { program: e.program, subcommands: e.subcommands, title: e.title, runs });
+        }
+        // Sources may name flags (`sets = ["--authorization-mode"]`) only once the component's flags are known.
+        for (i, span) in sources_to_check {
+            let c = &set.components[i];
+            for s in &c.sources {
+                if let Sets::Flags(names) = &s.sets
+                    && let Some(n) = names.iter().find(|n| !c.flags.contains_key(*n))
+                {
+                    return Err(invalid(
+                        span.clone(),
+                        "component.source.sets",
+                        format!("--{n} is not declared in [flags.{}]", c.id),
+                    ));
+                }
+            }
         }
         for r in raw.rule {
             let id_span = r.id.span();
@@ -255,19 +502,10 @@ impl RuleSet {
             if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
                 return Err(invalid(id_span, "rule.id", format!("{id:?}: use letters, digits, '.', '_' and '-'")));
             }
-            if self.rules.iter().any(|k| k.id == id) {
+            if set.rules.iter().any(|k| k.id == id) {
                 return Err(invalid(id_span, "rule.id", format!("rule {id:?} is already defined")));
             }
-            let component_span = r.component.span();
-            let component_id = r.component.into_inner();
-            let component = self.components.iter().position(|c| c.id == component_id).ok_or_else(|| {
-                let known: Vec<&str> = self.components.iter().map(|c| c.id.as_str()).collect();
-                invalid(
-                    component_span,
-                    "rule.component",
-                    format!("unknown component {component_id:?}; known: {}", known.join(", ")),
-                )
-            })?;
+            let component = component_index(&set, &r.component, "rule.component")?;
             for (field, value) in
                 [("rule.cis", &r.cis), ("rule.rationale", &r.rationale), ("rule.remediation", &r.remediation)]
             {
@@ -275,10 +513,12 @@ impl RuleSet {
                     return Err(invalid(value.span(), field, format!("rule {id}: must not be empty")));
                 }
             }
-            let test = build_test(r.test, &|span, field, msg| invalid(span, field, format!("rule {id}: {msg}")))?;
-            self.rules.push(Rule {
+            let c = &set.components[component];
+            let test = build_test(r.test, c, &|span, field, msg| invalid(span, field, format!("rule {id}: {msg}")))?;
+            set.rules.push(Rule {
                 id,
                 cis: r.cis.into_inner(),
+                previous: r.previous,
                 pack: raw.pack.id.clone(),
                 title: r.title,
                 component,
@@ -291,12 +531,31 @@ impl RuleSet {
                 test,
             });
         }
-        self.packs.push(raw.pack);
+        set.packs.push(raw.pack);
+        *self = set;
         Ok(())
     }
 
     pub fn rule(&self, id: &str) -> Option<&Rule> {
         self.rules.iter().find(|r| r.id == id)
+    }
+
+    /// Every rule `id` names, and how: its stable id, its CIS number now, or a number it had in an earlier
+    /// benchmark version (CIS 1.2.6 is the kubelet CA check up to CIS 1.7 and the AlwaysAllow check since 1.8,
+    /// so one number can name two rules). `cis-1.2.6` is read as `1.2.6`.
+    pub fn find(&self, id: &str) -> Vec<(&Rule, Match<'_>)> {
+        if let Some(r) = self.rule(id) {
+            return vec![(r, Match::Id)];
+        }
+        let number = id.strip_prefix("cis-").or_else(|| id.strip_prefix("CIS-")).unwrap_or(id);
+        let mut found: Vec<(&Rule, Match<'_>)> =
+            self.rules.iter().filter(|r| r.cis == number).map(|r| (r, Match::Cis)).collect();
+        for r in &self.rules {
+            if let Some(p) = r.previous.iter().find(|p| p.cis == number) {
+                found.push((r, Match::Previous(p)));
+            }
+        }
+        found
     }
 
     pub fn component(&self, rule: &Rule) -> &Component {
@@ -309,22 +568,65 @@ impl RuleSet {
     }
 }
 
+fn build_source(s: RawSource) -> Result<Source, String> {
+    let flag = s.flag.as_deref().map(flag_name).transpose()?.map(str::to_owned);
+    let sets = match s.sets {
+        RawSets::Word(w) if w == "all" => Sets::All,
+        RawSets::Word(w) if w == "config" => Sets::Config,
+        RawSets::Word(w) => return Err(format!("sets = {w:?}: write \"all\", \"config\" or a list of flags")),
+        RawSets::Flags(list) => {
+            Sets::Flags(list.iter().map(|f| flag_name(f).map(str::to_owned)).collect::<Result<_, _>>()?)
+        }
+    };
+    match s.kind {
+        SourceKind::Environment if s.prefix.is_none() => return Err("an environment source needs `prefix`".into()),
+        SourceKind::Dir if s.pattern.is_none() => return Err("a dir source needs `pattern` (e.g. \"*.conf\")".into()),
+        SourceKind::File | SourceKind::Dir if flag.is_none() && s.path.is_none() && s.env.is_none() => {
+            return Err("a file or dir source needs `flag`, `env` or `path`: where the process finds it".into());
+        }
+        SourceKind::ArgsFlag if flag.is_none() => return Err("an args_flag source needs `flag`".into()),
+        _ => {}
+    }
+    Ok(Source {
+        kind: s.kind,
+        flag,
+        env: s.env,
+        path: s.path,
+        pattern: s.pattern,
+        prefix: s.prefix,
+        format: s.format,
+        sets,
+        precedence: s.precedence,
+        what: s.what,
+    })
+}
+
 type Invalid<'a> = dyn Fn(std::ops::Range<usize>, &str, String) -> PackError + 'a;
 
-fn build_test(raw: Spanned<RawTest>, invalid: &Invalid<'_>) -> Result<Test, PackError> {
+fn build_test(raw: Spanned<RawTest>, component: &Component, invalid: &Invalid<'_>) -> Result<Test, PackError> {
     let span = raw.span();
     let t = raw.into_inner();
-    let is_check =
-        t.flag.is_some() || t.op.is_some() || t.value.is_some() || t.default.is_some() || t.config_key.is_some();
+    if t.default.is_some() || t.config_key.is_some() {
+        return Err(invalid(
+            span,
+            "rule.test",
+            format!(
+                "`default` and `config_key` belong to the flag: declare them in [flags.{}] (\"--name\" = {{ type = \
+                 \"...\", default = \"...\", config = \"...\" }})",
+                component.id
+            ),
+        ));
+    }
+    let is_check = t.flag.is_some() || t.op.is_some() || t.value.is_some() || t.key.is_some();
     match (is_check, t.all, t.any) {
         (false, Some(list), None) | (false, None, Some(list)) if list.is_empty() => {
             Err(invalid(span, "rule.test", "`all`/`any` needs at least one test".into()))
         }
         (false, Some(list), None) => {
-            Ok(Test::All(list.into_iter().map(|t| build_test(t, invalid)).collect::<Result<_, _>>()?))
+            Ok(Test::All(list.into_iter().map(|t| build_test(t, component, invalid)).collect::<Result<_, _>>()?))
         }
         (false, None, Some(list)) => {
-            Ok(Test::Any(list.into_iter().map(|t| build_test(t, invalid)).collect::<Result<_, _>>()?))
+            Ok(Test::Any(list.into_iter().map(|t| build_test(t, component, invalid)).collect::<Result<_, _>>()?))
         }
         (true, None, None) => {
             let flag = t.flag.ok_or_else(|| invalid(span.clone(), "rule.test.flag", "a check needs `flag`".into()))?;
@@ -332,9 +634,21 @@ fn build_test(raw: Spanned<RawTest>, invalid: &Invalid<'_>) -> Result<Test, Pack
                 let ops: Vec<&str> = Op::ALL.iter().map(|o| o.as_str()).collect();
                 invalid(span.clone(), "rule.test.op", format!("a check needs `op`, one of {}", ops.join(", ")))
             })?;
-            Check::new(flag, op, t.value, t.default, t.config_key)
-                .map(Test::Check)
-                .map_err(|(field, msg)| invalid(span, &format!("rule.test.{field}"), msg))
+            let check = Check::new(flag, t.key, op, t.value)
+                .map_err(|(field, msg)| invalid(span.clone(), &format!("rule.test.{field}"), msg))?;
+            let Some(decl) = component.flags.get(check.name()) else {
+                return Err(invalid(
+                    span,
+                    "rule.test.flag",
+                    format!(
+                        "{} is not declared for component {}: add it to [flags.{}] with its type (bool, string, \
+                         int, duration, list, array or feature_gates, as the component registers it)",
+                        check.flag, component.id, component.id
+                    ),
+                ));
+            };
+            check.suits(decl).map_err(|(field, msg)| invalid(span, &format!("rule.test.{field}"), msg))?;
+            Ok(Test::Check(check))
         }
         _ => Err(invalid(
             span,
@@ -358,13 +672,14 @@ mod tests {
     #[test]
     fn an_extra_pack_adds_rules_and_components() {
         let set = add(&format!(
-            "{HEADER}[[component]]\nid = \"kube-proxy\"\ntitle = \"kube-proxy\"\nprograms = [\"kube-proxy\"]\nroles = [\"worker\"]\n\
-             [[rule]]\nid = \"site-1\"\ncis = \"n/a\"\ntitle = \"t\"\ncomponent = \"kube-proxy\"\nseverity = \"low\"\n\
+            "{HEADER}[[component]]\nid = \"site-agent\"\ntitle = \"site agent\"\nprograms = [\"site-agent\"]\nroles = [\"worker\"]\n\
+             [flags.site-agent]\n\"--a\" = {{ type = \"string\" }}\n\"--b\" = {{ type = \"int\" }}\n\
+             [[rule]]\nid = \"site-1\"\ncis = \"n/a\"\ntitle = \"t\"\ncomponent = \"site-agent\"\nseverity = \"low\"\n\
              rationale = \"r\"\nremediation = \"m\"\ntest = {{ any = [ {{ flag = \"--a\", op = \"set\" }}, {{ flag = \"--b\", op = \"eq\", value = \"1\" }} ] }}\n"
         ))
         .unwrap();
         let r = set.rule("site-1").unwrap();
-        assert_eq!(set.component(r).id, "kube-proxy");
+        assert_eq!(set.component(r).id, "site-agent");
         assert_eq!(r.pack, "extra");
         assert!(set.version().ends_with("+extra@1"));
     }

@@ -6,7 +6,9 @@ use std::fmt;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use crate::ps::flags::{self, Flags};
+use super::pack::Component;
+use super::settings::{self, Applied, FlagDecl, FlagType, Origin, Precedence, Sets, SourceKind, Value, Via, go_bool};
+use crate::ps::flags::{self, Flag, Flags};
 
 /// The comparison a check makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,17 +83,15 @@ impl fmt::Display for Op {
     }
 }
 
-/// One check on one flag, validated when the pack loaded (see [`Check::new`]).
+/// One check on one flag, validated when the pack loaded (see [`Check::new`] and [`Check::suits`]).
 #[derive(Debug, Clone)]
 pub struct Check {
     /// As written in the pack: `--anonymous-auth`.
     pub flag: String,
+    /// For a feature-gates flag: the gate (`RotateKubeletServerCertificate`).
+    pub key: Option<String>,
     pub op: Op,
     pub value: Option<String>,
-    /// The value Kubernetes uses when the flag is absent.
-    pub default: Option<String>,
-    /// The config-file field that can set the same thing (kubelet `--config`).
-    pub config_key: Option<String>,
     compiled: Compiled,
 }
 
@@ -104,13 +104,12 @@ enum Compiled {
 }
 
 impl Check {
-    /// Validates a check; the error says which field is wrong and why.
+    /// Validates a check on its own; the error says which field is wrong and why.
     pub fn new(
         flag: String,
+        key: Option<String>,
         op: Op,
         value: Option<String>,
-        default: Option<String>,
-        config_key: Option<String>,
     ) -> Result<Check, (&'static str, String)> {
         if !flag.starts_with("--") || flag.len() < 3 || flag[2..].contains(['=', ' ']) {
             return Err(("flag", format!("{flag:?} is not a flag name; write it as \"--name\"")));
@@ -138,7 +137,45 @@ impl Check {
             }
             (Some(_), _) => Compiled::Nothing,
         };
-        Ok(Check { flag, op, value, default, config_key, compiled })
+        Ok(Check { flag, key, op, value, compiled })
+    }
+
+    /// Whether the check makes sense for the flag's declared type: a list is searched (`has`), a boolean
+    /// compared (`eq`), a feature gate named (`key`).
+    pub fn suits(&self, decl: &FlagDecl) -> Result<(), (&'static str, String)> {
+        let allowed: &[Op] = match (decl.ty, &self.key) {
+            (FlagType::FeatureGates, None) => &[Op::Set, Op::Notset],
+            (FlagType::FeatureGates, Some(key)) => {
+                if !decl.gates.contains_key(key) {
+                    return Err(("key", format!("gate {key:?} is not declared in the flag's `gates`")));
+                }
+                &[Op::Eq, Op::Noteq]
+            }
+            (_, Some(_)) => {
+                return Err((
+                    "key",
+                    format!("only a feature_gates flag has keys; {} is {}", self.flag, decl.ty.as_str()),
+                ));
+            }
+            (FlagType::Bool, None) => &[Op::Set, Op::Notset, Op::Eq, Op::Noteq],
+            (FlagType::Int | FlagType::Duration, None) => {
+                &[Op::Set, Op::Notset, Op::Eq, Op::Noteq, Op::Gt, Op::Gte, Op::Lt, Op::Lte, Op::Regex]
+            }
+            (FlagType::String, None) => &[Op::Set, Op::Notset, Op::Eq, Op::Noteq, Op::Regex],
+            (FlagType::List | FlagType::Array, None) => {
+                &[Op::Set, Op::Notset, Op::Has, Op::Nothave, Op::ValidElements, Op::Regex]
+            }
+        };
+        if !allowed.contains(&self.op) {
+            let names: Vec<&str> = allowed.iter().map(|o| o.as_str()).collect();
+            return Err(("op", format!("{} is a {} flag: use {}", self.flag, decl.ty.as_str(), names.join(", "))));
+        }
+        if let (FlagType::Bool, Some(v)) | (FlagType::FeatureGates, Some(v)) = (decl.ty, &self.value)
+            && go_bool(v).is_none()
+        {
+            return Err(("value", format!("{} takes a boolean; {v:?} is not one", self.flag)));
+        }
+        Ok(())
     }
 
     /// The flag's name without dashes, as the flag parser stores it.
@@ -146,63 +183,149 @@ impl Check {
         &self.flag[2..]
     }
 
-    /// What the check requires, for people: `--anonymous-auth eq false`.
+    /// What the check requires, for people: `--anonymous-auth eq false`, `--feature-gates:Gate noteq false`.
     pub fn requirement(&self) -> String {
+        let subject = match &self.key {
+            Some(k) => format!("{}:{k}", self.flag),
+            None => self.flag.clone(),
+        };
         match &self.value {
-            Some(v) => format!("{} {} {v}", self.flag, self.op),
-            None => format!("{} {}", self.flag, self.op),
+            Some(v) => format!("{subject} {} {v}", self.op),
+            None => format!("{subject} {}", self.op),
         }
     }
 
-    fn eval(&self, flags: &Flags<'_>, hidden: Option<&Hidden<'_>>) -> FlagEvidence {
-        let found = flags.get(self.name());
-        let undecidable = |why: String| FlagEvidence {
-            flag: self.flag.clone(),
-            requirement: self.requirement(),
-            value: found.map(|f| f.effective().to_owned()),
-            source: Source::Hidden,
-            passed: None,
-            why,
+    /// A source for people, with the field or variable that would hold this check's setting:
+    /// `the KubeletConfiguration file /var/lib/kubelet/config.yaml (field authentication.anonymous.enabled)`.
+    fn place(&self, applied: &Applied<'_>, decl: &FlagDecl) -> String {
+        let s = applied.source;
+        let mut text = match s.kind {
+            SourceKind::Environment => {
+                let var = self.name().to_ascii_uppercase().replace('-', "_");
+                format!("{} ({}{var})", s.what, s.prefix.as_deref().unwrap_or_default())
+            }
+            SourceKind::ArgsFlag => format!("{} ({})", s.what, applied.place),
+            SourceKind::Dir => {
+                format!("{} ({} in {})", s.what, s.pattern.as_deref().unwrap_or("*"), applied.place)
+            }
+            SourceKind::File if applied.via == Via::Environment => {
+                format!(
+                    "{}, if {} in its environment names one (`ps` does not show the environment)",
+                    s.what, applied.place
+                )
+            }
+            SourceKind::File => format!("{} {}", s.what, applied.place),
         };
-        let (value, source) = match (found, hidden) {
-            (_, Some(Hidden::Replaces(path))) => {
-                return undecidable(format!(
-                    "the process reads its configuration from {path}, which replaces every command-line flag; \
-                     fleetaudit reads command lines only: check {} there by hand",
-                    self.flag
-                ));
+        // A file of the component's own config type names the field; `sets = "all"` sources hold flags.
+        if let (Sets::Config | Sets::Flags(_), Some(field)) = (&s.sets, &decl.config) {
+            match &self.key {
+                Some(k) => text.push_str(&format!(" (field {field}.{k})")),
+                None => text.push_str(&format!(" (field {field})")),
             }
-            (Some(f), _) if !f.is_empty() => (Some(f.effective().to_owned()), Source::CommandLine),
-            (Some(_), _) => (Some(String::new()), Source::CommandLine),
-            (None, Some(Hidden::Fields(path))) if self.config_key.is_some() => {
-                return undecidable(format!(
-                    "{} is not on the command line, so the config file {path} decides (field {}); fleetaudit \
-                     reads command lines only: check that field by hand or pass the flag",
-                    self.flag,
-                    self.config_key.as_deref().unwrap_or_default()
-                ));
-            }
-            (None, Some(Hidden::Environment(prefix))) => {
-                return undecidable(format!(
-                    "the process has no flags, so it is configured through {prefix}* environment variables, \
-                     which `ps` does not show; check {} by hand or pass it as a flag",
-                    self.flag
-                ));
-            }
-            (None, _) => match &self.default {
-                Some(d) => (Some(d.clone()), Source::Default),
-                None => (None, Source::Absent),
-            },
+        }
+        if applied.via == Via::Default {
+            text.push_str(" if it exists");
+        }
+        text
+    }
+
+    /// The subject for people: `--anonymous-auth`, or `RotateKubeletServerCertificate in --feature-gates`.
+    fn subject(&self) -> String {
+        match &self.key {
+            Some(k) => format!("{k} in {}", self.flag),
+            None => self.flag.clone(),
+        }
+    }
+
+    fn eval(&self, view: &View<'_, '_>) -> FlagEvidence {
+        let decl = view.component.flags.get(self.name());
+        let Some(decl) = decl else {
+            // The pack refuses checks on undeclared flags; a component built by hand may lack one.
+            return self.evidence(None, Vec::new(), Source::Hidden, None, format!("{} is not declared", self.flag));
         };
-        let set = matches!(&value, Some(v) if !v.is_empty()) && source == Source::CommandLine;
-        let passed = match (self.op, value.as_deref()) {
+        let resolved = settings::resolve(view.flags, self.name(), decl, self.key.as_deref());
+        let occurrences: Vec<&Flag<'_>> = match &resolved.origin {
+            Origin::CommandLine(ix) | Origin::Stage(ix) => ix.iter().map(|i| &view.flags.flags[*i]).collect(),
+            _ => Vec::new(),
+        };
+        let texts: Vec<String> = occurrences.iter().map(|f| view.flags.text(view.args, f)).collect();
+        let on_command_line = matches!(resolved.origin, Origin::CommandLine(_));
+        let value_text = resolved.value.as_ref().map(Value::text);
+        let undecidable = |why: String| self.evidence(value_text.clone(), texts.clone(), Source::Hidden, None, why);
+        // Settings from elsewhere: a source that can set the flag and is not overridden by the command line.
+        let deciders: Vec<&Applied<'_>> = view
+            .hidden
+            .iter()
+            .filter(|a| a.source.sets(self.name(), Some(decl)))
+            .filter(|a| !(a.source.precedence == Precedence::BelowFlags && on_command_line))
+            .collect();
+        if !deciders.is_empty() {
+            let places: Vec<String> = deciders.iter().map(|a| self.place(a, decl)).collect();
+            let why = match (view.embedded_in, on_command_line) {
+                (Some(program), _) => format!(
+                    "it runs inside `{program}`, so {} is set by {}; fleetaudit does not read those yet: check it there",
+                    self.subject(),
+                    places.join(", or ")
+                ),
+                (None, true) => format!(
+                    "{} is on the command line ({}), but {} can override it; fleetaudit does not read that yet: \
+                     check it there",
+                    self.subject(),
+                    texts.join(" "),
+                    places.join(", and ")
+                ),
+                (None, false) => {
+                    let overridable = deciders.iter().all(|a| a.source.precedence == Precedence::BelowFlags);
+                    format!(
+                        "{} is not on the command line, so {} decides; fleetaudit does not read that yet: check it \
+                         there{}",
+                        self.subject(),
+                        places.join(", or "),
+                        if overridable { format!(" or set {} on the command line", self.flag) } else { String::new() }
+                    )
+                }
+            };
+            return undecidable(why);
+        }
+        if let Some(f) = occurrences.iter().find(|f| f.ambiguous) {
+            let token = view.flags.text(view.args, f);
+            return undecidable(format!(
+                "`{token}` follows a flag without a value that fleetaudit does not know: if that flag takes a \
+                 value, the component read `{token}` as it. Give that flag its value with `=` or add it to the \
+                 pack's [known_flags]"
+            ));
+        }
+        if let Some(v) = &resolved.value
+            && let Some(want) = settings::malformed(if self.key.is_some() { FlagType::Bool } else { decl.ty }, v)
+        {
+            return undecidable(format!(
+                "{} is {:?}, which is not {want}: the component would refuse it and not start, so this process \
+                 is not running with it; check what it really runs",
+                self.subject(),
+                v.text()
+            ));
+        }
+        let source = match resolved.origin {
+            Origin::CommandLine(_) | Origin::Stage(_) => Source::CommandLine,
+            Origin::Default => Source::Default,
+            Origin::Absent => Source::Absent,
+        };
+        let elements: Vec<&str> = match &resolved.value {
+            Some(Value::List(l)) => l.iter().map(String::as_str).collect(),
+            Some(Value::Scalar(s)) => flags::list(s).collect(),
+            None => Vec::new(),
+        };
+        let scalar = value_text.as_deref();
+        // `set`: on the command line with something in it.
+        let set = on_command_line && scalar.is_some_and(|v| !v.is_empty());
+        let passed = match (self.op, scalar) {
             (Op::Set, _) => set,
             (Op::Notset, _) => !set,
             (_, None) => false,
             (Op::Eq, Some(v)) => equals(v, self.value()),
             (Op::Noteq, Some(v)) => !equals(v, self.value()),
-            (Op::Has, Some(v)) => flags::list(v).any(|e| e == self.value()),
-            (Op::Nothave, Some(v)) => !flags::list(v).any(|e| e == self.value()),
+            (Op::Has, Some(_)) => elements.contains(&self.value()),
+            (Op::Nothave, Some(_)) => !elements.contains(&self.value()),
             (op @ (Op::Gt | Op::Gte | Op::Lt | Op::Lte), Some(v)) => match (number(v), &self.compiled) {
                 (Some(a), Compiled::Number(b)) => match op {
                     Op::Gt => a > *b,
@@ -213,27 +336,65 @@ impl Check {
                 _ => false,
             },
             (Op::Regex, Some(v)) => matches!(&self.compiled, Compiled::Regex(r) if r.is_match(v)),
-            (Op::ValidElements, Some(v)) => match &self.compiled {
+            (Op::ValidElements, Some(_)) => match &self.compiled {
                 Compiled::Elements(allowed) => {
-                    let mut elements = flags::list(v).peekable();
-                    elements.peek().is_some() && elements.all(|e| allowed.iter().any(|a| a == e))
+                    !elements.is_empty() && elements.iter().all(|e| allowed.iter().any(|a| a == e))
                 }
                 _ => false,
             },
         };
-        let shown = match (&value, source) {
-            (None, _) => format!("{} is not set", self.flag),
-            (Some(v), Source::CommandLine) if v.is_empty() => format!("{} is set to an empty value", self.flag),
-            (Some(v), Source::CommandLine) => format!("{}={v}", self.flag),
-            (Some(v), _) => format!("{} is not set, so its default {v:?} applies", self.flag),
-        };
+        let shown = self.shown(&resolved, scalar, &texts, decl);
         let why = if passed { shown } else { format!("{shown}; required: {}", self.requirement()) };
+        self.evidence(value_text, texts, source, Some(passed), why)
+    }
+
+    /// The value judged, for people, with the occurrences that made it.
+    fn shown(&self, resolved: &settings::Resolved, value: Option<&str>, texts: &[String], decl: &FlagDecl) -> String {
+        let subject = self.subject();
+        match (&resolved.origin, value) {
+            (_, None) => format!("{} is not set", self.flag),
+            (Origin::CommandLine(_), Some(v)) if self.key.is_some() => {
+                format!("{subject} is {v} (from {})", texts.join(" "))
+            }
+            (Origin::CommandLine(_), Some("")) => format!("{} is set to an empty value", self.flag),
+            (Origin::CommandLine(_), Some(v)) if texts.len() == 1 && texts[0].contains('=') => {
+                // The occurrence as it reads: `--authorization-mode=Node,RBAC`.
+                let _ = v;
+                texts[0].clone()
+            }
+            (Origin::CommandLine(_), Some(v)) if texts.len() == 1 => format!("{}={v}", self.flag),
+            (Origin::CommandLine(_), Some(v)) if decl.ty.accumulates() => {
+                format!("{} is {v} from {} occurrences ({})", self.flag, texts.len(), texts.join(" "))
+            }
+            (Origin::CommandLine(_), Some(v)) => format!("{}={v}", self.flag),
+            (Origin::Stage(_), Some(v)) => format!(
+                "{subject} is not set explicitly, so {} turns it {}",
+                texts.join(" "),
+                if v == "true" { "on" } else { "off" }
+            ),
+            (Origin::Default, Some(v)) if self.key.is_some() => {
+                format!("{subject} is not set, so the gate's default {v} applies")
+            }
+            (_, Some(v)) => format!("{} is not set, so its default {v:?} applies", self.flag),
+        }
+    }
+
+    fn evidence(
+        &self,
+        value: Option<String>,
+        occurrences: Vec<String>,
+        source: Source,
+        passed: Option<bool>,
+        why: String,
+    ) -> FlagEvidence {
         FlagEvidence {
             flag: self.flag.clone(),
+            key: self.key.clone(),
             requirement: self.requirement(),
             value,
+            occurrences,
             source,
-            passed: Some(passed),
+            passed,
             why,
         }
     }
@@ -252,7 +413,7 @@ pub enum Source {
     Default,
     /// The flag was absent and has no default.
     Absent,
-    /// A config file or the environment, which `ps` does not show, decides.
+    /// A config file, the environment or the process's own arguments leave it undecided.
     Hidden,
 }
 
@@ -260,14 +421,32 @@ pub enum Source {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FlagEvidence {
     pub flag: String,
+    /// The feature gate, for a check on one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     pub requirement: String,
     /// The value judged (from the command line or the default); secrets are redacted by the caller.
     pub value: Option<String>,
+    /// Every occurrence on the command line that made the value, as written (a scalar's last one, each
+    /// occurrence of a list), secrets redacted.
+    pub occurrences: Vec<String>,
     pub source: Source,
-    /// `None`: the check could not be decided from the command line.
+    /// `None`: the check could not be decided.
     pub passed: Option<bool>,
     /// One sentence for people.
     pub why: String,
+}
+
+/// One process as a check sees it: its flags, its component, and the sources that apply to it.
+pub struct View<'p, 'a> {
+    pub flags: &'p Flags<'a>,
+    /// The arguments the flags index into.
+    pub args: &'p [&'a str],
+    pub component: &'p Component,
+    /// Places besides the command line this process reads settings from.
+    pub hidden: &'p [Applied<'p>],
+    /// The program the component runs inside (`k3s server`), which has its settings instead of a command line.
+    pub embedded_in: Option<&'p str>,
 }
 
 /// A rule's test: a check, or checks combined.
@@ -278,18 +457,6 @@ pub enum Test {
     Any(Vec<Test>),
 }
 
-/// Configuration a process reads from somewhere `ps` does not show.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Hidden<'a> {
-    /// A config file that can set some fields (the kubelet's `--config`); a flag on the command line overrides it.
-    /// Absent flags whose check names a `config_key` cannot be decided.
-    Fields(&'a str),
-    /// A config file that replaces every flag (etcd's `--config-file`): nothing can be decided.
-    Replaces(&'a str),
-    /// No flags at all, so the process reads `PREFIX_*` environment variables (etcd under kops' etcd-manager).
-    Environment(&'a str),
-}
-
 /// The result of a test on one process: `None` when it cannot be decided.
 pub struct Outcome {
     pub passed: Option<bool>,
@@ -297,11 +464,11 @@ pub struct Outcome {
 }
 
 impl Test {
-    /// Evaluates the test on one process's flags; `hidden` is configuration the process reads from elsewhere.
-    pub fn eval(&self, flags: &Flags<'_>, hidden: Option<&Hidden<'_>>) -> Outcome {
+    /// Evaluates the test on one process.
+    pub fn eval(&self, view: &View<'_, '_>) -> Outcome {
         match self {
             Test::Check(c) => {
-                let e = c.eval(flags, hidden);
+                let e = c.eval(view);
                 Outcome { passed: e.passed, evidence: vec![e] }
             }
             Test::All(tests) | Test::Any(tests) => {
@@ -309,7 +476,7 @@ impl Test {
                 let mut evidence = Vec::new();
                 let (mut any_true, mut any_false, mut any_unknown) = (false, false, false);
                 for t in tests {
-                    let o = t.eval(flags, hidden);
+                    let o = t.eval(view);
                     match o.passed {
                         Some(true) => any_true = true,
                         Some(false) => any_false = true,
@@ -354,15 +521,6 @@ impl Test {
                 parts.join(sep)
             }
         }
-    }
-}
-
-/// Go's `strconv.ParseBool`, which both pflag and Go's `flag` use for boolean flags.
-fn go_bool(s: &str) -> Option<bool> {
-    match s {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
     }
 }
 
@@ -414,157 +572,296 @@ pub fn number(s: &str) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashSet;
+    use std::path::Path;
 
     use super::*;
     use crate::ps::flags::FlagStyle;
+    use crate::rules::RuleSet;
 
-    fn check(flag: &str, op: Op, value: Option<&str>, default: Option<&str>) -> Test {
-        Test::Check(Check::new(flag.into(), op, value.map(Into::into), default.map(Into::into), None).unwrap())
+    /// A component `t` with the flags a test declares (TOML lines for `[flags.t]`) and the given sources.
+    fn component(flags: &str, sources: &str) -> Component {
+        let text = format!(
+            "[pack]\nid = \"t\"\ntitle = \"t\"\nversion = \"1\"\n[[component]]\nid = \"t\"\ntitle = \"t\"\n\
+             programs = [\"t\"]\n{sources}\n[flags.t]\n{flags}\n"
+        );
+        let mut set = RuleSet { packs: Vec::new(), components: Vec::new(), embeddings: Vec::new(), rules: Vec::new() };
+        set.add(Path::new("t.toml"), &text).unwrap();
+        set.components.remove(0)
+    }
+
+    const FLAGS: &str = r#"
+"--anonymous-auth" = { type = "bool", default = "true" }
+"--profiling" = { type = "bool", default = "true" }
+"--kubelet-certificate-authority" = { type = "string" }
+"--token-auth-file" = { type = "string" }
+"--mode" = { type = "string" }
+"--authorization-mode" = { type = "list", default = "AlwaysAllow" }
+"--enable-admission-plugins" = { type = "list", default = "" }
+"--tls-cipher-suites" = { type = "list" }
+"--tls-min-version" = { type = "string" }
+"--audit-log-maxage" = { type = "int", default = "0" }
+"--read-only-port" = { type = "int", default = "10255", config = "readOnlyPort" }
+"--streaming-connection-idle-timeout" = { type = "duration", default = "4h0m0s", config = "streamingConnectionIdleTimeout" }
+"--x" = { type = "duration" }
+"--hostname-override" = { type = "string" }
+"--feature-gates" = { type = "feature_gates", config = "featureGates", gates = { RotateKubeletServerCertificate = { default = true, stage = "beta" } } }
+"--config" = { type = "string" }
+"#;
+
+    fn check(flag: &str, op: Op, value: Option<&str>) -> Test {
+        Test::Check(Check::new(flag.into(), None, op, value.map(Into::into)).unwrap())
+    }
+
+    fn gate(op: Op, value: &str) -> Test {
+        let key = Some("RotateKubeletServerCertificate".to_string());
+        Test::Check(Check::new("--feature-gates".into(), key, op, Some(value.into())).unwrap())
+    }
+
+    fn eval_with(test: &Test, c: &Component, line: &str, embedded_in: Option<&str>) -> Outcome {
+        let args: Vec<&str> = line.split_whitespace().collect();
+        let flags = Flags::parse(&args, FlagStyle::Pflag, &c.known);
+        let hidden: Vec<Applied<'_>> = c.sources.iter().filter_map(|s| s.applied(&flags)).collect();
+        for check in test.checks() {
+            check.suits(&c.flags[check.name()]).unwrap();
+        }
+        test.eval(&View { flags: &flags, args: &args, component: c, hidden: &hidden, embedded_in })
     }
 
     fn run(test: &Test, line: &str) -> Option<bool> {
-        let args: Vec<&str> = line.split_whitespace().collect();
-        let flags = Flags::parse(&args, FlagStyle::Pflag, &HashSet::from(["profiling".to_string()]));
-        test.eval(&flags, None).passed
+        eval_with(test, &component(FLAGS, ""), line, None).passed
+    }
+
+    fn why(test: &Test, line: &str) -> String {
+        eval_with(test, &component(FLAGS, ""), line, None).evidence[0].why.clone()
     }
 
     #[test]
     fn set_and_notset() {
-        let t = check("--kubelet-certificate-authority", Op::Set, None, None);
+        let t = check("--kubelet-certificate-authority", Op::Set, None);
         assert_eq!(run(&t, "--kubelet-certificate-authority=/ca.crt"), Some(true));
         assert_eq!(run(&t, "--kubelet-certificate-authority /ca.crt"), Some(true));
         assert_eq!(run(&t, "--kubelet-certificate-authority="), Some(false), "empty is not set");
         assert_eq!(run(&t, "--other=1"), Some(false));
-        let t = check("--token-auth-file", Op::Notset, None, None);
+        assert_eq!(run(&t, "--kubelet_certificate_authority=/ca.crt"), Some(true), "pflag normalises _ to -");
+        let t = check("--token-auth-file", Op::Notset, None);
         assert_eq!(run(&t, "--x=1"), Some(true));
         assert_eq!(run(&t, "--token-auth-file="), Some(true));
         assert_eq!(run(&t, "--token-auth-file=/t.csv"), Some(false));
         // A default does not make a flag "set".
-        let t = check("--profiling", Op::Set, None, Some("true"));
+        let t = check("--profiling", Op::Set, None);
         assert_eq!(run(&t, ""), Some(false));
         assert_eq!(run(&t, "--profiling"), Some(true));
     }
 
     #[test]
     fn eq_and_noteq_with_booleans_numbers_and_defaults() {
-        let t = check("--anonymous-auth", Op::Eq, Some("false"), Some("true"));
+        let t = check("--anonymous-auth", Op::Eq, Some("false"));
         assert_eq!(run(&t, "--anonymous-auth=false"), Some(true));
         assert_eq!(run(&t, "--anonymous-auth=False"), Some(true), "Go's ParseBool");
         assert_eq!(run(&t, "--anonymous-auth=0"), Some(true));
         assert_eq!(run(&t, "--anonymous-auth=true"), Some(false));
         assert_eq!(run(&t, ""), Some(false), "absent: the default true applies");
         assert_eq!(run(&t, "--anonymous-auth=false --anonymous-auth=true"), Some(false), "last wins");
-        let t = check("--profiling", Op::Eq, Some("false"), Some("true"));
+        assert_eq!(run(&t, "--anonymous-auth=false --anonymous_auth=true"), Some(false), "also when spelt with _");
+        assert_eq!(run(&t, "--anonymous-auth false"), Some(false), "a bare boolean then a positional `false`");
+        let t = check("--profiling", Op::Eq, Some("false"));
         assert_eq!(run(&t, "--profiling"), Some(false), "bare boolean is true");
-        let t = check("--streaming-connection-idle-timeout", Op::Noteq, Some("0"), None);
+        let t = check("--streaming-connection-idle-timeout", Op::Noteq, Some("0"));
         assert_eq!(run(&t, "--streaming-connection-idle-timeout=5m"), Some(true));
         assert_eq!(run(&t, "--streaming-connection-idle-timeout=0s"), Some(false), "0s is 0");
+        let t = check("--x", Op::Noteq, Some("0"));
         assert_eq!(run(&t, ""), Some(false), "absent with no default fails");
-        let t = check("--mode", Op::Eq, Some("RBAC"), None);
+        let t = check("--mode", Op::Eq, Some("RBAC"));
         assert_eq!(run(&t, "--mode=rbac"), Some(false), "strings are case-sensitive");
     }
 
     #[test]
-    fn has_and_nothave_on_lists() {
-        let t = check("--enable-admission-plugins", Op::Has, Some("NodeRestriction"), None);
+    fn a_value_the_component_would_refuse_cannot_be_judged() {
+        let t = check("--anonymous-auth", Op::Eq, Some("false"));
+        let o = eval_with(&t, &component(FLAGS, ""), "--anonymous-auth=no", None);
+        assert_eq!(o.passed, None);
+        assert!(o.evidence[0].why.contains("not a boolean"), "{}", o.evidence[0].why);
+        let t = check("--audit-log-maxage", Op::Gte, Some("30"));
+        assert_eq!(run(&t, "--audit-log-maxage=30d"), None, "not an integer");
+    }
+
+    #[test]
+    fn has_and_nothave_on_lists_count_every_occurrence() {
+        let t = check("--enable-admission-plugins", Op::Has, Some("NodeRestriction"));
         assert_eq!(run(&t, "--enable-admission-plugins=NamespaceLifecycle,NodeRestriction"), Some(true));
         assert_eq!(run(&t, "--enable-admission-plugins=NodeRestrictionX"), Some(false), "elements, not substrings");
         assert_eq!(run(&t, ""), Some(false));
-        let t = check("--authorization-mode", Op::Nothave, Some("AlwaysAllow"), Some("AlwaysAllow"));
+        assert_eq!(run(&t, "--enable-admission-plugins=A --enable-admission-plugins=NodeRestriction"), Some(true));
+        // The issue's case: a repeated list flag appends, so AlwaysAdmit stays enabled.
+        let t = check("--enable-admission-plugins", Op::Nothave, Some("AlwaysAdmit"));
+        let line = "--enable-admission-plugins=AlwaysAdmit --enable-admission-plugins=NodeRestriction";
+        assert_eq!(run(&t, line), Some(false));
+        let w = why(&t, line);
+        assert!(
+            w.contains("from 2 occurrences")
+                && w.contains("--enable-admission-plugins=AlwaysAdmit --enable-admission-plugins=NodeRestriction"),
+            "{w}"
+        );
+        assert_eq!(run(&t, ""), Some(true), "the default is an empty list");
+        let t = check("--authorization-mode", Op::Nothave, Some("AlwaysAllow"));
         assert_eq!(run(&t, "--authorization-mode=Node,RBAC"), Some(true));
         assert_eq!(run(&t, "--authorization-mode=RBAC,AlwaysAllow"), Some(false));
+        assert_eq!(run(&t, "--authorization-mode=RBAC --authorization-mode=AlwaysAllow"), Some(false));
         assert_eq!(run(&t, ""), Some(false), "the default AlwaysAllow applies");
+        assert_eq!(run(&t, "--authorization-mode RBAC"), Some(true), "--flag value");
     }
 
     #[test]
     fn numeric_compares() {
-        let gte = check("--audit-log-maxage", Op::Gte, Some("30"), None);
+        let gte = check("--audit-log-maxage", Op::Gte, Some("30"));
         assert_eq!(run(&gte, "--audit-log-maxage=30"), Some(true));
         assert_eq!(run(&gte, "--audit-log-maxage=29"), Some(false));
-        assert_eq!(run(&gte, "--audit-log-maxage=abc"), Some(false));
         assert_eq!(run(&gte, ""), Some(false));
-        let gt = check("--x", Op::Gt, Some("1m"), None);
+        assert_eq!(run(&gte, "--audit-log-maxage=30 --audit-log-maxage=7"), Some(false), "last wins");
+        let gt = check("--x", Op::Gt, Some("1m"));
         assert_eq!(run(&gt, "--x=61s"), Some(true));
         assert_eq!(run(&gt, "--x=60s"), Some(false));
-        let lt = check("--x", Op::Lt, Some("10"), None);
+        let lt = check("--x", Op::Lt, Some("10"));
         assert_eq!(run(&lt, "--x=9.5"), Some(true));
         assert_eq!(run(&lt, "--x=10"), Some(false));
-        let lte = check("--x", Op::Lte, Some("10"), None);
+        let lte = check("--x", Op::Lte, Some("10"));
         assert_eq!(run(&lte, "--x=10"), Some(true));
         assert_eq!(run(&lte, "--x=11"), Some(false));
     }
 
     #[test]
     fn regex_and_valid_elements() {
-        let t = check("--tls-min-version", Op::Regex, Some("^VersionTLS1[23]$"), None);
+        let t = check("--tls-min-version", Op::Regex, Some("^VersionTLS1[23]$"));
         assert_eq!(run(&t, "--tls-min-version=VersionTLS13"), Some(true));
         assert_eq!(run(&t, "--tls-min-version=VersionTLS10"), Some(false));
-        let t = check("--tls-cipher-suites", Op::ValidElements, Some("A,B,C"), None);
+        let t = check("--tls-cipher-suites", Op::ValidElements, Some("A,B,C"));
         assert_eq!(run(&t, "--tls-cipher-suites=A,C"), Some(true));
         assert_eq!(run(&t, "--tls-cipher-suites=A,D"), Some(false));
         assert_eq!(run(&t, "--tls-cipher-suites="), Some(false));
+        // The issue's case: a second occurrence appends a weak suite.
+        assert_eq!(run(&t, "--tls-cipher-suites=A --tls-cipher-suites=WEAK"), Some(false));
+        assert_eq!(run(&t, "--tls-cipher-suites=A --tls-cipher-suites=B"), Some(true));
+    }
+
+    #[test]
+    fn feature_gates_merge_per_key() {
+        let t = gate(Op::Eq, "true");
+        assert_eq!(run(&t, ""), Some(true), "the gate's default");
+        assert_eq!(run(&t, "--feature-gates=Other=true"), Some(true));
+        // The issue's case: a later occurrence for another key leaves the gate off.
+        let line = "--feature-gates=RotateKubeletServerCertificate=false --feature-gates=Other=true";
+        assert_eq!(run(&t, line), Some(false));
+        assert!(why(&t, line).contains("--feature-gates=RotateKubeletServerCertificate=false"), "{}", why(&t, line));
+        assert_eq!(run(&t, "--feature-gates=AllBeta=false"), Some(false), "AllBeta turns a beta gate off");
+        assert!(why(&t, "--feature-gates=AllBeta=false").contains("AllBeta=false"));
+        assert_eq!(run(&t, "--feature-gates=AllBeta=false,RotateKubeletServerCertificate=true"), Some(true));
+        assert_eq!(run(&t, "--feature-gates=RotateKubeletServerCertificate=maybe"), None, "not a boolean");
     }
 
     #[test]
     fn all_and_any() {
-        let a = check("--a", Op::Set, None, None);
-        let b = check("--b", Op::Set, None, None);
+        let a = check("--mode", Op::Set, None);
+        let b = check("--hostname-override", Op::Set, None);
         let all = Test::All(vec![a.clone(), b.clone()]);
         let any = Test::Any(vec![a, b]);
-        assert_eq!(run(&all, "--a=1 --b=1"), Some(true));
-        assert_eq!(run(&all, "--a=1"), Some(false));
-        assert_eq!(run(&any, "--a=1"), Some(true));
+        assert_eq!(run(&all, "--mode=1 --hostname-override=1"), Some(true));
+        assert_eq!(run(&all, "--mode=1"), Some(false));
+        assert_eq!(run(&any, "--mode=1"), Some(true));
         assert_eq!(run(&any, ""), Some(false));
-        assert_eq!(all.describe(), "--a set and --b set");
+        assert_eq!(all.describe(), "--mode set and --hostname-override set");
+    }
+
+    const KUBELET_CONFIG: &str = "[[component.source]]\nkind = \"file\"\nflag = \"--config\"\nformat = \"kubelet-config\"\n\
+        what = \"the KubeletConfiguration file\"\nsets = \"config\"\nprecedence = \"below_flags\"\n";
+
+    #[test]
+    fn a_config_file_decides_what_the_command_line_leaves_out() {
+        let c = component(FLAGS, KUBELET_CONFIG);
+        let t = check("--read-only-port", Op::Eq, Some("0"));
+        let o = eval_with(&t, &c, "--config=/var/lib/kubelet/config.yaml", None);
+        assert_eq!(o.passed, None, "the file may set readOnlyPort: never judged on the flag's default");
+        let w = &o.evidence[0].why;
+        assert!(w.contains("/var/lib/kubelet/config.yaml") && w.contains("field readOnlyPort"), "{w}");
+        // On the command line, the flag overrides the config file, so it decides.
+        assert_eq!(eval_with(&t, &c, "--config=/c.yaml --read-only-port=0", None).passed, Some(true));
+        assert_eq!(eval_with(&t, &c, "--config=/c.yaml --read-only-port=10255", None).passed, Some(false));
+        // Without the file, the default decides.
+        assert_eq!(eval_with(&t, &c, "", None).passed, Some(false));
+        // A flag with no config field is the command line's alone.
+        let x = check("--hostname-override", Op::Notset, None);
+        assert_eq!(eval_with(&x, &c, "--config=/c.yaml", None).passed, Some(true));
+        // A gate set on the command line decides; one left out is the file's (featureGates.Gate).
+        let g = gate(Op::Eq, "true");
+        assert_eq!(
+            eval_with(&g, &c, "--config=/c.yaml --feature-gates=RotateKubeletServerCertificate=false", None).passed,
+            Some(false)
+        );
+        let o = eval_with(&g, &c, "--config=/c.yaml --feature-gates=AllBeta=true", None);
+        assert_eq!(o.passed, None);
+        assert!(o.evidence[0].why.contains("featureGates.RotateKubeletServerCertificate"), "{}", o.evidence[0].why);
+        // An undecidable check makes `all` undecidable unless another check fails.
+        let all = Test::All(vec![t.clone(), check("--mode", Op::Set, None)]);
+        assert_eq!(eval_with(&all, &c, "--config=/c --mode=1", None).passed, None);
+        assert_eq!(eval_with(&all, &c, "--config=/c", None).passed, Some(false));
     }
 
     #[test]
-    fn config_file_makes_an_absent_flag_undecidable() {
-        let c = Check::new(
-            "--anonymous-auth".into(),
-            Op::Eq,
-            Some("false".into()),
-            Some("true".into()),
-            Some("authentication.anonymous.enabled".into()),
-        )
-        .unwrap();
-        let t = Test::Check(c);
-        let args = ["--config=/var/lib/kubelet/config.yaml"];
-        let flags = Flags::parse(&args, FlagStyle::Pflag, &HashSet::new());
-        let o = t.eval(&flags, Some(&Hidden::Fields("/var/lib/kubelet/config.yaml")));
+    fn a_source_over_the_flags_leaves_nothing_to_the_command_line() {
+        let over = "[[component.source]]\nkind = \"file\"\nflag = \"--openshift-config\"\nformat = \"openshift\"\n\
+                    what = \"the OpenShift config\"\nsets = \"all\"\nprecedence = \"over_flags\"\n";
+        let c = component(&format!("{FLAGS}\"--openshift-config\" = {{ type = \"string\" }}\n"), over);
+        let t = check("--anonymous-auth", Op::Eq, Some("false"));
+        let o = eval_with(&t, &c, "--openshift-config=/etc/os.yaml --anonymous-auth=false", None);
         assert_eq!(o.passed, None);
-        assert!(o.evidence[0].why.contains("authentication.anonymous.enabled"));
-        // On the command line, the flag overrides the config file, so it decides.
-        let args = ["--anonymous-auth=false"];
-        let flags = Flags::parse(&args, FlagStyle::Pflag, &HashSet::new());
-        assert_eq!(t.eval(&flags, Some(&Hidden::Fields("/c.yaml"))).passed, Some(true));
-        // An undecidable check makes `all` undecidable unless another check fails.
-        let all = Test::All(vec![t.clone(), check("--x", Op::Set, None, None)]);
-        let flags = Flags::parse(&["--x=1"], FlagStyle::Pflag, &HashSet::new());
-        assert_eq!(all.eval(&flags, Some(&Hidden::Fields("/c.yaml"))).passed, None);
-        let flags = Flags::parse(&[], FlagStyle::Pflag, &HashSet::new());
-        assert_eq!(all.eval(&flags, Some(&Hidden::Fields("/c.yaml"))).passed, Some(false));
-        // A check with no config field is decided by the command line and its default, config file or not.
-        let x = check("--hostname-override", Op::Notset, None, None);
-        assert_eq!(x.eval(&flags, Some(&Hidden::Fields("/c.yaml"))).passed, Some(true));
-        // A config file that replaces all flags leaves nothing decidable; so does configuration by environment.
-        let flags = Flags::parse(&["--x=1"], FlagStyle::Pflag, &HashSet::new());
-        assert_eq!(x.eval(&flags, Some(&Hidden::Replaces("/etc/etcd.yaml"))).passed, None);
-        let flags = Flags::parse(&["--hostname-override=a"], FlagStyle::Pflag, &HashSet::new());
-        assert_eq!(x.eval(&flags, Some(&Hidden::Environment("ETCD_"))).passed, Some(false), "a flag present decides");
-        let flags = Flags::parse(&[], FlagStyle::Pflag, &HashSet::new());
-        assert_eq!(x.eval(&flags, Some(&Hidden::Environment("ETCD_"))).passed, None);
+        assert!(o.evidence[0].why.contains("/etc/os.yaml") && o.evidence[0].why.contains("can override"));
+        assert_eq!(eval_with(&t, &c, "--anonymous-auth=false", None).passed, Some(true), "no file, no doubt");
+    }
+
+    #[test]
+    fn an_embedded_component_is_never_judged_on_defaults() {
+        let args = "[[component.source]]\nkind = \"args_flag\"\nflag = \"--kube-apiserver-arg\"\nformat = \"args\"\n\
+                    what = \"k3s's API server flags\"\nsets = \"all\"\nprecedence = \"over_flags\"\n";
+        let c = component(FLAGS, args);
+        let t = check("--profiling", Op::Eq, Some("false"));
+        let o = eval_with(&t, &c, "", Some("k3s server"));
+        assert_eq!(o.passed, None);
+        assert!(
+            o.evidence[0].why.contains("runs inside `k3s server`")
+                && o.evidence[0].why.contains("--kube-apiserver-arg")
+        );
+    }
+
+    #[test]
+    fn an_occurrence_an_unknown_flag_may_have_swallowed_is_not_judged() {
+        let t = check("--anonymous-auth", Op::Eq, Some("false"));
+        let o = eval_with(&t, &component(FLAGS, ""), "--mystery --anonymous-auth=false", None);
+        assert_eq!(o.passed, None);
+        assert!(o.evidence[0].why.contains("--anonymous-auth=false") && o.evidence[0].why.contains("known_flags"));
+    }
+
+    #[test]
+    fn checks_must_suit_the_flag_type() {
+        let c = component(FLAGS, "");
+        let suits = |flag: &str, key: Option<&str>, op: Op, value: Option<&str>| {
+            Check::new(flag.into(), key.map(Into::into), op, value.map(Into::into)).unwrap().suits(&c.flags[&flag[2..]])
+        };
+        assert_eq!(suits("--authorization-mode", None, Op::Eq, Some("RBAC")).unwrap_err().0, "op");
+        assert_eq!(suits("--anonymous-auth", None, Op::Has, Some("x")).unwrap_err().0, "op");
+        assert_eq!(suits("--anonymous-auth", None, Op::Eq, Some("nope")).unwrap_err().0, "value");
+        assert_eq!(suits("--feature-gates", Some("Unknown"), Op::Eq, Some("true")).unwrap_err().0, "key");
+        assert_eq!(suits("--feature-gates", None, Op::Has, Some("A=true")).unwrap_err().0, "op");
+        assert_eq!(suits("--mode", Some("K"), Op::Eq, Some("x")).unwrap_err().0, "key");
+        assert!(suits("--feature-gates", Some("RotateKubeletServerCertificate"), Op::Noteq, Some("false")).is_ok());
     }
 
     #[test]
     fn bad_checks_are_refused_with_the_field() {
-        assert_eq!(Check::new("anonymous-auth".into(), Op::Set, None, None, None).unwrap_err().0, "flag");
-        assert_eq!(Check::new("--a".into(), Op::Eq, None, None, None).unwrap_err().0, "value");
-        assert_eq!(Check::new("--a".into(), Op::Set, Some("x".into()), None, None).unwrap_err().0, "value");
-        assert_eq!(Check::new("--a".into(), Op::Gt, Some("lots".into()), None, None).unwrap_err().0, "value");
-        assert_eq!(Check::new("--a".into(), Op::Regex, Some("(".into()), None, None).unwrap_err().0, "value");
-        assert_eq!(Check::new("--a".into(), Op::ValidElements, Some(",".into()), None, None).unwrap_err().0, "value");
+        assert_eq!(Check::new("anonymous-auth".into(), None, Op::Set, None).unwrap_err().0, "flag");
+        assert_eq!(Check::new("--a".into(), None, Op::Eq, None).unwrap_err().0, "value");
+        assert_eq!(Check::new("--a".into(), None, Op::Set, Some("x".into())).unwrap_err().0, "value");
+        assert_eq!(Check::new("--a".into(), None, Op::Gt, Some("lots".into())).unwrap_err().0, "value");
+        assert_eq!(Check::new("--a".into(), None, Op::Regex, Some("(".into())).unwrap_err().0, "value");
+        assert_eq!(Check::new("--a".into(), None, Op::ValidElements, Some(",".into())).unwrap_err().0, "value");
     }
 
     #[test]

@@ -38,6 +38,7 @@ pub struct Profile {
 
 const CP_ETCD_WORKER: &[&str] = &["control-plane", "etcd", "worker"];
 const CP_ETCD: &[&str] = &["control-plane", "etcd"];
+const CP: &[&str] = &["control-plane"];
 
 /// The `ps -ef` captures the simulator serves, named by what they show.
 pub const PROFILES: &[Profile] = &[
@@ -57,7 +58,8 @@ pub const PROFILES: &[Profile] = &[
     Profile { name: "k3s", roles: &["control-plane", "worker"], capture: include_str!("../captures/k3s.txt") },
     Profile { name: "worker", roles: &["worker"], capture: include_str!("../captures/worker.txt") },
     Profile { name: "etcd-only", roles: &["etcd"], capture: include_str!("../captures/etcd-only.txt") },
-    Profile { name: "busybox", roles: CP_ETCD, capture: include_str!("../captures/busybox.txt") },
+    // An API server appliance whose etcd runs elsewhere.
+    Profile { name: "busybox", roles: CP, capture: include_str!("../captures/busybox.txt") },
 ];
 
 /// A profile by name.
