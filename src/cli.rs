@@ -79,7 +79,7 @@ pub enum FailOn {
     about = "Agentless CIS compliance auditing of Kubernetes nodes over SSH",
     after_help = "Exit codes: 0 all pass, 1 a rule failed, 2 something could not be audited, 3 bad input or usage.\n\n\
                   Examples:\n  fleetaudit eval captured-ps.txt\n  ssh node ps -ef | fleetaudit eval - --format json\n  \
-                  fleetaudit rules show cis-1.2.6"
+                  fleetaudit rules show 1.2.6"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -297,7 +297,7 @@ enum Command {
     },
     /// List the rules in force, or show one in full.
     #[command(after_help = "Examples:\n  fleetaudit rules\n  fleetaudit rules --format json\n  \
-                            fleetaudit rules show cis-1.2.6")]
+                            fleetaudit rules show 1.2.6")]
     Rules {
         #[command(subcommand)]
         show: Option<RulesCommand>,
@@ -387,12 +387,22 @@ impl DbArgs {
 
 #[derive(Debug, Subcommand)]
 enum RulesCommand {
-    /// Show one rule: its test, rationale, audit, remediation and references.
+    /// Show a rule: its test, rationale, audit, remediation and references.
     #[command(after_help = "Examples:\n  fleetaudit rules show apiserver-kubelet-certificate-authority\n  \
-                            fleetaudit rules show 1.2.5 --format json")]
+                            fleetaudit rules show 1.2.5 --format json\n  fleetaudit rules show 1.2.6\n  \
+                            fleetaudit rules show 1.2.6 --benchmark cis-1.23\n\n\
+                            A CIS number finds the rule it numbers now and any rule it numbered in an earlier benchmark \
+                            (1.2.6 is the AlwaysAllow check in CIS 1.12 and was the kubelet certificate authority check \
+                            in v1.5.1, v1.6.0 and the V1.23 benchmark); `cis-1.2.6` is read as 1.2.6. With several \
+                            matches, --format json prints an array.")]
     Show {
-        /// The rule id, e.g. cis-1.2.6 (or its CIS id, e.g. 1.2.6).
+        /// The rule id (apiserver-kubelet-certificate-authority), or a CIS number now or in an earlier benchmark
+        /// (1.2.5, 1.2.6, cis-1.2.6).
         id: String,
+        /// Read a CIS number as this benchmark version numbers it: cis-1.5, cis-1.6, cis-1.20, cis-1.23,
+        /// cis-1.24, cis-1.7 ... cis-1.12 (kube-bench's names; `fleetaudit rules --format json` lists them).
+        #[arg(long, value_name = "VERSION")]
+        benchmark: Option<String>,
     },
 }
 
@@ -753,13 +763,21 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
                     Format::Json => output::write_rules_json(&mut out, &set)?,
                     Format::Text => output::write_rules_text(&mut out, &set)?,
                 },
-                Some(RulesCommand::Show { id }) => {
-                    let Some(rule) = set.rule(&id).or_else(|| set.rules.iter().find(|r| r.cis == id)) else {
-                        bail!(BadInput(format!("no rule {id:?}; `fleetaudit rules` lists them")));
-                    };
+                Some(RulesCommand::Show { id, benchmark }) => {
+                    if let Some(b) = &benchmark
+                        && !set.benchmarks().any(|k| &k.id == b)
+                    {
+                        let known: Vec<&str> = set.benchmarks().map(|k| k.id.as_str()).collect();
+                        bail!(BadInput(format!("unknown benchmark {b:?}; one of {}", known.join(", "))));
+                    }
+                    let found = set.find(&id, benchmark.as_deref());
+                    if found.is_empty() {
+                        let within = benchmark.as_ref().map_or(String::new(), |b| format!(" in {b}"));
+                        bail!(BadInput(format!("no rule {id:?}{within}; `fleetaudit rules` lists them")));
+                    }
                     match format {
-                        Format::Json => output::write_rule_json(&mut out, &set, rule)?,
-                        Format::Text => output::write_rule_text(&mut out, &set, rule)?,
+                        Format::Json => output::write_rules_found_json(&mut out, &set, &found)?,
+                        Format::Text => output::write_rules_found_text(&mut out, &set, &id, &found)?,
                     }
                 }
             }

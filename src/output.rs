@@ -13,6 +13,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use crate::model::Status;
+use crate::rules::pack::Match;
 use crate::rules::test::Test;
 use crate::rules::{Evidence, Finding, Rule, RuleSet};
 
@@ -143,6 +144,8 @@ pub fn write_findings_text(out: &mut dyn Write, set: &RuleSet, findings: &[Findi
 struct RuleJson<'a> {
     id: &'a str,
     cis: &'a str,
+    /// Its CIS numbers in earlier benchmark versions.
+    previous: &'a [crate::rules::pack::PreviousId],
     pack: &'a str,
     title: &'a str,
     component: &'a str,
@@ -160,6 +163,7 @@ fn rule_json<'a>(set: &'a RuleSet, r: &'a Rule) -> RuleJson<'a> {
     RuleJson {
         id: &r.id,
         cis: &r.cis,
+        previous: &r.previous,
         pack: &r.pack,
         title: &r.title,
         component: &set.component(r).id,
@@ -194,9 +198,92 @@ pub fn write_rules_text(out: &mut dyn Write, set: &RuleSet) -> io::Result<()> {
     writeln!(out, "\n{} rules from {}", set.rules.len(), set.version())
 }
 
-pub fn write_rule_json(out: &mut dyn Write, set: &RuleSet, r: &Rule) -> io::Result<()> {
-    serde_json::to_writer_pretty(&mut *out, &rule_json(set, r))?;
+/// The rules an id matched (`rules show`): one object when it names one rule, an array when a CIS number names
+/// several (1.2.6 is one rule now and another in earlier benchmarks); each says how it matched.
+pub fn write_rules_found_json(out: &mut dyn Write, set: &RuleSet, found: &[(&Rule, Match<'_>)]) -> io::Result<()> {
+    #[derive(Serialize)]
+    struct Found<'a> {
+        #[serde(flatten)]
+        rule: RuleJson<'a>,
+        /// `id`, `cis` (the number now) or `previous` (a number it had before).
+        matched: &'static str,
+        /// For `previous`: the benchmarks that numbered it so.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        matched_in: Option<&'a [String]>,
+    }
+    let docs: Vec<Found<'_>> = found
+        .iter()
+        .map(|(r, m)| Found {
+            rule: rule_json(set, r),
+            matched: match m {
+                Match::Id => "id",
+                Match::Cis | Match::Same(_) => "cis",
+                Match::Previous(_) => "previous",
+            },
+            matched_in: match m {
+                Match::Previous(p) => Some(&p.benchmarks),
+                _ => None,
+            },
+        })
+        .collect();
+    match docs.as_slice() {
+        [one] => serde_json::to_writer_pretty(&mut *out, one)?,
+        many => serde_json::to_writer_pretty(&mut *out, many)?,
+    }
     writeln!(out)
+}
+
+/// The rules an id matched, in full, each introduced by how the id names it when it is not the rule's own id.
+pub fn write_rules_found_text(
+    out: &mut dyn Write,
+    set: &RuleSet,
+    asked: &str,
+    found: &[(&Rule, Match<'_>)],
+) -> io::Result<()> {
+    for (i, (r, m)) in found.iter().enumerate() {
+        if i > 0 {
+            writeln!(out, "\n{}\n", "-".repeat(72))?;
+        }
+        let benchmark = |r: &Rule| {
+            set.packs
+                .iter()
+                .find(|p| p.id == r.pack)
+                .and_then(|p| p.benchmark_version.as_deref())
+                .map_or(String::new(), |v| format!(" v{v}"))
+        };
+        match m {
+            Match::Id => {}
+            Match::Cis if found.len() > 1 => {
+                writeln!(out, "CIS {asked} is this rule in the current benchmark{}:\n", benchmark(r))?
+            }
+            Match::Cis => {}
+            Match::Same(b) => {
+                writeln!(out, "CIS {asked} in {}, as now:\n", benchmark_titles(set, std::slice::from_ref(b)))?
+            }
+            Match::Previous(p) => writeln!(
+                out,
+                "CIS {asked} was this rule in {} (it is CIS {} in{}):\n",
+                benchmark_titles(set, &p.benchmarks),
+                r.cis,
+                benchmark(r)
+            )?,
+        }
+        write_rule_text(out, set, r)?;
+    }
+    Ok(())
+}
+
+/// `CIS Kubernetes Benchmark v1.5.1, CIS Kubernetes Benchmark v1.6.0 and ...` for benchmark ids.
+fn benchmark_titles(set: &RuleSet, ids: &[String]) -> String {
+    let titles: Vec<String> = ids
+        .iter()
+        .map(|id| set.benchmarks().find(|b| &b.id == id).map_or_else(|| id.clone(), |b| format!("{} ({id})", b.title)))
+        .collect();
+    match titles.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => String::new(),
+    }
 }
 
 pub fn write_rule_text(out: &mut dyn Write, set: &RuleSet, r: &Rule) -> io::Result<()> {
@@ -209,6 +296,9 @@ pub fn write_rule_text(out: &mut dyn Write, set: &RuleSet, r: &Rule) -> io::Resu
         set.packs.iter().find(|p| p.id == r.pack).map_or("", |p| p.title.as_str())
     )?;
     writeln!(out, "{}\n", r.title)?;
+    for p in &r.previous {
+        writeln!(out, "Earlier:     CIS {} in {}", p.cis, p.benchmarks.join(", "))?;
+    }
     writeln!(out, "Component:   {} ({})", c.title, c.id)?;
     writeln!(out, "Severity:    {}", r.severity)?;
     writeln!(out, "Assessment:  {:?}", r.assessment)?;
@@ -234,7 +324,8 @@ pub fn write_rule_text(out: &mut dyn Write, set: &RuleSet, r: &Rule) -> io::Resu
         }
         writeln!(out, "             {about}")?;
     }
-    for s in &c.sources {
+    // The places besides the command line that can set what this rule reads.
+    for s in c.sources.iter().filter(|s| r.test.checks().iter().any(|k| s.sets(k.name(), c.flags.get(k.name())))) {
         let place = s.flag.as_deref().map(|f| format!("--{f}")).or_else(|| s.path.clone()).unwrap_or_default();
         writeln!(out, "Settings:    also from {} ({place})", s.what)?;
     }

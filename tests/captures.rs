@@ -229,12 +229,12 @@ fn every_rule_is_complete_and_every_operator_is_used() {
         assert!(!r.cis.trim().is_empty(), "{}: CIS id", r.id);
         assert!(!r.test.checks().is_empty(), "{}: test", r.id);
     }
-    for component in ["apiserver", "controller-manager", "scheduler", "etcd", "kubelet"] {
+    for component in ["apiserver", "controller-manager", "scheduler", "etcd", "kubelet", "kube-proxy"] {
         assert!(set.rules.iter().any(|r| set.component(r).id == component), "no rule for {component}");
     }
     let reference = set.rule(REFERENCE).unwrap();
     assert_eq!(reference.test.describe(), "--kubelet-certificate-authority set");
     assert!(reference.rationale.contains("man-in-the-middle"));
     assert!(reference.remediation.contains("--kubelet-certificate-authority"));
-    assert_eq!(set.packs[0].benchmark_version.as_deref(), Some("1.10.0"));
+    assert_eq!(set.packs[0].benchmark_version.as_deref(), Some("1.12"));
 }

@@ -26,6 +26,8 @@ fn fleetaudit(args: &[&str], stdin: Option<&[u8]>) -> Output {
     out
 }
 
+const REFERENCE_ID: &str = "apiserver-kubelet-certificate-authority";
+
 fn capture(name: &str) -> String {
     format!("{}/src/captures/{name}", env!("CARGO_MANIFEST_DIR"))
 }
@@ -44,8 +46,8 @@ fn eval_text_groups_failures_first_and_exits_1() {
     let first_pass = stdout[api..].find("PASS ").unwrap();
     assert!(fail < first_pass, "failures before passes:\n{stdout}");
     assert!(stdout.contains("--profiling=true; required: --profiling eq false"));
-    assert!(stdout.contains("kubelet: 13 rules not applicable"), "{stdout}");
-    assert!(stdout.ends_with("6 pass, 21 fail, 0 error, 29 not applicable\n"), "{stdout}");
+    assert!(stdout.contains("kubelet: 14 rules not applicable"), "{stdout}");
+    assert!(stdout.ends_with("6 pass, 23 fail, 0 error, 31 not applicable\n"), "{stdout}");
     assert!(!stdout.contains('\x1b'), "no colour when NO_COLOR is set or stdout is not a terminal");
     // The secret in the etcd URL is never printed.
     assert!(!stdout.contains("s3cret"));
@@ -85,7 +87,7 @@ fn exit_0_when_everything_passes_or_does_not_apply() {
     let table = "UID PID PPID C STIME TTY TIME CMD\nroot 1 0 0 10:00 ? 00:00:01 /sbin/init\n";
     let out = fleetaudit(&["eval", "-"], Some(table.as_bytes()));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
-    assert!(text(&out.stdout).contains("0 pass, 0 fail, 0 error, 56 not applicable"), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("0 pass, 0 fail, 0 error, 60 not applicable"), "{}", text(&out.stdout));
 }
 
 #[test]
@@ -140,9 +142,32 @@ fn rules_lists_and_shows() {
     for part in ["CIS 1.2.5", "Rationale:", "man-in-the-middle", "Remediation:", "Component:   kube-apiserver"] {
         assert!(show.contains(part), "missing {part:?} in\n{show}");
     }
-    // By CIS id too.
-    let by_cis = fleetaudit(&["rules", "show", "1.2.5"], None);
+    // By CIS id too, in the current numbering.
+    let by_cis = fleetaudit(&["rules", "show", "1.2.5", "--benchmark", "cis-1.12"], None);
     assert_eq!(text(&by_cis.stdout), show);
+    // Without a version, a number finds the rule it numbers now first, then what it numbered before: 1.2.6 is the
+    // AlwaysAllow check in CIS 1.12 and was the kubelet CA check in v1.5.1, v1.6.0 and the V1.23 benchmark.
+    let old = text(&fleetaudit(&["rules", "show", "1.2.6"], None).stdout);
+    let (now, before) = (old.find("apiserver-authz-not-always-allow").unwrap(), old.find(REFERENCE_ID).unwrap());
+    assert!(now < before, "{old}");
+    assert!(old.contains("CIS 1.2.6 was this rule in CIS Kubernetes Benchmark v1.5.1 (cis-1.5)"), "{old}");
+    assert!(old.contains("V1.23 Benchmark"), "{old}");
+    for (benchmark, id) in
+        [("cis-1.23", REFERENCE_ID), ("cis-1.6", REFERENCE_ID), ("cis-1.24", "apiserver-authz-not-always-allow")]
+    {
+        let json = fleetaudit(&["rules", "show", "cis-1.2.6", "--benchmark", benchmark, "--format", "json"], None);
+        let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+        assert_eq!(doc["id"], id, "{benchmark}");
+    }
+    let both: serde_json::Value =
+        serde_json::from_slice(&fleetaudit(&["rules", "show", "1.2.6", "--format", "json"], None).stdout).unwrap();
+    assert_eq!(both.as_array().unwrap().len(), 2, "two rules, an array");
+    assert_eq!(both[1]["matched"], "previous");
+    // A check that did not exist in that version is not found; an unknown version is bad input.
+    assert_eq!(fleetaudit(&["rules", "show", "4.2.14", "--benchmark", "cis-1.10"], None).status.code(), Some(3));
+    let bad = fleetaudit(&["rules", "show", "1.2.6", "--benchmark", "cis-9"], None);
+    assert_eq!(bad.status.code(), Some(3));
+    assert!(text(&bad.stderr).contains("cis-1.23"), "{}", text(&bad.stderr));
 
     let out = fleetaudit(&["rules", "show", "no-such-rule"], None);
     assert_eq!(out.status.code(), Some(3));

@@ -169,10 +169,28 @@ mod tests {
     fn k3s_embeds_components() {
         let found = components_in(&["/usr/local/bin/k3s server"]);
         let ids: Vec<&str> = found.iter().map(|(id, _)| id.as_str()).collect();
-        assert_eq!(ids, ["apiserver", "controller-manager", "scheduler", "etcd", "kubelet"]);
+        assert_eq!(ids, ["apiserver", "controller-manager", "scheduler", "etcd", "kubelet", "kube-proxy"]);
         assert!(found.iter().all(|(_, k)| matches!(k, Kind::Embedded { .. })));
         let agent: Vec<String> = components_in(&["k3s agent"]).into_iter().map(|(id, _)| id).collect();
-        assert_eq!(agent, ["kubelet"]);
+        assert_eq!(agent, ["kubelet", "kube-proxy"]);
         assert!(components_in(&["k3s kubectl get nodes", "k3s"]).is_empty());
+        // A component k3s is told not to run is not there.
+        let split: Vec<String> = components_in(&["k3s server --disable-apiserver --disable-etcd=true"])
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(split, ["controller-manager", "scheduler", "kubelet", "kube-proxy"]);
+    }
+
+    #[test]
+    fn kubelite_runs_the_control_plane_unless_told_not_to() {
+        let ids = |cmd| components_in(&[cmd]).into_iter().map(|(id, _)| id).collect::<Vec<_>>();
+        let line = "/snap/microk8s/2346/kubelite --scheduler-args-file=/var/snap/microk8s/2346/args/kube-scheduler \
+                    --apiserver-args-file=/var/snap/microk8s/2346/args/kube-apiserver --start-control-plane=true";
+        assert_eq!(ids(line), ["apiserver", "controller-manager", "scheduler", "kubelet", "kube-proxy"]);
+        let worker = "/snap/microk8s/2346/kubelite --start-control-plane=false";
+        assert_eq!(ids(worker), ["kubelet", "kube-proxy"]);
+        // The args file named after a component is no component.
+        assert!(ids("cat /var/snap/microk8s/current/args/kube-apiserver").is_empty());
     }
 }

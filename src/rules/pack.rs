@@ -39,6 +39,21 @@ pub struct PackMeta {
     #[serde(default)]
     pub benchmark_version: Option<String>,
     pub version: String,
+    /// The benchmark this pack's `cis` numbers follow, by id (`cis-1.12`): one of `benchmarks`.
+    #[serde(default)]
+    pub benchmark_id: Option<String>,
+    /// The benchmark versions rules' `previous` and `since` name, oldest first, by id (kube-bench's cfg
+    /// directory names: `cis-1.23`) and title.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub benchmarks: Vec<Benchmark>,
+}
+
+/// One version of the benchmark a pack follows.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Benchmark {
+    pub id: String,
+    pub title: String,
 }
 
 /// How to recognise a component in a process table, how its binary reads flags, and where else it keeps its
@@ -98,7 +113,8 @@ pub enum Assessment {
 pub struct PreviousId {
     /// The CIS control number then, e.g. `1.2.6`.
     pub cis: String,
-    /// The benchmark versions that numbered it so, e.g. `["1.5.1", "1.6.0", "1.7.0"]`.
+    /// The benchmark versions that numbered it so, by id (`["cis-1.5", "cis-1.6", "cis-1.23"]`, see
+    /// [`PackMeta::benchmarks`]).
     pub benchmarks: Vec<String>,
 }
 
@@ -109,6 +125,8 @@ pub struct Rule {
     pub cis: String,
     /// Its numbers in earlier benchmark versions, where they differ from `cis`.
     pub previous: Vec<PreviousId>,
+    /// The first benchmark version (an id of [`PackMeta::benchmarks`]) with this check; `None`: the oldest.
+    pub since: Option<String>,
     /// Id of the pack the rule came from.
     pub pack: String,
     pub title: String,
@@ -141,6 +159,8 @@ pub enum Match<'a> {
     Cis,
     /// A number it had in earlier benchmark versions.
     Previous(&'a PreviousId),
+    /// Its number now, which this earlier benchmark version (by id) gave it too.
+    Same(String),
 }
 
 #[derive(Deserialize)]
@@ -198,6 +218,8 @@ struct RawFlag {
     config: Option<String>,
     #[serde(default)]
     gates: BTreeMap<String, Gate>,
+    #[serde(default)]
+    or_with_config: bool,
 }
 
 #[derive(Deserialize)]
@@ -255,6 +277,7 @@ struct RawRule {
     cis: Spanned<String>,
     #[serde(default)]
     previous: Vec<PreviousId>,
+    since: Option<String>,
     title: String,
     component: Spanned<String>,
     severity: Severity,
@@ -327,6 +350,11 @@ impl RuleSet {
         };
         if self.packs.iter().any(|p| p.id == raw.pack.id) {
             return Err(invalid(0..0, "pack.id", format!("a pack with id {:?} is already loaded", raw.pack.id)));
+        }
+        if let Some(b) = &raw.pack.benchmark_id
+            && !raw.pack.benchmarks.iter().any(|k| &k.id == b)
+        {
+            return Err(invalid(0..0, "pack.benchmark_id", format!("{b:?} is not one of the pack's `benchmarks`")));
         }
         // Validate into a copy, so that a pack refused half-way leaves the set as it was.
         let mut set = self.clone();
@@ -413,7 +441,19 @@ impl RuleSet {
                         format!("known_flags lists it as the other arity than {:?}", d.ty.as_str()),
                     ));
                 }
-                c.flags.insert(name, FlagDecl { ty: d.ty, default: d.default, config: d.config, gates: d.gates });
+                if d.or_with_config && (d.ty != FlagType::Bool || d.config.is_none()) {
+                    return Err(invalid(span, &field, "or_with_config needs a bool flag with a `config` field".into()));
+                }
+                c.flags.insert(
+                    name,
+                    FlagDecl {
+                        ty: d.ty,
+                        default: d.default,
+                        config: d.config,
+                        gates: d.gates,
+                        or_with_config: d.or_with_config,
+                    },
+                );
             }
         }
         for e in raw.embedding {
@@ -513,12 +553,24 @@ impl RuleSet {
                     return Err(invalid(value.span(), field, format!("rule {id}: must not be empty")));
                 }
             }
+            let known_benchmark = |b: &str| {
+                raw.pack.benchmarks.iter().chain(set.packs.iter().flat_map(|p| &p.benchmarks)).any(|k| k.id == b)
+            };
+            if let Some(b) = r.previous.iter().flat_map(|p| &p.benchmarks).chain(&r.since).find(|b| !known_benchmark(b))
+            {
+                return Err(invalid(
+                    id_span,
+                    "rule.previous",
+                    format!("rule {id}: benchmark {b:?} is not in the pack's `benchmarks`"),
+                ));
+            }
             let c = &set.components[component];
             let test = build_test(r.test, c, &|span, field, msg| invalid(span, field, format!("rule {id}: {msg}")))?;
             set.rules.push(Rule {
                 id,
                 cis: r.cis.into_inner(),
                 previous: r.previous,
+                since: r.since,
                 pack: raw.pack.id.clone(),
                 title: r.title,
                 component,
@@ -541,13 +593,24 @@ impl RuleSet {
     }
 
     /// Every rule `id` names, and how: its stable id, its CIS number now, or a number it had in an earlier
-    /// benchmark version (CIS 1.2.6 is the kubelet CA check up to CIS 1.7 and the AlwaysAllow check since 1.8,
-    /// so one number can name two rules). `cis-1.2.6` is read as `1.2.6`.
-    pub fn find(&self, id: &str) -> Vec<(&Rule, Match<'_>)> {
+    /// benchmark version (CIS 1.2.6 is the AlwaysAllow check in v1.12 and was the kubelet CA check in v1.5.1,
+    /// v1.6.0 and the V1.23 benchmark, so one number can name two rules); current numbers first. `cis-1.2.6` is
+    /// read as `1.2.6`. With `benchmark` (an id of the packs' `benchmarks`), only that version's numbering.
+    pub fn find(&self, id: &str, benchmark: Option<&str>) -> Vec<(&Rule, Match<'_>)> {
         if let Some(r) = self.rule(id) {
             return vec![(r, Match::Id)];
         }
         let number = id.strip_prefix("cis-").or_else(|| id.strip_prefix("CIS-")).unwrap_or(id);
+        if let Some(b) = benchmark {
+            return self
+                .rules
+                .iter()
+                .filter_map(|r| match self.number_in(r, b)? {
+                    (n, m) if n == number => Some((r, m)),
+                    _ => None,
+                })
+                .collect();
+        }
         let mut found: Vec<(&Rule, Match<'_>)> =
             self.rules.iter().filter(|r| r.cis == number).map(|r| (r, Match::Cis)).collect();
         for r in &self.rules {
@@ -556,6 +619,26 @@ impl RuleSet {
             }
         }
         found
+    }
+
+    /// A rule's number in benchmark version `b`, and how it is known; `None` when that version lacks the check.
+    fn number_in<'r>(&self, r: &'r Rule, b: &str) -> Option<(&'r str, Match<'r>)> {
+        let meta = self.packs.iter().find(|p| p.id == r.pack)?;
+        let order = |id: &str| meta.benchmarks.iter().position(|k| k.id == id);
+        let at = order(b)?;
+        if r.since.as_deref().and_then(order).is_some_and(|since| at < since) {
+            return None;
+        }
+        match r.previous.iter().find(|p| p.benchmarks.iter().any(|x| x == b)) {
+            Some(p) => Some((&p.cis, Match::Previous(p))),
+            None if meta.benchmark_id.as_deref() == Some(b) => Some((&r.cis, Match::Cis)),
+            None => Some((&r.cis, Match::Same(b.to_owned()))),
+        }
+    }
+
+    /// The benchmark versions of every pack, oldest first within a pack.
+    pub fn benchmarks(&self) -> impl Iterator<Item = &Benchmark> {
+        self.packs.iter().flat_map(|p| &p.benchmarks)
     }
 
     pub fn component(&self, rule: &Rule) -> &Component {

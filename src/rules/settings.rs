@@ -90,6 +90,10 @@ pub struct FlagDecl {
     pub config: Option<String>,
     /// For feature gates: the gates rules read.
     pub gates: BTreeMap<String, Gate>,
+    /// The component runs with this flag's value OR its config file's (the kubelet's `--seccomp-default`:
+    /// `KubeletFlags.SeccompDefault || KubeletConfiguration.SeccompDefault`), so only `true` on the command
+    /// line decides.
+    pub or_with_config: bool,
 }
 
 /// What kind of place a source is.
@@ -299,11 +303,16 @@ fn resolve_gate(occurrences: &[(usize, &Flag<'_>)], decl: &FlagDecl, key: Option
             },
         };
     };
+    // Since 1.31 the API server, controller manager and scheduler also take `kube:Gate=bool`
+    // (component-base ColonSeparatedMultimapStringString): `kube:` names Kubernetes' own gates.
     let pair = |f: &Flag<'_>, k: &str| -> Option<String> {
         f.effective()
             .split(',')
             .filter_map(|p| p.split_once('='))
-            .rfind(|(name, _)| name.trim() == k)
+            .rfind(|(name, _)| {
+                let name = name.trim();
+                name.strip_prefix("kube:").unwrap_or(name) == k
+            })
             .map(|(_, v)| v.trim().to_owned())
     };
     if let Some((i, v)) = occurrences.iter().rev().find_map(|(i, f)| pair(f, key).map(|v| (*i, v))) {
@@ -358,7 +367,7 @@ mod tests {
     use crate::ps::flags::{FlagStyle, Known};
 
     fn decl(ty: FlagType, default: Option<&str>) -> FlagDecl {
-        FlagDecl { ty, default: default.map(Into::into), config: None, gates: BTreeMap::new() }
+        FlagDecl { ty, default: default.map(Into::into), config: None, gates: BTreeMap::new(), or_with_config: false }
     }
 
     fn flags(line: &'static str) -> Flags<'static> {
@@ -429,6 +438,7 @@ mod tests {
             s("true")
         );
         assert_eq!(v("--feature-gates=Other=true"), s("true"), "the gate's default");
+        assert_eq!(v("--feature-gates=kube:RotateKubeletServerCertificate=false"), s("false"), "1.31+ kube: prefix");
         assert_eq!(v(""), s("true"));
         let r = resolve(&flags("--feature-gates=AllBeta=false"), "feature-gates", &d, key);
         assert_eq!((r.value, r.origin), (s("false"), Origin::Stage(vec![0])), "AllBeta=false turns a beta gate off");

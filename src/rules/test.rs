@@ -18,6 +18,9 @@ pub enum Op {
     Set,
     /// The flag is absent or empty.
     Notset,
+    /// The flag is not on the command line at all: an empty `--flag=` is present (`--admission-control=`
+    /// turns every admission plugin off).
+    Absent,
     /// Equal: as booleans when the value is `true`/`false`, as numbers (or Go durations) when both sides are
     /// numbers, else as strings.
     Eq,
@@ -36,9 +39,10 @@ pub enum Op {
 }
 
 impl Op {
-    pub const ALL: [Op; 12] = [
+    pub const ALL: [Op; 13] = [
         Op::Set,
         Op::Notset,
+        Op::Absent,
         Op::Eq,
         Op::Noteq,
         Op::Has,
@@ -55,6 +59,7 @@ impl Op {
         match self {
             Op::Set => "set",
             Op::Notset => "notset",
+            Op::Absent => "absent",
             Op::Eq => "eq",
             Op::Noteq => "noteq",
             Op::Has => "has",
@@ -69,7 +74,7 @@ impl Op {
     }
 
     pub fn needs_value(self) -> bool {
-        !matches!(self, Op::Set | Op::Notset)
+        !matches!(self, Op::Set | Op::Notset | Op::Absent)
     }
 
     fn is_numeric(self) -> bool {
@@ -144,7 +149,7 @@ impl Check {
     /// compared (`eq`), a feature gate named (`key`).
     pub fn suits(&self, decl: &FlagDecl) -> Result<(), (&'static str, String)> {
         let allowed: &[Op] = match (decl.ty, &self.key) {
-            (FlagType::FeatureGates, None) => &[Op::Set, Op::Notset],
+            (FlagType::FeatureGates, None) => &[Op::Set, Op::Notset, Op::Absent],
             (FlagType::FeatureGates, Some(key)) => {
                 if !decl.gates.contains_key(key) {
                     return Err(("key", format!("gate {key:?} is not declared in the flag's `gates`")));
@@ -157,13 +162,13 @@ impl Check {
                     format!("only a feature_gates flag has keys; {} is {}", self.flag, decl.ty.as_str()),
                 ));
             }
-            (FlagType::Bool, None) => &[Op::Set, Op::Notset, Op::Eq, Op::Noteq],
+            (FlagType::Bool, None) => &[Op::Set, Op::Notset, Op::Absent, Op::Eq, Op::Noteq],
             (FlagType::Int | FlagType::Duration, None) => {
-                &[Op::Set, Op::Notset, Op::Eq, Op::Noteq, Op::Gt, Op::Gte, Op::Lt, Op::Lte, Op::Regex]
+                &[Op::Set, Op::Notset, Op::Absent, Op::Eq, Op::Noteq, Op::Gt, Op::Gte, Op::Lt, Op::Lte, Op::Regex]
             }
-            (FlagType::String, None) => &[Op::Set, Op::Notset, Op::Eq, Op::Noteq, Op::Regex],
+            (FlagType::String, None) => &[Op::Set, Op::Notset, Op::Absent, Op::Eq, Op::Noteq, Op::Regex],
             (FlagType::List | FlagType::Array, None) => {
-                &[Op::Set, Op::Notset, Op::Has, Op::Nothave, Op::ValidElements, Op::Regex]
+                &[Op::Set, Op::Notset, Op::Absent, Op::Has, Op::Nothave, Op::ValidElements, Op::Regex]
             }
         };
         if !allowed.contains(&self.op) {
@@ -253,11 +258,16 @@ impl Check {
         let value_text = resolved.value.as_ref().map(Value::text);
         let undecidable = |why: String| self.evidence(value_text.clone(), texts.clone(), Source::Hidden, None, why);
         // Settings from elsewhere: a source that can set the flag and is not overridden by the command line.
+        // A flag the component ORs with its config file (the kubelet's --seccomp-default) is decided by a true
+        // on the command line, whatever the file says.
+        let decided_true =
+            decl.or_with_config && on_command_line && value_text.as_deref().and_then(go_bool) == Some(true);
         let deciders: Vec<&Applied<'_>> = view
             .hidden
             .iter()
             .filter(|a| a.source.sets(self.name(), Some(decl)))
-            .filter(|a| !(a.source.precedence == Precedence::BelowFlags && on_command_line))
+            .filter(|a| !(a.source.precedence == Precedence::BelowFlags && on_command_line && !decl.or_with_config))
+            .filter(|_| !decided_true)
             .collect();
         if !deciders.is_empty() {
             let places: Vec<String> = deciders.iter().map(|a| self.place(a, decl)).collect();
@@ -321,6 +331,7 @@ impl Check {
         let passed = match (self.op, scalar) {
             (Op::Set, _) => set,
             (Op::Notset, _) => !set,
+            (Op::Absent, _) => !on_command_line,
             (_, None) => false,
             (Op::Eq, Some(v)) => equals(v, self.value()),
             (Op::Noteq, Some(v)) => !equals(v, self.value()),
