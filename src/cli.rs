@@ -34,11 +34,6 @@ pub enum Exit {
 }
 
 impl Exit {
-    /// The exit code for a set of verdicts: errors outrank failures, which outrank passes.
-    pub fn for_statuses(statuses: impl IntoIterator<Item = Status>) -> Exit {
-        Exit::for_summary(&Summary::of(statuses))
-    }
-
     /// The exit code for verdict counts: errors outrank failures, which outrank passes.
     pub fn for_summary(s: &Summary) -> Exit {
         if s.error > 0 {
@@ -133,7 +128,8 @@ enum Command {
                             fleetaudit scan -i inventory.toml --db /var/lib/fleetaudit/history.db --quiet\n  \
                             fleetaudit scan -i inventory.toml --format json | jq '.findings[] | select(.status == \"fail\")'\n  \
                             fleetaudit scan -i inventory.toml --junit fleetaudit.xml --fail-on error\n  \
-                            fleetaudit scan -i inventory.toml --shard 2/4\n\n\
+                            fleetaudit scan -i inventory.toml --shard 2/4\n  \
+                            fleetaudit scan -i inventory.toml --automated-only --quiet\n\n\
                             Exit codes: 0 all pass, 1 a rule failed, 2 a host or rule could not be audited, \
                             3 bad configuration, 4 another scan holds the database. --fail-on error: failed rules \
                             exit 0; --fail-on never: 1 and 2 become 0.")]
@@ -278,7 +274,8 @@ enum Command {
     /// Judge a captured `ps -ef` output offline.
     #[command(after_help = "Examples:\n  fleetaudit eval node1-ps.txt\n  ssh node1 ps -ef | fleetaudit eval -\n  \
                             fleetaudit eval --role control-plane --format json node1-ps.txt\n  \
-                            fleetaudit eval --rules site-rules.toml node1-ps.txt")]
+                            fleetaudit eval --rules site-rules.toml node1-ps.txt\n  \
+                            fleetaudit eval --automated-only node1-ps.txt")]
     Eval {
         /// The capture to judge, or `-` for standard input.
         file: PathBuf,
@@ -294,6 +291,8 @@ enum Command {
         /// errors: 2), never (always 0).
         #[arg(long, value_enum, default_value_t = FailOn::Fail)]
         fail_on: FailOn,
+        #[command(flatten)]
+        judge: JudgeArgs,
     },
     /// List the rules in force, or show one in full.
     #[command(after_help = "Examples:\n  fleetaudit rules\n  fleetaudit rules --format json\n  \
@@ -334,6 +333,18 @@ struct ScanOutputs {
     /// with K = 1..N cover every host exactly once. Applies after --only.
     #[arg(long, value_name = "K/N")]
     shard: Option<Shard>,
+    #[command(flatten)]
+    judge: JudgeArgs,
+}
+
+/// Which checks the exit code judges.
+#[derive(Debug, Clone, Copy, clap::Args)]
+struct JudgeArgs {
+    /// Let only CIS Automated checks decide the exit code, as kube-bench users do with its WARN results: Manual
+    /// checks are still judged, stored and reported, but their failures and errors exit 0. A host that could not
+    /// be audited still exits 2.
+    #[arg(long)]
+    automated_only: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -538,7 +549,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
                 _ => write_scan_summary(&mut out, &report, &db, html.as_deref(), style)?,
             }
             out.flush()?;
-            Ok(scan_exit(&report).under(outputs.fail_on))
+            Ok(scan_exit(&report, outputs.judge.automated_only).under(outputs.fail_on))
         }
         Command::Daemon {
             inventory,
@@ -616,7 +627,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
                     "\nA scan of this fleet exits {} (see `fleetaudit scan --help`). Next:\n  \
                      sqlite3 {} 'SELECT host, rule_id, status FROM latest_findings WHERE status = \"fail\" LIMIT 10'\n  \
                      fleetaudit scan -i {}\n  fleetaudit rules show apiserver-kubelet-certificate-authority",
-                    scan_exit(&report) as i32,
+                    scan_exit(&report, false) as i32,
                     db.display(),
                     demo.inventory.display()
                 )?;
@@ -722,12 +733,16 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
             out.flush()?;
             Ok(Exit::Ok)
         }
-        Command::Eval { file, format, roles, rules, fail_on } => {
+        Command::Eval { file, format, roles, rules, fail_on, judge } => {
             let engine = Engine::new(RuleSet::load(&rules)?);
             let bytes = read_capture(&file)?;
             let table =
                 ps::parse(&bytes).with_context(|| format!("cannot read {} as `ps -ef` output", file.display()))?;
             let findings = engine.judge(&table, &roles);
+            let manual = |f: &crate::rules::Finding| {
+                engine.rules.rules[f.rule].assessment == crate::rules::pack::Assessment::Manual
+            };
+            let totals = output::Totals::of(findings.iter().map(|f| (f.status, manual(f))));
             match format {
                 Format::Json => {
                     let doc = serde_json::json!({
@@ -735,7 +750,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
                         "ps_format": table.format,
                         "processes": table.processes.len(),
                         "rules_version": engine.rules.version(),
-                        "summary": Summary::of(findings.iter().map(|f| f.status)),
+                        "summary": totals,
                         "findings": findings.iter().map(|f| FindingJson::new(&engine.rules, f)).collect::<Vec<_>>(),
                     });
                     serde_json::to_writer_pretty(&mut out, &doc)?;
@@ -754,7 +769,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
                 }
             }
             out.flush()?;
-            Ok(Exit::for_statuses(findings.iter().map(|f| f.status)).under(fail_on))
+            Ok(Exit::for_summary(totals.judged(judge.automated_only)).under(fail_on))
         }
         Command::Rules { show, format, rules } => {
             let set = RuleSet::load(&rules)?;
@@ -858,12 +873,13 @@ async fn scan(
     Ok((report?, html, results.transpose().context("reading the scan back from the database")?))
 }
 
-/// 2 if a host could not be audited or a rule judged, else 1 if a rule failed, else 0.
-fn scan_exit(report: &ScanReport) -> Exit {
+/// 2 if a host could not be audited or a rule judged, else 1 if a rule failed, else 0; with `automated_only`,
+/// the verdicts of Manual checks do not count (a host that could not be audited still does).
+fn scan_exit(report: &ScanReport, automated_only: bool) -> Exit {
     if report.unreachable() > 0 || report.interrupted {
         return Exit::Error;
     }
-    Exit::for_summary(&report.totals())
+    Exit::for_summary(report.totals().judged(automated_only))
 }
 
 fn write_scan_summary(

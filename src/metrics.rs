@@ -16,7 +16,7 @@ fn label(v: &str) -> String {
 /// The exposition text for `report`. `last_success` is the Unix time of the newest complete scan.
 pub fn render(report: &ScanReport, last_success: Option<u64>) -> String {
     let mut out = String::new();
-    let t = report.totals();
+    let t = report.totals().all;
     let _ = writeln!(out, "# HELP fleetaudit_rule_verdicts Verdicts of the last scan, by rule and status.");
     let _ = writeln!(out, "# TYPE fleetaudit_rule_verdicts gauge");
     for (rule, s) in &report.rules {

@@ -51,6 +51,40 @@ impl std::fmt::Display for Summary {
     }
 }
 
+/// All verdict counts and those of the CIS Automated checks alone: `summary` in every JSON document.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    #[serde(flatten)]
+    pub all: Summary,
+    /// The Automated checks only: what `--automated-only` makes the exit code judge.
+    pub automated: Summary,
+}
+
+impl Totals {
+    /// Counts `(status, is_manual)` pairs.
+    pub fn of(verdicts: impl IntoIterator<Item = (Status, bool)>) -> Totals {
+        let (mut all, mut automated) = (Vec::new(), Vec::new());
+        for (status, manual) in verdicts {
+            all.push(status);
+            if !manual {
+                automated.push(status);
+            }
+        }
+        Totals { all: Summary::of(all), automated: Summary::of(automated) }
+    }
+
+    /// The counts an exit code judges: every check's, or the Automated ones' alone.
+    pub fn judged(&self, automated_only: bool) -> &Summary {
+        if automated_only { &self.automated } else { &self.all }
+    }
+}
+
+impl std::fmt::Display for Totals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}\nCIS Automated checks alone: {}", self.all, self.automated)
+    }
+}
+
 /// Terminal styling: colour only when asked for (`--color always`, or a TTY without `NO_COLOR`).
 #[derive(Debug, Clone, Copy)]
 pub struct Style {
@@ -77,6 +111,7 @@ pub struct FindingJson<'a> {
     pub title: &'a str,
     pub component: &'a str,
     pub severity: &'a str,
+    pub assessment: crate::rules::pack::Assessment,
     pub status: Status,
     pub reason: &'a str,
     /// The flags the rule tests.
@@ -94,6 +129,7 @@ impl<'a> FindingJson<'a> {
             title: &rule.title,
             component: &set.component(rule).id,
             severity: rule.severity.as_str(),
+            assessment: rule.assessment,
             status: f.status,
             reason: &f.reason,
             flags: flags_of(&rule.test),
@@ -122,6 +158,7 @@ pub fn write_findings_text(out: &mut dyn Write, set: &RuleSet, findings: &[Findi
     }
     groups.sort_by_key(|(c, fs)| (fs.first().map(|f| f.status), *c));
     let width = findings.iter().map(|f| set.rules[f.rule].id.len()).max().unwrap_or(0);
+    let manual = |f: &Finding| set.rules[f.rule].assessment == crate::rules::pack::Assessment::Manual;
     for (component, fs) in &groups {
         let title = &set.components[*component].title;
         if fs.iter().all(|f| f.status == Status::NotApplicable) {
@@ -131,13 +168,21 @@ pub fn write_findings_text(out: &mut dyn Write, set: &RuleSet, findings: &[Findi
         writeln!(out, "{title}")?;
         for f in fs {
             let rule = &set.rules[f.rule];
-            writeln!(out, "  {}  {:<width$}  {:<8}  {}", style.status(f.status), rule.id, rule.severity, rule.title)?;
+            let assessment = if manual(f) { "manual" } else { "auto" };
+            writeln!(
+                out,
+                "  {}  {:<width$}  {:<8}  {assessment:<6}  {}",
+                style.status(f.status),
+                rule.id,
+                rule.severity.as_str(),
+                rule.title
+            )?;
             if matches!(f.status, Status::Fail | Status::Error) {
                 writeln!(out, "         {}", f.reason)?;
             }
         }
     }
-    writeln!(out, "\n{}", Summary::of(findings.iter().map(|f| f.status)))
+    writeln!(out, "\n{}", Totals::of(findings.iter().map(|f| (f.status, manual(f)))))
 }
 
 #[derive(Serialize)]

@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 
 use crate::inventory::{Host, Inventory};
 use crate::model::{self, Status};
-use crate::output::Summary;
+use crate::output::{Summary, Totals};
 use crate::ps;
 use crate::rules::Engine;
 use crate::ssh::{Target, Transport};
@@ -130,18 +130,26 @@ pub struct ScanReport {
     /// Verdict counts per rule id over the hosts recorded (a host that could not be audited is an error for
     /// every rule), for metrics.
     pub rules: std::collections::BTreeMap<String, Summary>,
+    /// The rules CIS assesses manually.
+    pub manual: std::collections::BTreeSet<String>,
 }
 
 impl ScanReport {
     /// Counts over every (host, rule) verdict: a host that could not be audited counts as an error per rule,
     /// as in the database's `findings` view and the report.
-    pub fn totals(&self) -> Summary {
-        let mut t = Summary::default();
-        for s in self.rules.values() {
-            t.pass += s.pass;
-            t.fail += s.fail;
-            t.error += s.error;
-            t.not_applicable += s.not_applicable;
+    pub fn totals(&self) -> Totals {
+        let mut t = Totals::default();
+        for (rule, s) in &self.rules {
+            let add = |to: &mut Summary| {
+                to.pass += s.pass;
+                to.fail += s.fail;
+                to.error += s.error;
+                to.not_applicable += s.not_applicable;
+            };
+            add(&mut t.all);
+            if !self.manual.contains(rule) {
+                add(&mut t.automated);
+            }
         }
         t
     }
@@ -291,8 +299,15 @@ pub async fn run(
     };
     store.finish_scan(scan_id, interrupted).await?;
     let (reports, rules) = reports;
-    let report = ScanReport { scan_id, hosts: reports, interrupted, elapsed: started.elapsed(), rules };
-    let t = report.totals();
+    let manual = engine
+        .rules
+        .rules
+        .iter()
+        .filter(|r| r.assessment == crate::rules::pack::Assessment::Manual)
+        .map(|r| r.id.clone())
+        .collect();
+    let report = ScanReport { scan_id, hosts: reports, interrupted, elapsed: started.elapsed(), rules, manual };
+    let t = report.totals().all;
     tracing::info!(
         scan_id,
         hosts = report.hosts.len(),
@@ -322,6 +337,8 @@ pub fn rule_meta(engine: &Engine) -> Vec<RuleMeta> {
             rationale: r.rationale.clone(),
             remediation: r.remediation.clone(),
             test: r.test.describe(),
+            assessment: r.assessment.as_str().to_owned(),
+            cis_previous: serde_json::to_string(&r.previous).expect("rule ids and benchmark names serialise"),
         })
         .collect()
 }

@@ -47,7 +47,13 @@ fn eval_text_groups_failures_first_and_exits_1() {
     assert!(fail < first_pass, "failures before passes:\n{stdout}");
     assert!(stdout.contains("--profiling=true; required: --profiling eq false"));
     assert!(stdout.contains("kubelet: 14 rules not applicable"), "{stdout}");
-    assert!(stdout.ends_with("6 pass, 23 fail, 0 error, 31 not applicable\n"), "{stdout}");
+    assert!(
+        stdout.ends_with(
+            "6 pass, 23 fail, 0 error, 31 not applicable\nCIS Automated checks alone: 5 pass, 17 fail, 0 error, 20 not applicable\n"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("  high      auto    Ensure that the --token-auth-file"), "assessment column: {stdout}");
     assert!(!stdout.contains('\x1b'), "no colour when NO_COLOR is set or stdout is not a terminal");
     // The secret in the etcd URL is never printed.
     assert!(!stdout.contains("s3cret"));
@@ -251,6 +257,33 @@ fn bad_shard_specs_are_usage_errors() {
     assert!(!dir.path().join("fleetaudit.db").exists(), "nothing was scanned");
 }
 
+/// The example command lines of a help text (`  fleetaudit ARGS`), without what follows a pipe or redirect,
+/// with shell quotes removed.
+fn examples(help: &str) -> Vec<Vec<String>> {
+    help.lines()
+        .filter_map(|l| l.trim_start().strip_prefix("fleetaudit "))
+        .map(|l| {
+            let command = l.split(['|', '>']).next().unwrap_or_default();
+            let mut words = Vec::new();
+            let (mut word, mut quote) = (String::new(), None);
+            for c in command.chars() {
+                match (c, quote) {
+                    ('\'' | '"', None) => quote = Some(c),
+                    (q, Some(open)) if q == open => quote = None,
+                    (' ', None) if !word.is_empty() => words.push(std::mem::take(&mut word)),
+                    (' ', None) => {}
+                    (c, _) => word.push(c),
+                }
+            }
+            if !word.is_empty() {
+                words.push(word);
+            }
+            words
+        })
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
 /// The subcommands `fleetaudit [PATH...] --help` lists under "Commands:" (without `help`).
 fn subcommands(path: &[&str]) -> Vec<String> {
     let mut args = path.to_vec();
@@ -287,6 +320,31 @@ fn every_command_shows_an_example() {
             text(&out.stdout)
         );
         seen += 1;
+        for example in examples(&text(&out.stdout)) {
+            // Every example parses as typed: clap reads every argument before it acts on --help.
+            let mut args: Vec<&str> = example.iter().map(String::as_str).collect();
+            args.push("--help");
+            let parsed = fleetaudit(&args, None);
+            assert_eq!(
+                parsed.status.code(),
+                Some(0),
+                "example `fleetaudit {}`: {}",
+                example.join(" "),
+                text(&parsed.stderr)
+            );
+            // And those that need nothing but the binary run as typed.
+            if example[0] == "rules" {
+                let args: Vec<&str> = example.iter().map(String::as_str).collect();
+                let ran = fleetaudit(&args, None);
+                assert_eq!(
+                    ran.status.code(),
+                    Some(0),
+                    "example `fleetaudit {}`: {}",
+                    example.join(" "),
+                    text(&ran.stderr)
+                );
+            }
+        }
         for sub in subcommands(&p) {
             let mut next = path.clone();
             next.push(sub);
@@ -329,4 +387,53 @@ fn colour_on_a_terminal_unless_no_color_and_as_color_says() {
     assert!(!text(&piped.stdout).contains('\x1b'));
     let forced = fleetaudit(&["eval", &busybox, "--color", "always"], None);
     assert!(text(&forced.stdout).contains(RED_FAIL), "--color always with NO_COLOR set (the helper sets it)");
+}
+
+#[test]
+fn automated_only_leaves_manual_checks_out_of_the_exit_code() {
+    // The hardened API server, with anonymous access on: CIS 1.2.1 fails, and CIS assesses it Manual.
+    let hardened = std::fs::read_to_string(capture("kubeadm-hardened.txt")).unwrap();
+    let apiserver = hardened.lines().find(|l| l.contains(" kube-apiserver --")).unwrap();
+    let table = format!(
+        "UID PID PPID C STIME TTY TIME CMD\nroot 1 0 0 10:00 ? 00:00:01 /sbin/init\n{}\n",
+        apiserver.replace("--anonymous-auth=false", "--anonymous-auth=true")
+    );
+    let all = fleetaudit(&["eval", "-", "--format", "json"], Some(table.as_bytes()));
+    let doc: serde_json::Value = serde_json::from_slice(&all.stdout).unwrap();
+    assert_eq!(all.status.code(), Some(1), "a failed rule: {}", doc["summary"]);
+    assert_eq!((doc["summary"]["fail"].as_u64(), doc["summary"]["automated"]["fail"].as_u64()), (Some(1), Some(0)));
+    let anonymous = doc["findings"].as_array().unwrap().iter().find(|f| f["rule_id"] == "apiserver-anonymous-auth");
+    assert_eq!(anonymous.unwrap()["assessment"], "manual");
+    let automated = fleetaudit(&["eval", "-", "--automated-only"], Some(table.as_bytes()));
+    assert_eq!(automated.status.code(), Some(0), "{}", text(&automated.stdout));
+    assert!(text(&automated.stdout).contains("FAIL   apiserver-anonymous-auth"), "still judged and shown");
+    // An Automated failure still fails.
+    let token = table.replace("--anonymous-auth=true", "--anonymous-auth=true --token-auth-file=/etc/t.csv");
+    assert_eq!(fleetaudit(&["eval", "-", "--automated-only"], Some(token.as_bytes())).status.code(), Some(1));
+}
+
+#[test]
+fn the_readme_pack_example_loads_and_judges() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = &readme[readme.find("### Writing a pack").unwrap()..];
+    let start = section.find("```toml\n").unwrap() + "```toml\n".len();
+    let pack = &section[start..start + section[start..].find("```").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("site.toml");
+    std::fs::write(&path, pack).unwrap();
+    let out = fleetaudit(
+        &["eval", "--rules", path.to_str().unwrap(), "--format", "json", &capture("kubeadm-default.txt")],
+        None,
+    );
+    let doc: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out.stderr)));
+    let site = doc["findings"].as_array().unwrap().iter().find(|f| f["rule_id"] == "site-audit-webhook").unwrap();
+    assert_eq!(site["status"], "fail", "kubeadm sends no audit webhook: {site}");
+    // Without the flag declarations, the pack is refused with the place and the fix.
+    let undeclared = pack.replace("[flags.apiserver]", "[flags.scheduler]");
+    std::fs::write(&path, undeclared).unwrap();
+    let out = fleetaudit(&["rules", "--rules", path.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(3));
+    let err = text(&out.stderr);
+    assert!(err.contains("site.toml:") && err.contains("is not declared for component apiserver"), "{err}");
 }

@@ -171,6 +171,15 @@ fn json_and_junit_say_what_the_database_says() {
         assert_eq!(doc["summary"][status].as_u64().unwrap() as usize, counts.get(status).copied().unwrap_or(0));
     }
     assert_eq!(doc["summary"]["not_audited"], 1);
+    // The Automated checks' own counts, and each finding's assessment, as the database's views have them.
+    let automated = db_counts(db, scan_id, "AND assessment = 'automated'");
+    for status in ["pass", "fail", "error", "not_applicable"] {
+        let n = doc["summary"]["automated"][status].as_u64().unwrap() as usize;
+        assert_eq!(n, automated.get(status).copied().unwrap_or(0), "automated {status}");
+    }
+    assert!(doc["summary"]["automated"]["fail"].as_u64() < doc["summary"]["fail"].as_u64(), "manual failures exist");
+    let anonymous = findings.iter().find(|f| f["rule_id"] == "apiserver-anonymous-auth").unwrap();
+    assert_eq!(anonymous["assessment"], "manual");
 
     // The reference rule fails on the kubeadm default node: evidence (redacted as stored) and remediation.
     let rule = "apiserver-kubelet-certificate-authority";
@@ -256,7 +265,18 @@ fn json_and_junit_say_what_the_database_says() {
     assert!(error.attribute("message").unwrap().starts_with("unreachable: "));
     assert!(case("lonely-worker", "etcd-client-cert-auth").children().any(|n| n.has_tag_name("skipped")));
     let passing = case("cp-hardened", rule);
-    assert_eq!(passing.children().filter(|n| n.is_element()).count(), 0, "a pass is an empty test case");
+    let elements: Vec<&str> = passing.children().filter(|n| n.is_element()).map(|n| n.tag_name().name()).collect();
+    assert_eq!(elements, ["properties"], "a pass holds only its properties");
+    // Each test case carries the rule's CIS assessment, as the database has it.
+    let assessment = |host: &str, rule: &str| {
+        case(host, rule).descendants().find(|n| n.has_tag_name("property")).and_then(|p| p.attribute("value"))
+    };
+    assert_eq!(assessment("cp-hardened", rule), Some("automated"));
+    assert_eq!(assessment("cp-default", "apiserver-anonymous-auth"), Some("manual"));
+    assert_eq!(
+        sqlite(db, "SELECT DISTINCT assessment FROM findings WHERE rule_id = 'apiserver-anonymous-auth'"),
+        "manual\n"
+    );
 
     // `check --format json` reaches the same hosts.
     let out = fleetaudit(&["check", "-i", fleet.inv(), "--format", "json"]);

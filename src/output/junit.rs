@@ -92,15 +92,26 @@ fn testcase(out: &mut dyn Write, cluster: Option<&str>, v: &Verdict<'_>) -> io::
         Some(c) => format!("{c}.{}", v.rule_id),
         None => v.rule_id.to_owned(),
     };
+    // The CIS assessment as a test-case property (as pytest's record_property writes them), so a dashboard can
+    // tell a Manual check's failure (kube-bench's WARN) from an Automated one's.
+    let assessment = v.rule.and_then(|r| r.assessment.as_deref()).map_or(String::new(), |a| {
+        format!("\n      <properties><property name=\"assessment\" value=\"{}\"/></properties>", attr(a))
+    });
     let open = format!(r#"    <testcase classname="{}" name="{}""#, attr(&classname), attr(&v.host.name));
     match v.status {
-        Status::Pass => writeln!(out, "{open}/>"),
+        Status::Pass if assessment.is_empty() => writeln!(out, "{open}/>"),
+        Status::Pass => writeln!(out, "{open}>{assessment}\n    </testcase>"),
         Status::NotApplicable => {
-            writeln!(out, "{open}>\n      <skipped message=\"{}\"/>\n    </testcase>", attr(&v.reason))
+            writeln!(out, "{open}>{assessment}\n      <skipped message=\"{}\"/>\n    </testcase>", attr(&v.reason))
         }
         Status::Fail => {
             let severity = v.rule.map_or("fail", |r| r.severity.as_str());
-            writeln!(out, "{open}>\n      <failure message=\"{}\" type=\"{}\">", attr(&v.reason), attr(severity))?;
+            writeln!(
+                out,
+                "{open}>{assessment}\n      <failure message=\"{}\" type=\"{}\">",
+                attr(&v.reason),
+                attr(severity)
+            )?;
             writeln!(out, "{}</failure>\n    </testcase>", text(&body(v)))
         }
         Status::Error => {
@@ -109,7 +120,12 @@ fn testcase(out: &mut dyn Write, cluster: Option<&str>, v: &Verdict<'_>) -> io::
             } else {
                 v.host.error_kind.as_deref().unwrap_or("error")
             };
-            writeln!(out, "{open}>\n      <error message=\"{}\" type=\"{}\">", attr(&v.reason), attr(kind))?;
+            writeln!(
+                out,
+                "{open}>{assessment}\n      <error message=\"{}\" type=\"{}\">",
+                attr(&v.reason),
+                attr(kind)
+            )?;
             writeln!(out, "{}</error>\n    </testcase>", text(&body(v)))
         }
     }
@@ -119,7 +135,12 @@ fn testcase(out: &mut dyn Write, cluster: Option<&str>, v: &Verdict<'_>) -> io::
 fn body(v: &Verdict<'_>) -> String {
     let mut b = String::new();
     if let Some(rule) = v.rule {
-        b.push_str(&format!("{} (CIS {}, severity {})\n", rule.title, rule.cis, rule.severity));
+        let assessment = match rule.assessment.as_deref() {
+            Some("manual") => ", Manual",
+            Some("automated") => ", Automated",
+            _ => "",
+        };
+        b.push_str(&format!("{} (CIS {}, severity {}{assessment})\n", rule.title, rule.cis, rule.severity));
     }
     b.push_str(&format!("host {}: {}\n", v.host.name, v.reason));
     if let Some(procs) = v.evidence.and_then(|e| e.as_array()) {

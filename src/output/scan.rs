@@ -44,6 +44,13 @@ pub struct Verdict<'a> {
     pub evidence: Option<&'a serde_json::Value>,
 }
 
+impl Verdict<'_> {
+    /// Whether CIS assesses the rule manually.
+    pub fn is_manual(&self) -> bool {
+        self.rule.and_then(|r| r.assessment.as_deref()) == Some("manual")
+    }
+}
+
 impl ScanResults {
     /// Reads scan `scan_id` from the store.
     pub async fn load(pool: &SqlitePool, scan_id: i64) -> Result<ScanResults, ReportError> {
@@ -113,6 +120,12 @@ impl ScanResults {
         Summary::of(self.all_verdicts().map(|v| v.status))
     }
 
+    /// The verdict counts of the CIS Automated checks alone (a rule stored without an assessment counts as
+    /// automated: it was scored before assessments were recorded).
+    pub fn automated_totals(&self) -> Summary {
+        Summary::of(self.all_verdicts().filter(|v| !v.is_manual()).map(|v| v.status))
+    }
+
     /// Hosts recorded that could not be audited.
     pub fn unaudited(&self) -> usize {
         self.hosts.iter().filter(|h| h.outcome != "audited").count()
@@ -156,6 +169,8 @@ struct SummaryJson {
     not_audited: usize,
     #[serde(flatten)]
     verdicts: Summary,
+    /// The same counts for the CIS Automated checks alone (what `--automated-only` judges).
+    automated: Summary,
 }
 
 #[derive(Serialize)]
@@ -191,6 +206,8 @@ struct VerdictJson<'a> {
     title: Option<&'a str>,
     component: Option<&'a str>,
     severity: Option<&'a str>,
+    /// `automated` or `manual` (CIS's assessment); absent for rules stored before assessments were.
+    assessment: Option<&'a str>,
     status: Status,
     reason: &'a str,
     evidence: Option<&'a serde_json::Value>,
@@ -217,6 +234,7 @@ impl Serialize for Verdict<'_> {
             title: rule.map(|r| r.title.as_str()),
             component: rule.map(|r| r.component.as_str()),
             severity: rule.map(|r| r.severity.as_str()),
+            assessment: rule.and_then(|r| r.assessment.as_deref()),
             status: self.status,
             reason: &self.reason,
             evidence: self.evidence,
@@ -248,6 +266,7 @@ pub fn write_json(out: &mut dyn Write, r: &ScanResults) -> io::Result<()> {
             audited: r.hosts.len() - r.unaudited(),
             not_audited: r.unaudited(),
             verdicts: totals,
+            automated: r.automated_totals(),
         },
         hosts: r
             .hosts

@@ -167,12 +167,25 @@ pub struct RuleRow {
     pub rationale: Option<String>,
     pub remediation: Option<String>,
     pub test: Option<String>,
+    /// `automated` or `manual`; NULL for a rule set stored before schema 3.
+    pub assessment: Option<String>,
+}
+
+impl RuleRow {
+    /// `Automated`, `Manual`, or empty when not recorded.
+    pub fn assessment_label(&self) -> &'static str {
+        match self.assessment.as_deref() {
+            Some("manual") => "Manual",
+            Some("automated") => "Automated",
+            _ => "",
+        }
+    }
 }
 
 pub async fn rules(pool: &SqlitePool, scan_id: i64) -> Result<Vec<RuleRow>, ReportError> {
     sqlx::query_as(
         "SELECT rc.rule_id, rc.cis, rc.title, rc.severity, m.component, rc.pass, rc.fail, rc.error,
-                rc.not_applicable, rc.compliance_pct, m.rationale, m.remediation, m.test
+                rc.not_applicable, rc.compliance_pct, m.rationale, m.remediation, m.test, m.assessment
            FROM rule_compliance rc
            JOIN scans s ON s.id = rc.scan_id
            JOIN rules m ON m.rules_version = s.rules_version AND m.rule_id = rc.rule_id

@@ -100,11 +100,22 @@ pub struct Embedded {
     pub absent_if: Option<(String, String)>,
 }
 
+/// How CIS assesses a check: Automated checks are scored; Manual ones need a person's judgement (kube-bench
+/// reports them as WARN), so a user may leave them out of the exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Assessment {
     Automated,
     Manual,
+}
+
+impl Assessment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Assessment::Automated => "automated",
+            Assessment::Manual => "manual",
+        }
+    }
 }
 
 /// A number a rule had in an earlier benchmark version: CIS renumbers controls between versions.

@@ -137,6 +137,10 @@ pub struct RuleMeta {
     pub remediation: String,
     /// The test the rule applies, described for people.
     pub test: String,
+    /// `automated` or `manual`, as CIS marks the check.
+    pub assessment: String,
+    /// Its CIS numbers in earlier benchmark versions: a JSON array (`[{"cis":"1.2.6","benchmarks":[...]}]`).
+    pub cis_previous: String,
 }
 
 /// A host as the inventory describes it; upserted by name at each scan.
@@ -277,8 +281,8 @@ impl Store {
         for rule in rules {
             sqlx::query(
                 "INSERT OR IGNORE INTO rules (rules_version, rule_id, cis, title, component, severity,
-                                              rationale, remediation, test)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                                              rationale, remediation, test, assessment, cis_previous)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )
             .bind(rules_version)
             .bind(&rule.rule_id)
@@ -289,6 +293,8 @@ impl Store {
             .bind(&rule.rationale)
             .bind(&rule.remediation)
             .bind(&rule.test)
+            .bind(&rule.assessment)
+            .bind(&rule.cis_previous)
             .execute(&mut *tx)
             .await
             .map_err(query_err("store the rule set"))?;

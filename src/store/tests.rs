@@ -20,6 +20,8 @@ fn rule_meta(ids: &[&str]) -> Vec<RuleMeta> {
             rationale: format!("rationale of {id}"),
             remediation: format!("remediation of {id}"),
             test: format!("test of {id}"),
+            assessment: if id.ends_with('7') { "manual" } else { "automated" }.to_string(),
+            cis_previous: "[]".to_string(),
         })
         .collect()
 }
