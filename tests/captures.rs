@@ -238,3 +238,41 @@ fn every_rule_is_complete_and_every_operator_is_used() {
     assert!(reference.remediation.contains("--kubelet-certificate-authority"));
     assert_eq!(set.packs[0].benchmark_version.as_deref(), Some("1.12"));
 }
+
+/// Every check of CIS Kubernetes Benchmark v1.12 in the sections a command line can answer (kube-bench
+/// cfg/cis-1.12: 1.2, 1.3, 1.4, 2, 3.2, 4.2, 4.3), by id.
+const CIS_1_12: &[&str] = &[
+    "1.2.1", "1.2.2", "1.2.3", "1.2.4", "1.2.5", "1.2.6", "1.2.7", "1.2.8", "1.2.9", "1.2.10", "1.2.11", "1.2.12",
+    "1.2.13", "1.2.14", "1.2.15", "1.2.16", "1.2.17", "1.2.18", "1.2.19", "1.2.20", "1.2.21", "1.2.22", "1.2.23",
+    "1.2.24", "1.2.25", "1.2.26", "1.2.27", "1.2.28", "1.2.29", "1.2.30", "1.3.1", "1.3.2", "1.3.3", "1.3.4", "1.3.5",
+    "1.3.6", "1.3.7", "1.4.1", "1.4.2", "2.1", "2.2", "2.3", "2.4", "2.5", "2.6", "2.7", "3.2.1", "3.2.2", "4.2.1",
+    "4.2.2", "4.2.3", "4.2.4", "4.2.5", "4.2.6", "4.2.7", "4.2.8", "4.2.9", "4.2.10", "4.2.11", "4.2.12", "4.2.13",
+    "4.2.14", "4.3.1",
+];
+
+#[test]
+fn the_pack_has_every_cis_1_12_command_line_check_or_says_why_not() {
+    let set = RuleSet::embedded().unwrap();
+    // The pack header's "Left out, and why" block: `#   1.2.20 --request-timeout ...`.
+    let header: String = fleetaudit::rules::pack::EMBEDDED_CIS
+        .lines()
+        .skip_while(|l| !l.starts_with("# Left out"))
+        .take_while(|l| l.starts_with('#') && !l.starts_with("# And outside"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let left_out: Vec<&str> = header
+        .lines()
+        .filter_map(|l| l.trim_start_matches('#').split_whitespace().next())
+        .filter(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit()))
+        .collect();
+    assert!(!left_out.is_empty(), "no left-out list in the pack header");
+    for id in CIS_1_12 {
+        let present = set.rules.iter().any(|r| r.cis == *id);
+        assert!(present ^ left_out.contains(id), "CIS {id}: in the pack {present}, listed as left out {}", !present);
+    }
+    assert_eq!(set.packs[0].benchmark_id.as_deref(), Some("cis-1.12"));
+    // Every rule's CIS number is one of the benchmark's.
+    for r in &set.rules {
+        assert!(CIS_1_12.contains(&r.cis.as_str()), "{}: CIS {} is not a v1.12 id", r.id, r.cis);
+    }
+}

@@ -48,10 +48,13 @@ pub struct Process {
 }
 
 impl Process {
-    /// The command line split into arguments the way `ps` joined them (on spaces). An argument that itself held
-    /// a space cannot be told apart from two arguments: `ps` has already lost that.
+    /// The command line split into arguments the way `ps` joined them: procps and busybox print
+    /// `/proc/PID/cmdline` with each NUL made a space, so every single space separates two arguments and two
+    /// spaces in a row hold an empty one (Bottlerocket's kubelet has `--register-with-taints  --pod-infra-...`:
+    /// the value flag takes the empty argument, not the next flag). An argument that itself held a space cannot
+    /// be told apart from two arguments: `ps` has already lost that.
     pub fn argv(&self) -> impl Iterator<Item = &str> {
-        self.cmd.split_ascii_whitespace()
+        self.cmd.trim_matches(' ').split(' ')
     }
 
     /// Kernel threads have no command line; `ps` shows their name in brackets.
@@ -213,9 +216,10 @@ verylongusername 5   1  2 2025 ?        1-02:03:04 /usr/bin/thing --a=b   --c d
         assert_eq!(t.processes[3].cmd, "-bash");
         assert_eq!(t.processes[4].user, "verylongusername");
         assert_eq!(t.processes[4].line, 6);
-        // Internal spacing of the command is kept as ps printed it; argv splits on any run of spaces.
+        // Internal spacing of the command is kept as ps printed it; argv splits on each space, so a run of n
+        // spaces holds n - 1 empty arguments, as /proc/PID/cmdline had them.
         assert_eq!(t.processes[4].cmd, "/usr/bin/thing --a=b   --c d");
-        assert_eq!(t.processes[4].argv().collect::<Vec<_>>(), ["/usr/bin/thing", "--a=b", "--c", "d"]);
+        assert_eq!(t.processes[4].argv().collect::<Vec<_>>(), ["/usr/bin/thing", "--a=b", "", "", "--c", "d"]);
     }
 
     #[test]

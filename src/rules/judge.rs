@@ -65,10 +65,12 @@ pub fn judge(set: &RuleSet, detector: &super::Detector, table: &ProcessTable, ro
                     None => Status::Error,
                 };
                 let flags: Vec<FlagEvidence> = outcome.evidence.into_iter().map(redact_evidence).collect();
+                // The checks that decided: a pass's passing ones (one branch of an `any`), a failure's failing ones,
+                // an error's undecidable ones.
                 let relevant = flags.iter().filter(|e| match status {
                     Status::Fail => e.passed == Some(false),
                     Status::Error => e.passed.is_none(),
-                    _ => true,
+                    _ => e.passed == Some(true),
                 });
                 let mut whys: Vec<&str> = Vec::new();
                 for e in relevant {

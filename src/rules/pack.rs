@@ -823,6 +823,71 @@ mod tests {
     }
 
     #[test]
+    fn a_rule_reads_only_declared_flags_with_an_op_that_suits_them() {
+        let rule = |test: &str| {
+            format!(
+                "{HEADER}[[rule]]\nid = \"x-1\"\ncis = \"1\"\ntitle = \"t\"\ncomponent = \"apiserver\"\nseverity = \"low\"\n\
+                 rationale = \"r\"\nremediation = \"m\"\ntest = {test}\n"
+            )
+        };
+        let e = error(&rule("{ flag = \"--undeclared\", op = \"set\" }"));
+        assert!(
+            e.starts_with("extra.toml:13:") && e.contains("--undeclared is not declared for component apiserver"),
+            "{e}"
+        );
+        // A list is searched, not compared.
+        let e = error(&rule("{ flag = \"--authorization-mode\", op = \"eq\", value = \"RBAC\" }"));
+        assert!(e.contains("rule.test.op") && e.contains("list flag"), "{e}");
+        // Defaults belong to the declaration.
+        let e = error(&rule("{ flag = \"--profiling\", op = \"eq\", value = \"false\", default = \"true\" }"));
+        assert!(e.contains("[flags.apiserver]"), "{e}");
+        // Declared in the same pack, the flag may be read.
+        let declared = format!(
+            "{}[flags.apiserver]\n\"--undeclared\" = {{ type = \"string\" }}\n",
+            rule("{ flag = \"--undeclared\", op = \"set\" }")
+        );
+        assert!(add(&declared).is_ok());
+        // But not declared twice, nor as two arities.
+        let twice = format!("{HEADER}[flags.apiserver]\n\"--profiling\" = {{ type = \"bool\" }}\n");
+        assert!(error(&twice).contains("already declared"));
+        let arity = format!("{HEADER}[known_flags.apiserver]\nvalue = [\"--profiling\"]\n");
+        assert!(error(&arity).contains("both bool and value"), "{}", error(&arity));
+    }
+
+    #[test]
+    fn sources_and_embeddings_are_validated() {
+        let source = |body: &str| {
+            format!(
+                "{HEADER}[[component]]\nid = \"c\"\ntitle = \"c\"\nprograms = [\"c\"]\n[[component.source]]\n{body}\n"
+            )
+        };
+        let e = error(&source(
+            "kind = \"dir\"\nflag = \"--d\"\nformat = \"f\"\nwhat = \"w\"\nsets = \"all\"\nprecedence = \"below_flags\"",
+        ));
+        assert!(e.contains("pattern"), "{e}");
+        let e = error(&source(
+            "kind = \"file\"\nformat = \"f\"\nwhat = \"w\"\nsets = \"all\"\nprecedence = \"below_flags\"",
+        ));
+        assert!(e.contains("needs `flag`, `env` or `path`"), "{e}");
+        let e = error(&source(
+            "kind = \"file\"\nflag = \"--c\"\nformat = \"f\"\nwhat = \"w\"\nsets = \"some\"\nprecedence = \"below_flags\"",
+        ));
+        assert!(e.contains("sets"), "{e}");
+        let e = error(&source(
+            "kind = \"file\"\nflag = \"--c\"\nformat = \"f\"\nwhat = \"w\"\nsets = [\"--nope\"]\nprecedence = \"below_flags\"",
+        ));
+        assert!(e.contains("--nope is not declared in [flags.c]"), "{e}");
+        let e = error(&format!(
+            "{HEADER}[[embedding]]\nprogram = \"p\"\ntitle = \"p\"\n[embedding.components]\napiserver = {{}}\n"
+        ));
+        assert!(e.contains("say where the component's settings are"), "{e}");
+        let e = error(&format!(
+            "{HEADER}[[embedding]]\nprogram = \"p\"\ntitle = \"p\"\n[embedding.components]\nnope = {{ args_flag = \"--x\" }}\n"
+        ));
+        assert!(e.contains("unknown component \"nope\""), "{e}");
+    }
+
+    #[test]
     fn a_missing_file_is_named() {
         let e = RuleSet::load(&[PathBuf::from("/nonexistent/rules.toml")]).unwrap_err().to_string();
         assert!(e.contains("/nonexistent/rules.toml") && e.contains("--rules"), "{e}");

@@ -354,13 +354,21 @@ impl Check {
                 _ => false,
             },
         };
-        let shown = self.shown(&resolved, scalar, &texts, decl);
+        let shown = self.shown(&resolved, scalar, &texts, view.flags.all(self.name()).count(), decl);
         let why = if passed { shown } else { format!("{shown}; required: {}", self.requirement()) };
         self.evidence(value_text, texts, source, Some(passed), why)
     }
 
     /// The value judged, for people, with the occurrences that made it.
-    fn shown(&self, resolved: &settings::Resolved, value: Option<&str>, texts: &[String], decl: &FlagDecl) -> String {
+    /// `occurrences`: how many times the flag is on the command line, all of them.
+    fn shown(
+        &self,
+        resolved: &settings::Resolved,
+        value: Option<&str>,
+        texts: &[String],
+        occurrences: usize,
+        decl: &FlagDecl,
+    ) -> String {
         let subject = self.subject();
         match (&resolved.origin, value) {
             (_, None) => format!("{} is not set", self.flag),
@@ -368,12 +376,15 @@ impl Check {
                 format!("{subject} is {v} (from {})", texts.join(" "))
             }
             (Origin::CommandLine(_), Some("")) => format!("{} is set to an empty value", self.flag),
-            (Origin::CommandLine(_), Some(v)) if texts.len() == 1 && texts[0].contains('=') => {
-                // The occurrence as it reads: `--authorization-mode=Node,RBAC`.
-                let _ = v;
-                texts[0].clone()
+            (Origin::CommandLine(_), Some(v)) if texts.len() == 1 => {
+                // The occurrence as it reads (`--authorization-mode=Node,RBAC`), or as `--flag=value` for a
+                // separate value or a bare boolean; a scalar given more than once says the last one won.
+                let written = if texts[0].contains('=') { texts[0].clone() } else { format!("{}={v}", self.flag) };
+                match occurrences {
+                    0 | 1 => written,
+                    n => format!("{written} (the last of {n} occurrences)"),
+                }
             }
-            (Origin::CommandLine(_), Some(v)) if texts.len() == 1 => format!("{}={v}", self.flag),
             (Origin::CommandLine(_), Some(v)) if decl.ty.accumulates() => {
                 format!("{} is {v} from {} occurrences ({})", self.flag, texts.len(), texts.join(" "))
             }
@@ -674,6 +685,8 @@ mod tests {
         assert_eq!(run(&t, ""), Some(false), "absent: the default true applies");
         assert_eq!(run(&t, "--anonymous-auth=false --anonymous-auth=true"), Some(false), "last wins");
         assert_eq!(run(&t, "--anonymous-auth=false --anonymous_auth=true"), Some(false), "also when spelt with _");
+        let w = why(&t, "--anonymous-auth=false --anonymous_auth=true");
+        assert!(w.starts_with("--anonymous_auth=true (the last of 2 occurrences)"), "{w}");
         assert_eq!(run(&t, "--anonymous-auth false"), Some(false), "a bare boolean then a positional `false`");
         let t = check("--profiling", Op::Eq, Some("false"));
         assert_eq!(run(&t, "--profiling"), Some(false), "bare boolean is true");
