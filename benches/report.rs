@@ -73,6 +73,7 @@ async fn run() {
             started_at: fleetaudit::model::utc_now(),
             duration_ms: 120,
             host_key_fingerprint: Some(format!("SHA256:bench{i:05}")),
+            host_certificate: None,
             result: if i % 20 == 19 {
                 HostResult::Error { kind: "unreachable".into(), message: "connection refused".into() }
             } else {

@@ -931,7 +931,8 @@ async fn check(inventory: &crate::inventory::Inventory, only: &[String]) -> anyh
             port: hosts[i].port,
             reachable: r.is_ok(),
             error: r.as_ref().err().map(|e| output::ProbeError { kind: e.kind().to_owned(), message: e.to_string() }),
-            host_key_fingerprint: r.ok().map(|fp| fp.to_string()),
+            host_certificate: r.as_ref().ok().and_then(|id| id.certificate.as_ref()).map(ToString::to_string),
+            host_key_fingerprint: r.ok().map(|id| id.fingerprint),
         })
         .collect())
 }

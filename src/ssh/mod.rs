@@ -8,6 +8,7 @@
 //! Must not touch: rules, verdicts, the database. It returns bytes; the `ps` stage reads them.
 //! Nothing from the inventory is ever sent as a command: the remote command is a constant.
 
+pub mod certs;
 pub mod known_hosts;
 
 use std::collections::HashMap;
@@ -28,6 +29,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{OnceCell, Semaphore, SemaphorePermit};
 use tokio::time::timeout;
 
+use self::certs::{CertError, HostCertRefusal, HostCertificate};
 use self::known_hosts::{KnownHosts, Recorded, Verdict};
 
 /// The one command fleetaudit runs on a host. A constant: nothing from the inventory reaches a remote shell.
@@ -92,6 +94,16 @@ impl<'a> Target<'a> {
 pub struct Capture {
     pub stdout: Vec<u8>,
     pub fingerprint: String,
+    /// The host certificate the host proved its key with, when a `@cert-authority` line vouched for it.
+    pub certificate: Option<HostCertificate>,
+}
+
+/// Who a host proved to be: its host key and, when trusted through a CA, its certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostIdentity {
+    /// `SHA256:...` of the host key (the key inside the certificate, for a certificate).
+    pub fingerprint: String,
+    pub certificate: Option<HostCertificate>,
 }
 
 /// Why a host could not be audited. [`SshError::kind`] is the stable name stored in the database.
@@ -147,6 +159,9 @@ pub enum SshError {
          sshd_config (AllowTcpForwarding, PermitOpen) or fix the host's address"
     )]
     JumpRefused { jump: String, address: String, port: u16, reason: String },
+    /// A host certificate refused, or a user certificate out of its validity window: each its own kind.
+    #[error(transparent)]
+    Cert(#[from] CertError),
 }
 
 impl SshError {
@@ -167,6 +182,9 @@ impl SshError {
             // hosts behind it, and a query for `host_key_changed` should not list fifty nodes that were never
             // contacted. The message carries the bastion's own kind.
             SshError::JumpFailed { .. } | SshError::JumpRefused { .. } => "jump_failed",
+            // host_cert_principal, host_cert_expired, host_cert_unknown_ca, host_ca_revoked, host_cert_invalid,
+            // user_cert_expired: see `certs::CertError::kind`.
+            SshError::Cert(e) => e.kind(),
         }
     }
 }
@@ -240,7 +258,14 @@ impl Transport {
     }
 
     pub fn new(cfg: TransportConfig) -> std::io::Result<Transport> {
+        let preferred = russh::Preferred {
+            // Ask for host certificates first, as `ssh` does: a host with one proves its key through a CA that
+            // an `@cert-authority` line trusts, and one whose CA nobody trusts falls back to its plain key.
+            host_key_certificates: russh::Preferred::DEFAULT.key.clone(),
+            ..russh::Preferred::DEFAULT
+        };
         let config = client::Config {
+            preferred,
             // A scan is one command per connection; nothing needs keep-alives.
             inactivity_timeout: None,
             // Without TCP_NODELAY each connection lost ~43 ms to Nagle's algorithm on loopback.
@@ -284,25 +309,25 @@ impl Transport {
     /// Connects, checks the host key, authenticates and runs [`REMOTE_COMMAND`].
     #[tracing::instrument(level = "debug", skip_all, fields(host = target.name), err(level = "debug"))]
     pub async fn capture(&self, target: &Target<'_>) -> Result<Capture, SshError> {
-        let (mut handle, fingerprint) = self.connect(target).await?;
+        let (mut handle, HostIdentity { fingerprint, certificate }) = self.connect(target).await?;
         let result = timeout(target.command_timeout, run(&mut handle, &self.output_pool)).await;
         // A polite goodbye, but never let a slow host hold the scan.
         let _ = timeout(Duration::from_millis(200), handle.disconnect(Disconnect::ByApplication, "", "en")).await;
         match result {
-            Ok(r) => r.map(|stdout| Capture { stdout, fingerprint }),
+            Ok(r) => r.map(|stdout| Capture { stdout, fingerprint, certificate }),
             Err(_) => Err(SshError::Timeout { stage: "waiting for `ps -ef` output", after: target.command_timeout }),
         }
     }
 
     /// Connects, checks the host key and authenticates, without running anything (`fleetaudit check`).
-    pub async fn probe(&self, target: &Target<'_>) -> Result<String, SshError> {
-        let (handle, fingerprint) = self.connect(target).await?;
+    pub async fn probe(&self, target: &Target<'_>) -> Result<HostIdentity, SshError> {
+        let (handle, identity) = self.connect(target).await?;
         let _ = timeout(Duration::from_millis(200), handle.disconnect(Disconnect::ByApplication, "", "en")).await;
-        Ok(fingerprint)
+        Ok(identity)
     }
 
     /// A logged-in session with the host: over TCP, or through its jump host's tunnel.
-    async fn connect(&self, t: &Target<'_>) -> Result<(Handle<Checker>, String), SshError> {
+    async fn connect(&self, t: &Target<'_>) -> Result<(Handle<Checker>, HostIdentity), SshError> {
         let started = Instant::now();
         let limit = t.connect_timeout;
         let hop = Hop {
@@ -429,7 +454,7 @@ impl Transport {
         hop: &Hop<'_>,
         started: Instant,
         limit: Duration,
-    ) -> Result<(Handle<Checker>, String), SshError>
+    ) -> Result<(Handle<Checker>, HostIdentity), SshError>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -456,8 +481,8 @@ impl Transport {
             }
             Ok(Ok(h)) => h,
         };
-        let fingerprint = match taken(&decision) {
-            Some(KeyDecision::Trusted(fp)) => fp,
+        let identity = match taken(&decision) {
+            Some(KeyDecision::Trusted(id)) => id,
             Some(KeyDecision::Refused(err)) => return Err(err),
             None => return Err(SshError::Protocol("the server's host key was never checked".into())),
         };
@@ -465,7 +490,7 @@ impl Transport {
         match timeout(remaining, self.authenticate(&mut handle, hop)).await {
             Err(_) => Err(SshError::Timeout { stage: "authenticating", after: limit }),
             Ok(Err(e)) => Err(e),
-            Ok(Ok(())) => Ok((handle, fingerprint)),
+            Ok(Ok(())) => Ok((handle, identity)),
         }
     }
 
@@ -708,7 +733,7 @@ impl Accepted {
 }
 
 enum KeyDecision {
-    Trusted(String),
+    Trusted(HostIdentity),
     Refused(SshError),
 }
 
@@ -728,7 +753,7 @@ impl Checker {
         let (address, port) = (self.address.clone(), self.port);
         let recorded = |r: &[Recorded]| r.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
         match self.known.check(&self.address, self.port, key) {
-            Verdict::Known => KeyDecision::Trusted(fingerprint),
+            Verdict::Known => KeyDecision::Trusted(HostIdentity { fingerprint, certificate: None }),
             Verdict::Revoked(r) => {
                 KeyDecision::Refused(SshError::HostKeyRevoked { address, port, fingerprint, recorded: r.to_string() })
             }
@@ -741,7 +766,7 @@ impl Checker {
             }),
             Verdict::Unknown if self.policy == HostKeyPolicy::AcceptNew => {
                 match self.accepted.accept(&address, port, key) {
-                    Ok(true) => KeyDecision::Trusted(fingerprint),
+                    Ok(true) => KeyDecision::Trusted(HostIdentity { fingerprint, certificate: None }),
                     Ok(false) => KeyDecision::Refused(SshError::HostKeyChanged {
                         name: known_hosts::host_name(&address, port),
                         address,
@@ -765,6 +790,46 @@ impl Checker {
     }
 }
 
+impl Checker {
+    /// A host certificate: trusted when a `@cert-authority` line's CA vouches for it (`certs::check_host`).
+    /// Otherwise, as `ssh` does ("No matching CA found. Retry with plain key"), the key inside it is judged as a
+    /// plain key, so a host listed by its key still works beside CA-trusted ones; when that key is unknown too,
+    /// the certificate's refusal is the one reported, as it names what to fix. Trust on first use never applies
+    /// to a host a CA line names: an expired certificate must not turn into an accepted key.
+    fn decide_certificate(&self, cert: &russh::keys::Certificate) -> KeyDecision {
+        let key = PublicKey::new(cert.public_key().clone(), "");
+        let fingerprint = known_hosts::fingerprint(&key);
+        let refusal = match certs::check_host(cert, &self.known, &self.address, self.port, certs::now()) {
+            Ok(certificate) => {
+                return KeyDecision::Trusted(HostIdentity { fingerprint, certificate: Some(certificate) });
+            }
+            Err(HostCertRefusal::KeyRevoked(r)) => {
+                return KeyDecision::Refused(SshError::HostKeyRevoked {
+                    address: self.address.clone(),
+                    port: self.port,
+                    fingerprint,
+                    recorded: r.to_string(),
+                });
+            }
+            Err(HostCertRefusal::Cert(e @ CertError::CaRevoked { .. })) => return KeyDecision::Refused(e.into()),
+            Err(HostCertRefusal::Cert(e)) => e,
+        };
+        let ca_named = !self.known.authorities(&self.address, self.port).is_empty();
+        match self.known.check(&self.address, self.port, &key) {
+            Verdict::Unknown if ca_named || self.policy == HostKeyPolicy::Strict => {
+                KeyDecision::Refused(refusal.into())
+            }
+            _ => {
+                let decision = self.decide(&key);
+                if matches!(decision, KeyDecision::Trusted(_)) {
+                    tracing::debug!(address = %self.address, "host certificate not trusted ({refusal}); its key is");
+                }
+                decision
+            }
+        }
+    }
+}
+
 impl client::Handler for Checker {
     type Error = russh::Error;
 
@@ -774,9 +839,7 @@ impl client::Handler for Checker {
     ) -> Result<bool, Self::Error> {
         let decision = match server_key {
             russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } => self.decide(key),
-            russh::keys::PublicKeyOrCertificate::Certificate(_) => KeyDecision::Refused(SshError::Protocol(
-                "the host presented a host certificate; fleetaudit checks plain host keys against known_hosts".into(),
-            )),
+            russh::keys::PublicKeyOrCertificate::Certificate(cert) => self.decide_certificate(cert),
         };
         let ok = matches!(decision, KeyDecision::Trusted(_));
         if let Ok(mut d) = self.decision.lock() {

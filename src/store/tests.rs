@@ -50,6 +50,7 @@ fn audited(name: &str, cluster: &str, statuses: [Status; 4]) -> HostOutcome {
         started_at: "2026-11-29T02:00:00.000Z".to_string(),
         duration_ms: 812,
         host_key_fingerprint: Some(format!("SHA256:key-of-{name}")),
+        host_certificate: None,
         result: HostResult::Audited {
             ps_format: "procps".to_string(),
             processes: 214,
@@ -64,6 +65,7 @@ fn errored(name: &str, cluster: &str, kind: &str, message: &str, key: bool) -> H
         started_at: "2026-11-29T02:00:00.000Z".to_string(),
         duration_ms: 30_000,
         host_key_fingerprint: key.then(|| format!("SHA256:key-of-{name}")),
+        host_certificate: None,
         result: HostResult::Error { kind: kind.to_string(), message: message.to_string() },
     }
 }
@@ -160,6 +162,7 @@ async fn open_creates_a_private_migrated_database() {
         "changes",
         "evidence",
         "findings",
+        "host_certificates",
         "host_keys",
         "host_status",
         "hosts",
@@ -491,6 +494,7 @@ async fn an_unchanged_rescan_reuses_result_sets_and_costs_little() {
                 started_at: "2026-11-29T02:00:00.000Z".to_string(),
                 duration_ms: 640,
                 host_key_fingerprint: Some(format!("SHA256:key-of-{name}")),
+                host_certificate: None,
                 result: HostResult::Audited {
                     ps_format: "procps".to_string(),
                     processes: 230,
@@ -1078,6 +1082,7 @@ async fn views_stay_fast_at_ten_thousand_hosts() {
                     started_at: "2026-11-29T02:00:00.000Z".to_string(),
                     duration_ms: 640,
                     host_key_fingerprint: Some(format!("SHA256:key-of-{name}")),
+                    host_certificate: None,
                     result: HostResult::Audited {
                         ps_format: "procps".to_string(),
                         processes: 230,

@@ -88,6 +88,37 @@ pub struct SshdOptions<'a> {
     pub config: &'a str,
     /// Log connections and logins (LogLevel VERBOSE) to `dir/sshd.log`, read with [`Sshd::log`].
     pub log: bool,
+    /// Present a host certificate for the host key, signed with `ssh-keygen -s` as [`HostCert`] says.
+    pub host_cert: Option<HostCert<'a>>,
+}
+
+/// A host certificate for a test sshd: `ssh-keygen -s CA -h -n PRINCIPALS -V VALIDITY -z SERIAL -I KEY_ID`.
+pub struct HostCert<'a> {
+    /// The CA's private key file.
+    pub ca: &'a Path,
+    /// Comma-separated, as `-n` takes them.
+    pub principals: &'a str,
+    /// As `-V` takes it, e.g. `-5m:+1h`.
+    pub validity: &'a str,
+    pub serial: u64,
+    pub key_id: &'a str,
+}
+
+/// Signs `key`'s public half (`KEY.pub`) with the CA key file `ca` (`ssh-keygen -s`), writing `KEY-cert.pub`;
+/// `args` adds options such as `-h` (a host certificate), `-n`, `-V`, `-z`, `-I`, `-O`.
+pub fn sign(ca: &Path, key: &Path, args: &[&str]) -> PathBuf {
+    let out = Command::new("ssh-keygen")
+        .arg("-q")
+        .arg("-s")
+        .arg(ca)
+        .args(args)
+        .arg(key.with_extension("pub"))
+        .output()
+        .expect("ssh-keygen (openssh-client)");
+    assert!(out.status.success(), "ssh-keygen -s: {}", String::from_utf8_lossy(&out.stderr));
+    let mut cert = key.as_os_str().to_owned();
+    cert.push("-cert.pub");
+    PathBuf::from(cert)
 }
 
 /// A running sshd in its own PID namespace; killed (with everything in the namespace) on drop.
@@ -149,6 +180,12 @@ impl Sshd {
         std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
         std::fs::set_permissions(&dir, perms).unwrap();
         let host_key = keygen(&dir, "host_ed25519");
+        let host_certificate = options.host_cert.as_ref().map(|c| {
+            let serial = c.serial.to_string();
+            let cert =
+                sign(c.ca, &host_key, &["-h", "-n", c.principals, "-V", c.validity, "-z", &serial, "-I", c.key_id]);
+            format!("HostCertificate {}\n", cert.display())
+        });
         let mut keys = String::new();
         for k in authorized {
             keys.push_str(&std::fs::read_to_string(k.with_extension("pub")).unwrap());
@@ -162,7 +199,7 @@ impl Sshd {
         }
         let log = dir.join("sshd.log");
         let config = format!(
-            "{extra}{level}{listen}HostKey {hk}\nPidFile none\nAuthorizedKeysFile {dir}/authorized_keys\nAllowUsers {TEST_USER}\n\
+            "{extra}{level}{listen}HostKey {hk}\n{cert}PidFile none\nAuthorizedKeysFile {dir}/authorized_keys\nAllowUsers {TEST_USER}\n\
              StrictModes no\nUsePAM no\nUseDNS no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
              PermitRootLogin no\nX11Forwarding no\nAllowTcpForwarding no\nPrintMotd no\nMaxStartups 1000:30:1000\n\
              LogLevel ERROR\nSubsystem sftp internal-sftp\n",
@@ -170,6 +207,7 @@ impl Sshd {
             dir = dir.display(),
             extra = options.config,
             level = if options.log { "LogLevel VERBOSE\n" } else { "" },
+            cert = host_certificate.unwrap_or_default(),
         );
         let cfg = dir.join("sshd_config");
         std::fs::write(&cfg, config).unwrap();

