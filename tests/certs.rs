@@ -7,10 +7,11 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
-use support::{HostCert, Sshd, SshdOptions, TEST_USER, fleetaudit, keygen, sqlite, text, write};
+use support::{HostCert, Sshd, SshdOptions, TEST_USER, fleetaudit, fleetaudit_env, keygen, sign, sqlite, text, write};
 
 const APISERVER: &str = "kube-apiserver --anonymous-auth=false --kubelet-certificate-authority=/etc/ca.crt";
 
@@ -183,4 +184,144 @@ fn hosts_are_trusted_through_their_ca_and_each_refusal_has_its_kind() {
     let certs =
         sqlite(&db, "SELECT count(host_certificate_id) FROM scan_hosts WHERE scan_id = (SELECT max(id) FROM scans)");
     assert_eq!(certs.trim(), "0", "trusted by its key, not its certificate");
+}
+
+/// A running `ssh-agent -d`, killed on drop.
+struct Agent {
+    sock: PathBuf,
+    child: Child,
+}
+
+impl Agent {
+    fn start(dir: &Path) -> Agent {
+        let sock = dir.join("agent.sock");
+        let child = Command::new("ssh-agent")
+            .arg("-d")
+            .arg("-a")
+            .arg(&sock)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ssh-agent: apt-get install -y openssh-client");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !sock.exists() {
+            assert!(Instant::now() < deadline, "ssh-agent did not create {}", sock.display());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Agent { sock, child }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn logins_with_user_certificates_from_files_ssh_config_and_the_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let user_ca = keygen(d, "user_ca");
+    // sshd trusts the user CA and lists no user key: only a certificate logs in.
+    let node = Sshd::start_opts(
+        &d.join("node"),
+        &[],
+        &[APISERVER],
+        &[],
+        &SshdOptions {
+            config: &format!("TrustedUserCAKeys {}\n", user_ca.with_extension("pub").display()),
+            log: true,
+            ..SshdOptions::default()
+        },
+    );
+    let known = d.join("known_hosts");
+    write(&known, &node.known_hosts_line("127.0.0.1"));
+    let home = d.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let db = d.join("history.db");
+    let inventory = |name: &str, defaults: &str| {
+        let path = d.join(name);
+        write(
+            &path,
+            &format!(
+                "[defaults]\nuser = \"{TEST_USER}\"\nknown_hosts = \"{}\"\ndatabase = \"{}\"\nreport_dir = \"{}\"\n{defaults}\
+                 [[hosts]]\nname = \"n1\"\naddress = \"127.0.0.1\"\nport = {}\nroles = [\"control-plane\"]\n",
+                known.display(),
+                db.display(),
+                d.join("report").display(),
+                node.port
+            ),
+        );
+        path
+    };
+    let scan = |inv: &Path, env: &[(&str, &Path)]| {
+        let mut env = env.to_vec();
+        env.push(("HOME", &home));
+        let out = fleetaudit_env(&["scan", "-i", inv.to_str().unwrap()], &env);
+        (out.status.code(), format!("{}{}", text(&out.stdout), text(&out.stderr)))
+    };
+
+    // A key with its certificate beside it (KEY-cert.pub), as `ssh` looks for one.
+    let beside = keygen(d, "id_beside");
+    sign(&user_ca, &beside, &["-I", "beside", "-n", TEST_USER, "-V", "-5m:+1h"]);
+    let inv = inventory("beside.toml", &format!("identity_file = \"{}\"\n", beside.display()));
+    let (code, out) = scan(&inv, &[]);
+    assert_eq!((code, outcomes(&db)), (Some(1), "n1|audited|-\n".to_owned()), "{out}");
+    assert!(
+        node.log().contains("Accepted publickey for fleetaudit-test") && node.log().contains("ID beside"),
+        "{}",
+        node.log()
+    );
+
+    // Without the certificate the same key is refused: it is in no authorized_keys.
+    let plain = keygen(d, "id_plain");
+    let inv = inventory("plain.toml", &format!("identity_file = \"{}\"\n", plain.display()));
+    let (code, _) = scan(&inv, &[]);
+    assert_eq!((code, outcomes(&db)), (Some(2), "n1|error|auth_failed\n".to_owned()));
+
+    // `certificate_file` in the inventory, and ssh_config's CertificateFile, for a certificate kept elsewhere.
+    let elsewhere = keygen(d, "id_elsewhere");
+    let cert = sign(&user_ca, &elsewhere, &["-I", "elsewhere", "-n", TEST_USER, "-V", "-5m:+1h"]);
+    let kept = d.join("certs/elsewhere.pub");
+    std::fs::create_dir_all(kept.parent().unwrap()).unwrap();
+    std::fs::rename(&cert, &kept).unwrap();
+    let inv = inventory(
+        "certificate_file.toml",
+        &format!("identity_file = \"{}\"\ncertificate_file = \"{}\"\n", elsewhere.display(), kept.display()),
+    );
+    let (code, out) = scan(&inv, &[]);
+    assert_eq!((code, outcomes(&db)), (Some(1), "n1|audited|-\n".to_owned()), "{out}");
+    let config = d.join("ssh_config");
+    write(
+        &config,
+        &format!("Host 127.0.0.1\n  IdentityFile {}\n  CertificateFile {}\n", elsewhere.display(), kept.display()),
+    );
+    let inv = inventory("ssh_config.toml", &format!("ssh_config = \"{}\"\n", config.display()));
+    let (code, out) = scan(&inv, &[]);
+    assert_eq!((code, outcomes(&db)), (Some(1), "n1|audited|-\n".to_owned()), "{out}");
+
+    // From the agent: `ssh-add` loads the key with its certificate beside it; no key file in the inventory.
+    let agent_key = keygen(d, "id_agent");
+    sign(&user_ca, &agent_key, &["-I", "agent", "-n", TEST_USER, "-V", "-5m:+1h"]);
+    let agent = Agent::start(d);
+    let out = Command::new("ssh-add").arg(&agent_key).env("SSH_AUTH_SOCK", &agent.sock).output().unwrap();
+    assert!(out.status.success() && text(&out.stderr).contains("Certificate added"), "{}", text(&out.stderr));
+    let inv = inventory("agent.toml", "");
+    let (code, out) = scan(&inv, &[("SSH_AUTH_SOCK", &agent.sock)]);
+    assert_eq!((code, outcomes(&db)), (Some(1), "n1|audited|-\n".to_owned()), "{out}");
+    assert!(node.log().contains("ID agent"), "{}", node.log());
+
+    // An expired certificate is refused before connecting: sshd sees no new connection.
+    let stale = keygen(d, "id_stale");
+    sign(&user_ca, &stale, &["-I", "stale", "-n", TEST_USER, "-V", "-2h:-1h"]);
+    let inv = inventory("stale.toml", &format!("identity_file = \"{}\"\n", stale.display()));
+    let connections = node.log().matches("Connection from").count();
+    let (code, _) = scan(&inv, &[]);
+    assert_eq!((code, outcomes(&db)), (Some(2), "n1|error|user_cert_expired\n".to_owned()));
+    let m = message(&db, "n1");
+    assert!(m.contains("id_stale-cert.pub") && m.contains("is expired") && m.contains("Renew it"), "{m}");
+    assert_eq!(node.log().matches("Connection from").count(), connections, "{}", node.log());
 }
