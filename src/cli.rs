@@ -3,6 +3,8 @@
 //! Owns: what the user types and what the process returns. `anyhow` lives here and nowhere below.
 //! Must not hold pipeline logic: each command calls the library stages in order.
 
+mod inventory;
+
 use std::io::{self, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -307,6 +309,9 @@ enum Command {
         #[arg(long = "rules", value_name = "FILE", global = true)]
         rules: Vec<PathBuf>,
     },
+    /// Import an inventory from Ansible or kubectl, or validate one offline.
+    #[command(subcommand)]
+    Inventory(inventory::InventoryCommand),
     /// Print a shell completion script.
     #[command(after_help = "Examples:\n  fleetaudit completions bash > /etc/bash_completion.d/fleetaudit\n  \
                             fleetaudit completions zsh > \"${fpath[1]}/_fleetaudit\"\n  \
@@ -437,6 +442,7 @@ pub fn main() -> i32 {
                     || c.is::<ps::PsError>()
                     || c.is::<crate::rules::PackError>()
                     || c.is::<crate::inventory::InventoryError>()
+                    || c.is::<crate::import::ImportError>()
                     || matches!(
                         c.downcast_ref::<crate::daemon::DaemonError>(),
                         Some(
@@ -766,6 +772,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
             out.flush()?;
             Ok(Exit::Ok)
         }
+        Command::Inventory(command) => inventory::run(command, &mut out),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "fleetaudit", &mut out);
             out.flush()?;

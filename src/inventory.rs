@@ -1009,7 +1009,7 @@ fn key_before(text: &str, offset: usize) -> Option<&str> {
 }
 
 /// Host and cluster names: `[A-Za-z0-9._-]`, 1..=253 characters, not `.` or `..`.
-fn check_name(name: &str, what: &str) -> Result<(), String> {
+pub(crate) fn check_name(name: &str, what: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err(format!("empty name: every {what} needs one (letters, digits, '.', '_', '-')"));
     }
@@ -1027,7 +1027,7 @@ fn check_name(name: &str, what: &str) -> Result<(), String> {
     }
 }
 
-fn check_user(user: &str) -> Result<(), String> {
+pub(crate) fn check_user(user: &str) -> Result<(), String> {
     if user.is_empty() {
         Err("empty user name".into())
     } else if user.chars().any(|c| c.is_whitespace() || c.is_control() || c == '@' || c == ':') {
@@ -1046,7 +1046,7 @@ fn check_port(port: i64) -> Result<u16, String> {
 
 /// IPv4, IPv6 without brackets, or a DNS name (labels of `[A-Za-z0-9-]`, 1 to 63 characters, not starting or
 /// ending with '-', at most 253 characters, a last label that is not all digits).
-fn check_address(address: &str) -> Result<(), String> {
+pub(crate) fn check_address(address: &str) -> Result<(), String> {
     if address.parse::<Ipv4Addr>().is_ok() || address.parse::<Ipv6Addr>().is_ok() || is_dns_name(address) {
         return Ok(());
     }
