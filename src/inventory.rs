@@ -1570,6 +1570,27 @@ mod tests {
         }
     }
 
+    /// The Debian package's /etc/fleetaudit/inventory.toml is the example with the package's paths: nothing
+    /// else may drift.
+    #[test]
+    fn the_packaged_inventory_is_the_example_with_system_paths() {
+        let example = include_str!("../inventory.example.toml");
+        let packaged = include_str!("../packaging/inventory.toml");
+        let body =
+            packaged.split_once("#\n# fleetaudit inventory:").map(|(_, b)| format!("# fleetaudit inventory:{b}"));
+        let body = body.expect("the package header, then the example");
+        let differ: Vec<(&str, &str)> = example.lines().zip(body.lines()).filter(|(a, b)| a != b).collect();
+        let keys: Vec<&str> = differ.iter().map(|(a, _)| a.split(" = ").next().unwrap_or(a)).collect();
+        assert_eq!(keys, ["known_hosts", "accepted_hosts", "database", "report_dir", "identity_file"], "{differ:#?}");
+        assert_eq!(example.lines().count(), body.lines().count());
+        assert!(differ.iter().all(|(_, b)| b.contains("\"/etc/fleetaudit/") || b.contains("\"/var/lib/fleetaudit/")));
+        // It parses but for the key, which the administrator makes (README, Install).
+        let fx = Fixture::new();
+        let with_key = packaged.replace("\"/etc/fleetaudit/id_ed25519\"", "\"~/.ssh/id_ed25519\"");
+        let inv = parse_in(Path::new("/etc/fleetaudit/inventory.toml"), &with_key, &fx.env).unwrap();
+        assert_eq!(inv.settings.database, PathBuf::from("/var/lib/fleetaudit/history.db"));
+    }
+
     #[test]
     fn ssh_config_fills_in_what_the_inventory_leaves_unset() {
         let fx = Fixture::new();
