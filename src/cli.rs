@@ -310,7 +310,12 @@ enum Command {
         rules: Vec<PathBuf>,
     },
     /// Import an inventory from Ansible or kubectl, or validate one offline.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  fleetaudit inventory import ansible hosts.ini --out inventory.toml\n  \
+                      fleetaudit inventory import kubectl nodes.json --cluster prod --out inventory.toml\n  \
+                      fleetaudit inventory check -i inventory.toml"
+    )]
     Inventory(inventory::InventoryCommand),
     /// Print a shell completion script.
     #[command(after_help = "Examples:\n  fleetaudit completions bash > /etc/bash_completion.d/fleetaudit\n  \

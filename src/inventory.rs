@@ -780,11 +780,11 @@ fn parse_in_with(file: &Path, text: &str, env: &Env, options: &LoadOptions) -> R
         };
         let identity_files = match pick(&layers, |l| l.identity_files.clone()) {
             Some(files) => files,
-            None => ssh.identity_files(&found, &tokens).map_err(for_host)?,
+            None => ssh.existing_files(&found.identity_files, &tokens).map_err(for_host)?,
         };
         let certificate_files = match pick(&layers, |l| l.certificate_files.clone()) {
             Some(files) => files,
-            None => ssh.certificate_files(&found, &tokens).map_err(for_host)?,
+            None => ssh.existing_files(&found.certificate_files, &tokens).map_err(for_host)?,
         };
         let known_hosts = ssh.known_hosts(&found, &tokens, &settings).map_err(for_host)?;
         let chain = match pick(&layers, |l| l.jump.clone()) {
@@ -845,30 +845,15 @@ impl SshLookup<'_> {
         Ok(v.at.file.parent().unwrap_or(Path::new("")).join(expanded))
     }
 
-    /// `IdentityFile`s that exist: like `ssh`, missing ones are skipped (configs often list several).
-    fn identity_files(
+    /// The files of `IdentityFile` or `CertificateFile` lines that exist: like `ssh`, missing ones are skipped
+    /// (configs often list several).
+    fn existing_files(
         &self,
-        found: &ssh_config::Resolved,
+        written: &[ssh_config::Value<String>],
         tokens: &ssh_config::Tokens<'_>,
     ) -> Result<Vec<PathBuf>, SshConfigError> {
         let mut files = Vec::new();
-        for f in &found.identity_files {
-            let path = self.path(f, tokens)?;
-            if path.is_file() {
-                files.push(path);
-            }
-        }
-        Ok(files)
-    }
-
-    /// `CertificateFile`s that exist (missing ones are skipped, as `IdentityFile`s are).
-    fn certificate_files(
-        &self,
-        found: &ssh_config::Resolved,
-        tokens: &ssh_config::Tokens<'_>,
-    ) -> Result<Vec<PathBuf>, SshConfigError> {
-        let mut files = Vec::new();
-        for f in &found.certificate_files {
+        for f in written {
             let path = self.path(f, tokens)?;
             if path.is_file() {
                 files.push(path);
@@ -965,8 +950,8 @@ impl SshLookup<'_> {
             local_user: self.env.user.as_deref(),
             home: self.env.home.as_deref(),
         };
-        let identity_files = self.identity_files(&found, &tokens)?;
-        let certificate_files = self.certificate_files(&found, &tokens)?;
+        let identity_files = self.existing_files(&found.identity_files, &tokens)?;
+        let certificate_files = self.existing_files(&found.certificate_files, &tokens)?;
         let known_hosts = self.known_hosts(&found, &tokens, settings)?;
         Ok(Jump {
             user,

@@ -7,31 +7,15 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
 
-use support::{HostCert, Sshd, SshdOptions, TEST_USER, fleetaudit, fleetaudit_env, keygen, sign, sqlite, text, write};
+use support::{
+    Agent, HostCert, Sshd, SshdOptions, TEST_USER, fleetaudit, fleetaudit_env, keygen, message, outcomes, sign, sqlite,
+    text, write,
+};
 
 const APISERVER: &str = "kube-apiserver --anonymous-auth=false --kubelet-certificate-authority=/etc/ca.crt";
-
-fn outcomes(db: &Path) -> String {
-    sqlite(
-        db,
-        "SELECT h.name, sh.outcome, coalesce(sh.error_kind, '-') FROM scan_hosts sh JOIN hosts h ON h.id = sh.host_id \
-         WHERE sh.scan_id = (SELECT max(id) FROM scans) ORDER BY h.name",
-    )
-}
-
-fn message(db: &Path, host: &str) -> String {
-    sqlite(
-        db,
-        &format!(
-            "SELECT error_message FROM scan_hosts sh JOIN hosts h ON h.id = sh.host_id WHERE h.name = '{host}' \
-             AND sh.scan_id = (SELECT max(id) FROM scans)"
-        ),
-    )
-}
 
 fn public(key: &Path) -> String {
     std::fs::read_to_string(key.with_extension("pub")).unwrap().split_whitespace().take(2).collect::<Vec<_>>().join(" ")
@@ -184,40 +168,6 @@ fn hosts_are_trusted_through_their_ca_and_each_refusal_has_its_kind() {
     let certs =
         sqlite(&db, "SELECT count(host_certificate_id) FROM scan_hosts WHERE scan_id = (SELECT max(id) FROM scans)");
     assert_eq!(certs.trim(), "0", "trusted by its key, not its certificate");
-}
-
-/// A running `ssh-agent -d`, killed on drop.
-struct Agent {
-    sock: PathBuf,
-    child: Child,
-}
-
-impl Agent {
-    fn start(dir: &Path) -> Agent {
-        let sock = dir.join("agent.sock");
-        let child = Command::new("ssh-agent")
-            .arg("-d")
-            .arg("-a")
-            .arg(&sock)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ssh-agent: apt-get install -y openssh-client");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !sock.exists() {
-            assert!(Instant::now() < deadline, "ssh-agent did not create {}", sock.display());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Agent { sock, child }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]

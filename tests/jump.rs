@@ -3,32 +3,11 @@
 //! connection is shared by every node behind it, and each failure on the way is stored with its own kind.
 
 mod support;
-
-use std::path::Path;
-
-use support::{Sshd, SshdOptions, TEST_USER, fleetaudit, keygen, sqlite, text, write};
+use support::{Sshd, SshdOptions, TEST_USER, fleetaudit, keygen, message, outcomes, sqlite, text, write};
 
 const APISERVER: &str = "kube-apiserver --anonymous-auth=false --authorization-mode=Node,RBAC \
     --kubelet-certificate-authority=/etc/kubernetes/pki/ca.crt --etcd-servers=https://127.0.0.1:2379";
 const ETCD: &str = "etcd --name=cp1 --client-cert-auth=true --peer-client-cert-auth=true";
-
-fn outcomes(db: &Path) -> String {
-    sqlite(
-        db,
-        "SELECT h.name, sh.outcome, coalesce(sh.error_kind, '-') FROM scan_hosts sh JOIN hosts h ON h.id = sh.host_id \
-         WHERE sh.scan_id = (SELECT max(id) FROM scans) ORDER BY h.name",
-    )
-}
-
-fn message(db: &Path, host: &str) -> String {
-    sqlite(
-        db,
-        &format!(
-            "SELECT error_message FROM scan_hosts sh JOIN hosts h ON h.id = sh.host_id WHERE h.name = '{host}' \
-             AND sh.scan_id = (SELECT max(id) FROM scans)"
-        ),
-    )
-}
 
 #[test]
 fn nodes_behind_a_bastion_are_audited_through_one_shared_connection() {

@@ -14,7 +14,13 @@ use crate::model::Role;
 #[derive(Debug, Subcommand)]
 pub(super) enum InventoryCommand {
     /// Write an inventory from the nodes another tool lists: an Ansible inventory or `kubectl get nodes -o json`.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  fleetaudit inventory import ansible hosts.ini --out inventory.toml\n  \
+                      kubectl get nodes -o json | fleetaudit inventory import kubectl - --cluster prod\n\n\
+                      What cannot be mapped is listed on stderr and in the written file, with its line; the result \
+                      is read back with fleetaudit's inventory reader (exit 3 if it does not load)."
+    )]
     Import(ImportSource),
     /// Validate an inventory (and the ssh_config it names) without connecting to anything: what `check` does
     /// before it connects.

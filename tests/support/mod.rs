@@ -373,3 +373,83 @@ pub fn on_a_terminal(cmd: &str, env: &[(&str, Option<&str>)]) -> (i32, String) {
     let out = c.output().unwrap();
     (out.status.code().expect("script exits"), text(&out.stdout))
 }
+
+/// (host, outcome, error kind) of every host of the latest scan, one `name|outcome|kind` line each.
+pub fn outcomes(db: &Path) -> String {
+    sqlite(
+        db,
+        "SELECT h.name, sh.outcome, coalesce(sh.error_kind, '-') FROM scan_hosts sh JOIN hosts h ON h.id = sh.host_id \
+         WHERE sh.scan_id = (SELECT max(id) FROM scans) ORDER BY h.name",
+    )
+}
+
+/// The stored error message of `host` in the latest scan.
+pub fn message(db: &Path, host: &str) -> String {
+    sqlite(
+        db,
+        &format!(
+            "SELECT error_message FROM scan_hosts sh JOIN hosts h ON h.id = sh.host_id WHERE h.name = '{host}' \
+             AND sh.scan_id = (SELECT max(id) FROM scans)"
+        ),
+    )
+}
+
+/// A running `ssh-agent -d` (debug: it stays in the foreground and logs each request); killed on drop.
+pub struct Agent {
+    pub sock: PathBuf,
+    pub log: PathBuf,
+    child: Child,
+}
+
+impl Agent {
+    pub fn start(dir: &Path) -> Agent {
+        let sock = dir.join("agent.sock");
+        let log = dir.join("agent.log");
+        let child = Command::new("ssh-agent")
+            .arg("-d")
+            .arg("-a")
+            .arg(&sock)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("ssh-agent: apt-get install -y openssh-client");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !sock.exists() {
+            assert!(Instant::now() < deadline, "ssh-agent did not create {}", sock.display());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Agent { sock, log, child }
+    }
+
+    /// Adds a key, answering its passphrase prompt through SSH_ASKPASS (no terminal in tests).
+    pub fn add(&self, key: &Path, passphrase: &str) {
+        let askpass = key.with_extension("askpass");
+        write(&askpass, &format!("#!/bin/sh\necho '{passphrase}'\n"));
+        std::fs::set_permissions(&askpass, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        let out = Command::new("ssh-add")
+            .arg(key)
+            .env("SSH_AUTH_SOCK", &self.sock)
+            .env("SSH_ASKPASS", &askpass)
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .env("DISPLAY", "x")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ssh-add {}: {}", key.display(), text(&out.stderr));
+    }
+
+    /// How many requests of an SSH agent protocol message type the agent has served
+    /// (11: list identities, 13: sign).
+    pub fn requests(&self, kind: u8) -> usize {
+        let log = std::fs::read_to_string(&self.log).unwrap();
+        log.lines().filter(|l| l.contains("process_message:") && l.ends_with(&format!(" type {kind}"))).count()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
