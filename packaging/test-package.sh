@@ -23,15 +23,17 @@ fi
 cargo deb --locked
 deb=$(ls -t target/debian/fleetaudit_*.deb | head -1)
 echo "package test: built $deb ($(du -h "$deb" | cut -f1))"
-dpkg-deb --info "$deb" | grep -q 'Depends:.*adduser' || fail "Depends lacks adduser"
-dpkg-deb --contents "$deb" | grep -q './lib/systemd/system/fleetaudit.timer' || fail "no timer unit in $deb"
+# (Read whole, not piped into grep -q: with pipefail, grep quitting early would fail the writer with SIGPIPE.)
+info=$(dpkg-deb --info "$deb"); contents=$(dpkg-deb --contents "$deb")
+grep -q 'Depends:.*adduser' <<<"$info" || fail "Depends lacks adduser: $info"
+grep -q './lib/systemd/system/fleetaudit.timer' <<<"$contents" || fail "no timer unit in $deb"
 
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "./$deb" >/dev/null
 [ "$(dpkg-query -W -f '${Status}' fleetaudit)" = "install ok installed" ] || fail "not installed"
-getent passwd fleetaudit | grep -q ':/var/lib/fleetaudit:/usr/sbin/nologin$' || fail "no system user: $(getent passwd fleetaudit)"
+grep -q ':/var/lib/fleetaudit:/usr/sbin/nologin$' <<<"$(getent passwd fleetaudit)" || fail "no system user: $(getent passwd fleetaudit)"
 [ "$(mode /var/lib/fleetaudit)" = "700 fleetaudit:fleetaudit" ] || fail "/var/lib/fleetaudit is $(mode /var/lib/fleetaudit)"
 [ "$(mode /etc/fleetaudit/inventory.toml)" = "640 root:fleetaudit" ] || fail "inventory is $(mode /etc/fleetaudit/inventory.toml)"
-dpkg-query -W -f '${Conffiles}' fleetaudit | grep -q '/etc/fleetaudit/inventory.toml' || fail "the inventory is no conffile"
+grep -q '/etc/fleetaudit/inventory.toml' <<<"$(dpkg-query -W -f '${Conffiles}' fleetaudit)" || fail "the inventory is no conffile"
 /usr/bin/fleetaudit --version
 
 # The installed inventory is the example with the package's paths: it loads once the key it names exists.

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use russh::keys::ssh_key::certificate::CertType;
-use russh::keys::{Algorithm, Certificate, HashAlg, PublicKey};
+use russh::keys::{Algorithm, Certificate, PublicKey};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
@@ -282,11 +282,6 @@ pub fn check_user(cert: &Certificate, path: &std::path::Path, now: u64) -> Resul
 /// Whether a certificate is valid now (user certificates of the agent: an expired one is skipped).
 pub fn valid_now(cert: &Certificate) -> bool {
     outside_window(cert, now()).is_none()
-}
-
-/// The certificate's fingerprint for messages: its key's, `SHA256:...`.
-pub fn key_fingerprint(cert: &Certificate) -> String {
-    PublicKey::new(cert.public_key().clone(), "").fingerprint(HashAlg::Sha256).to_string()
 }
 
 #[cfg(test)]
