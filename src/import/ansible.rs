@@ -629,7 +629,15 @@ fn resolve(file: &str, mut p: Parsed, options: &Options) -> Imported {
                     }
                 },
                 "ansible_ssh_private_key_file" | "ansible_private_key_file" => {
-                    host.identity_file = Some(v.value.clone());
+                    // Ansible hands a relative path to `ssh -i`, so it is relative to where Ansible runs (here:
+                    // where the import runs); the inventory would read it relative to its own directory.
+                    let written = Path::new(&v.value);
+                    host.identity_file = Some(match std::env::current_dir() {
+                        Ok(cwd) if written.is_relative() && !v.value.starts_with('~') => {
+                            cwd.join(written).display().to_string()
+                        }
+                        _ => v.value.clone(),
+                    });
                 }
                 "ansible_ssh_common_args" | "ansible_ssh_extra_args" => {
                     let (jump, rest) = ssh_args(&v.value);
@@ -903,6 +911,41 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("h.yml:") && e.contains("YAML"), "{e}");
+    }
+
+    #[test]
+    fn relative_key_files_are_relative_to_where_the_import_runs() {
+        let imp = ini(
+            "h1 ansible_ssh_private_key_file=keys/id\nh2 ansible_ssh_private_key_file=~/.ssh/id\n",
+            &Options::default(),
+        );
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(imp.hosts[0].identity_file.as_deref(), Some(cwd.join("keys/id").to_str().unwrap()));
+        assert_eq!(imp.hosts[1].identity_file.as_deref(), Some("~/.ssh/id"));
+    }
+
+    // The source may come from anywhere: whatever it holds, an import returns hosts or an error, never panics.
+    proptest::proptest! {
+        #[test]
+        fn ini_never_panics(
+            lines in proptest::collection::vec(
+                ("(\\[[a-z_:]{0,12}\\]?|[a-z0-9\\[\\]:.-]{0,12})", "( [a-z_]{0,20}=['\"a-z0-9@,:. -]{0,20}){0,3}"),
+                0..20,
+            )
+        ) {
+            let text: String = lines.iter().map(|(a, b)| format!("{a}{b}\n")).collect();
+            let _ = import(Path::new("h.ini"), &text, Format::Ini, &Options::default());
+        }
+
+        #[test]
+        fn yaml_never_panics(text in "(?s)[a-z0-9:\\-\\[\\]{}&*!|>'\" \n]{0,300}") {
+            let _ = import(Path::new("h.yml"), &text, Format::Yaml, &Options::default());
+        }
+
+        #[test]
+        fn kubectl_never_panics(text in "(?s)[a-zA-Z0-9:{}\\[\\],\" \n./-]{0,300}") {
+            let _ = crate::import::kubectl::import(Path::new("n.json"), &text, "c");
+        }
     }
 
     #[test]
