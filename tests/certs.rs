@@ -163,11 +163,26 @@ fn hosts_are_trusted_through_their_ca_and_each_refusal_has_its_kind() {
         &format!("@cert-authority *.example.internal {}\n{}", public(&other_ca), node.known_hosts_line("127.0.0.2")),
     );
     scan();
-    let rows = outcomes(&db);
-    assert!(rows.starts_with("a-good|audited|-\n"), "{rows}");
+    assert_eq!(
+        outcomes(&db),
+        "a-good|audited|-\nb-wrong-principal|error|host_cert_unknown_ca\nc-expired|error|host_cert_unknown_ca\n"
+    );
     let certs =
         sqlite(&db, "SELECT count(host_certificate_id) FROM scan_hosts WHERE scan_id = (SELECT max(id) FROM scans)");
     assert_eq!(certs.trim(), "0", "trusted by its key, not its certificate");
+
+    // 5. A hashed CA line (`|1|salt|HMAC-SHA1(salt, "[host]:port")`, hiding the names it trusts) works too.
+    use base64::Engine as _;
+    use hmac::{KeyInit as _, Mac as _};
+    let salt = b"fleetaudit-test-salt!";
+    let mut mac = <hmac::Hmac<sha1::Sha1>>::new_from_slice(salt).unwrap();
+    mac.update(format!("[127.0.0.2]:{}", node.port).as_bytes());
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let hashed = format!("|1|{}|{}", b64.encode(salt), b64.encode(mac.finalize().into_bytes()));
+    write(&known, &format!("@cert-authority {hashed} {}\n", public(&ca)));
+    scan();
+    let rows = outcomes(&db);
+    assert!(rows.starts_with("a-good|audited|-\nb-wrong-principal|error|host_cert_unknown_ca\n"), "{rows}");
 }
 
 #[test]
