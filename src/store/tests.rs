@@ -1170,3 +1170,47 @@ async fn prune_stays_fast_at_ten_thousand_hosts_and_fifty_scans() {
     }
     assert_integrity(&store).await;
 }
+
+/// A host certificate is stored once however many scans see it, u64 serials survive SQLite's signed integers,
+/// and pruning deletes the certificates only pruned scans saw.
+#[tokio::test]
+async fn host_certificates_are_stored_once_and_pruned_with_their_scans() {
+    let (_dir, path, store) = open_temp().await;
+    let lock = Store::lock(&path).unwrap();
+    let rules = rule_meta(&RULES);
+    let cert = |sha: &str, serial: u64| HostCertificateRecord {
+        sha256: sha.to_string(),
+        ca_fingerprint: "SHA256:the-ca".to_string(),
+        serial,
+        key_id: "cp-1 host".to_string(),
+        principals: vec!["cp-1.example.internal".to_string(), "192.0.2.1".to_string()],
+        valid_after: "2026-11-29T00:00:00Z".to_string(),
+        valid_before: "forever".to_string(),
+        description: format!("certificate signed by CA SHA256:the-ca, serial {serial}, key id \"cp-1 host\""),
+    };
+    let with =
+        |c: HostCertificateRecord| HostOutcome { host_certificate: Some(c), ..audited("cp-1", "prod", [P, P, NA, P]) };
+    let mut ids = Vec::new();
+    for hosts in [
+        vec![with(cert("old", u64::MAX)), audited("w-1", "prod", [NA, NA, NA, F])],
+        vec![with(cert("new", 7))],
+        vec![with(cert("new", 7))],
+    ] {
+        let id = store.begin_scan(&lock, "inventory.toml", "2026.11.0", &rules, hosts.len()).await.unwrap();
+        store.record_hosts(id, &hosts).await.unwrap();
+        store.finish_scan(id, false).await.unwrap();
+        ids.push(id);
+    }
+    let rows =
+        strings(&store, "SELECT sha256 || '|' || serial || '|' || principals FROM host_certificates ORDER BY id").await;
+    assert_eq!(
+        rows,
+        ["old|18446744073709551615|cp-1.example.internal,192.0.2.1", "new|7|cp-1.example.internal,192.0.2.1"]
+    );
+    let pointing = scalar(&store, "SELECT count(*) FROM scan_hosts WHERE host_certificate_id IS NOT NULL").await;
+    assert_eq!(pointing, 3);
+    let pruned = store.prune(&lock, 2).await.unwrap();
+    assert_eq!(pruned.scans, 1);
+    assert_eq!(strings(&store, "SELECT sha256 FROM host_certificates").await, ["new"]);
+    assert_integrity(&store).await;
+}
