@@ -25,7 +25,8 @@ fn host(name: &str, roles: Vec<Role>) -> Host {
         user: "audit".into(),
         identity_files: Vec::new(),
         roles,
-        jump: None,
+        jump: Vec::new(),
+        certificate_files: Vec::new(),
         connect_timeout: Duration::from_secs(5),
         command_timeout: Duration::from_secs(5),
         known_hosts: Vec::new(),
@@ -73,6 +74,7 @@ async fn run() {
             started_at: fleetaudit::model::utc_now(),
             duration_ms: 120,
             host_key_fingerprint: Some(format!("SHA256:bench{i:05}")),
+            host_certificate: None,
             result: if i % 20 == 19 {
                 HostResult::Error { kind: "unreachable".into(), message: "connection refused".into() }
             } else {

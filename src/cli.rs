@@ -3,6 +3,8 @@
 //! Owns: what the user types and what the process returns. `anyhow` lives here and nowhere below.
 //! Must not hold pipeline logic: each command calls the library stages in order.
 
+mod inventory;
+
 use std::io::{self, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -306,6 +308,14 @@ enum Command {
         #[arg(long = "rules", value_name = "FILE", global = true)]
         rules: Vec<PathBuf>,
     },
+    /// Import an inventory from Ansible or kubectl, or validate one offline.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  fleetaudit inventory import ansible hosts.ini --out inventory.toml\n  \
+                      fleetaudit inventory import kubectl nodes.json --cluster prod --out inventory.toml\n  \
+                      fleetaudit inventory check -i inventory.toml"
+    )]
+    Inventory(inventory::InventoryCommand),
     /// Print a shell completion script.
     #[command(after_help = "Examples:\n  fleetaudit completions bash > /etc/bash_completion.d/fleetaudit\n  \
                             fleetaudit completions zsh > \"${fpath[1]}/_fleetaudit\"\n  \
@@ -458,6 +468,7 @@ pub fn main() -> i32 {
                     || c.is::<ps::PsError>()
                     || c.is::<crate::rules::PackError>()
                     || c.is::<crate::inventory::InventoryError>()
+                    || c.is::<crate::import::ImportError>()
                     || matches!(
                         c.downcast_ref::<crate::daemon::DaemonError>(),
                         Some(
@@ -799,6 +810,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
             out.flush()?;
             Ok(Exit::Ok)
         }
+        Command::Inventory(command) => inventory::run(command, &mut out),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "fleetaudit", &mut out);
             out.flush()?;
@@ -965,7 +977,8 @@ async fn check(inventory: &crate::inventory::Inventory, only: &[String]) -> anyh
             port: hosts[i].port,
             reachable: r.is_ok(),
             error: r.as_ref().err().map(|e| output::ProbeError { kind: e.kind().to_owned(), message: e.to_string() }),
-            host_key_fingerprint: r.ok().map(|fp| fp.to_string()),
+            host_certificate: r.as_ref().ok().and_then(|id| id.certificate.as_ref()).map(ToString::to_string),
+            host_key_fingerprint: r.ok().map(|id| id.fingerprint),
         })
         .collect())
 }

@@ -7,7 +7,7 @@
 //!
 //! With an OpenSSH client config (`ssh_config` in `[defaults]`, or `--ssh-config`; [`ssh_config`] reads it),
 //! each host's `address` is looked up in it as `ssh ADDRESS` would be: `HostName`, `Port`, `User`,
-//! `IdentityFile`, `ProxyJump` and `UserKnownHostsFile` fill in what the inventory does not set. The inventory
+//! `IdentityFile`, `CertificateFile`, `ProxyJump` and `UserKnownHostsFile` fill in what the inventory does not set. The inventory
 //! wins over ssh_config (a key set at any level, `[defaults]` included, counts as set), ssh_config wins over
 //! fleetaudit's defaults. A jump host's name is looked up the same way.
 //!
@@ -100,8 +100,13 @@ pub struct Host {
     /// Key files to try in order, each present on disk when the inventory was read. Empty: the SSH layer uses
     /// ssh-agent and `~/.ssh/id_ed25519`, `id_ecdsa`, `id_rsa`.
     pub identity_files: Vec<PathBuf>,
+    /// OpenSSH user certificates to log in with (`certificate_file`, else ssh_config's `CertificateFile`), each
+    /// present on disk; a `KEY-cert.pub` beside an identity file is used as well, as `ssh` does.
+    pub certificate_files: Vec<PathBuf>,
     pub roles: Vec<Role>,
-    pub jump: Option<Jump>,
+    /// The jump hosts the host is reached through, the first one connected to directly (`ssh -J a,b`); empty:
+    /// the host is connected to directly.
+    pub jump: Vec<Jump>,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
     /// known_hosts files holding the host's key: the inventory's `known_hosts`, else ssh_config's
@@ -120,6 +125,8 @@ pub struct Jump {
     pub port: u16,
     /// Key files for the bastion, from ssh_config's `IdentityFile` for it; `None`: the host's.
     pub identity_files: Option<Vec<PathBuf>>,
+    /// User certificates for the bastion, from ssh_config's `CertificateFile` for it; `None`: the host's.
+    pub certificate_files: Option<Vec<PathBuf>>,
     /// known_hosts files holding the bastion's key, chosen as for a host; empty: the scan's default files.
     pub known_hosts: Vec<PathBuf>,
 }
@@ -260,6 +267,8 @@ impl Env {
 }
 
 const DEFAULT_PORT: u16 = 22;
+/// Longest jump chain: OpenSSH has no limit, but a chain past a handful of hops is a loop in the ssh_config.
+const MAX_HOPS: usize = 8;
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_CONCURRENCY: usize = 64;
@@ -300,8 +309,9 @@ macro_rules! with_host_keys {
             user: Option<Spanned<String>>,
             port: Option<Spanned<i64>>,
             identity_file: Option<Spanned<Paths>>,
+            certificate_file: Option<Spanned<Paths>>,
             roles: Option<Spanned<Vec<Spanned<String>>>>,
-            jump: Option<Spanned<String>>,
+            jump: Option<Spanned<Paths>>,
             connect_timeout: Option<Spanned<RawDuration>>,
             command_timeout: Option<Spanned<RawDuration>>,
         }
@@ -312,6 +322,7 @@ macro_rules! with_host_keys {
                     user: self.user.as_ref(),
                     port: self.port.as_ref(),
                     identity_file: self.identity_file.as_ref(),
+                    certificate_file: self.certificate_file.as_ref(),
                     roles: self.roles.as_ref(),
                     jump: self.jump.as_ref(),
                     connect_timeout: self.connect_timeout.as_ref(),
@@ -355,13 +366,14 @@ struct HostKeys<'a> {
     user: Option<&'a Spanned<String>>,
     port: Option<&'a Spanned<i64>>,
     identity_file: Option<&'a Spanned<Paths>>,
+    certificate_file: Option<&'a Spanned<Paths>>,
     roles: Option<&'a Spanned<Vec<Spanned<String>>>>,
-    jump: Option<&'a Spanned<String>>,
+    jump: Option<&'a Spanned<Paths>>,
     connect_timeout: Option<&'a Spanned<RawDuration>>,
     command_timeout: Option<&'a Spanned<RawDuration>>,
 }
 
-/// `identity_file` and `known_hosts`: one path or a list of them.
+/// `identity_file`, `certificate_file`, `known_hosts` and `jump`: one string or a list of them.
 struct Paths(Vec<String>);
 
 impl<'de> Deserialize<'de> for Paths {
@@ -421,9 +433,10 @@ struct Layer {
     user: Option<String>,
     port: Option<u16>,
     identity_files: Option<Vec<PathBuf>>,
+    certificate_files: Option<Vec<PathBuf>>,
     roles: Option<Vec<Role>>,
-    /// `Some(None)`: `jump = ""`, connect directly even if an outer table names a jump host.
-    jump: Option<Option<JumpSpec>>,
+    /// `Some(vec![])`: `jump = ""` (or `[]`), connect directly even if an outer table names a jump host.
+    jump: Option<Vec<JumpSpec>>,
     connect_timeout: Option<Duration>,
     command_timeout: Option<Duration>,
 }
@@ -497,14 +510,34 @@ impl Ctx<'_> {
             identity_files: self.check(k.identity_file, &key("identity_file"), |Paths(paths)| {
                 paths.iter().map(|p| self.key_file(p)).collect()
             })?,
+            certificate_files: self.check(k.certificate_file, &key("certificate_file"), |Paths(paths)| {
+                paths.iter().map(|p| self.certificate_file(p)).collect()
+            })?,
             roles,
-            jump: self.check(k.jump, &key("jump"), |j| match j.as_str() {
-                "" => Ok(None),
-                spec => JumpSpec::parse(spec).map(Some),
+            jump: self.check(k.jump, &key("jump"), |Paths(hops)| {
+                // `"a,b"` is a chain as `ssh -J a,b` writes it; `["a", "b"]` the same; `""` or `[]` none.
+                let hops: Vec<&str> = hops.iter().flat_map(|h| h.split(',')).filter(|h| !h.is_empty()).collect();
+                if hops.len() > MAX_HOPS {
+                    return Err(format!("{} jump hosts: at most {MAX_HOPS} in a chain", hops.len()));
+                }
+                hops.into_iter().map(JumpSpec::parse).collect()
             })?,
             connect_timeout: self.check(k.connect_timeout, &key("connect_timeout"), parse_timeout)?,
             command_timeout: self.check(k.command_timeout, &key("command_timeout"), parse_timeout)?,
         })
+    }
+
+    fn certificate_file(&self, written: &str) -> Result<PathBuf, String> {
+        let path = self.path(written)?;
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!(
+                "missing certificate {}: sign the key's .pub with your CA (`ssh-keygen -s CA -I ID -n USER KEY.pub` \
+                 writes KEY-cert.pub) or fix the path",
+                path.display()
+            ))
+        }
     }
 
     fn key_file(&self, written: &str) -> Result<PathBuf, String> {
@@ -747,14 +780,18 @@ fn parse_in_with(file: &Path, text: &str, env: &Env, options: &LoadOptions) -> R
         };
         let identity_files = match pick(&layers, |l| l.identity_files.clone()) {
             Some(files) => files,
-            None => ssh.identity_files(&found, &tokens).map_err(for_host)?,
+            None => ssh.existing_files(&found.identity_files, &tokens).map_err(for_host)?,
+        };
+        let certificate_files = match pick(&layers, |l| l.certificate_files.clone()) {
+            Some(files) => files,
+            None => ssh.existing_files(&found.certificate_files, &tokens).map_err(for_host)?,
         };
         let known_hosts = ssh.known_hosts(&found, &tokens, &settings).map_err(for_host)?;
-        let jump = match pick(&layers, |l| l.jump.clone()) {
-            Some(spec) => spec,
+        let chain = match pick(&layers, |l| l.jump.clone()) {
+            Some(chain) => chain,
             None => ssh.proxy_jump(&found).map_err(for_host)?,
         };
-        let jump = jump.map(|spec| ssh.bastion(spec, &user, &settings)).transpose().map_err(for_host)?;
+        let jump = ssh.chain(chain, &user, &settings).map_err(for_host)?;
         hosts.push(Host {
             name: name.get_ref().clone(),
             cluster: cluster.map(|i| clusters[i].0.clone()),
@@ -762,6 +799,7 @@ fn parse_in_with(file: &Path, text: &str, env: &Env, options: &LoadOptions) -> R
             port,
             user,
             identity_files,
+            certificate_files,
             roles: pick(&layers, |l| l.roles.clone()).unwrap_or_default(),
             jump,
             connect_timeout: pick(&layers, |l| l.connect_timeout).unwrap_or(DEFAULT_CONNECT_TIMEOUT),
@@ -807,14 +845,15 @@ impl SshLookup<'_> {
         Ok(v.at.file.parent().unwrap_or(Path::new("")).join(expanded))
     }
 
-    /// `IdentityFile`s that exist: like `ssh`, missing ones are skipped (configs often list several).
-    fn identity_files(
+    /// The files of `IdentityFile` or `CertificateFile` lines that exist: like `ssh`, missing ones are skipped
+    /// (configs often list several).
+    fn existing_files(
         &self,
-        found: &ssh_config::Resolved,
+        written: &[ssh_config::Value<String>],
         tokens: &ssh_config::Tokens<'_>,
     ) -> Result<Vec<PathBuf>, SshConfigError> {
         let mut files = Vec::new();
-        for f in &found.identity_files {
+        for f in written {
             let path = self.path(f, tokens)?;
             if path.is_file() {
                 files.push(path);
@@ -845,36 +884,58 @@ impl SshLookup<'_> {
         }
     }
 
-    /// `ProxyJump`: one jump host, or `none`.
-    fn proxy_jump(&self, found: &ssh_config::Resolved) -> Result<Option<JumpSpec>, SshConfigError> {
-        let Some(j) = &found.proxy_jump else { return Ok(None) };
+    /// `ProxyJump`: a chain of jump hosts (`a,b`), or `none` (an empty chain).
+    fn proxy_jump(&self, found: &ssh_config::Resolved) -> Result<Vec<JumpSpec>, SshConfigError> {
+        let Some(j) = &found.proxy_jump else { return Ok(Vec::new()) };
         if j.value.eq_ignore_ascii_case("none") {
-            return Ok(None);
+            return Ok(Vec::new());
         }
-        if j.value.contains(',') {
-            return Err(j.at.error(format!(
-                "ProxyJump {}: fleetaudit goes through one jump host, not a chain; reach the last one directly or \
-                 through one bastion",
-                j.value
-            )));
+        j.value
+            .split(',')
+            .map(|hop| {
+                let spec = hop.strip_prefix("ssh://").unwrap_or(hop);
+                JumpSpec::parse(spec).map_err(|m| j.at.error(format!("ProxyJump: {m}")))
+            })
+            .collect()
+    }
+
+    /// A chain as written, each hop completed from ssh_config, preceded by the chain ssh_config gives its first
+    /// hop: `ssh -J a,b` reaches `a` as `ssh a` would, ProxyJump included, and `b` through `a` (b's own
+    /// ProxyJump does not apply). A loop, or a chain longer than [`MAX_HOPS`], is refused at the line that
+    /// makes it.
+    fn chain(
+        &self,
+        mut chain: Vec<JumpSpec>,
+        host_user: &str,
+        settings: &Settings,
+    ) -> Result<Vec<Jump>, SshConfigError> {
+        while let Some(first) = chain.first() {
+            let found = self.config.map(|c| c.resolve(&first.address)).unwrap_or_default();
+            let before = self.proxy_jump(&found)?;
+            // A jump host naming itself (`Host *` giving everything the same ProxyJump) is reached directly.
+            let before: Vec<JumpSpec> = before.into_iter().filter(|b| b.address != first.address).collect();
+            if before.is_empty() {
+                break;
+            }
+            let at = &found.proxy_jump.as_ref().expect("proxy_jump returned hops").at;
+            if before.iter().any(|b| chain.iter().any(|c| c.address == b.address))
+                || chain.len() + before.len() > MAX_HOPS
+            {
+                return Err(at.error(format!(
+                    "ProxyJump {}: the jump hosts loop or chain more than {MAX_HOPS} deep ({}); add `ProxyJump none` \
+                     to the block of the jump host reachable directly",
+                    found.proxy_jump.as_ref().map_or("", |p| p.value.as_str()),
+                    chain.iter().map(|c| c.address.as_str()).collect::<Vec<_>>().join(" -> ")
+                )));
+            }
+            chain.splice(0..0, before);
         }
-        let spec = j.value.strip_prefix("ssh://").unwrap_or(&j.value);
-        JumpSpec::parse(spec).map(Some).map_err(|m| j.at.error(format!("ProxyJump: {m}")))
+        chain.into_iter().map(|spec| self.bastion(spec, host_user, settings)).collect()
     }
 
     /// A jump host as written, completed from ssh_config's entry for its name, then from defaults.
     fn bastion(&self, spec: JumpSpec, host_user: &str, settings: &Settings) -> Result<Jump, SshConfigError> {
         let found = self.config.map(|c| c.resolve(&spec.address)).unwrap_or_default();
-        if let Some(pj) = self.proxy_jump(&found)?
-            && pj.address != spec.address
-        {
-            let at = &found.proxy_jump.as_ref().expect("proxy_jump returned one").at;
-            return Err(at.error(format!(
-                "jump host {} is itself behind ProxyJump {}: fleetaudit goes through one jump host, not a chain; \
-                 add `ProxyJump none` to the jump host's block if it is reachable directly",
-                spec.address, pj.address
-            )));
-        }
         let address = self.hostname(&found, &spec.address)?;
         let port = spec.port.or(found.port.as_ref().map(|p| p.value)).unwrap_or(DEFAULT_PORT);
         let user = match spec.user {
@@ -889,13 +950,15 @@ impl SshLookup<'_> {
             local_user: self.env.user.as_deref(),
             home: self.env.home.as_deref(),
         };
-        let identity_files = self.identity_files(&found, &tokens)?;
+        let identity_files = self.existing_files(&found.identity_files, &tokens)?;
+        let certificate_files = self.existing_files(&found.certificate_files, &tokens)?;
         let known_hosts = self.known_hosts(&found, &tokens, settings)?;
         Ok(Jump {
             user,
             address,
             port,
             identity_files: (!identity_files.is_empty()).then_some(identity_files),
+            certificate_files: (!certificate_files.is_empty()).then_some(certificate_files),
             known_hosts,
         })
     }
@@ -931,7 +994,7 @@ fn key_before(text: &str, offset: usize) -> Option<&str> {
 }
 
 /// Host and cluster names: `[A-Za-z0-9._-]`, 1..=253 characters, not `.` or `..`.
-fn check_name(name: &str, what: &str) -> Result<(), String> {
+pub(crate) fn check_name(name: &str, what: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err(format!("empty name: every {what} needs one (letters, digits, '.', '_', '-')"));
     }
@@ -949,7 +1012,7 @@ fn check_name(name: &str, what: &str) -> Result<(), String> {
     }
 }
 
-fn check_user(user: &str) -> Result<(), String> {
+pub(crate) fn check_user(user: &str) -> Result<(), String> {
     if user.is_empty() {
         Err("empty user name".into())
     } else if user.chars().any(|c| c.is_whitespace() || c.is_control() || c == '@' || c == ':') {
@@ -968,7 +1031,7 @@ fn check_port(port: i64) -> Result<u16, String> {
 
 /// IPv4, IPv6 without brackets, or a DNS name (labels of `[A-Za-z0-9-]`, 1 to 63 characters, not starting or
 /// ending with '-', at most 253 characters, a last label that is not all digits).
-fn check_address(address: &str) -> Result<(), String> {
+pub(crate) fn check_address(address: &str) -> Result<(), String> {
     if address.parse::<Ipv4Addr>().is_ok() || address.parse::<Ipv6Addr>().is_ok() || is_dns_name(address) {
         return Ok(());
     }
@@ -1070,8 +1133,9 @@ mod tests {
     const HOST: &str = "[[hosts]]\nname = \"a\"\naddress = \"192.0.2.1\"\n";
 
     /// The jump host as written (who, where), without the files it is reached with.
-    fn written(j: &Option<Jump>) -> Option<Jump> {
-        j.clone().map(|j| Jump { identity_files: None, known_hosts: Vec::new(), ..j })
+    fn written(j: &[Jump]) -> Option<Jump> {
+        assert!(j.len() <= 1, "a chain: {j:?}");
+        j.first().cloned().map(|j| Jump { identity_files: None, certificate_files: None, known_hosts: Vec::new(), ..j })
     }
 
     #[test]
@@ -1097,8 +1161,9 @@ mod tests {
                     port: 22,
                     user: "audit".into(),
                     identity_files: vec![fx.dir.path().join("keys/id_ed25519")],
+                    certificate_files: vec![],
                     roles: vec![Role::ControlPlane, Role::Etcd],
-                    jump: None,
+                    jump: vec![],
                     connect_timeout: Duration::from_secs(10),
                     command_timeout: Duration::from_secs(30),
                     known_hosts: vec![fx.home().join(".ssh/known_hosts")],
@@ -1110,8 +1175,9 @@ mod tests {
                     port: 2222,
                     user: "root".into(),
                     identity_files: vec![fx.home().join(".ssh/id_rsa")],
+                    certificate_files: vec![],
                     roles: vec![Role::Worker],
-                    jump: None,
+                    jump: vec![],
                     connect_timeout: Duration::from_secs(10),
                     command_timeout: Duration::from_secs(30),
                     known_hosts: vec![fx.home().join(".ssh/known_hosts")],
@@ -1143,7 +1209,7 @@ mod tests {
         );
         let h = &inv.hosts[0];
         assert_eq!((h.port, h.user.as_str(), h.cluster.as_deref()), (22, "tester", None));
-        assert!(h.identity_files.is_empty() && h.roles.is_empty() && h.jump.is_none());
+        assert!(h.identity_files.is_empty() && h.roles.is_empty() && h.jump.is_empty());
         assert_eq!((h.connect_timeout, h.command_timeout), (Duration::from_secs(10), Duration::from_secs(30)));
 
         fx.env = Env { home: None, user: None };
@@ -1178,12 +1244,12 @@ mod tests {
             (&plain.roles, &plain.identity_files, &written(&plain.jump)),
             (&vec![Role::Worker], &key, &Some(bastion))
         );
-        assert_eq!(plain.jump.as_ref().unwrap().known_hosts, vec![fx.home().join(".ssh/known_hosts")]);
+        assert_eq!(plain.jump[0].known_hosts, vec![fx.home().join(".ssh/known_hosts")]);
         assert_eq!((plain.connect_timeout, plain.command_timeout), (Duration::from_secs(1), Duration::from_secs(7)));
 
         let nested = inv.host("nested").unwrap();
         assert_eq!((nested.user.as_str(), nested.port, nested.cluster.as_deref()), ("c", 2201, Some("prod")));
-        assert_eq!((&nested.roles, &nested.identity_files, &nested.jump), (&vec![Role::ControlPlane], &key, &None));
+        assert_eq!((&nested.roles, &nested.identity_files, &nested.jump), (&vec![Role::ControlPlane], &key, &vec![]));
         assert_eq!(
             (nested.connect_timeout, nested.command_timeout),
             (Duration::from_secs(120), Duration::from_secs(7))
@@ -1452,10 +1518,8 @@ mod tests {
         );
         let lab = inv.host("lab-1").unwrap();
         assert_eq!((lab.port, lab.user.as_str(), lab.cluster.as_deref()), (2222, "admin", None));
-        assert_eq!(
-            written(&lab.jump),
-            Some(Jump { user: None, address: "2001:db8::1".into(), port: 22, ..Jump::default() })
-        );
+        let chain: Vec<String> = lab.jump.iter().map(ToString::to_string).collect();
+        assert_eq!(chain, ["[2001:db8::1]:22", "lab-gw.example.internal:22"]);
         assert_eq!(lab.identity_files, vec![fx.home().join(".ssh/id_ecdsa"), fx.home().join(".ssh/id_rsa")]);
         assert_eq!((lab.roles.len(), lab.connect_timeout), (3, Duration::from_secs(20)));
     }
@@ -1467,6 +1531,7 @@ mod tests {
             "user",
             "port",
             "identity_file",
+            "certificate_file",
             "roles",
             "jump",
             "connect_timeout",
@@ -1488,6 +1553,27 @@ mod tests {
                 || a.ends_with(".example.internal");
             assert!(documentation, "{a} is not a documentation address");
         }
+    }
+
+    /// The Debian package's /etc/fleetaudit/inventory.toml is the example with the package's paths: nothing
+    /// else may drift.
+    #[test]
+    fn the_packaged_inventory_is_the_example_with_system_paths() {
+        let example = include_str!("../inventory.example.toml");
+        let packaged = include_str!("../packaging/inventory.toml");
+        let body =
+            packaged.split_once("#\n# fleetaudit inventory:").map(|(_, b)| format!("# fleetaudit inventory:{b}"));
+        let body = body.expect("the package header, then the example");
+        let differ: Vec<(&str, &str)> = example.lines().zip(body.lines()).filter(|(a, b)| a != b).collect();
+        let keys: Vec<&str> = differ.iter().map(|(a, _)| a.split(" = ").next().unwrap_or(a)).collect();
+        assert_eq!(keys, ["known_hosts", "accepted_hosts", "database", "report_dir", "identity_file"], "{differ:#?}");
+        assert_eq!(example.lines().count(), body.lines().count());
+        assert!(differ.iter().all(|(_, b)| b.contains("\"/etc/fleetaudit/") || b.contains("\"/var/lib/fleetaudit/")));
+        // It parses but for the key, which the administrator makes (README, Install).
+        let fx = Fixture::new();
+        let with_key = packaged.replace("\"/etc/fleetaudit/id_ed25519\"", "\"~/.ssh/id_ed25519\"");
+        let inv = parse_in(Path::new("/etc/fleetaudit/inventory.toml"), &with_key, &fx.env).unwrap();
+        assert_eq!(inv.settings.database, PathBuf::from("/var/lib/fleetaudit/history.db"));
     }
 
     #[test]
@@ -1516,28 +1602,28 @@ mod tests {
         assert_eq!((a.address.as_str(), a.port, a.user.as_str()), ("cp-1.prod.example.internal", 2201, "cfg-user"));
         assert_eq!(a.identity_files, vec![home.join(".ssh/id_ecdsa")], "missing IdentityFiles are skipped");
         assert_eq!(a.known_hosts, vec![home.join(".ssh/kh-cp-1.prod.example.internal")]);
-        let j = a.jump.as_ref().unwrap();
+        let j = &a.jump[0];
         assert_eq!((j.user.as_deref(), j.address.as_str(), j.port), (Some("jump-user"), "192.0.2.100", 2022));
         assert_eq!(j.identity_files, Some(vec![fx.dir.path().join("keys/id_ed25519")]), "relative to the config file");
         assert_eq!(j.known_hosts, vec![home.join(".ssh/known_hosts")]);
         // Whatever the inventory sets wins; `jump = ""` cancels ProxyJump.
         let b = inv.host("b").unwrap();
-        assert_eq!((b.port, b.user.as_str(), b.identity_files.is_empty(), &b.jump), (22, "me", true, &None));
+        assert_eq!((b.port, b.user.as_str(), b.identity_files.is_empty(), &b.jump), (22, "me", true, &vec![]));
         assert_eq!(b.address, "cp-2.prod.example.internal", "HostName maps the alias the inventory wrote");
         // Negated: fleetaudit's defaults.
         let c = inv.host("c").unwrap();
-        assert_eq!((c.address.as_str(), c.port, c.user.as_str(), &c.jump), ("cp-9", 22, "tester", &None));
+        assert_eq!((c.address.as_str(), c.port, c.user.as_str(), &c.jump), ("cp-9", 22, "tester", &vec![]));
         // An inventory jump's name is looked up too; its written port wins.
         let d = inv.host("d").unwrap();
         assert_eq!(d.address, "192.0.2.7");
-        let j = d.jump.as_ref().unwrap();
+        let j = &d.jump[0];
         assert_eq!((j.user.as_deref(), j.address.as_str(), j.port), (Some("jump-user"), "192.0.2.100", 1));
 
         // known_hosts written in the inventory wins over UserKnownHostsFile, for hosts and jump hosts.
         let inv = fx.parse(&format!("[defaults]\nknown_hosts = \"kh\"\n{}", &text[11..])).unwrap();
         let a = inv.host("a").unwrap();
         assert_eq!(
-            (&a.known_hosts, &a.jump.as_ref().unwrap().known_hosts),
+            (&a.known_hosts, &a.jump[0].known_hosts),
             (&vec![fx.dir.path().join("kh")], &vec![fx.dir.path().join("kh")])
         );
 
@@ -1550,14 +1636,62 @@ mod tests {
     }
 
     #[test]
+    fn jump_chains_and_user_certificates() {
+        let fx = Fixture::new();
+        std::fs::write(fx.dir.path().join("keys/id_ed25519-cert.pub"), "cert").unwrap();
+        let inv = fx
+            .parse(
+                "[defaults]\njump = [\"ops@a.example.internal:2022\", \"b.example.internal\"]\n\
+                 certificate_file = \"keys/id_ed25519-cert.pub\"\n\
+                 [[hosts]]\nname = \"list\"\naddress = \"192.0.2.1\"\n\
+                 [[hosts]]\nname = \"comma\"\naddress = \"192.0.2.2\"\njump = \"a,b:2\"\ncertificate_file = []\n\
+                 [[hosts]]\nname = \"direct\"\naddress = \"192.0.2.3\"\njump = []\n",
+            )
+            .unwrap();
+        let chain = |h: &str| inv.host(h).unwrap().jump.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(chain("list"), ["ops@a.example.internal:2022", "b.example.internal:22"]);
+        assert_eq!(chain("comma"), ["a:22", "b:2"]);
+        assert!(chain("direct").is_empty());
+        assert_eq!(inv.host("list").unwrap().certificate_files, vec![fx.dir.path().join("keys/id_ed25519-cert.pub")]);
+        assert!(inv.host("comma").unwrap().certificate_files.is_empty());
+        for (text, part) in [
+            (format!("{HOST}certificate_file = \"keys/nope-cert.pub\"\n"), "missing certificate"),
+            (format!("{HOST}jump = [\"a\", \"b:0\"]\n"), "\"b:0\" is not a jump host"),
+            (format!("{HOST}jump = \"{}\"\n", ["h"; 9].join(",")), "at most 8"),
+        ] {
+            let e = fx.parse(&text).unwrap_err().to_string();
+            assert!(e.contains(":4:") && e.contains(part), "{e}");
+        }
+
+        // ssh_config: `ProxyJump a,b`, CertificateFile, and a first hop whose own ProxyJump goes before it.
+        let cfg = fx.dir.path().join("ssh_config");
+        std::fs::write(
+            &cfg,
+            "Host node\n  ProxyJump second,third\n  CertificateFile keys/id_ed25519-cert.pub\n  CertificateFile gone\n\
+             Host second\n  HostName 192.0.2.52\n  ProxyJump first\nHost third\n  ProxyJump elsewhere\n",
+        )
+        .unwrap();
+        let inv =
+            fx.parse("[defaults]\nssh_config = \"ssh_config\"\n[[hosts]]\nname = \"n\"\naddress = \"node\"\n").unwrap();
+        let n = &inv.hosts[0];
+        let chain: Vec<String> = n.jump.iter().map(ToString::to_string).collect();
+        assert_eq!(chain, ["first:22", "192.0.2.52:22", "third:22"], "only the first hop's ProxyJump applies");
+        assert_eq!(n.certificate_files, vec![fx.dir.path().join("keys/id_ed25519-cert.pub")], "missing ones skipped");
+    }
+
+    #[test]
     fn ssh_config_errors_name_its_file_line_and_the_host() {
         let fx = Fixture::new();
         let cfg = fx.dir.path().join("ssh_config");
         let inv = "[defaults]\nssh_config = \"ssh_config\"\n[[hosts]]\nname = \"a\"\naddress = \"node\"\n";
         for (config, line, part) in [
             ("Host node\n  HostName not_an_address\n", 2, "HostName: \"not_an_address\" is not an IPv4/IPv6"),
-            ("\nHost *\n  ProxyJump a,b\n", 3, "one jump host, not a chain"),
-            ("Host node\n  ProxyJump bastion\nHost bastion\n  ProxyJump other\n", 4, "itself behind ProxyJump other"),
+            ("\nHost *\n  ProxyJump a,b@\n", 3, "ProxyJump: \"b@\" is not a jump host"),
+            (
+                "Host node\n  ProxyJump b1\nHost b1\n  ProxyJump b2\nHost b2\n  ProxyJump b1\n",
+                6,
+                "loop or chain more than 8",
+            ),
             ("Host node\n  ProxyJump bad@@x\n", 2, "ProxyJump: \"bad@@x\" is not a jump host"),
             ("Host *\n  IdentityFile ~/.ssh/id_%C\n", 2, "token %C is not supported"),
             ("Host *\n  User \"a b\"\n", 2, "User: \"a b\" is not a user name"),
@@ -1570,7 +1704,7 @@ mod tests {
         // A jump host naming itself (`Host *` giving everything the same ProxyJump) is not a chain.
         std::fs::write(&cfg, "Host *\n  ProxyJump bastion\n").unwrap();
         let h = fx.parse(inv).unwrap().hosts.remove(0);
-        assert_eq!(h.jump.map(|j| j.address), Some("bastion".to_owned()));
+        assert_eq!(h.jump.iter().map(|j| j.address.as_str()).collect::<Vec<_>>(), ["bastion"]);
         std::fs::remove_file(&cfg).unwrap();
         let e = fx.parse(inv).unwrap_err().to_string();
         assert!(e.starts_with(&format!("{}: cannot read this ssh_config file: ", cfg.display())), "{e}");

@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod daemon;
 pub mod demo;
+pub mod import;
 pub mod inventory;
 pub mod metrics;
 pub mod model;

@@ -400,6 +400,8 @@ pub struct Probe {
     pub port: u16,
     pub reachable: bool,
     pub host_key_fingerprint: Option<String>,
+    /// `certificate signed by CA SHA256:..., serial N, key id "..."` when a CA vouched for the host's key.
+    pub host_certificate: Option<String>,
     pub error: Option<ProbeError>,
 }
 
@@ -417,7 +419,10 @@ pub fn write_check_text(out: &mut dyn Write, inventory: &str, probes: &[Probe], 
             (_, Some(e)) => {
                 writeln!(out, "{:<width$}  {}  {}: {}", p.name, style.status(Status::Error), e.kind, e.message)?
             }
-            (fp, None) => writeln!(out, "{:<width$}  ok     {}", p.name, fp.as_deref().unwrap_or(""))?,
+            (fp, None) => match &p.host_certificate {
+                Some(cert) => writeln!(out, "{:<width$}  ok     {} ({cert})", p.name, fp.as_deref().unwrap_or(""))?,
+                None => writeln!(out, "{:<width$}  ok     {}", p.name, fp.as_deref().unwrap_or(""))?,
+            },
         }
     }
     let failed = probes.iter().filter(|p| !p.reachable).count();

@@ -19,7 +19,9 @@ use crate::output::{Summary, Totals};
 use crate::ps;
 use crate::rules::Engine;
 use crate::ssh::{Target, Transport};
-use crate::store::{FindingRecord, HostOutcome, HostRecord, HostResult, RuleMeta, ScanLock, Store, StoreError};
+use crate::store::{
+    FindingRecord, HostCertificateRecord, HostOutcome, HostRecord, HostResult, RuleMeta, ScanLock, Store, StoreError,
+};
 
 /// Outcomes are written in batches of this many (or every [`FLUSH_EVERY`]): one transaction per host would
 /// cost an fsync each.
@@ -376,12 +378,12 @@ pub fn select_hosts(inventory: &Inventory, only: &[String], shard: Option<Shard>
 async fn audit_host(transport: &Transport, engine: &Engine, host: &Host) -> (HostOutcome, HostReport) {
     let started_at = model::utc_now();
     let started = Instant::now();
-    let (fingerprint, result) = match transport.capture(&Target::of(host)).await {
+    let (fingerprint, certificate, result) = match transport.capture(&Target::of(host)).await {
         Err(e) => {
             tracing::warn!(host = %host.name, kind = e.kind(), "{e}");
-            (None, HostResult::Error { kind: e.kind().to_owned(), message: e.to_string() })
+            (None, None, HostResult::Error { kind: e.kind().to_owned(), message: e.to_string() })
         }
-        Ok(capture) => (Some(capture.fingerprint), judge(engine, host, &capture.stdout)),
+        Ok(capture) => (Some(capture.fingerprint), capture.certificate, judge(engine, host, &capture.stdout)),
     };
     let duration = started.elapsed();
     let report = HostReport {
@@ -404,6 +406,16 @@ async fn audit_host(transport: &Transport, engine: &Engine, host: &Host) -> (Hos
         started_at,
         duration_ms: duration.as_millis() as u64,
         host_key_fingerprint: fingerprint,
+        host_certificate: certificate.map(|c| HostCertificateRecord {
+            description: c.to_string(),
+            valid_after: crate::ssh::certs::time(c.valid_after),
+            valid_before: crate::ssh::certs::time(c.valid_before),
+            sha256: c.sha256,
+            ca_fingerprint: c.ca_fingerprint,
+            serial: c.serial,
+            key_id: c.key_id,
+            principals: c.principals,
+        }),
         result,
     };
     (outcome, report)

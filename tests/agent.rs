@@ -4,81 +4,12 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
 
-use support::{Sshd, TEST_USER, fleetaudit_env, keygen, sqlite, text, write};
+use support::{Agent, Sshd, TEST_USER, fleetaudit_env, keygen, outcomes, sqlite, text, write};
 
 const APISERVER: &str = "kube-apiserver --anonymous-auth=false --kubelet-certificate-authority=/etc/ca.crt";
-
-/// A running `ssh-agent -d` (debug: it stays in the foreground and logs each request); killed on drop.
-struct Agent {
-    sock: PathBuf,
-    log: PathBuf,
-    child: Child,
-}
-
-impl Agent {
-    fn start(dir: &Path) -> Agent {
-        let sock = dir.join("agent.sock");
-        let log = dir.join("agent.log");
-        let child = Command::new("ssh-agent")
-            .arg("-d")
-            .arg("-a")
-            .arg(&sock)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("ssh-agent: apt-get install -y openssh-client");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !sock.exists() {
-            assert!(Instant::now() < deadline, "ssh-agent did not create {}", sock.display());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Agent { sock, log, child }
-    }
-
-    /// Adds a key, answering its passphrase prompt through SSH_ASKPASS (no terminal in tests).
-    fn add(&self, key: &Path, passphrase: &str) {
-        let askpass = key.with_extension("askpass");
-        write(&askpass, &format!("#!/bin/sh\necho '{passphrase}'\n"));
-        std::fs::set_permissions(&askpass, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-        let out = Command::new("ssh-add")
-            .arg(key)
-            .env("SSH_AUTH_SOCK", &self.sock)
-            .env("SSH_ASKPASS", &askpass)
-            .env("SSH_ASKPASS_REQUIRE", "force")
-            .env("DISPLAY", "x")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "ssh-add {}: {}", key.display(), text(&out.stderr));
-    }
-
-    /// How many requests of an SSH agent protocol message type the agent has served
-    /// (11: list identities, 13: sign).
-    fn requests(&self, kind: u8) -> usize {
-        let log = std::fs::read_to_string(&self.log).unwrap();
-        log.lines().filter(|l| l.contains("process_message:") && l.ends_with(&format!(" type {kind}"))).count()
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn outcomes(db: &Path) -> String {
-    sqlite(
-        db,
-        "SELECT h.name, sh.outcome, coalesce(sh.error_kind, '-') FROM scan_hosts sh JOIN hosts h ON h.id = sh.host_id \
-         WHERE sh.scan_id = (SELECT max(id) FROM scans) ORDER BY h.name",
-    )
-}
 
 #[test]
 fn an_encrypted_key_works_through_the_agent_and_agent_keys_are_listed_once() {

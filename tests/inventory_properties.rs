@@ -46,7 +46,7 @@ fn check(text: &str) -> Result<Option<Inventory>, TestCaseError> {
                 for f in &h.identity_files {
                     prop_assert!(f.exists(), "identity file {} accepted but missing", f.display());
                 }
-                if let Some(j) = &h.jump {
+                for j in &h.jump {
                     prop_assert!(j.port > 0 && !j.address.is_empty());
                 }
             }
@@ -255,7 +255,7 @@ fn a_generated_style_inventory_is_accepted() {
     let inv = inventory::parse(&path, text).unwrap();
     assert_eq!(inv.hosts.len(), 2);
     assert_eq!(inv.hosts[0].port, 2222);
-    assert_eq!(inv.hosts[1].jump.as_ref().map(ToString::to_string).as_deref(), Some("ops@bastion:2022"));
+    assert_eq!(inv.hosts[1].jump.iter().map(ToString::to_string).collect::<Vec<_>>(), ["ops@bastion:2022"]);
     assert_eq!(inv.settings.concurrency, 512);
 }
 

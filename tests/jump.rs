@@ -3,32 +3,11 @@
 //! connection is shared by every node behind it, and each failure on the way is stored with its own kind.
 
 mod support;
-
-use std::path::Path;
-
-use support::{Sshd, SshdOptions, TEST_USER, fleetaudit, keygen, sqlite, text, write};
+use support::{Sshd, SshdOptions, TEST_USER, fleetaudit, keygen, message, outcomes, sqlite, text, write};
 
 const APISERVER: &str = "kube-apiserver --anonymous-auth=false --authorization-mode=Node,RBAC \
     --kubelet-certificate-authority=/etc/kubernetes/pki/ca.crt --etcd-servers=https://127.0.0.1:2379";
 const ETCD: &str = "etcd --name=cp1 --client-cert-auth=true --peer-client-cert-auth=true";
-
-fn outcomes(db: &Path) -> String {
-    sqlite(
-        db,
-        "SELECT h.name, sh.outcome, coalesce(sh.error_kind, '-') FROM scan_hosts sh JOIN hosts h ON h.id = sh.host_id \
-         WHERE sh.scan_id = (SELECT max(id) FROM scans) ORDER BY h.name",
-    )
-}
-
-fn message(db: &Path, host: &str) -> String {
-    sqlite(
-        db,
-        &format!(
-            "SELECT error_message FROM scan_hosts sh JOIN hosts h ON h.id = sh.host_id WHERE h.name = '{host}' \
-             AND sh.scan_id = (SELECT max(id) FROM scans)"
-        ),
-    )
-}
 
 #[test]
 fn nodes_behind_a_bastion_are_audited_through_one_shared_connection() {
@@ -193,4 +172,112 @@ fn a_dead_bastion_is_tried_once_per_scan_and_named_for_every_host_behind_it() {
     }
     // One host at a time, and still one connection attempt: the failure is kept for the scan.
     assert_eq!(bastion.accepted(), 1);
+}
+
+#[test]
+fn a_chain_of_two_bastions_reaches_a_node_only_the_second_can_reach() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let key = keygen(d, "id_ed25519");
+    // The node listens on 127.0.0.6 and 127.0.0.7 (two inventory hosts); only the second bastion may reach it.
+    let node = Sshd::start_opts(
+        &d.join("node"),
+        &[&key],
+        &[APISERVER, ETCD],
+        &["127.0.0.7"],
+        &SshdOptions { address: Some("127.0.0.6"), log: true, ..SshdOptions::default() },
+    );
+    let p = node.port;
+    let second = Sshd::start_opts(
+        &d.join("second"),
+        &[&key],
+        &[],
+        &[],
+        &SshdOptions {
+            address: Some("127.0.0.5"),
+            config: &format!("AllowTcpForwarding yes\nPermitOpen 127.0.0.6:{p} 127.0.0.7:{p}\n"),
+            log: true,
+            ..SshdOptions::default()
+        },
+    );
+    let s = second.port;
+    // The first bastion may open tunnels to the second one only.
+    let first = Sshd::bastion(&d.join("first"), &[&key], &format!("127.0.0.5:{s}"), "");
+    let f = first.port;
+
+    let known = d.join("known_hosts");
+    let node_lines = format!("{}{}", node.known_hosts_line("127.0.0.6"), node.known_hosts_line("127.0.0.7"));
+    let inventory = d.join("inventory.toml");
+    let db = d.join("history.db");
+    write(
+        &inventory,
+        &format!(
+            "[defaults]\nuser = \"{TEST_USER}\"\nidentity_file = \"{key}\"\nknown_hosts = \"{known}\"\n\
+             connect_timeout = \"5s\"\nroles = [\"control-plane\", \"etcd\"]\n\
+             [[clusters]]\nname = \"deep\"\njump = [\"127.0.0.1:{f}\", \"127.0.0.5:{s}\"]\n\
+             [[clusters.hosts]]\nname = \"n1\"\naddress = \"127.0.0.6\"\nport = {p}\n\
+             [[clusters.hosts]]\nname = \"n2\"\naddress = \"127.0.0.7\"\nport = {p}\n\
+             [[hosts]]\nname = \"n3-first-bastion-only\"\naddress = \"127.0.0.6\"\nport = {p}\njump = \"127.0.0.1:{f}\"\n",
+            key = key.display(),
+            known = known.display(),
+        ),
+    );
+    let scan = || fleetaudit(&["scan", "-i", inventory.to_str().unwrap(), "--db", db.to_str().unwrap()]);
+
+    // 1. The second bastion's key is unknown: every host behind it fails naming it (and the hop before it); the
+    //    first bastion was logged in to once, the node never contacted.
+    write(&known, &format!("{node_lines}{}", first.known_hosts_line("127.0.0.1")));
+    let out = scan();
+    assert_eq!(out.status.code(), Some(2), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(outcomes(&db), "n1|error|jump_failed\nn2|error|jump_failed\nn3-first-bastion-only|error|jump_failed\n");
+    let m = message(&db, "n1");
+    assert!(
+        m.starts_with(&format!(
+            "jump host {TEST_USER}@127.0.0.5:{s} (through {TEST_USER}@127.0.0.1:{f}): host key unknown: 127.0.0.5:{s}"
+        )) && m.contains("[host_key_unknown]"),
+        "{m}"
+    );
+    // The first bastion alone cannot reach the node: its PermitOpen names only the second bastion.
+    let m = message(&db, "n3-first-bastion-only");
+    assert!(m.contains("refused to open a tunnel to 127.0.0.6") && m.contains("administratively prohibited"), "{m}");
+    assert_eq!(first.logins(), 1, "one login to the first bastion for the whole scan:\n{}", first.log());
+    assert_eq!(node.logins(), 0);
+
+    // 2. Every hop trusted: both nodes audited through one connection per chain prefix.
+    write(
+        &known,
+        &format!("{node_lines}{}{}", first.known_hosts_line("127.0.0.1"), second.known_hosts_line("127.0.0.5")),
+    );
+    let out = scan();
+    assert_eq!(out.status.code(), Some(2), "n3 still cannot be reached:\n{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(outcomes(&db), "n1|audited|-\nn2|audited|-\nn3-first-bastion-only|error|jump_failed\n");
+    assert_eq!((first.logins(), second.logins(), node.logins()), (2, 1, 2), "{}", second.log());
+    // The second bastion saw its connection come from the first one's tunnel, not from us.
+    assert!(second.log().contains("Connection from 127.0.0.1"), "{}", second.log());
+
+    // 3. The same chain from ssh_config: `ProxyJump a,b`, and a first hop whose own ProxyJump comes first.
+    let config = d.join("ssh_config");
+    write(
+        &config,
+        &format!(
+            "Host node\n  HostName 127.0.0.6\n  Port {p}\n  ProxyJump first,second\nHost via-second\n  HostName 127.0.0.7\n  \
+             Port {p}\n  ProxyJump second\nHost second\n  HostName 127.0.0.5\n  Port {s}\n  ProxyJump first\n\
+             Host first\n  HostName 127.0.0.1\n  Port {f}\n"
+        ),
+    );
+    let plain = d.join("plain.toml");
+    write(
+        &plain,
+        &format!(
+            "[defaults]\nuser = \"{TEST_USER}\"\nidentity_file = \"{}\"\nknown_hosts = \"{}\"\n\
+             [[hosts]]\nname = \"a\"\naddress = \"node\"\n[[hosts]]\nname = \"b\"\naddress = \"via-second\"\n",
+            key.display(),
+            known.display()
+        ),
+    );
+    let out = fleetaudit(&["check", "-i", plain.to_str().unwrap(), "--ssh-config", config.to_str().unwrap()]);
+    let check = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{check}{}", text(&out.stderr));
+    assert!(check.contains("2 reachable, 0 not"), "{check}");
+    assert_eq!((first.logins(), second.logins()), (3, 2), "one more login per bastion for both hosts");
 }

@@ -44,7 +44,8 @@ fn target<'a>(port: u16, keys: &'a [PathBuf]) -> Target<'a> {
         user: "audit",
         identity_files: keys,
         known_hosts: &[],
-        jump: None,
+        jump: &[],
+        certificate_files: &[],
         connect_timeout: Duration::from_secs(5),
         command_timeout: Duration::from_secs(5),
     }

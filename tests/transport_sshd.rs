@@ -34,7 +34,8 @@ async fn captures_the_process_table_of_a_pid_namespace() {
         user: TEST_USER,
         identity_files: &keys,
         known_hosts: &[],
-        jump: None,
+        jump: &[],
+        certificate_files: &[],
         connect_timeout: Duration::from_secs(10),
         command_timeout: Duration::from_secs(10),
     };

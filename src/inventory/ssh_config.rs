@@ -6,7 +6,8 @@
 //! (comma lists, `!`), `Include` (globs; relative paths under `~/.ssh`, as for a user's config; conditional when
 //! inside a block; at most 16 deep), first-obtained-value-wins per keyword with `IdentityFile` accumulating, and
 //! the `%` tokens and `~` of file names ([`expand`]).
-//! Keywords used: `HostName`, `User`, `Port`, `IdentityFile`, `ProxyJump`, `UserKnownHostsFile`; any other is
+//! Keywords used: `HostName`, `User`, `Port`, `IdentityFile`, `CertificateFile`, `ProxyJump`, `UserKnownHostsFile`;
+//! any other is
 //! ignored, as fleetaudit has no use for it. `Match` criteria that need a command or the network (`exec`,
 //! `canonical`, `localnetwork`, ...) are refused with the file and line rather than guessed.
 //! Must not touch: the network, key files. Never panics, whatever the file holds: it is user input.
@@ -68,6 +69,8 @@ pub struct Resolved {
     pub user: Option<Value<String>>,
     pub port: Option<Value<u16>>,
     pub identity_files: Vec<Value<String>>,
+    /// Every `CertificateFile`, as `IdentityFile`s accumulate.
+    pub certificate_files: Vec<Value<String>>,
     pub proxy_jump: Option<Value<String>>,
     pub user_known_hosts: Option<Value<Vec<String>>>,
 }
@@ -102,6 +105,7 @@ enum Setting {
     User(String),
     Port(u16),
     IdentityFile(String),
+    CertificateFile(String),
     ProxyJump(String),
     UserKnownHostsFile(Vec<String>),
 }
@@ -197,6 +201,7 @@ fn parse_file(path: &Path, text: &str, home: Option<&Path>, depth: usize) -> Res
                 }
             }
             "identityfile" => Item::Set(at.clone(), Setting::IdentityFile(one("file name")?)),
+            "certificatefile" => Item::Set(at.clone(), Setting::CertificateFile(one("file name")?)),
             "proxyjump" => Item::Set(at.clone(), Setting::ProxyJump(one("jump host")?)),
             "userknownhostsfile" => {
                 if args.is_empty() {
@@ -375,6 +380,9 @@ fn eval(items: &[Item], host: &str, active: &mut bool, never: bool, out: &mut Re
                     Setting::User(u) if out.user.is_none() => out.user = v(u.clone()),
                     Setting::Port(p) if out.port.is_none() => out.port = Some(Value { value: *p, at: at.clone() }),
                     Setting::IdentityFile(f) => out.identity_files.push(Value { value: f.clone(), at: at.clone() }),
+                    Setting::CertificateFile(f) => {
+                        out.certificate_files.push(Value { value: f.clone(), at: at.clone() })
+                    }
                     Setting::ProxyJump(j) if out.proxy_jump.is_none() => out.proxy_jump = v(j.clone()),
                     Setting::UserKnownHostsFile(f) if out.user_known_hosts.is_none() => {
                         out.user_known_hosts = Some(Value { value: f.clone(), at: at.clone() })

@@ -91,6 +91,8 @@ pub struct ScanHost {
     pub started_at: String,
     pub duration_ms: i64,
     pub fingerprint: Option<String>,
+    /// The host certificate's description, when a CA vouched for the key.
+    pub certificate: Option<String>,
     pub ps_format: Option<String>,
     pub processes: Option<i64>,
     pub result_set_id: Option<i64>,
@@ -99,10 +101,12 @@ pub struct ScanHost {
 pub async fn scan_hosts(pool: &SqlitePool, scan_id: i64) -> Result<Vec<ScanHost>, ReportError> {
     sqlx::query_as(
         "SELECT h.name, h.cluster, h.address, h.port, h.roles, sh.outcome, sh.error_kind, sh.error_message,
-                sh.started_at, sh.duration_ms, k.fingerprint, sh.ps_format, sh.processes, sh.result_set_id
+                sh.started_at, sh.duration_ms, k.fingerprint, c.description AS certificate, sh.ps_format,
+                sh.processes, sh.result_set_id
            FROM scan_hosts sh
            JOIN hosts h ON h.id = sh.host_id
            LEFT JOIN host_keys k ON k.id = sh.host_key_id
+           LEFT JOIN host_certificates c ON c.id = sh.host_certificate_id
           WHERE sh.scan_id = ?1
           ORDER BY h.name",
     )

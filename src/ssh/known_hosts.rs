@@ -3,8 +3,10 @@
 //! Our own small parser rather than russh's helpers, which (russh 0.65) ignore `@revoked`, wildcards and tabs,
 //! fail on double spaces, miscount lines after comments and call a second key of the same type "changed".
 //! Supported: plain and hashed (`|1|salt|hash`) host fields, `[host]:port` for non-22 ports, comma lists,
-//! `*`/`?` wildcards and `!` negation, `@revoked` (that key is refused). `@cert-authority` lines are skipped:
-//! fleetaudit does not accept host certificates.
+//! `*`/`?` wildcards and `!` negation, `@revoked` (that key is refused, whether presented as a plain key, inside
+//! a host certificate, or as the CA that signed one), `@cert-authority` (a CA trusted to sign host certificates
+//! for the names its line matches: [`KnownHosts::authorities`]; `ssh::certs` judges the certificates). As in
+//! OpenSSH, a CA line never trusts the CA's key as a host key.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -22,8 +24,16 @@ struct Entry {
     file: PathBuf,
     line: usize,
     hosts: HostField,
-    revoked: bool,
+    marker: Marker,
     key: PublicKey,
+}
+
+/// The `@` marker of a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Marker {
+    None,
+    Revoked,
+    CertAuthority,
 }
 
 #[derive(Debug, Clone)]
@@ -93,12 +103,13 @@ impl KnownHosts {
             }
             let mut fields = line.split_ascii_whitespace();
             let mut first = fields.next().unwrap_or_default();
-            let mut revoked = false;
+            let mut marker = Marker::None;
             if first.starts_with('@') {
-                match first {
-                    "@revoked" => revoked = true,
-                    _ => continue, // @cert-authority and unknown markers
-                }
+                marker = match first {
+                    "@revoked" => Marker::Revoked,
+                    "@cert-authority" => Marker::CertAuthority,
+                    _ => continue, // unknown markers, as `ssh` skips them
+                };
                 first = fields.next().unwrap_or_default();
             }
             let (Some(kind), Some(data)) = (fields.next(), fields.next()) else { continue };
@@ -115,27 +126,31 @@ impl KnownHosts {
                 Some(names) => names.into_iter().for_each(|n| self.by_name.entry(n).or_default().push(index)),
                 None => self.scanned.push(index),
             }
-            self.entries.push(Entry { file: file.to_owned(), line: i + 1, hosts, revoked, key });
+            self.entries.push(Entry { file: file.to_owned(), line: i + 1, hosts, marker, key });
         }
     }
 
-    /// Judges `key` presented by `host` on `port`.
-    pub fn check(&self, host: &str, port: u16, key: &PublicKey) -> Verdict {
+    /// The lines that name `host` on `port`, in file order (it decides which line a message names).
+    fn matching(&self, host: &str, port: u16) -> impl Iterator<Item = &Entry> {
         let name = host_name(host, port);
         let mut candidates: Vec<usize> = self.scanned.clone();
         candidates.extend(self.by_name.get(&name.to_ascii_lowercase()).into_iter().flatten());
-        // File order, as `ssh` reads them (it decides which line a message names).
         candidates.sort_unstable();
+        candidates.into_iter().map(|i| &self.entries[i]).filter(move |e| e.hosts.matches(&name))
+    }
+
+    /// Judges `key` presented by `host` on `port` as a plain host key.
+    pub fn check(&self, host: &str, port: u16, key: &PublicKey) -> Verdict {
         let mut others = Vec::new();
         let mut known = false;
-        for e in candidates.iter().map(|&i| &self.entries[i]).filter(|e| e.hosts.matches(&name, host, port)) {
+        for e in self.matching(host, port) {
             let same = e.key.key_data() == key.key_data();
-            let recorded = Recorded { file: e.file.clone(), line: e.line, fingerprint: fingerprint(&e.key) };
-            match (same, e.revoked) {
-                (true, true) => return Verdict::Revoked(recorded),
-                (true, false) => known = true,
-                (false, false) => others.push(recorded),
-                (false, true) => {}
+            match (same, e.marker) {
+                (true, Marker::Revoked) => return Verdict::Revoked(e.recorded()),
+                (true, Marker::None) => known = true,
+                (false, Marker::None) => others.push(e.recorded()),
+                // A CA's key is not a host key, and a CA line does not make a host's other keys "changed".
+                (_, Marker::CertAuthority) | (false, Marker::Revoked) => {}
             }
         }
         match (known, others.is_empty()) {
@@ -143,6 +158,28 @@ impl KnownHosts {
             (false, true) => Verdict::Unknown,
             (false, false) => Verdict::Changed(others),
         }
+    }
+
+    /// The `@revoked` line naming `key` for `host` on `port`, if any.
+    pub fn revoked(&self, host: &str, port: u16, key: &PublicKey) -> Option<Recorded> {
+        self.matching(host, port)
+            .find(|e| e.marker == Marker::Revoked && e.key.key_data() == key.key_data())
+            .map(Entry::recorded)
+    }
+
+    /// The CAs that `@cert-authority` lines trust to sign host certificates for `host` on `port`, with where each
+    /// is written, in file order.
+    pub fn authorities(&self, host: &str, port: u16) -> Vec<(PublicKey, Recorded)> {
+        self.matching(host, port)
+            .filter(|e| e.marker == Marker::CertAuthority)
+            .map(|e| (e.key.clone(), e.recorded()))
+            .collect()
+    }
+}
+
+impl Entry {
+    fn recorded(&self) -> Recorded {
+        Recorded { file: self.file.clone(), line: self.line, fingerprint: fingerprint(&self.key) }
     }
 }
 
@@ -164,7 +201,7 @@ impl HostField {
         Some(names)
     }
 
-    fn matches(&self, name: &str, host: &str, port: u16) -> bool {
+    fn matches(&self, name: &str) -> bool {
         match self {
             HostField::Hashed { salt, hash } => {
                 let Ok(mut mac) = <Hmac<Sha1> as KeyInit>::new_from_slice(salt) else { return false };
@@ -178,10 +215,9 @@ impl HostField {
                         Some(p) => (true, p),
                         None => (false, p.as_str()),
                     };
-                    let hit = match p.strip_prefix('[').and_then(|r| r.rsplit_once("]:")) {
-                        Some((h, pt)) => pt.parse::<u16>().is_ok_and(|pt| pt == port) && glob(h, host),
-                        None => port == 22 && glob(p, host),
-                    };
+                    // As `ssh` does: the pattern against the whole name looked up, `host` or `[host]:port`, so
+                    // `*` names every host on every port and `[10.0.0.*]:*` the hosts of 10.0.0.0/24 on any port.
+                    let hit = glob(p, name);
                     if hit && negated {
                         return false;
                     }
@@ -212,7 +248,7 @@ pub fn line_for(host: &str, port: u16, key: &PublicKey) -> String {
 
 /// OpenSSH host patterns: `*` any run, `?` one character, case-insensitive. Iterative, backtracking only to
 /// the last `*`: O(pattern × text), where the naive recursion is exponential in the number of stars.
-fn glob(pattern: &str, text: &str) -> bool {
+pub(crate) fn glob(pattern: &str, text: &str) -> bool {
     let (p, t) = (pattern.as_bytes(), text.as_bytes());
     let (mut pi, mut ti) = (0, 0);
     // After the last `*` seen: the pattern position after it, and the text position it has consumed up to.
@@ -292,6 +328,25 @@ mod tests {
         assert_eq!(k.check("127.0.0.1", 2200, &key(A)), Verdict::Known);
         assert_eq!(k.check("127.0.0.1", 2201, &key(A)), Verdict::Unknown);
         assert!(matches!(k.check("127.0.0.1", 2200, &key(B)), Verdict::Changed(_)));
+    }
+
+    #[test]
+    fn cert_authority_lines_hashed_wildcard_ports_and_several_cas() {
+        let salt = b"abcdefghij0123456789";
+        let mut mac = <Hmac<Sha1> as KeyInit>::new_from_slice(salt).unwrap();
+        mac.update(b"[10.0.0.7]:2222");
+        let hashed = format!("|1|{}|{}", B64.encode(salt), B64.encode(mac.finalize().into_bytes()));
+        let k =
+            kh(&format!("@cert-authority {hashed} {A}\n@cert-authority [10.0.0.*]:* {B}\n@cert-authority other {A}\n"));
+        let cas = |h: &str, p: u16| {
+            k.authorities(h, p).into_iter().map(|(key, r)| (fingerprint(&key), r.line)).collect::<Vec<_>>()
+        };
+        assert_eq!(cas("10.0.0.7", 2222), vec![(fingerprint(&key(A)), 1), (fingerprint(&key(B)), 2)]);
+        assert_eq!(cas("10.0.0.8", 22), vec![], "[10.0.0.*]:* names [host]:port only, as in ssh");
+        assert_eq!(cas("10.0.0.8", 2200), vec![(fingerprint(&key(B)), 2)]);
+        // A CA's key is not a host key.
+        assert_eq!(k.check("10.0.0.7", 2222, &key(A)), Verdict::Unknown);
+        assert_eq!(k.check("other", 22, &key(B)), Verdict::Unknown);
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! Must not touch: rules, verdicts, the database. It returns bytes; the `ps` stage reads them.
 //! Nothing from the inventory is ever sent as a command: the remote command is a constant.
 
+pub mod certs;
+mod jump;
 pub mod known_hosts;
 
 use std::collections::HashMap;
@@ -20,14 +22,15 @@ use std::time::{Duration, Instant};
 use russh::client::{self, Handle};
 use russh::keys::agent::AgentIdentity;
 use russh::keys::agent::client::AgentClient;
-use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKey};
-use russh::{ChannelMsg, ChannelOpenFailure, Disconnect};
+use russh::keys::{Certificate, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
+use russh::{ChannelMsg, Disconnect};
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{OnceCell, Semaphore, SemaphorePermit};
 use tokio::time::timeout;
 
+use self::certs::{CertError, HostCertRefusal, HostCertificate};
 use self::known_hosts::{KnownHosts, Recorded, Verdict};
 
 /// The one command fleetaudit runs on a host. A constant: nothing from the inventory reaches a remote shell.
@@ -60,10 +63,13 @@ pub struct Target<'a> {
     pub user: &'a str,
     /// Key files to offer; empty means ssh-agent and the default `~/.ssh/id_*` files.
     pub identity_files: &'a [PathBuf],
+    /// User certificates to offer (besides a `KEY-cert.pub` beside each key file).
+    pub certificate_files: &'a [PathBuf],
     /// known_hosts files holding this host's key; empty means the transport's (`TransportConfig::known_hosts`).
     pub known_hosts: &'a [PathBuf],
-    /// The bastion the host is reached through; the host itself is then never contacted directly.
-    pub jump: Option<&'a Jump>,
+    /// The jump hosts the host is reached through, first hop first (`ssh -J a,b`); the host itself is then never
+    /// contacted directly. Empty: connected to directly.
+    pub jump: &'a [Jump],
     /// Covers everything up to a logged-in session: the jump host's connection (when this host is the first
     /// to need it), the tunnel, the host's handshake and authentication.
     pub connect_timeout: Duration,
@@ -79,8 +85,9 @@ impl<'a> Target<'a> {
             port: host.port,
             user: &host.user,
             identity_files: &host.identity_files,
+            certificate_files: &host.certificate_files,
             known_hosts: &host.known_hosts,
-            jump: host.jump.as_ref(),
+            jump: &host.jump,
             connect_timeout: host.connect_timeout,
             command_timeout: host.command_timeout,
         }
@@ -92,6 +99,16 @@ impl<'a> Target<'a> {
 pub struct Capture {
     pub stdout: Vec<u8>,
     pub fingerprint: String,
+    /// The host certificate the host proved its key with, when a `@cert-authority` line vouched for it.
+    pub certificate: Option<HostCertificate>,
+}
+
+/// Who a host proved to be: its host key and, when trusted through a CA, its certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostIdentity {
+    /// `SHA256:...` of the host key (the key inside the certificate, for a certificate).
+    pub fingerprint: String,
+    pub certificate: Option<HostCertificate>,
 }
 
 /// Why a host could not be audited. [`SshError::kind`] is the stable name stored in the database.
@@ -147,6 +164,9 @@ pub enum SshError {
          sshd_config (AllowTcpForwarding, PermitOpen) or fix the host's address"
     )]
     JumpRefused { jump: String, address: String, port: u16, reason: String },
+    /// A host certificate refused, or a user certificate out of its validity window: each its own kind.
+    #[error(transparent)]
+    Cert(#[from] CertError),
 }
 
 impl SshError {
@@ -167,6 +187,9 @@ impl SshError {
             // hosts behind it, and a query for `host_key_changed` should not list fifty nodes that were never
             // contacted. The message carries the bastion's own kind.
             SshError::JumpFailed { .. } | SshError::JumpRefused { .. } => "jump_failed",
+            // host_cert_principal, host_cert_expired, host_cert_unknown_ca, host_ca_revoked, host_cert_invalid,
+            // user_cert_expired: see `certs::CertError::kind`.
+            SshError::Cert(e) => e.kind(),
         }
     }
 }
@@ -191,7 +214,7 @@ pub struct Transport {
     policy: HostKeyPolicy,
     accepted: Arc<Accepted>,
     keys: KeyCache,
-    agent: OnceCell<Result<Vec<(PublicKey, String)>, String>>,
+    agent: OnceCell<Result<Vec<AgentIdentity>, String>>,
     bastions: Mutex<HashMap<BastionKey, Bastion>>,
     /// The shared output pool ([`SHARED_OUTPUT`]), one permit a KiB, and its size in bytes.
     output_pool: (Semaphore, usize),
@@ -201,22 +224,17 @@ pub struct Transport {
 /// kept for the rest of the scan, so fifty hosts behind a dead bastion cost one connection attempt, not fifty.
 type Bastion = Arc<OnceCell<Result<Arc<Handle<Checker>>, SshError>>>;
 
-/// Hosts share a bastion connection when they reach it the same way.
-#[derive(Clone, PartialEq, Eq, Hash)]
-struct BastionKey {
-    user: String,
-    address: String,
-    port: u16,
-    identity_files: Vec<PathBuf>,
-    known_hosts: Vec<PathBuf>,
-}
+/// Hosts share a bastion connection when they reach it the same way, through the same hops before it: the chain
+/// up to and including that bastion.
+type BastionKey = Vec<jump::HopKey>;
 
-/// One SSH server to log in to: a host, or the bastion in front of it.
+/// One SSH server to log in to: a host, or a bastion in front of it.
 struct Hop<'a> {
     address: &'a str,
     port: u16,
     user: &'a str,
     identity_files: &'a [PathBuf],
+    certificate_files: &'a [PathBuf],
     known_hosts: &'a [PathBuf],
 }
 
@@ -232,7 +250,7 @@ impl Transport {
         })?;
         for h in &inventory.hosts {
             t.load_known(&h.known_hosts)?;
-            if let Some(j) = &h.jump {
+            for j in &h.jump {
                 t.load_known(&j.known_hosts)?;
             }
         }
@@ -240,7 +258,14 @@ impl Transport {
     }
 
     pub fn new(cfg: TransportConfig) -> std::io::Result<Transport> {
+        let preferred = russh::Preferred {
+            // Ask for host certificates first, as `ssh` does: a host with one proves its key through a CA that
+            // an `@cert-authority` line trusts, and one whose CA nobody trusts falls back to its plain key.
+            host_key_certificates: russh::Preferred::DEFAULT.key.clone(),
+            ..russh::Preferred::DEFAULT
+        };
         let config = client::Config {
+            preferred,
             // A scan is one command per connection; nothing needs keep-alives.
             inactivity_timeout: None,
             // Without TCP_NODELAY each connection lost ~43 ms to Nagle's algorithm on loopback.
@@ -284,25 +309,25 @@ impl Transport {
     /// Connects, checks the host key, authenticates and runs [`REMOTE_COMMAND`].
     #[tracing::instrument(level = "debug", skip_all, fields(host = target.name), err(level = "debug"))]
     pub async fn capture(&self, target: &Target<'_>) -> Result<Capture, SshError> {
-        let (mut handle, fingerprint) = self.connect(target).await?;
+        let (mut handle, HostIdentity { fingerprint, certificate }) = self.connect(target).await?;
         let result = timeout(target.command_timeout, run(&mut handle, &self.output_pool)).await;
         // A polite goodbye, but never let a slow host hold the scan.
         let _ = timeout(Duration::from_millis(200), handle.disconnect(Disconnect::ByApplication, "", "en")).await;
         match result {
-            Ok(r) => r.map(|stdout| Capture { stdout, fingerprint }),
+            Ok(r) => r.map(|stdout| Capture { stdout, fingerprint, certificate }),
             Err(_) => Err(SshError::Timeout { stage: "waiting for `ps -ef` output", after: target.command_timeout }),
         }
     }
 
     /// Connects, checks the host key and authenticates, without running anything (`fleetaudit check`).
-    pub async fn probe(&self, target: &Target<'_>) -> Result<String, SshError> {
-        let (handle, fingerprint) = self.connect(target).await?;
+    pub async fn probe(&self, target: &Target<'_>) -> Result<HostIdentity, SshError> {
+        let (handle, identity) = self.connect(target).await?;
         let _ = timeout(Duration::from_millis(200), handle.disconnect(Disconnect::ByApplication, "", "en")).await;
-        Ok(fingerprint)
+        Ok(identity)
     }
 
-    /// A logged-in session with the host: over TCP, or through its jump host's tunnel.
-    async fn connect(&self, t: &Target<'_>) -> Result<(Handle<Checker>, String), SshError> {
+    /// A logged-in session with the host: over TCP, or through its jump hosts' tunnels.
+    async fn connect(&self, t: &Target<'_>) -> Result<(Handle<Checker>, HostIdentity), SshError> {
         let started = Instant::now();
         let limit = t.connect_timeout;
         let hop = Hop {
@@ -310,116 +335,26 @@ impl Transport {
             port: t.port,
             user: t.user,
             identity_files: t.identity_files,
+            certificate_files: t.certificate_files,
             known_hosts: t.known_hosts,
         };
-        match t.jump {
-            None => {
-                let stream = tcp(&hop, limit).await?;
-                self.login(stream, &hop, started, limit).await
-            }
-            Some(jump) => {
-                // The bastion's connection runs under its own limit (connect_timeout, as for any host), so a dead
-                // bastion is recorded as the bastion's failure, and kept for the hosts behind it, rather than as
-                // this host's timeout: the second of slack lets that limit fire first.
-                let stream = match timeout(limit + Duration::from_secs(1), self.tunnel(jump, t, limit)).await {
-                    Err(_) => {
-                        return Err(SshError::Timeout {
-                            stage: "reaching the host through its jump host",
-                            after: limit,
-                        });
-                    }
-                    Ok(r) => r?,
-                };
-                self.login(stream, &hop, started, limit).await
-            }
+        // An expired user certificate is refused before anything is sent anywhere.
+        self.check_certificates(&hop)?;
+        if t.jump.is_empty() {
+            let stream = tcp(&hop, limit).await?;
+            return self.login(stream, &hop, started, limit).await;
         }
-    }
-
-    /// A `direct-tcpip` channel from the jump host to the target, as `ssh -J` opens: the target's address is
-    /// resolved and connected to by the bastion, never by us.
-    async fn tunnel(
-        &self,
-        jump: &Jump,
-        t: &Target<'_>,
-        limit: Duration,
-    ) -> Result<russh::ChannelStream<client::Msg>, SshError> {
-        let hop = Hop {
-            address: &jump.address,
-            port: jump.port,
-            user: jump.user.as_deref().unwrap_or(t.user),
-            identity_files: jump.identity_files.as_deref().unwrap_or(t.identity_files),
-            known_hosts: &jump.known_hosts,
-        };
-        let name = Jump { user: Some(hop.user.to_owned()), ..jump.clone() }.to_string();
-        let key = BastionKey {
-            user: hop.user.to_owned(),
-            address: hop.address.to_owned(),
-            port: hop.port,
-            identity_files: hop.identity_files.to_vec(),
-            known_hosts: hop.known_hosts.to_vec(),
-        };
-        let failed = |cause: SshError| SshError::JumpFailed { jump: name.clone(), cause: Box::new(cause) };
-        // A second try when the shared connection turns out to be dead (the bastion restarted, a firewall
-        // dropped it): reconnect once.
-        let mut last = None;
-        for _ in 0..2 {
-            let cell = {
-                let mut bastions = self.bastions.lock().unwrap_or_else(|e| e.into_inner());
-                bastions.entry(key.clone()).or_default().clone()
-            };
-            let handle = cell
-                .get_or_init(|| async {
-                    tracing::debug!(jump = %name, "connecting to the jump host");
-                    let started = Instant::now();
-                    let session = match tcp(&hop, limit).await {
-                        Ok(stream) => self.login(stream, &hop, started, limit).await,
-                        Err(e) => Err(e),
-                    };
-                    session.map(|(handle, _)| Arc::new(handle)).map_err(failed)
-                })
-                .await
-                .clone()?;
-            let opened = if handle.is_closed() {
-                Err(russh::Error::Disconnect)
-            } else {
-                handle.channel_open_direct_tcpip(t.address, u32::from(t.port), "127.0.0.1", 0).await
-            };
-            match opened {
-                Ok(channel) => return Ok(channel.into_stream()),
-                Err(russh::Error::ChannelOpenFailure(ChannelOpenFailure::ConnectFailed)) => {
-                    return Err(SshError::Unreachable {
-                        address: t.address.to_owned(),
-                        port: t.port,
-                        reason: format!("jump host {name} could not connect to it"),
-                    });
-                }
-                Err(russh::Error::ChannelOpenFailure(why)) => {
-                    let reason = match why {
-                        ChannelOpenFailure::AdministrativelyProhibited => "administratively prohibited".to_owned(),
-                        ChannelOpenFailure::UnknownChannelType => "it does not forward TCP".to_owned(),
-                        ChannelOpenFailure::ResourceShortage => "resource shortage".to_owned(),
-                        ChannelOpenFailure::ConnectFailed => "connect failed".to_owned(),
-                        ChannelOpenFailure::Other { code, .. } => format!("reason code {code}"),
-                    };
-                    return Err(SshError::JumpRefused {
-                        jump: name.clone(),
-                        address: t.address.to_owned(),
-                        port: t.port,
-                        reason,
-                    });
-                }
-                Err(e) => {
-                    tracing::debug!(jump = %name, "the jump host connection is gone ({e}); reconnecting");
-                    let mut bastions = self.bastions.lock().unwrap_or_else(|e| e.into_inner());
-                    if bastions.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
-                        bastions.remove(&key);
-                    }
-                    last = Some(e);
-                }
+        // Each bastion's connection runs under its own limit (connect_timeout, as for any host), so a dead
+        // bastion is recorded as the bastion's failure, and kept for the hosts behind it, rather than as this
+        // host's timeout: the second of slack lets that limit fire first.
+        let hops = u32::try_from(t.jump.len()).unwrap_or(u32::MAX);
+        let stream = match timeout(limit * hops + Duration::from_secs(1), self.tunnel(t.jump, t, limit)).await {
+            Err(_) => {
+                return Err(SshError::Timeout { stage: "reaching the host through its jump hosts", after: limit });
             }
-        }
-        let reason = last.map_or_else(String::new, |e| e.to_string());
-        Err(failed(SshError::Disconnected { reason: format!("the connection to the jump host dropped: {reason}") }))
+            Ok(r) => r?,
+        };
+        self.login(stream, &hop, started, limit).await
     }
 
     /// The SSH handshake over `stream`, the host key decision and authentication, within what is left of `limit`.
@@ -429,7 +364,7 @@ impl Transport {
         hop: &Hop<'_>,
         started: Instant,
         limit: Duration,
-    ) -> Result<(Handle<Checker>, String), SshError>
+    ) -> Result<(Handle<Checker>, HostIdentity), SshError>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -456,8 +391,8 @@ impl Transport {
             }
             Ok(Ok(h)) => h,
         };
-        let fingerprint = match taken(&decision) {
-            Some(KeyDecision::Trusted(fp)) => fp,
+        let identity = match taken(&decision) {
+            Some(KeyDecision::Trusted(id)) => id,
             Some(KeyDecision::Refused(err)) => return Err(err),
             None => return Err(SshError::Protocol("the server's host key was never checked".into())),
         };
@@ -465,25 +400,48 @@ impl Transport {
         match timeout(remaining, self.authenticate(&mut handle, hop)).await {
             Err(_) => Err(SshError::Timeout { stage: "authenticating", after: limit }),
             Ok(Err(e)) => Err(e),
-            Ok(Ok(())) => Ok((handle, fingerprint)),
+            Ok(Ok(())) => Ok((handle, identity)),
         }
     }
 
-    /// The agent's keys, listed once per scan: a scan of thousands of hosts asks the agent once, not per host.
-    async fn agent_identities(&self) -> &Result<Vec<(PublicKey, String)>, String> {
+    /// The agent's keys and certificates, listed once per scan: a scan of thousands of hosts asks the agent
+    /// once, not per host.
+    async fn agent_identities(&self) -> &Result<Vec<AgentIdentity>, String> {
         self.agent
             .get_or_init(|| async {
                 let mut agent = AgentClient::connect_env().await.map_err(|e| e.to_string())?;
-                let ids = agent.request_identities().await.map_err(|e| e.to_string())?;
-                Ok(ids
-                    .into_iter()
-                    .filter_map(|id| match id {
-                        AgentIdentity::PublicKey { key, comment } => Some((key, comment)),
-                        _ => None,
-                    })
-                    .collect())
+                agent.request_identities().await.map_err(|e| e.to_string())
             })
             .await
+    }
+
+    /// The user certificates a hop logs in with: its `certificate_files`, then a `KEY-cert.pub` beside each key
+    /// file (as `ssh` looks for one), each read once per scan.
+    fn certificates(&self, t: &Hop<'_>) -> Vec<(PathBuf, Result<Arc<Certificate>, String>)> {
+        let keys: Vec<PathBuf> =
+            if t.identity_files.is_empty() { default_identity_files() } else { t.identity_files.to_vec() };
+        let beside = keys.iter().map(|k| {
+            let mut p = k.clone().into_os_string();
+            p.push("-cert.pub");
+            PathBuf::from(p)
+        });
+        let mut files: Vec<PathBuf> = t.certificate_files.to_vec();
+        files.extend(beside.filter(|p| p.is_file()));
+        files.dedup();
+        files.into_iter().map(|p| (p.clone(), self.keys.certificate(&p))).collect()
+    }
+
+    /// Refuses a hop whose user certificate is unreadable or outside its validity window, before connecting:
+    /// the server would only say "permission denied".
+    fn check_certificates(&self, t: &Hop<'_>) -> Result<(), SshError> {
+        let now = certs::now();
+        for (path, cert) in self.certificates(t) {
+            match cert {
+                Err(reason) => return Err(SshError::Key { path, reason }),
+                Ok(cert) => certs::check_user(&cert, &path, now)?,
+            }
+        }
+        Ok(())
     }
 
     async fn authenticate(&self, handle: &mut Handle<Checker>, t: &Hop<'_>) -> Result<(), SshError> {
@@ -494,6 +452,9 @@ impl Transport {
         let mut key_errors = Vec::new();
         // Public halves of key files that cannot be used directly (encrypted): the agent's copy is offered first.
         let mut wanted = Vec::new();
+        // Certificates, already checked for validity (`check_certificates`); unreadable ones refused there.
+        let certificates: Vec<(PathBuf, Arc<Certificate>)> =
+            self.certificates(t).into_iter().filter_map(|(p, c)| c.ok().map(|c| (p, c))).collect();
         for path in &files {
             let key = match self.keys.get(path) {
                 Ok(k) => k,
@@ -503,6 +464,18 @@ impl Transport {
                     continue;
                 }
             };
+            // The key's certificates first, as `ssh` offers them: a server trusting the CA may list no key.
+            for (cert_path, cert) in certificates.iter().filter(|(_, c)| c.public_key() == key.public_key().key_data())
+            {
+                tried.push(format!("{} with certificate {}", path.display(), cert_path.display()));
+                let auth = handle
+                    .authenticate_openssh_cert(t.user, key.clone(), (**cert).clone())
+                    .await
+                    .map_err(|e| SshError::Protocol(e.to_string()))?;
+                if auth.success() {
+                    return Ok(());
+                }
+            }
             tried.push(path.display().to_string());
             let auth = handle
                 .authenticate_publickey(t.user, PrivateKeyWithHashAlg::new(key, rsa_hash))
@@ -515,17 +488,52 @@ impl Transport {
         if std::env::var_os("SSH_AUTH_SOCK").is_some() {
             match self.agent_identities().await {
                 Ok(ids) if !ids.is_empty() => {
-                    let mut ids: Vec<&(PublicKey, String)> = ids.iter().collect();
-                    ids.sort_by_key(|(k, _)| !wanted.iter().any(|w| w.key_data() == k.key_data()));
+                    // The agent's certificates first (an expired one is skipped: the server would refuse it),
+                    // then the copies of the named key files, then the rest.
+                    let key_of = |id: &AgentIdentity| match id {
+                        AgentIdentity::PublicKey { key, .. } => key.key_data().clone(),
+                        AgentIdentity::Certificate { certificate, .. } => certificate.public_key().clone(),
+                    };
+                    let mut ids: Vec<&AgentIdentity> = ids.iter().collect();
+                    ids.sort_by_key(|id| {
+                        let cert = matches!(id, AgentIdentity::Certificate { .. });
+                        (!cert, !wanted.iter().any(|w| *w.key_data() == key_of(id)))
+                    });
                     match AgentClient::connect_env().await {
                         Ok(mut agent) => {
-                            for (key, comment) in ids {
-                                tried.push(format!(
-                                    "agent key {}",
-                                    if comment.is_empty() { known_hosts::fingerprint(key) } else { comment.clone() }
-                                ));
-                                if let Ok(r) =
-                                    handle.authenticate_publickey_with(t.user, key.clone(), rsa_hash, &mut agent).await
+                            for id in ids {
+                                let r = match id {
+                                    AgentIdentity::PublicKey { key, comment } => {
+                                        tried.push(format!(
+                                            "agent key {}",
+                                            if comment.is_empty() {
+                                                known_hosts::fingerprint(key)
+                                            } else {
+                                                comment.clone()
+                                            }
+                                        ));
+                                        handle
+                                            .authenticate_publickey_with(t.user, key.clone(), rsa_hash, &mut agent)
+                                            .await
+                                    }
+                                    AgentIdentity::Certificate { certificate, comment } => {
+                                        let what = if comment.is_empty() { certificate.key_id() } else { comment };
+                                        if !certs::valid_now(certificate) {
+                                            tried.push(format!("agent certificate {what} (skipped: not valid now)"));
+                                            continue;
+                                        }
+                                        tried.push(format!("agent certificate {what}"));
+                                        handle
+                                            .authenticate_certificate_with(
+                                                t.user,
+                                                certificate.clone(),
+                                                rsa_hash,
+                                                &mut agent,
+                                            )
+                                            .await
+                                    }
+                                };
+                                if let Ok(r) = r
                                     && r.success()
                                 {
                                     return Ok(());
@@ -643,6 +651,7 @@ fn default_identity_files() -> Vec<PathBuf> {
 #[derive(Default)]
 struct KeyCache {
     keys: Mutex<HashMap<PathBuf, LoadedKey>>,
+    certificates: Mutex<HashMap<PathBuf, Result<Arc<Certificate>, String>>>,
 }
 
 type LoadedKey = Result<Arc<PrivateKey>, Arc<Unusable>>;
@@ -655,6 +664,19 @@ struct Unusable {
 }
 
 impl KeyCache {
+    /// A user certificate file (`KEY-cert.pub`, `CertificateFile`), read once per scan.
+    fn certificate(&self, path: &Path) -> Result<Arc<Certificate>, String> {
+        let mut certs = self.certificates.lock().unwrap_or_else(|e| e.into_inner());
+        certs
+            .entry(path.to_owned())
+            .or_insert_with(|| {
+                russh::keys::load_openssh_certificate(path).map(Arc::new).map_err(|e| {
+                    format!("{e}; check that it is an OpenSSH certificate (ssh-keygen -L -f {})", path.display())
+                })
+            })
+            .clone()
+    }
+
     fn get(&self, path: &Path) -> LoadedKey {
         let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
         keys.entry(path.to_owned())
@@ -708,7 +730,7 @@ impl Accepted {
 }
 
 enum KeyDecision {
-    Trusted(String),
+    Trusted(HostIdentity),
     Refused(SshError),
 }
 
@@ -728,7 +750,7 @@ impl Checker {
         let (address, port) = (self.address.clone(), self.port);
         let recorded = |r: &[Recorded]| r.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
         match self.known.check(&self.address, self.port, key) {
-            Verdict::Known => KeyDecision::Trusted(fingerprint),
+            Verdict::Known => KeyDecision::Trusted(HostIdentity { fingerprint, certificate: None }),
             Verdict::Revoked(r) => {
                 KeyDecision::Refused(SshError::HostKeyRevoked { address, port, fingerprint, recorded: r.to_string() })
             }
@@ -741,7 +763,7 @@ impl Checker {
             }),
             Verdict::Unknown if self.policy == HostKeyPolicy::AcceptNew => {
                 match self.accepted.accept(&address, port, key) {
-                    Ok(true) => KeyDecision::Trusted(fingerprint),
+                    Ok(true) => KeyDecision::Trusted(HostIdentity { fingerprint, certificate: None }),
                     Ok(false) => KeyDecision::Refused(SshError::HostKeyChanged {
                         name: known_hosts::host_name(&address, port),
                         address,
@@ -765,6 +787,46 @@ impl Checker {
     }
 }
 
+impl Checker {
+    /// A host certificate: trusted when a `@cert-authority` line's CA vouches for it (`certs::check_host`).
+    /// Otherwise, as `ssh` does ("No matching CA found. Retry with plain key"), the key inside it is judged as a
+    /// plain key, so a host listed by its key still works beside CA-trusted ones; when that key is unknown too,
+    /// the certificate's refusal is the one reported, as it names what to fix. Trust on first use never applies
+    /// to a host a CA line names: an expired certificate must not turn into an accepted key.
+    fn decide_certificate(&self, cert: &russh::keys::Certificate) -> KeyDecision {
+        let key = PublicKey::new(cert.public_key().clone(), "");
+        let fingerprint = known_hosts::fingerprint(&key);
+        let refusal = match certs::check_host(cert, &self.known, &self.address, self.port, certs::now()) {
+            Ok(certificate) => {
+                return KeyDecision::Trusted(HostIdentity { fingerprint, certificate: Some(certificate) });
+            }
+            Err(HostCertRefusal::KeyRevoked(r)) => {
+                return KeyDecision::Refused(SshError::HostKeyRevoked {
+                    address: self.address.clone(),
+                    port: self.port,
+                    fingerprint,
+                    recorded: r.to_string(),
+                });
+            }
+            Err(HostCertRefusal::Cert(e @ CertError::CaRevoked { .. })) => return KeyDecision::Refused(e.into()),
+            Err(HostCertRefusal::Cert(e)) => e,
+        };
+        let ca_named = !self.known.authorities(&self.address, self.port).is_empty();
+        match self.known.check(&self.address, self.port, &key) {
+            Verdict::Unknown if ca_named || self.policy == HostKeyPolicy::Strict => {
+                KeyDecision::Refused(refusal.into())
+            }
+            _ => {
+                let decision = self.decide(&key);
+                if matches!(decision, KeyDecision::Trusted(_)) {
+                    tracing::debug!(address = %self.address, "host certificate not trusted ({refusal}); its key is");
+                }
+                decision
+            }
+        }
+    }
+}
+
 impl client::Handler for Checker {
     type Error = russh::Error;
 
@@ -774,9 +836,7 @@ impl client::Handler for Checker {
     ) -> Result<bool, Self::Error> {
         let decision = match server_key {
             russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } => self.decide(key),
-            russh::keys::PublicKeyOrCertificate::Certificate(_) => KeyDecision::Refused(SshError::Protocol(
-                "the host presented a host certificate; fleetaudit checks plain host keys against known_hosts".into(),
-            )),
+            russh::keys::PublicKeyOrCertificate::Certificate(cert) => self.decide_certificate(cert),
         };
         let ok = matches!(decision, KeyDecision::Trusted(_));
         if let Ok(mut d) = self.decision.lock() {

@@ -180,10 +180,29 @@ pub struct HostOutcome {
     pub started_at: String,
     pub duration_ms: u64,
     pub host_key_fingerprint: Option<String>,
+    /// The host certificate the host proved its key with, when a CA vouched for it.
+    pub host_certificate: Option<HostCertificateRecord>,
     pub result: HostResult,
 }
 
+/// A host certificate to store (`host_certificates`): who signed it, and which one it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostCertificateRecord {
+    /// SHA-256 of the certificate (hex): the deduplication key.
+    pub sha256: String,
+    pub ca_fingerprint: String,
+    pub serial: u64,
+    pub key_id: String,
+    pub principals: Vec<String>,
+    /// RFC 3339 UTC, `always` or `forever`.
+    pub valid_after: String,
+    pub valid_before: String,
+    /// `certificate signed by CA SHA256:..., serial 42, key id "node-1"`.
+    pub description: String,
+}
+
 /// What [`Store::prune`] deleted: rows of `scans`, `result_sets` (with their `results`), `evidence`, `host_keys`
+/// (with `host_certificates`)
 /// and `hosts`. The `scan_hosts` and `scan_rule_counts` rows of the deleted scans go with them, uncounted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Pruned {
@@ -395,7 +414,9 @@ impl Store {
             }
             *rows = query.execute(&mut *tx).await.map_err(query_err(what))?.rows_affected();
         }
-        let [_, _, scans, _, result_sets, evidence, host_keys, hosts] = deleted;
+        // Host certificates go with host keys' count: both are what hosts presented.
+        let [_, _, scans, _, result_sets, evidence, host_keys, certificates, hosts] = deleted;
+        let host_keys = host_keys + certificates;
 
         // 2 = INCREMENTAL. It can only be chosen before the first table is created or with a VACUUM; fleetaudit
         // leaves the default (NONE), so this only runs for a user who chose it.
@@ -427,7 +448,7 @@ impl Store {
 /// NULL of a host that was not audited would make `NOT IN` unknown and nothing would be deleted. SQLite looks up
 /// every deleted parent row in its child tables; `migrations/20261129010000_prune_indexes.sql` makes those
 /// look-ups index searches (`prune_searches_the_history_by_index` checks the plans).
-const PRUNE_STATEMENTS: [&str; 8] = [
+const PRUNE_STATEMENTS: [&str; 9] = [
     "DELETE FROM scan_rule_counts WHERE scan_id IN (
          SELECT id FROM scans WHERE status <> 'running' AND id NOT IN (
              SELECT id FROM scans WHERE status <> 'running' ORDER BY id DESC LIMIT ?1))",
@@ -443,6 +464,8 @@ const PRUNE_STATEMENTS: [&str; 8] = [
     "DELETE FROM result_sets WHERE id NOT IN (SELECT result_set_id FROM scan_hosts WHERE result_set_id IS NOT NULL)",
     "DELETE FROM evidence WHERE id NOT IN (SELECT evidence_id FROM results WHERE evidence_id IS NOT NULL)",
     "DELETE FROM host_keys WHERE id NOT IN (SELECT host_key_id FROM scan_hosts WHERE host_key_id IS NOT NULL)",
+    "DELETE FROM host_certificates WHERE id NOT IN (
+         SELECT host_certificate_id FROM scan_hosts WHERE host_certificate_id IS NOT NULL)",
     "DELETE FROM hosts WHERE id NOT IN (SELECT host_id FROM scan_hosts)",
 ];
 
@@ -493,6 +516,7 @@ async fn record_batch(conn: &mut SqliteConnection, scan_id: i64, outcomes: &[Hos
     )
     .await?;
     key_ids.extend(inserted);
+    let cert_ids = intern_host_certificates(conn, outcomes).await?;
 
     let keyed: Vec<Option<(Vec<WithEvidenceHash<'_>>, [u8; 32])>> = outcomes
         .iter()
@@ -514,14 +538,18 @@ async fn record_batch(conn: &mut SqliteConnection, scan_id: i64, outcomes: &[Hos
             Some((_, hash)) => Some(*set_ids.get(&hash[..]).ok_or_else(unmatched)?),
             None => None,
         };
-        rows.push((outcome, host_id, host_key_id, set_id));
+        let cert_id = match &outcome.host_certificate {
+            Some(c) => Some(*cert_ids.get(&c.sha256).ok_or_else(unmatched)?),
+            None => None,
+        };
+        rows.push((outcome, host_id, host_key_id, set_id, cert_id));
     }
-    for chunk in rows.chunks(MAX_BINDS / 11) {
+    for chunk in rows.chunks(MAX_BINDS / 12) {
         let mut insert = QueryBuilder::<Sqlite>::new(
             "INSERT INTO scan_hosts (scan_id, host_id, outcome, error_kind, error_message, started_at, duration_ms,
-                                     host_key_id, ps_format, processes, result_set_id) ",
+                                     host_key_id, ps_format, processes, result_set_id, host_certificate_id) ",
         );
-        insert.push_values(chunk, |mut b, (outcome, host_id, host_key_id, set_id)| {
+        insert.push_values(chunk, |mut b, (outcome, host_id, host_key_id, set_id, cert_id)| {
             let (kind, error_kind, error_message, ps_format, processes) = match &outcome.result {
                 HostResult::Audited { ps_format, processes, .. } => {
                     ("audited", None, None, Some(ps_format.clone()), Some(processes))
@@ -538,11 +566,48 @@ async fn record_batch(conn: &mut SqliteConnection, scan_id: i64, outcomes: &[Hos
                 .push_bind(*host_key_id)
                 .push_bind(ps_format)
                 .push_bind(processes)
-                .push_bind(*set_id);
+                .push_bind(*set_id)
+                .push_bind(*cert_id);
         });
         insert.build().execute(&mut *conn).await.map_err(query_err("store hosts' scan outcomes"))?;
     }
     add_rule_counts(conn, scan_id, outcomes).await
+}
+
+/// The ids of the batch's host certificates, inserting those not stored yet.
+async fn intern_host_certificates(
+    conn: &mut SqliteConnection,
+    outcomes: &[HostOutcome],
+) -> Result<HashMap<String, i64>, StoreError> {
+    let mut certs: Vec<&HostCertificateRecord> = outcomes.iter().filter_map(|o| o.host_certificate.as_ref()).collect();
+    certs.sort_unstable_by(|a, b| a.sha256.cmp(&b.sha256));
+    certs.dedup_by(|a, b| a.sha256 == b.sha256);
+    let hashes: Vec<String> = certs.iter().map(|c| c.sha256.clone()).collect();
+    let what = "store host certificates";
+    let mut ids = find_ids(conn, "SELECT sha256, id FROM host_certificates WHERE sha256 IN (", &hashes, what).await?;
+    let new: Vec<&&HostCertificateRecord> = certs.iter().filter(|c| !ids.contains_key(&c.sha256)).collect();
+    let inserted = insert_returning(
+        conn,
+        "INSERT INTO host_certificates (sha256, ca_fingerprint, serial, key_id, principals, valid_after, \
+         valid_before, description) ",
+        " RETURNING sha256, id",
+        &new,
+        8,
+        |b, c| {
+            b.push_bind(c.sha256.clone())
+                .push_bind(c.ca_fingerprint.clone())
+                .push_bind(c.serial.to_string())
+                .push_bind(c.key_id.clone())
+                .push_bind(c.principals.join(","))
+                .push_bind(c.valid_after.clone())
+                .push_bind(c.valid_before.clone())
+                .push_bind(c.description.clone());
+        },
+        what,
+    )
+    .await?;
+    ids.extend(inserted);
+    Ok(ids)
 }
 
 /// Adds the batch's verdicts to `scan_rule_counts`, which `rule_compliance` reads. A host that could not be

@@ -52,6 +52,7 @@ fn audited(name: &str, cluster: &str, statuses: [Status; 4]) -> HostOutcome {
         started_at: "2026-11-29T02:00:00.000Z".to_string(),
         duration_ms: 812,
         host_key_fingerprint: Some(format!("SHA256:key-of-{name}")),
+        host_certificate: None,
         result: HostResult::Audited {
             ps_format: "procps".to_string(),
             processes: 214,
@@ -66,6 +67,7 @@ fn errored(name: &str, cluster: &str, kind: &str, message: &str, key: bool) -> H
         started_at: "2026-11-29T02:00:00.000Z".to_string(),
         duration_ms: 30_000,
         host_key_fingerprint: key.then(|| format!("SHA256:key-of-{name}")),
+        host_certificate: None,
         result: HostResult::Error { kind: kind.to_string(), message: message.to_string() },
     }
 }
@@ -162,6 +164,7 @@ async fn open_creates_a_private_migrated_database() {
         "changes",
         "evidence",
         "findings",
+        "host_certificates",
         "host_keys",
         "host_status",
         "hosts",
@@ -493,6 +496,7 @@ async fn an_unchanged_rescan_reuses_result_sets_and_costs_little() {
                 started_at: "2026-11-29T02:00:00.000Z".to_string(),
                 duration_ms: 640,
                 host_key_fingerprint: Some(format!("SHA256:key-of-{name}")),
+                host_certificate: None,
                 result: HostResult::Audited {
                     ps_format: "procps".to_string(),
                     processes: 230,
@@ -1080,6 +1084,7 @@ async fn views_stay_fast_at_ten_thousand_hosts() {
                     started_at: "2026-11-29T02:00:00.000Z".to_string(),
                     duration_ms: 640,
                     host_key_fingerprint: Some(format!("SHA256:key-of-{name}")),
+                    host_certificate: None,
                     result: HostResult::Audited {
                         ps_format: "procps".to_string(),
                         processes: 230,
@@ -1165,5 +1170,49 @@ async fn prune_stays_fast_at_ten_thousand_hosts_and_fifty_scans() {
         // Measured: 3.5 s for the oldest scan, 43 s for the 47 oldest (90% of a 934 MB database).
         assert!(took < Duration::from_secs(if keep == 49 { 10 } else { 120 }), "{took:?}");
     }
+    assert_integrity(&store).await;
+}
+
+/// A host certificate is stored once however many scans see it, u64 serials survive SQLite's signed integers,
+/// and pruning deletes the certificates only pruned scans saw.
+#[tokio::test]
+async fn host_certificates_are_stored_once_and_pruned_with_their_scans() {
+    let (_dir, path, store) = open_temp().await;
+    let lock = Store::lock(&path).unwrap();
+    let rules = rule_meta(&RULES);
+    let cert = |sha: &str, serial: u64| HostCertificateRecord {
+        sha256: sha.to_string(),
+        ca_fingerprint: "SHA256:the-ca".to_string(),
+        serial,
+        key_id: "cp-1 host".to_string(),
+        principals: vec!["cp-1.example.internal".to_string(), "192.0.2.1".to_string()],
+        valid_after: "2026-11-29T00:00:00Z".to_string(),
+        valid_before: "forever".to_string(),
+        description: format!("certificate signed by CA SHA256:the-ca, serial {serial}, key id \"cp-1 host\""),
+    };
+    let with =
+        |c: HostCertificateRecord| HostOutcome { host_certificate: Some(c), ..audited("cp-1", "prod", [P, P, NA, P]) };
+    let mut ids = Vec::new();
+    for hosts in [
+        vec![with(cert("old", u64::MAX)), audited("w-1", "prod", [NA, NA, NA, F])],
+        vec![with(cert("new", 7))],
+        vec![with(cert("new", 7))],
+    ] {
+        let id = store.begin_scan(&lock, "inventory.toml", "2026.11.0", &rules, hosts.len()).await.unwrap();
+        store.record_hosts(id, &hosts).await.unwrap();
+        store.finish_scan(id, false).await.unwrap();
+        ids.push(id);
+    }
+    let rows =
+        strings(&store, "SELECT sha256 || '|' || serial || '|' || principals FROM host_certificates ORDER BY id").await;
+    assert_eq!(
+        rows,
+        ["old|18446744073709551615|cp-1.example.internal,192.0.2.1", "new|7|cp-1.example.internal,192.0.2.1"]
+    );
+    let pointing = scalar(&store, "SELECT count(*) FROM scan_hosts WHERE host_certificate_id IS NOT NULL").await;
+    assert_eq!(pointing, 3);
+    let pruned = store.prune(&lock, 2).await.unwrap();
+    assert_eq!(pruned.scans, 1);
+    assert_eq!(strings(&store, "SELECT sha256 FROM host_certificates").await, ["new"]);
     assert_integrity(&store).await;
 }

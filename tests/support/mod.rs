@@ -88,6 +88,37 @@ pub struct SshdOptions<'a> {
     pub config: &'a str,
     /// Log connections and logins (LogLevel VERBOSE) to `dir/sshd.log`, read with [`Sshd::log`].
     pub log: bool,
+    /// Present a host certificate for the host key, signed with `ssh-keygen -s` as [`HostCert`] says.
+    pub host_cert: Option<HostCert<'a>>,
+}
+
+/// A host certificate for a test sshd: `ssh-keygen -s CA -h -n PRINCIPALS -V VALIDITY -z SERIAL -I KEY_ID`.
+pub struct HostCert<'a> {
+    /// The CA's private key file.
+    pub ca: &'a Path,
+    /// Comma-separated, as `-n` takes them.
+    pub principals: &'a str,
+    /// As `-V` takes it, e.g. `-5m:+1h`.
+    pub validity: &'a str,
+    pub serial: u64,
+    pub key_id: &'a str,
+}
+
+/// Signs `key`'s public half (`KEY.pub`) with the CA key file `ca` (`ssh-keygen -s`), writing `KEY-cert.pub`;
+/// `args` adds options such as `-h` (a host certificate), `-n`, `-V`, `-z`, `-I`, `-O`.
+pub fn sign(ca: &Path, key: &Path, args: &[&str]) -> PathBuf {
+    let out = Command::new("ssh-keygen")
+        .arg("-q")
+        .arg("-s")
+        .arg(ca)
+        .args(args)
+        .arg(key.with_extension("pub"))
+        .output()
+        .expect("ssh-keygen (openssh-client)");
+    assert!(out.status.success(), "ssh-keygen -s: {}", String::from_utf8_lossy(&out.stderr));
+    let mut cert = key.as_os_str().to_owned();
+    cert.push("-cert.pub");
+    PathBuf::from(cert)
 }
 
 /// A running sshd in its own PID namespace; killed (with everything in the namespace) on drop.
@@ -149,6 +180,12 @@ impl Sshd {
         std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
         std::fs::set_permissions(&dir, perms).unwrap();
         let host_key = keygen(&dir, "host_ed25519");
+        let host_certificate = options.host_cert.as_ref().map(|c| {
+            let serial = c.serial.to_string();
+            let cert =
+                sign(c.ca, &host_key, &["-h", "-n", c.principals, "-V", c.validity, "-z", &serial, "-I", c.key_id]);
+            format!("HostCertificate {}\n", cert.display())
+        });
         let mut keys = String::new();
         for k in authorized {
             keys.push_str(&std::fs::read_to_string(k.with_extension("pub")).unwrap());
@@ -162,7 +199,7 @@ impl Sshd {
         }
         let log = dir.join("sshd.log");
         let config = format!(
-            "{extra}{level}{listen}HostKey {hk}\nPidFile none\nAuthorizedKeysFile {dir}/authorized_keys\nAllowUsers {TEST_USER}\n\
+            "{extra}{level}{listen}HostKey {hk}\n{cert}PidFile none\nAuthorizedKeysFile {dir}/authorized_keys\nAllowUsers {TEST_USER}\n\
              StrictModes no\nUsePAM no\nUseDNS no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
              PermitRootLogin no\nX11Forwarding no\nAllowTcpForwarding no\nPrintMotd no\nMaxStartups 1000:30:1000\n\
              LogLevel ERROR\nSubsystem sftp internal-sftp\n",
@@ -170,6 +207,7 @@ impl Sshd {
             dir = dir.display(),
             extra = options.config,
             level = if options.log { "LogLevel VERBOSE\n" } else { "" },
+            cert = host_certificate.unwrap_or_default(),
         );
         let cfg = dir.join("sshd_config");
         std::fs::write(&cfg, config).unwrap();
@@ -334,4 +372,84 @@ pub fn on_a_terminal(cmd: &str, env: &[(&str, Option<&str>)]) -> (i32, String) {
     }
     let out = c.output().unwrap();
     (out.status.code().expect("script exits"), text(&out.stdout))
+}
+
+/// (host, outcome, error kind) of every host of the latest scan, one `name|outcome|kind` line each.
+pub fn outcomes(db: &Path) -> String {
+    sqlite(
+        db,
+        "SELECT h.name, sh.outcome, coalesce(sh.error_kind, '-') FROM scan_hosts sh JOIN hosts h ON h.id = sh.host_id \
+         WHERE sh.scan_id = (SELECT max(id) FROM scans) ORDER BY h.name",
+    )
+}
+
+/// The stored error message of `host` in the latest scan.
+pub fn message(db: &Path, host: &str) -> String {
+    sqlite(
+        db,
+        &format!(
+            "SELECT error_message FROM scan_hosts sh JOIN hosts h ON h.id = sh.host_id WHERE h.name = '{host}' \
+             AND sh.scan_id = (SELECT max(id) FROM scans)"
+        ),
+    )
+}
+
+/// A running `ssh-agent -d` (debug: it stays in the foreground and logs each request); killed on drop.
+pub struct Agent {
+    pub sock: PathBuf,
+    pub log: PathBuf,
+    child: Child,
+}
+
+impl Agent {
+    pub fn start(dir: &Path) -> Agent {
+        let sock = dir.join("agent.sock");
+        let log = dir.join("agent.log");
+        let child = Command::new("ssh-agent")
+            .arg("-d")
+            .arg("-a")
+            .arg(&sock)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("ssh-agent: apt-get install -y openssh-client");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !sock.exists() {
+            assert!(Instant::now() < deadline, "ssh-agent did not create {}", sock.display());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Agent { sock, log, child }
+    }
+
+    /// Adds a key, answering its passphrase prompt through SSH_ASKPASS (no terminal in tests).
+    pub fn add(&self, key: &Path, passphrase: &str) {
+        let askpass = key.with_extension("askpass");
+        write(&askpass, &format!("#!/bin/sh\necho '{passphrase}'\n"));
+        std::fs::set_permissions(&askpass, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        let out = Command::new("ssh-add")
+            .arg(key)
+            .env("SSH_AUTH_SOCK", &self.sock)
+            .env("SSH_ASKPASS", &askpass)
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .env("DISPLAY", "x")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ssh-add {}: {}", key.display(), text(&out.stderr));
+    }
+
+    /// How many requests of an SSH agent protocol message type the agent has served
+    /// (11: list identities, 13: sign).
+    pub fn requests(&self, kind: u8) -> usize {
+        let log = std::fs::read_to_string(&self.log).unwrap();
+        log.lines().filter(|l| l.contains("process_message:") && l.ends_with(&format!(" type {kind}"))).count()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
