@@ -1,0 +1,191 @@
+//! The files a host's processes name: what the rule engine asks for, and what the host answered.
+//!
+//! Owns: the vocabulary between the rule engine, which plans which paths to stat, read or list from a process
+//! table ([`Request`]), the transport, which fetches them over SFTP (`ssh::sftp`), and everything downstream,
+//! which sees the answers ([`FileSet`]): a file's type, mode, owner and size, its contents (capped, with
+//! secrets already redacted by the engine as they arrive), a directory's names, or why not (missing, permission
+//! denied, too large, SFTP unavailable).
+//! Must not touch: SSH, rules, the database. A path is data here, never shell text.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// The most bytes of one file fleetaudit reads: Kubernetes config files are a few KiB; a larger one is refused
+/// (`TooLarge`) rather than buffered.
+pub const MAX_FILE: u64 = 1 << 20;
+
+/// One thing to learn about a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Want {
+    /// Type, mode, owner, size (following symlinks, as the component opening the file does).
+    Stat,
+    /// Stat and contents.
+    Read,
+    /// Stat and a directory's entry names.
+    List,
+}
+
+/// A path the engine needs, and what for.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Request {
+    /// An absolute path, as the process or the pack names it.
+    pub path: String,
+    pub want: Want,
+}
+
+impl Request {
+    pub fn stat(path: impl Into<String>) -> Request {
+        Request { path: path.into(), want: Want::Stat }
+    }
+
+    pub fn read(path: impl Into<String>) -> Request {
+        Request { path: path.into(), want: Want::Read }
+    }
+
+    pub fn list(path: impl Into<String>) -> Request {
+        Request { path: path.into(), want: Want::List }
+    }
+}
+
+/// What kind of thing a path is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink,
+    Other,
+}
+
+/// A path's inode, as `stat` (through SFTP) reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Meta {
+    pub kind: Kind,
+    /// Permission bits (`0o600`), without the file type.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+}
+
+/// A file's contents as the engine keeps them: redacted where the format holds secrets, and hashed before that.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Content {
+    /// The bytes, secrets replaced by `<redacted>` (the raw bytes are never kept).
+    pub bytes: Vec<u8>,
+    /// SHA-256 of the bytes as the host sent them, so a change shows even where the change was a secret.
+    pub sha256: [u8; 32],
+    /// Whether anything was redacted.
+    pub redacted: bool,
+}
+
+impl Content {
+    /// Contents with nothing to redact.
+    pub fn plain(bytes: Vec<u8>) -> Content {
+        use sha2::Digest;
+        let sha256 = sha2::Sha256::digest(&bytes).into();
+        Content { bytes, sha256, redacted: false }
+    }
+}
+
+/// Why a path could not be learned. Each is its own stored kind, with the fix in its message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Problem {
+    /// No such file or directory.
+    Missing,
+    /// The audit login may not read it: its owner, group and mode (or an ACL) keep it out.
+    Denied,
+    /// Larger than the per-file limit: refused rather than read.
+    TooLarge { size: u64, limit: u64 },
+    /// The host's per-host file budget (count or time) ran out before this path: raise it in the inventory.
+    OverBudget { what: String },
+    /// SFTP is not available on the host (no `Subsystem sftp`, or the configured `sftp_command` failed).
+    Unavailable { reason: String },
+    /// Anything else the SFTP server answered.
+    Failed { message: String },
+}
+
+/// What the host answered for one path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// A stat'ed path (a file read, or a directory listed, carries its contents or names too).
+    Found { meta: Meta, content: Option<Content>, names: Option<Vec<String>> },
+    Problem(Problem),
+}
+
+impl Entry {
+    pub fn meta(&self) -> Option<&Meta> {
+        match self {
+            Entry::Found { meta, .. } => Some(meta),
+            Entry::Problem(_) => None,
+        }
+    }
+
+    pub fn content(&self) -> Option<&Content> {
+        match self {
+            Entry::Found { content, .. } => content.as_ref(),
+            Entry::Problem(_) => None,
+        }
+    }
+
+    pub fn problem(&self) -> Option<&Problem> {
+        match self {
+            Entry::Problem(p) => Some(p),
+            Entry::Found { .. } => None,
+        }
+    }
+}
+
+/// Everything learned about a host's files in one scan, by path.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileSet {
+    entries: BTreeMap<String, Entry>,
+    /// Set when files were not looked at all (an offline `eval` of a bare `ps` capture): every source then is
+    /// "not read" rather than missing.
+    pub not_read: bool,
+}
+
+impl FileSet {
+    /// No files: an offline judgement of a process table alone.
+    pub fn none() -> FileSet {
+        FileSet { entries: BTreeMap::new(), not_read: true }
+    }
+
+    pub fn get(&self, path: &str) -> Option<&Entry> {
+        self.entries.get(path)
+    }
+
+    pub fn insert(&mut self, path: String, entry: Entry) {
+        self.not_read = false;
+        self.entries.insert(path, entry);
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Entry)> {
+        self.entries.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Whether the host already answered this request (a read answers a stat too).
+    pub fn answers(&self, request: &Request) -> bool {
+        match self.entries.get(&request.path) {
+            None => false,
+            Some(Entry::Problem(_)) => true,
+            // A read of a directory (or a listing of a file) is answered by its stat: there is nothing more.
+            Some(Entry::Found { meta, content, names }) => match request.want {
+                Want::Stat => true,
+                Want::Read => content.is_some() || meta.kind != Kind::File,
+                Want::List => names.is_some() || meta.kind != Kind::Dir,
+            },
+        }
+    }
+}
