@@ -118,7 +118,7 @@ const CASES: &[Case] = &[
             (
                 "kubelet-anonymous-auth",
                 E,
-                "KubeletConfiguration file /var/lib/kubelet/config.yaml (field authentication.anonymous.enabled) decides",
+                "KubeletConfiguration file /var/lib/kubelet/config.yaml (field authentication.anonymous.enabled)",
             ),
             // No config field can set it, so the command line decides even with a config file.
             ("kubelet-no-hostname-override", P, "--hostname-override is not set"),

@@ -122,7 +122,7 @@ proptest! {
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let flags = Flags::parse(&args, FlagStyle::Pflag, &Known::default());
-        let decl = FlagDecl { ty: FlagType::List, default: Some("Default".into()), config: None, gates: Default::default(), or_with_config: false };
+        let decl = FlagDecl { ty: FlagType::List, default: Some("Default".into()), config: None, gates: Default::default(), or_with_config: false, config_default: None };
         let resolved = settings::resolve(&flags, "enable-admission-plugins", &decl, None);
         let expected: Vec<String> = values.concat();
         prop_assert_eq!(resolved.value, Some(settings::Value::List(expected)));

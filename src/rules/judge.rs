@@ -3,9 +3,11 @@
 use serde::Serialize;
 
 use super::detect::{Found, Kind};
+use super::layers::{self, Layer};
 use super::pack::RuleSet;
 use super::settings::{Applied, Source};
 use super::test::{self, FlagEvidence, View};
+use crate::files::FileSet;
 use crate::model::{Role, Status};
 use crate::ps::ProcessTable;
 use crate::ps::flags::{FlagStyle, Flags, Known};
@@ -39,10 +41,17 @@ pub struct Evidence {
 
 /// Judges `table` against every rule. `roles` are the host's roles from the inventory (empty when unknown): a
 /// component they expect but the table lacks is a failure to find it, not `not_applicable`.
-pub fn judge(set: &RuleSet, detector: &super::Detector, table: &ProcessTable, roles: &[Role]) -> Vec<Finding> {
+pub fn judge(
+    set: &RuleSet,
+    detector: &super::Detector,
+    table: &ProcessTable,
+    files: &FileSet,
+    roles: &[Role],
+) -> Vec<Finding> {
     let found = detector.find(table, &set.embeddings);
-    // Parse each component process's flags once, not once per rule.
-    let parsed: Vec<Parsed<'_>> = found.iter().map(|f| Parsed::new(set, f)).collect();
+    // Parse each component process's flags, and load its settings sources, once, not once per rule.
+    let parsed: Vec<Parsed<'_>> = found.iter().map(|f| Parsed::new(set, f, files)).collect();
+    let others = |component: &str, flag: &str| other_setting(set, &parsed, component, flag);
     set.rules
         .iter()
         .enumerate()
@@ -52,12 +61,12 @@ pub fn judge(set: &RuleSet, detector: &super::Detector, table: &ProcessTable, ro
             let mut reasons: Vec<(Status, String)> = Vec::new();
             for p in parsed.iter().filter(|p| p.found.component == rule.component) {
                 let proc = p.found.process;
-                let hidden: Vec<Applied<'_>> = p.sources.iter().filter_map(|s| s.applied(&p.source_flags)).collect();
                 let embedded_in = match &p.found.kind {
                     Kind::Embedded { embedding, .. } => Some(set.embeddings[*embedding].title.as_str()),
                     Kind::Direct { .. } => None,
                 };
-                let view = View { flags: &p.flags, args: &p.args, component, hidden: &hidden, embedded_in };
+                let view =
+                    View { process: p.process(component), embedded_in, files, targets: &set.targets, others: &others };
                 let outcome = rule.test.eval(&view);
                 let status = match outcome.passed {
                     Some(true) => Status::Pass,
@@ -114,19 +123,39 @@ pub fn judge(set: &RuleSet, detector: &super::Detector, table: &ProcessTable, ro
 }
 
 /// One component process, parsed once for every rule.
-struct Parsed<'t> {
-    found: &'t Found<'t>,
+pub(crate) struct Parsed<'t> {
+    pub(crate) found: &'t Found<'t>,
     /// The component's own arguments (none when it runs inside another program).
     args: Vec<&'t str>,
     flags: Flags<'t>,
-    /// The flags that name its sources: its own, or those of the program it runs inside.
-    source_flags: Flags<'t>,
-    sources: &'t [Source],
+    /// The places besides the command line it reads settings from, loaded.
+    layers: Vec<Layer<'t>>,
     redacted_cmdline: String,
 }
 
 impl<'t> Parsed<'t> {
-    fn new(set: &'t RuleSet, found: &'t Found<'t>) -> Parsed<'t> {
+    /// The process as the resolver sees it.
+    pub(crate) fn process<'p>(&'p self, component: &'p super::pack::Component) -> layers::Process<'p, 't> {
+        layers::Process { flags: &self.flags, args: &self.args, component, layers: &self.layers }
+    }
+
+    pub(crate) fn new(set: &'t RuleSet, found: &'t Found<'t>, files: &FileSet) -> Parsed<'t> {
+        let mut p = Unloaded::of(set, found);
+        let applied: Vec<Applied<'t>> = p.sources.iter().filter_map(|s| s.applied(&p.source_flags)).collect();
+        let layers = layers::load(applied, files, found.process.pid, &super::doc::parse);
+        Parsed {
+            found: p.found,
+            args: std::mem::take(&mut p.args),
+            flags: p.flags,
+            layers,
+            redacted_cmdline: p.redacted_cmdline,
+        }
+    }
+}
+
+impl<'t> Unloaded<'t> {
+    /// The process's own flags (or its embedding program's), and the sources its component reads.
+    pub(crate) fn of(set: &'t RuleSet, found: &'t Found<'t>) -> Unloaded<'t> {
         let component = &set.components[found.component];
         let argv: Vec<&'t str> = found.process.argv().collect();
         match found.kind {
@@ -134,7 +163,7 @@ impl<'t> Parsed<'t> {
                 let args = argv[args_from.min(argv.len())..].to_vec();
                 let flags = Flags::parse(&args, component.flag_style, &component.known);
                 let redacted_cmdline = redact_cmdline(&argv, args_from, &flags);
-                Parsed {
+                Unloaded {
                     found,
                     source_flags: flags.clone(),
                     args,
@@ -149,7 +178,7 @@ impl<'t> Parsed<'t> {
                 let host_args = &argv[from.min(argv.len())..];
                 let host_flags = Flags::parse(host_args, FlagStyle::Pflag, &Known::default());
                 let redacted_cmdline = redact_cmdline(&argv, from.min(argv.len()), &host_flags);
-                Parsed {
+                Unloaded {
                     found,
                     args: Vec::new(),
                     flags: Flags::default(),
@@ -160,6 +189,35 @@ impl<'t> Parsed<'t> {
             }
         }
     }
+}
+
+/// A setting of another component's process on the host (the first one), for file rules that find a file in
+/// a directory it names.
+pub(crate) fn other_setting(
+    set: &RuleSet,
+    parsed: &[Parsed<'_>],
+    component: &str,
+    flag: &str,
+) -> Option<Result<Option<String>, String>> {
+    let ci = set.components.iter().position(|c| c.id == component)?;
+    let p = parsed.iter().find(|p| p.found.component == ci)?;
+    let c = &set.components[ci];
+    let decl = c.flags.get(flag)?;
+    Some(match layers::resolve(&p.process(c), flag, None, decl) {
+        Ok(s) => Ok(s.value.map(|v| v.text()).filter(|v| !v.is_empty())),
+        Err(u) => Err(format!("the {} process's --{flag} is set by {}", c.title, u.text())),
+    })
+}
+
+/// A component process before its sources are loaded.
+pub(crate) struct Unloaded<'t> {
+    pub(crate) found: &'t Found<'t>,
+    pub(crate) args: Vec<&'t str>,
+    pub(crate) flags: Flags<'t>,
+    /// The flags that name its sources: its own, or those of the program it runs inside.
+    pub(crate) source_flags: Flags<'t>,
+    pub(crate) sources: &'t [Source],
+    pub(crate) redacted_cmdline: String,
 }
 
 const REDACTED: &str = "<redacted>";

@@ -6,8 +6,12 @@
 //! captured `ps -ef` offline with exactly the code a scan uses.
 
 pub mod detect;
+pub mod doc;
+pub mod filecheck;
 pub mod judge;
+pub mod layers;
 pub mod pack;
+pub mod plan;
 pub mod settings;
 pub mod test;
 
@@ -15,6 +19,7 @@ pub use detect::Detector;
 pub use judge::{Evidence, Finding};
 pub use pack::{PackError, Rule, RuleSet};
 
+use crate::files::FileSet;
 use crate::model::Role;
 use crate::ps::ProcessTable;
 
@@ -31,8 +36,20 @@ impl Engine {
         Engine { rules, detector }
     }
 
-    /// Judges one host's process table against every rule.
+    /// Judges one host's process table against every rule, with no files: every setting a file holds is
+    /// `error` ("not read").
     pub fn judge(&self, table: &ProcessTable, roles: &[Role]) -> Vec<Finding> {
-        judge::judge(&self.rules, &self.detector, table, roles)
+        judge::judge(&self.rules, &self.detector, table, &FileSet::none(), roles)
+    }
+
+    /// The paths the host's processes name that `files` does not hold yet: the next batch to read. Empty when
+    /// every file the rules need has been read (or failed).
+    pub fn plan(&self, table: &ProcessTable, files: &FileSet) -> Vec<crate::files::Request> {
+        plan::plan(&self.rules, &self.detector, table, files)
+    }
+
+    /// Judges one host's process table and the files read from it against every rule.
+    pub fn judge_with_files(&self, table: &ProcessTable, files: &FileSet, roles: &[Role]) -> Vec<Finding> {
+        judge::judge(&self.rules, &self.detector, table, files, roles)
     }
 }

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use toml::Spanned;
 
-use super::settings::{FlagDecl, FlagType, Gate, Precedence, Sets, Source, SourceKind};
+use super::filecheck::{FileCheck, FileOp, Place, Target};
+use super::settings::{FlagDecl, FlagType, Format, Gate, Precedence, Sets, Source, SourceKind};
 use super::test::{Check, Op, Test};
 use crate::model::{Role, Severity};
 use crate::ps::flags::{Arity, FlagStyle, Known};
@@ -158,6 +159,8 @@ pub struct RuleSet {
     pub packs: Vec<PackMeta>,
     pub components: Vec<Component>,
     pub embeddings: Vec<Embedding>,
+    /// The files file rules check.
+    pub targets: Vec<Target>,
     pub rules: Vec<Rule>,
 }
 
@@ -188,8 +191,30 @@ struct RawPack {
     /// component id → every flag name the binary has, by arity.
     #[serde(default)]
     known_flags: BTreeMap<Spanned<String>, RawKnown>,
+    /// `[[file]]`: files file rules check.
+    #[serde(default)]
+    file: Vec<Spanned<RawTarget>>,
     #[serde(default)]
     rule: Vec<RawRule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    id: String,
+    component: Spanned<String>,
+    what: String,
+    at: Vec<RawPlace>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged, deny_unknown_fields)]
+enum RawPlace {
+    Path(String),
+    In { component: String, flag: String, name: String, default: Option<String> },
+    Setting { flag: String, default: Option<String> },
+    Tree { tree: String, pattern: String },
+    TreeOf { tree_of: String, pattern: String },
 }
 
 #[derive(Deserialize)]
@@ -231,6 +256,7 @@ struct RawFlag {
     gates: BTreeMap<String, Gate>,
     #[serde(default)]
     or_with_config: bool,
+    config_default: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -249,7 +275,11 @@ struct RawSource {
     path: Option<String>,
     pattern: Option<String>,
     prefix: Option<String>,
-    format: String,
+    format: Format,
+    #[serde(default)]
+    fields: BTreeMap<String, String>,
+    #[serde(default)]
+    defaults: bool,
     sets: RawSets,
     precedence: Precedence,
     what: String,
@@ -311,6 +341,10 @@ fn automated() -> Assessment {
 #[serde(deny_unknown_fields)]
 struct RawTest {
     flag: Option<String>,
+    /// A file check: the `[[file]]` target, and `mode` or `owner`.
+    file: Option<String>,
+    mode: Option<String>,
+    owner: Option<String>,
     key: Option<String>,
     op: Option<Op>,
     value: Option<String>,
@@ -331,7 +365,13 @@ fn flag_name(v: &str) -> Result<&str, String> {
 impl RuleSet {
     /// The embedded CIS pack alone.
     pub fn embedded() -> Result<RuleSet, PackError> {
-        let mut set = RuleSet { packs: Vec::new(), components: Vec::new(), embeddings: Vec::new(), rules: Vec::new() };
+        let mut set = RuleSet {
+            packs: Vec::new(),
+            components: Vec::new(),
+            embeddings: Vec::new(),
+            targets: Vec::new(),
+            rules: Vec::new(),
+        };
         set.add(Path::new(EMBEDDED_NAME), EMBEDDED_CIS)?;
         Ok(set)
     }
@@ -463,6 +503,7 @@ impl RuleSet {
                         config: d.config,
                         gates: d.gates,
                         or_with_config: d.or_with_config,
+                        config_default: d.config_default,
                     },
                 );
             }
@@ -488,7 +529,9 @@ impl RuleSet {
                         path: None,
                         pattern: None,
                         prefix: None,
-                        format: "args".into(),
+                        format: Format::ArgsFlag,
+                        fields: BTreeMap::new(),
+                        defaults: false,
                         sets: Sets::All,
                         precedence: Precedence::OverFlags,
                         what: format!("{}'s {title} flags", e.title),
@@ -503,7 +546,9 @@ impl RuleSet {
                         path: how.args_default.clone(),
                         pattern: None,
                         prefix: None,
-                        format: "args".into(),
+                        format: Format::Args,
+                        fields: BTreeMap::new(),
+                        defaults: false,
                         sets: Sets::All,
                         precedence: Precedence::OverFlags,
                         what: format!("{}'s {title} arguments file", e.title),
@@ -547,6 +592,46 @@ impl RuleSet {
                 }
             }
         }
+        for t in raw.file {
+            let span = t.span();
+            let t = t.into_inner();
+            let component = component_index(&set, &t.component, "file.component")?;
+            if set.targets.iter().any(|k| k.id == t.id) {
+                return Err(invalid(span, "file.id", format!("file {:?} is already defined", t.id)));
+            }
+            let mut at = Vec::new();
+            for p in t.at {
+                let declared = |c: usize, f: &str| -> Result<String, PackError> {
+                    let name = flag_name(f).map_err(|m| invalid(span.clone(), "file.at", m))?;
+                    if !set.components[c].flags.contains_key(name) {
+                        return Err(invalid(
+                            span.clone(),
+                            "file.at",
+                            format!("{f} is not declared in [flags.{}]", set.components[c].id),
+                        ));
+                    }
+                    Ok(name.to_owned())
+                };
+                at.push(match p {
+                    RawPlace::Path(p) => Place::Path(p),
+                    RawPlace::Setting { flag, default } => {
+                        Place::Setting { flag: declared(component, &flag)?, default }
+                    }
+                    RawPlace::In { component: other, flag, name, default } => {
+                        let c =
+                            set.components.iter().position(|c| c.id == other).ok_or_else(|| {
+                                invalid(span.clone(), "file.at", format!("unknown component {other:?}"))
+                            })?;
+                        Place::In { component: other, flag: declared(c, &flag)?, default, name }
+                    }
+                    RawPlace::Tree { tree, pattern } => Place::Tree { dir: tree, pattern },
+                    RawPlace::TreeOf { tree_of, pattern } => {
+                        Place::TreeOf { flag: declared(component, &tree_of)?, pattern }
+                    }
+                });
+            }
+            set.targets.push(Target { id: t.id, component, what: t.what, at });
+        }
         for r in raw.rule {
             let id_span = r.id.span();
             let id = r.id.into_inner();
@@ -576,7 +661,16 @@ impl RuleSet {
                 ));
             }
             let c = &set.components[component];
-            let test = build_test(r.test, c, &|span, field, msg| invalid(span, field, format!("rule {id}: {msg}")))?;
+            let test = build_test(r.test, c, &set.targets, &|span, field, msg| {
+                invalid(span, field, format!("rule {id}: {msg}"))
+            })?;
+            if let Some(f) = test.file_checks().iter().find(|f| set.targets[f.target].component != component) {
+                return Err(invalid(
+                    id_span,
+                    "rule.test.file",
+                    format!("rule {id}: file {:?} belongs to another component than the rule", f.target_id),
+                ));
+            }
             set.rules.push(Rule {
                 id,
                 cis: r.cis.into_inner(),
@@ -689,6 +783,12 @@ fn build_source(s: RawSource) -> Result<Source, String> {
         pattern: s.pattern,
         prefix: s.prefix,
         format: s.format,
+        fields: s
+            .fields
+            .iter()
+            .map(|(f, p)| Ok((flag_name(f)?.to_owned(), p.clone())))
+            .collect::<Result<_, String>>()?,
+        defaults: s.defaults,
         sets,
         precedence: s.precedence,
         what: s.what,
@@ -697,9 +797,37 @@ fn build_source(s: RawSource) -> Result<Source, String> {
 
 type Invalid<'a> = dyn Fn(std::ops::Range<usize>, &str, String) -> PackError + 'a;
 
-fn build_test(raw: Spanned<RawTest>, component: &Component, invalid: &Invalid<'_>) -> Result<Test, PackError> {
+fn build_test(
+    raw: Spanned<RawTest>,
+    component: &Component,
+    targets: &[Target],
+    invalid: &Invalid<'_>,
+) -> Result<Test, PackError> {
     let span = raw.span();
     let t = raw.into_inner();
+    if let Some(file) = &t.file {
+        if t.flag.is_some()
+            || t.op.is_some()
+            || t.value.is_some()
+            || t.key.is_some()
+            || t.all.is_some()
+            || t.any.is_some()
+        {
+            return Err(invalid(span, "rule.test", "a file check has only `file` and `mode` or `owner`".into()));
+        }
+        let target = targets.iter().position(|k| &k.id == file).ok_or_else(|| {
+            let known: Vec<&str> = targets.iter().map(|k| k.id.as_str()).collect();
+            invalid(span.clone(), "rule.test.file", format!("no [[file]] {file:?}; known: {}", known.join(", ")))
+        })?;
+        let (op, value) = match (t.mode, t.owner) {
+            (Some(m), None) => (FileOp::Mode, m),
+            (None, Some(o)) => (FileOp::Owner, o),
+            _ => return Err(invalid(span, "rule.test", "a file check needs exactly one of `mode` and `owner`".into())),
+        };
+        return FileCheck::new(target, file.clone(), op, value)
+            .map(Test::File)
+            .map_err(|m| invalid(span, "rule.test", m));
+    }
     if t.default.is_some() || t.config_key.is_some() {
         return Err(invalid(
             span,
@@ -716,12 +844,12 @@ fn build_test(raw: Spanned<RawTest>, component: &Component, invalid: &Invalid<'_
         (false, Some(list), None) | (false, None, Some(list)) if list.is_empty() => {
             Err(invalid(span, "rule.test", "`all`/`any` needs at least one test".into()))
         }
-        (false, Some(list), None) => {
-            Ok(Test::All(list.into_iter().map(|t| build_test(t, component, invalid)).collect::<Result<_, _>>()?))
-        }
-        (false, None, Some(list)) => {
-            Ok(Test::Any(list.into_iter().map(|t| build_test(t, component, invalid)).collect::<Result<_, _>>()?))
-        }
+        (false, Some(list), None) => Ok(Test::All(
+            list.into_iter().map(|t| build_test(t, component, targets, invalid)).collect::<Result<_, _>>()?,
+        )),
+        (false, None, Some(list)) => Ok(Test::Any(
+            list.into_iter().map(|t| build_test(t, component, targets, invalid)).collect::<Result<_, _>>()?,
+        )),
         (true, None, None) => {
             let flag = t.flag.ok_or_else(|| invalid(span.clone(), "rule.test.flag", "a check needs `flag`".into()))?;
             let op = t.op.ok_or_else(|| {
@@ -862,19 +990,19 @@ mod tests {
             )
         };
         let e = error(&source(
-            "kind = \"dir\"\nflag = \"--d\"\nformat = \"f\"\nwhat = \"w\"\nsets = \"all\"\nprecedence = \"below_flags\"",
+            "kind = \"dir\"\nflag = \"--d\"\nformat = \"document\"\nwhat = \"w\"\nsets = \"all\"\nprecedence = \"below_flags\"",
         ));
         assert!(e.contains("pattern"), "{e}");
         let e = error(&source(
-            "kind = \"file\"\nformat = \"f\"\nwhat = \"w\"\nsets = \"all\"\nprecedence = \"below_flags\"",
+            "kind = \"file\"\nformat = \"document\"\nwhat = \"w\"\nsets = \"all\"\nprecedence = \"below_flags\"",
         ));
         assert!(e.contains("needs `flag`, `env` or `path`"), "{e}");
         let e = error(&source(
-            "kind = \"file\"\nflag = \"--c\"\nformat = \"f\"\nwhat = \"w\"\nsets = \"some\"\nprecedence = \"below_flags\"",
+            "kind = \"file\"\nflag = \"--c\"\nformat = \"document\"\nwhat = \"w\"\nsets = \"some\"\nprecedence = \"below_flags\"",
         ));
         assert!(e.contains("sets"), "{e}");
         let e = error(&source(
-            "kind = \"file\"\nflag = \"--c\"\nformat = \"f\"\nwhat = \"w\"\nsets = [\"--nope\"]\nprecedence = \"below_flags\"",
+            "kind = \"file\"\nflag = \"--c\"\nformat = \"document\"\nwhat = \"w\"\nsets = [\"--nope\"]\nprecedence = \"below_flags\"",
         ));
         assert!(e.contains("--nope is not declared in [flags.c]"), "{e}");
         let e = error(&format!(

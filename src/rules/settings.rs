@@ -90,6 +90,9 @@ pub struct FlagDecl {
     pub config: Option<String>,
     /// For feature gates: the gates rules read.
     pub gates: BTreeMap<String, Gate>,
+    /// The value a component-config document gives the field when it leaves it out (KubeletConfiguration
+    /// v1beta1's SetDefaults, which differ from the flag defaults: anonymous auth false, Webhook, port 0).
+    pub config_default: Option<String>,
     /// The component runs with this flag's value OR its config file's (the kubelet's `--seccomp-default`:
     /// `KubeletFlags.SeccompDefault || KubeletConfiguration.SeccompDefault`), so only `true` on the command
     /// line decides.
@@ -149,12 +152,37 @@ pub struct Source {
     pub pattern: Option<String>,
     /// For `environment`: the variables' prefix (`ETCD_`).
     pub prefix: Option<String>,
-    /// How the place is written (`kubelet-config`, `args`, `env`, ...), for the reader of files.
-    pub format: String,
+    /// How the place is written, which decides how its settings are read.
+    pub format: Format,
+    /// For a document: where in it each flag's setting is (flag without dashes → a dotted path; `[]` collects
+    /// a field of every element: `authorizers[].type`). Flags with a `config` field need no entry here when
+    /// `sets = "config"`.
+    pub fields: BTreeMap<String, String>,
+    /// A document whose own defaults apply to every field it leaves out (the `config_default` of each flag):
+    /// the kubelet's `--config` file, unlike its drop-ins, and the scheduler's and kube-proxy's configs.
+    pub defaults: bool,
     pub sets: Sets,
     pub precedence: Precedence,
     /// For people: what the place is (`the KubeletConfiguration file`).
     pub what: String,
+}
+
+/// How a source is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// A YAML or JSON document whose fields hold settings (KubeletConfiguration, KubeSchedulerConfiguration,
+    /// KubeProxyConfiguration, AuthorizationConfiguration, AuthenticationConfiguration, etcd's config file,
+    /// k3s's config.yaml).
+    Document,
+    /// A file of command-line arguments (MicroK8s kubelite's `--*-args-file`: microk8s ReadArgsFromFile).
+    Args,
+    /// OpenShift's KubeAPIServerConfig: `apiServerArguments: {flag: [values]}`, parsed after the command line.
+    OpenshiftArguments,
+    /// NUL-separated `NAME=value` pairs (`/proc/PID/environ`): `PREFIX_NAME` sets `--name`.
+    Env,
+    /// Arguments on the embedding program's own command line (k3s `--kube-apiserver-arg=flag=value`).
+    ArgsFlag,
 }
 
 /// A source that applies to one process, with the place it names.
@@ -367,7 +395,14 @@ mod tests {
     use crate::ps::flags::{FlagStyle, Known};
 
     fn decl(ty: FlagType, default: Option<&str>) -> FlagDecl {
-        FlagDecl { ty, default: default.map(Into::into), config: None, gates: BTreeMap::new(), or_with_config: false }
+        FlagDecl {
+            ty,
+            default: default.map(Into::into),
+            config: None,
+            gates: BTreeMap::new(),
+            or_with_config: false,
+            config_default: None,
+        }
     }
 
     fn flags(line: &'static str) -> Flags<'static> {

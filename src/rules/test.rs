@@ -6,9 +6,11 @@ use std::fmt;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use super::pack::Component;
-use super::settings::{self, Applied, FlagDecl, FlagType, Origin, Precedence, Sets, SourceKind, Value, Via, go_bool};
-use crate::ps::flags::{self, Flag, Flags};
+use super::filecheck::{FileCheck, Others, Target};
+use super::layers::{self, From, Setting};
+use super::settings::{self, FlagDecl, FlagType, Precedence, Value, go_bool};
+use crate::files::FileSet;
+use crate::ps::flags;
 
 /// The comparison a check makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -200,40 +202,6 @@ impl Check {
         }
     }
 
-    /// A source for people, with the field or variable that would hold this check's setting:
-    /// `the KubeletConfiguration file /var/lib/kubelet/config.yaml (field authentication.anonymous.enabled)`.
-    fn place(&self, applied: &Applied<'_>, decl: &FlagDecl) -> String {
-        let s = applied.source;
-        let mut text = match s.kind {
-            SourceKind::Environment => {
-                let var = self.name().to_ascii_uppercase().replace('-', "_");
-                format!("{} ({}{var})", s.what, s.prefix.as_deref().unwrap_or_default())
-            }
-            SourceKind::ArgsFlag => format!("{} ({})", s.what, applied.place),
-            SourceKind::Dir => {
-                format!("{} ({} in {})", s.what, s.pattern.as_deref().unwrap_or("*"), applied.place)
-            }
-            SourceKind::File if applied.via == Via::Environment => {
-                format!(
-                    "{}, if {} in its environment names one (`ps` does not show the environment)",
-                    s.what, applied.place
-                )
-            }
-            SourceKind::File => format!("{} {}", s.what, applied.place),
-        };
-        // A file of the component's own config type names the field; `sets = "all"` sources hold flags.
-        if let (Sets::Config | Sets::Flags(_), Some(field)) = (&s.sets, &decl.config) {
-            match &self.key {
-                Some(k) => text.push_str(&format!(" (field {field}.{k})")),
-                None => text.push_str(&format!(" (field {field})")),
-            }
-        }
-        if applied.via == Via::Default {
-            text.push_str(" if it exists");
-        }
-        text
-    }
-
     /// The subject for people: `--anonymous-auth`, or `RotateKubeletServerCertificate in --feature-gates`.
     fn subject(&self) -> String {
         match &self.key {
@@ -243,69 +211,49 @@ impl Check {
     }
 
     fn eval(&self, view: &View<'_, '_>) -> FlagEvidence {
-        let decl = view.component.flags.get(self.name());
+        let decl = view.process.component.flags.get(self.name());
         let Some(decl) = decl else {
             // The pack refuses checks on undeclared flags; a component built by hand may lack one.
             return self.evidence(None, Vec::new(), Source::Hidden, None, format!("{} is not declared", self.flag));
         };
-        let resolved = settings::resolve(view.flags, self.name(), decl, self.key.as_deref());
-        let occurrences: Vec<&Flag<'_>> = match &resolved.origin {
-            Origin::CommandLine(ix) | Origin::Stage(ix) => ix.iter().map(|i| &view.flags.flags[*i]).collect(),
-            _ => Vec::new(),
-        };
-        let texts: Vec<String> = occurrences.iter().map(|f| view.flags.text(view.args, f)).collect();
-        let on_command_line = matches!(resolved.origin, Origin::CommandLine(_));
-        let value_text = resolved.value.as_ref().map(Value::text);
-        let undecidable = |why: String| self.evidence(value_text.clone(), texts.clone(), Source::Hidden, None, why);
-        // Settings from elsewhere: a source that can set the flag and is not overridden by the command line.
-        // A flag the component ORs with its config file (the kubelet's --seccomp-default) is decided by a true
-        // on the command line, whatever the file says.
-        let decided_true =
-            decl.or_with_config && on_command_line && value_text.as_deref().and_then(go_bool) == Some(true);
-        let deciders: Vec<&Applied<'_>> = view
-            .hidden
-            .iter()
-            .filter(|a| a.source.sets(self.name(), Some(decl)))
-            .filter(|a| !(a.source.precedence == Precedence::BelowFlags && on_command_line && !decl.or_with_config))
-            .filter(|_| !decided_true)
-            .collect();
-        if !deciders.is_empty() {
-            let places: Vec<String> = deciders.iter().map(|a| self.place(a, decl)).collect();
-            let why = match (view.embedded_in, on_command_line) {
-                (Some(program), _) => format!(
-                    "it runs inside `{program}`, so {} is set by {}; fleetaudit does not read those yet: check it there",
-                    self.subject(),
-                    places.join(", or ")
-                ),
-                (None, true) => format!(
-                    "{} is on the command line ({}), but {} can override it; fleetaudit does not read that yet: \
-                     check it there",
-                    self.subject(),
-                    texts.join(" "),
-                    places.join(", and ")
-                ),
-                (None, false) => {
-                    let overridable = deciders.iter().all(|a| a.source.precedence == Precedence::BelowFlags);
-                    format!(
-                        "{} is not on the command line, so {} decides; fleetaudit does not read that yet: check it \
-                         there{}",
+        let setting = match layers::resolve(&view.process, self.name(), self.key.as_deref(), decl) {
+            Ok(s) => s,
+            Err(u) => {
+                let why = match (view.embedded_in, u.overridden.is_empty()) {
+                    (Some(program), _) => {
+                        format!("it runs inside `{program}`, so {} is set by {}", self.subject(), u.text())
+                    }
+                    (None, false) => format!(
+                        "{} is on the command line ({}), but {} can override it",
                         self.subject(),
-                        places.join(", or "),
-                        if overridable { format!(" or set {} on the command line", self.flag) } else { String::new() }
-                    )
-                }
-            };
-            return undecidable(why);
-        }
-        if let Some(f) = occurrences.iter().find(|f| f.ambiguous) {
-            let token = view.flags.text(view.args, f);
+                        u.overridden.join(" "),
+                        u.text()
+                    ),
+                    (None, true) => format!(
+                        "{} is not on the command line, so it is set by {}{}",
+                        self.subject(),
+                        u.text(),
+                        if view.process.layers.iter().all(|l| l.applied.source.precedence == Precedence::BelowFlags) {
+                            format!("; or set {} on the command line", self.flag)
+                        } else {
+                            String::new()
+                        }
+                    ),
+                };
+                return self.evidence(None, u.overridden, Source::Hidden, None, why);
+            }
+        };
+        let value_text = setting.value.as_ref().map(Value::text);
+        let undecidable =
+            |why: String| self.evidence(value_text.clone(), setting.texts.clone(), Source::Hidden, None, why);
+        if let Some(token) = &setting.ambiguous {
             return undecidable(format!(
                 "`{token}` follows a flag without a value that fleetaudit does not know: if that flag takes a \
                  value, the component read `{token}` as it. Give that flag its value with `=` or add it to the \
                  pack's [known_flags]"
             ));
         }
-        if let Some(v) = &resolved.value
+        if let Some(v) = &setting.value
             && let Some(want) = settings::malformed(if self.key.is_some() { FlagType::Bool } else { decl.ty }, v)
         {
             return undecidable(format!(
@@ -315,23 +263,25 @@ impl Check {
                 v.text()
             ));
         }
-        let source = match resolved.origin {
-            Origin::CommandLine(_) | Origin::Stage(_) => Source::CommandLine,
-            Origin::Default => Source::Default,
-            Origin::Absent => Source::Absent,
+        let source = match setting.from {
+            From::CommandLine | From::Stage => Source::CommandLine,
+            From::File | From::FileDefault | From::Env => Source::File,
+            From::Default => Source::Default,
+            From::Absent => Source::Absent,
         };
-        let elements: Vec<&str> = match &resolved.value {
+        let elements: Vec<&str> = match &setting.value {
             Some(Value::List(l)) => l.iter().map(String::as_str).collect(),
             Some(Value::Scalar(s)) => flags::list(s).collect(),
             None => Vec::new(),
         };
         let scalar = value_text.as_deref();
-        // `set`: on the command line with something in it.
-        let set = on_command_line && scalar.is_some_and(|v| !v.is_empty());
+        // `set`: given (on the command line or in a file) with something in it.
+        let given = setting.from.is_given();
+        let set = given && scalar.is_some_and(|v| !v.is_empty());
         let passed = match (self.op, scalar) {
             (Op::Set, _) => set,
             (Op::Notset, _) => !set,
-            (Op::Absent, _) => !on_command_line,
+            (Op::Absent, _) => !given,
             (_, None) => false,
             (Op::Eq, Some(v)) => equals(v, self.value()),
             (Op::Noteq, Some(v)) => !equals(v, self.value()),
@@ -354,29 +304,24 @@ impl Check {
                 _ => false,
             },
         };
-        let shown = self.shown(&resolved, scalar, &texts, view.flags.all(self.name()).count(), decl);
+        let occurrences = view.process.flags.all(self.name()).count();
+        let shown = self.shown(&setting, scalar, occurrences, decl);
         let why = if passed { shown } else { format!("{shown}; required: {}", self.requirement()) };
-        self.evidence(value_text, texts, source, Some(passed), why)
+        self.evidence(value_text, setting.texts, source, Some(passed), why)
     }
 
-    /// The value judged, for people, with the occurrences that made it.
-    /// `occurrences`: how many times the flag is on the command line, all of them.
-    fn shown(
-        &self,
-        resolved: &settings::Resolved,
-        value: Option<&str>,
-        texts: &[String],
-        occurrences: usize,
-        decl: &FlagDecl,
-    ) -> String {
+    /// The value judged, for people, with what made it. `occurrences`: how many times the flag is on the
+    /// process's own command line.
+    fn shown(&self, setting: &Setting, value: Option<&str>, occurrences: usize, decl: &FlagDecl) -> String {
         let subject = self.subject();
-        match (&resolved.origin, value) {
+        let texts = &setting.texts;
+        match (&setting.from, value) {
             (_, None) => format!("{} is not set", self.flag),
-            (Origin::CommandLine(_), Some(v)) if self.key.is_some() => {
+            (From::CommandLine, Some(v)) if self.key.is_some() => {
                 format!("{subject} is {v} (from {})", texts.join(" "))
             }
-            (Origin::CommandLine(_), Some("")) => format!("{} is set to an empty value", self.flag),
-            (Origin::CommandLine(_), Some(v)) if texts.len() == 1 => {
+            (From::CommandLine, Some("")) => format!("{} is set to an empty value", self.flag),
+            (From::CommandLine, Some(v)) if texts.len() == 1 => {
                 // The occurrence as it reads (`--authorization-mode=Node,RBAC`), or as `--flag=value` for a
                 // separate value or a bare boolean; a scalar given more than once says the last one won.
                 let written = if texts[0].contains('=') { texts[0].clone() } else { format!("{}={v}", self.flag) };
@@ -385,16 +330,18 @@ impl Check {
                     n => format!("{written} (the last of {n} occurrences)"),
                 }
             }
-            (Origin::CommandLine(_), Some(v)) if decl.ty.accumulates() => {
+            (From::CommandLine, Some(v)) if decl.ty.accumulates() => {
                 format!("{} is {v} from {} occurrences ({})", self.flag, texts.len(), texts.join(" "))
             }
-            (Origin::CommandLine(_), Some(v)) => format!("{}={v}", self.flag),
-            (Origin::Stage(_), Some(v)) => format!(
+            (From::CommandLine, Some(v)) => format!("{}={v}", self.flag),
+            (From::Stage, Some(v)) => format!(
                 "{subject} is not set explicitly, so {} turns it {}",
                 texts.join(" "),
                 if v == "true" { "on" } else { "off" }
             ),
-            (Origin::Default, Some(v)) if self.key.is_some() => {
+            (From::File | From::Env, Some(_)) => format!("{subject}: from {}", texts.join("; ")),
+            (From::FileDefault, Some(_)) => format!("{subject}: {}", texts.join("; ")),
+            (From::Default, Some(v)) if self.key.is_some() => {
                 format!("{subject} is not set, so the gate's default {v} applies")
             }
             (_, Some(v)) => format!("{} is not set, so its default {v:?} applies", self.flag),
@@ -435,7 +382,9 @@ pub enum Source {
     Default,
     /// The flag was absent and has no default.
     Absent,
-    /// A config file, the environment or the process's own arguments leave it undecided.
+    /// A config file, drop-in or the environment the process reads.
+    File,
+    /// A place the process reads settings from leaves it undecided.
     Hidden,
 }
 
@@ -459,22 +408,24 @@ pub struct FlagEvidence {
     pub why: String,
 }
 
-/// One process as a check sees it: its flags, its component, and the sources that apply to it.
+/// One process as a check sees it: its command line, its component, and its settings sources, loaded.
 pub struct View<'p, 'a> {
-    pub flags: &'p Flags<'a>,
-    /// The arguments the flags index into.
-    pub args: &'p [&'a str],
-    pub component: &'p Component,
-    /// Places besides the command line this process reads settings from.
-    pub hidden: &'p [Applied<'p>],
+    pub process: layers::Process<'p, 'a>,
     /// The program the component runs inside (`k3s server`), which has its settings instead of a command line.
     pub embedded_in: Option<&'p str>,
+    /// The host's files, for file checks.
+    pub files: &'p FileSet,
+    pub targets: &'p [Target],
+    /// Other components' settings on the same host (the kubelet's staticPodPath for a manifest's path).
+    pub others: &'p Others<'p>,
 }
 
 /// A rule's test: a check, or checks combined.
 #[derive(Debug, Clone)]
 pub enum Test {
     Check(Check),
+    /// The mode or owner of files (CIS 1.1.x, 4.1.x).
+    File(FileCheck),
     All(Vec<Test>),
     Any(Vec<Test>),
 }
@@ -491,6 +442,10 @@ impl Test {
         match self {
             Test::Check(c) => {
                 let e = c.eval(view);
+                Outcome { passed: e.passed, evidence: vec![e] }
+            }
+            Test::File(c) => {
+                let e = c.eval(&view.targets[c.target], view, view.files, view.others);
                 Outcome { passed: e.passed, evidence: vec![e] }
             }
             Test::All(tests) | Test::Any(tests) => {
@@ -523,7 +478,17 @@ impl Test {
     pub fn checks(&self) -> Vec<&Check> {
         match self {
             Test::Check(c) => vec![c],
+            Test::File(_) => Vec::new(),
             Test::All(ts) | Test::Any(ts) => ts.iter().flat_map(Test::checks).collect(),
+        }
+    }
+
+    /// Every file check in the test.
+    pub fn file_checks(&self) -> Vec<&FileCheck> {
+        match self {
+            Test::File(c) => vec![c],
+            Test::Check(_) => Vec::new(),
+            Test::All(ts) | Test::Any(ts) => ts.iter().flat_map(Test::file_checks).collect(),
         }
     }
 
@@ -531,12 +496,13 @@ impl Test {
     pub fn describe(&self) -> String {
         match self {
             Test::Check(c) => c.requirement(),
+            Test::File(c) => c.requirement(),
             Test::All(ts) | Test::Any(ts) => {
                 let sep = if matches!(self, Test::All(_)) { " and " } else { " or " };
                 let parts: Vec<String> = ts
                     .iter()
                     .map(|t| match t {
-                        Test::Check(_) => t.describe(),
+                        Test::Check(_) | Test::File(_) => t.describe(),
                         _ => format!("({})", t.describe()),
                     })
                     .collect();
@@ -597,8 +563,10 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::ps::flags::FlagStyle;
+    use crate::ps::flags::{FlagStyle, Flags};
     use crate::rules::RuleSet;
+    use crate::rules::pack::Component;
+    use crate::rules::settings::Applied;
 
     /// A component `t` with the flags a test declares (TOML lines for `[flags.t]`) and the given sources.
     fn component(flags: &str, sources: &str) -> Component {
@@ -606,7 +574,13 @@ mod tests {
             "[pack]\nid = \"t\"\ntitle = \"t\"\nversion = \"1\"\n[[component]]\nid = \"t\"\ntitle = \"t\"\n\
              programs = [\"t\"]\n{sources}\n[flags.t]\n{flags}\n"
         );
-        let mut set = RuleSet { packs: Vec::new(), components: Vec::new(), embeddings: Vec::new(), rules: Vec::new() };
+        let mut set = RuleSet {
+            packs: Vec::new(),
+            components: Vec::new(),
+            embeddings: Vec::new(),
+            targets: Vec::new(),
+            rules: Vec::new(),
+        };
         set.add(Path::new("t.toml"), &text).unwrap();
         set.components.remove(0)
     }
@@ -640,13 +614,19 @@ mod tests {
     }
 
     fn eval_with(test: &Test, c: &Component, line: &str, embedded_in: Option<&str>) -> Outcome {
+        eval_files(test, c, line, embedded_in, &FileSet::none())
+    }
+
+    fn eval_files(test: &Test, c: &Component, line: &str, embedded_in: Option<&str>, files: &FileSet) -> Outcome {
         let args: Vec<&str> = line.split_whitespace().collect();
         let flags = Flags::parse(&args, FlagStyle::Pflag, &c.known);
-        let hidden: Vec<Applied<'_>> = c.sources.iter().filter_map(|s| s.applied(&flags)).collect();
+        let applied: Vec<Applied<'_>> = c.sources.iter().filter_map(|s| s.applied(&flags)).collect();
+        let layers = layers::load(applied, files, 42, &crate::rules::doc::parse);
         for check in test.checks() {
             check.suits(&c.flags[check.name()]).unwrap();
         }
-        test.eval(&View { flags: &flags, args: &args, component: c, hidden: &hidden, embedded_in })
+        let process = layers::Process { flags: &flags, args: &args, component: c, layers: &layers };
+        test.eval(&View { process, embedded_in, files, targets: &[], others: &|_: &str, _: &str| None })
     }
 
     fn run(test: &Test, line: &str) -> Option<bool> {
@@ -795,7 +775,7 @@ mod tests {
         assert_eq!(all.describe(), "--mode set and --hostname-override set");
     }
 
-    const KUBELET_CONFIG: &str = "[[component.source]]\nkind = \"file\"\nflag = \"--config\"\nformat = \"kubelet-config\"\n\
+    const KUBELET_CONFIG: &str = "[[component.source]]\nkind = \"file\"\nflag = \"--config\"\nformat = \"document\"\n\
         what = \"the KubeletConfiguration file\"\nsets = \"config\"\nprecedence = \"below_flags\"\n";
 
     #[test]
@@ -829,9 +809,167 @@ mod tests {
         assert_eq!(eval_with(&all, &c, "--config=/c", None).passed, Some(false));
     }
 
+    /// A FileSet from (path, content) pairs; a content of `None` is a missing file, `Some(b"\0denied")` denied.
+    fn files(entries: &[(&str, Option<&str>)]) -> FileSet {
+        use crate::files::{Content, Entry, Kind, Meta, Problem};
+        let mut set = FileSet::default();
+        for (path, content) in entries {
+            let entry = match content {
+                None => Entry::Problem(Problem::Missing),
+                Some("\0denied") => Entry::Problem(Problem::Denied),
+                Some(c) if c.starts_with("\0dir:") => Entry::Found {
+                    meta: Meta { kind: Kind::Dir, mode: 0o755, uid: 0, gid: 0, size: 0 },
+                    content: None,
+                    names: Some(c[5..].split(',').filter(|n| !n.is_empty()).map(str::to_owned).collect()),
+                },
+                Some(c) => Entry::Found {
+                    meta: Meta { kind: Kind::File, mode: 0o600, uid: 0, gid: 0, size: c.len() as u64 },
+                    content: Some(Content::plain(c.as_bytes().to_vec())),
+                    names: None,
+                },
+            };
+            set.insert(path.to_string(), entry);
+        }
+        set
+    }
+
+    const KUBELET_SOURCES: &str = "[[component.source]]\nkind = \"file\"\nflag = \"--config\"\nformat = \"document\"\n\
+        defaults = true\nwhat = \"the KubeletConfiguration file\"\nsets = \"config\"\nprecedence = \"below_flags\"\n\
+        [[component.source]]\nkind = \"dir\"\nflag = \"--config-dir\"\npattern = \"*.conf\"\nformat = \"document\"\n\
+        what = \"the kubelet's config drop-ins\"\nsets = \"config\"\nprecedence = \"below_flags\"\n";
+
+    fn kubelet() -> Component {
+        let flags = format!(
+            "{FLAGS}\"--config-dir\" = {{ type = \"string\" }}\n\
+             \"--anonymous\" = {{ type = \"bool\", default = \"true\", config = \"authentication.anonymous.enabled\", config_default = \"false\" }}\n\
+             \"--port\" = {{ type = \"int\", default = \"10255\", config = \"readOnlyPort\", config_default = \"0\" }}\n\
+             \"--ciphers\" = {{ type = \"list\", config = \"tlsCipherSuites\" }}\n\
+             \"--seccomp\" = {{ type = \"bool\", default = \"false\", config = \"seccompDefault\", config_default = \"false\", or_with_config = true }}\n"
+        );
+        component(&flags.replace("\"--read-only-port\"", "\"--unused-port\""), KUBELET_SOURCES)
+    }
+
+    fn judge_files(test: &Test, line: &str, entries: &[(&str, Option<&str>)]) -> (Option<bool>, String) {
+        let o = eval_files(test, &kubelet(), line, None, &files(entries));
+        let why = o.evidence.iter().map(|e| e.why.clone()).collect::<Vec<_>>().join("; ");
+        (o.passed, why)
+    }
+
+    #[test]
+    fn the_kubelet_config_file_its_defaults_drop_ins_and_flags_in_order() {
+        let port = check("--port", Op::Eq, Some("0"));
+        let cfg = "/var/lib/kubelet/config.yaml";
+        // The file sets it.
+        let (p, w) =
+            judge_files(&port, "--config=/var/lib/kubelet/config.yaml", &[(cfg, Some(r#"{"readOnlyPort": 10255}"#))]);
+        assert_eq!(p, Some(false), "{w}");
+        assert!(w.contains("/var/lib/kubelet/config.yaml: readOnlyPort = 10255"), "{w}");
+        // The file leaves it out: the file's default (0), not the flag's (10255).
+        let (p, w) = judge_files(&port, "--config=/var/lib/kubelet/config.yaml", &[(cfg, Some("{}"))]);
+        assert_eq!(p, Some(true), "{w}");
+        assert!(w.contains("leaves readOnlyPort out, so its default \"0\" applies"), "{w}");
+        // A drop-in overrides the file; a later drop-in (lexical order) the earlier one.
+        let dir = "/etc/kubelet.conf.d";
+        let entries = [
+            (cfg, Some("{}")),
+            (dir, Some("\0dir:20-b.conf,10-a.conf,README")),
+            ("/etc/kubelet.conf.d/10-a.conf", Some(r#"{"readOnlyPort": 0}"#)),
+            ("/etc/kubelet.conf.d/20-b.conf", Some(r#"{"readOnlyPort": 10255}"#)),
+        ];
+        let line = "--config=/var/lib/kubelet/config.yaml --config-dir=/etc/kubelet.conf.d";
+        let (p, w) = judge_files(&port, line, &entries);
+        assert_eq!(p, Some(false), "{w}");
+        assert!(w.contains("20-b.conf: readOnlyPort = 10255"), "{w}");
+        // A drop-in that leaves it out keeps the file's value, not the default: the default is laid down once,
+        // under every document.
+        let entries_keep = [
+            (cfg, Some(r#"{"readOnlyPort": 10255}"#)),
+            (dir, Some("\0dir:10-a.conf")),
+            ("/etc/kubelet.conf.d/10-a.conf", Some(r#"{"address": "0.0.0.0"}"#)),
+        ];
+        let (p, w) = judge_files(&port, line, &entries_keep);
+        assert_eq!(p, Some(false), "{w}");
+        assert!(w.contains("config.yaml: readOnlyPort = 10255"), "{w}");
+        // The command line wins over both, wherever it stands.
+        let (p, _) = judge_files(&port, &format!("--port=0 {line}"), &entries);
+        assert_eq!(p, Some(true));
+        // Drop-ins without --config start from the flag defaults.
+        let (p, w) = judge_files(&port, "--config-dir=/etc/kubelet.conf.d", &[(dir, Some("\0dir:"))]);
+        assert_eq!(p, Some(false), "{w}");
+        assert!(w.contains("default \"10255\""), "{w}");
+    }
+
+    #[test]
+    fn an_unreadable_config_is_an_error_naming_the_place_and_the_fix() {
+        let anonymous = check("--anonymous", Op::Eq, Some("false"));
+        let line = "--config=/var/lib/kubelet/config.yaml";
+        let (p, w) = judge_files(&anonymous, line, &[("/var/lib/kubelet/config.yaml", Some("\0denied"))]);
+        assert_eq!(p, None);
+        assert!(
+            w.contains("permission denied reading /var/lib/kubelet/config.yaml") && w.contains("sftp_command"),
+            "{w}"
+        );
+        let (p, w) = judge_files(&anonymous, line, &[("/var/lib/kubelet/config.yaml", None)]);
+        assert_eq!(p, None);
+        assert!(w.contains("the process names /var/lib/kubelet/config.yaml, which does not exist"), "{w}");
+        let (p, w) = judge_files(&anonymous, line, &[("/var/lib/kubelet/config.yaml", Some("{not json"))]);
+        assert_eq!(p, None);
+        assert!(w.contains("/var/lib/kubelet/config.yaml:1"), "{w}");
+        // A field of the wrong type: the kubelet would not start with it.
+        let (p, w) = judge_files(
+            &anonymous,
+            line,
+            &[("/var/lib/kubelet/config.yaml", Some(r#"{"authentication": {"anonymous": {"enabled": "no"}}}"#))],
+        );
+        assert_eq!(p, None);
+        assert!(w.contains("not a boolean"), "{w}");
+        // But a flag on the command line decides whatever the file is.
+        let (p, _) = judge_files(
+            &anonymous,
+            &format!("{line} --anonymous=false"),
+            &[("/var/lib/kubelet/config.yaml", Some("\0denied"))],
+        );
+        assert_eq!(p, Some(true));
+    }
+
+    #[test]
+    fn lists_gates_and_or_with_config_from_files() {
+        let cfg = "/c.json";
+        let ciphers = check("--ciphers", Op::ValidElements, Some("A,B"));
+        let (p, w) = judge_files(&ciphers, "--config=/c.json", &[(cfg, Some(r#"{"tlsCipherSuites": ["A", "WEAK"]}"#))]);
+        assert_eq!(p, Some(false), "{w}");
+        // A list on the command line replaces the file's.
+        let (p, _) =
+            judge_files(&ciphers, "--config=/c.json --ciphers=A", &[(cfg, Some(r#"{"tlsCipherSuites": ["WEAK"]}"#))]);
+        assert_eq!(p, Some(true));
+        let g = gate(Op::Eq, "true");
+        let (p, w) = judge_files(
+            &g,
+            "--config=/c.json",
+            &[(cfg, Some(r#"{"featureGates": {"RotateKubeletServerCertificate": false}}"#))],
+        );
+        assert_eq!(p, Some(false), "{w}");
+        // A gate on the command line wins; one only in the file is the file's.
+        let (p, _) = judge_files(
+            &g,
+            "--config=/c.json --feature-gates=RotateKubeletServerCertificate=true",
+            &[(cfg, Some(r#"{"featureGates": {"RotateKubeletServerCertificate": false}}"#))],
+        );
+        assert_eq!(p, Some(true));
+        // seccomp: flag OR file.
+        let seccomp = check("--seccomp", Op::Eq, Some("true"));
+        let (p, _) =
+            judge_files(&seccomp, "--config=/c.json --seccomp=false", &[(cfg, Some(r#"{"seccompDefault": true}"#))]);
+        assert_eq!(p, Some(true), "the file's true is not turned off by the flag's false");
+        let (p, _) = judge_files(&seccomp, "--config=/c.json --seccomp=true", &[(cfg, Some("\0denied"))]);
+        assert_eq!(p, Some(true), "a true flag decides without the file");
+        let (p, _) = judge_files(&seccomp, "--config=/c.json --seccomp=false", &[(cfg, Some("\0denied"))]);
+        assert_eq!(p, None, "a false flag leaves it to the unreadable file");
+    }
+
     #[test]
     fn a_source_over_the_flags_leaves_nothing_to_the_command_line() {
-        let over = "[[component.source]]\nkind = \"file\"\nflag = \"--openshift-config\"\nformat = \"openshift\"\n\
+        let over = "[[component.source]]\nkind = \"file\"\nflag = \"--openshift-config\"\nformat = \"openshift-arguments\"\n\
                     what = \"the OpenShift config\"\nsets = \"all\"\nprecedence = \"over_flags\"\n";
         let c = component(&format!("{FLAGS}\"--openshift-config\" = {{ type = \"string\" }}\n"), over);
         let t = check("--anonymous-auth", Op::Eq, Some("false"));
@@ -843,7 +981,7 @@ mod tests {
 
     #[test]
     fn an_embedded_component_is_never_judged_on_defaults() {
-        let args = "[[component.source]]\nkind = \"args_flag\"\nflag = \"--kube-apiserver-arg\"\nformat = \"args\"\n\
+        let args = "[[component.source]]\nkind = \"args_flag\"\nflag = \"--kube-apiserver-arg\"\nformat = \"args-flag\"\n\
                     what = \"k3s's API server flags\"\nsets = \"all\"\nprecedence = \"over_flags\"\n";
         let c = component(FLAGS, args);
         let t = check("--profiling", Op::Eq, Some("false"));
