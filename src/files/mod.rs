@@ -7,6 +7,8 @@
 //! denied, too large, SFTP unavailable).
 //! Must not touch: SSH, rules, the database. A path is data here, never shell text.
 
+pub mod yaml;
+
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -112,7 +114,11 @@ pub enum Problem {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
     /// A stat'ed path (a file read, or a directory listed, carries its contents or names too).
-    Found { meta: Meta, content: Option<Content>, names: Option<Vec<String>> },
+    Found {
+        meta: Meta,
+        content: Option<Content>,
+        names: Option<Vec<String>>,
+    },
     Problem(Problem),
 }
 
