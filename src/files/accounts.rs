@@ -2,33 +2,18 @@
 //!
 //! Owns: reading those two files (as read over SFTP, or from a snapshot) into [`Accounts`], so that file rules
 //! can say `root:root` the way `ls -l` on that host would: names are the host's, never this machine's. The
-//! files are untrusted: capped in size ([`MAX_ACCOUNTS_FILE`]), a malformed line is skipped with a [`Note`]
+//! files are untrusted: capped in size ([`MAX_ACCOUNTS_FILE`]), a malformed line is skipped with a note
 //! naming it, a name with control characters is refused, and where a name or id appears twice the first wins,
 //! as glibc's `files` NSS module answers `getpwnam`/`getpwuid` (it returns the first matching line).
 //! Must not touch: the network, SSH, rules, the database; it never asks this machine's NSS anything.
 
 use std::collections::HashMap;
-use std::fmt;
 
 use thiserror::Error;
 
 /// The largest `/etc/passwd` or `/etc/group` read: 1 MiB is ~15,000 accounts, far past any Kubernetes node's
 /// (a few dozen); what is larger is not read, and owners then show as numbers.
 pub const MAX_ACCOUNTS_FILE: usize = super::MAX_FILE as usize;
-
-/// Something in the files that was not used, and where.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Note {
-    /// `/etc/passwd:12`.
-    pub at: String,
-    pub message: String,
-}
-
-impl fmt::Display for Note {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.at, self.message)
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum AccountsError {
@@ -62,8 +47,8 @@ impl Table {
 pub struct Accounts {
     users: Table,
     groups: Table,
-    /// Lines skipped or shadowed, in file order.
-    pub notes: Vec<Note>,
+    /// Lines skipped or shadowed, in file order: `/etc/passwd:12: why`.
+    pub notes: Vec<String>,
 }
 
 impl Accounts {
@@ -101,7 +86,7 @@ impl Accounts {
             if raw.iter().all(u8::is_ascii_whitespace) || raw.first() == Some(&b'#') {
                 continue;
             }
-            let mut skip = |message: String| self.notes.push(Note { at: at.clone(), message });
+            let mut skip = |message: String| self.notes.push(format!("{at}: {message}"));
             let Ok(line) = std::str::from_utf8(raw) else {
                 skip("not UTF-8: skipped".into());
                 continue;
@@ -138,7 +123,7 @@ impl Accounts {
                 _ => None,
             };
             if let Some(message) = message {
-                self.notes.push(Note { at, message });
+                self.notes.push(format!("{at}: {message}"));
             }
         }
         Ok(())
@@ -231,7 +216,7 @@ mod tests {
         for absent in ["short", "neg", "big", "plus", "", "bad\u{1b}name", "space name", "latin"] {
             assert_eq!(a.uid_of(absent), None, "{absent:?}");
         }
-        let notes: Vec<String> = a.notes.iter().map(ToString::to_string).collect();
+        let notes = &a.notes;
         for want in [
             "/etc/passwd:4: user id 0 is also named toor: the first, root, is the name used",
             "/etc/passwd:5: user root again with id 5: the first, 0, is the id used",

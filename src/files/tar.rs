@@ -29,7 +29,9 @@
 //! the file it links to, and the owner names in the headers are the node's own. Without a manifest, a path that
 //! is not in the tar is [`Snapshot::made_by`] `Hand`: "not in the snapshot", which is neither missing nor
 //! denied. A symbolic link or a device file in a hand-made tar is recorded as a problem for its path, with
-//! the fix (`tar -h` follows links).
+//! the fix (`tar -h` follows links). A hand-made tar's contents are as the operator packed them, secrets and
+//! private keys included if named: the caller redacts them as it redacts what SFTP reads, and keeps only the
+//! stat of what it never reads.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, BufRead, BufReader, Read, Write};

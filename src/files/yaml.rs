@@ -11,7 +11,8 @@
 //!
 //! # What Kubernetes makes of a YAML file
 //!
-//! Measured against the sources, not guessed (read 2026-07):
+//! Read in the sources, not guessed (kubernetes/apimachinery and kubernetes/apiserver of 2026-07,
+//! kubernetes-sigs/yaml of 2025-12, go-yaml's `v2` branch at 7649d45 = v2.4.0):
 //!
 //! - **Which parser.** Every component config fleetaudit reads (KubeletConfiguration, KubeSchedulerConfiguration,
 //!   KubeProxyConfiguration, EncryptionConfiguration, AuthorizationConfiguration, admission config) is decoded by
@@ -56,8 +57,8 @@
 //!   "duplicate" give v2's answers (strict v2 refuses a key that a merge also sets).
 //! - **Documents.** v2's `Unmarshal` reads the first document of a stream and ignores the rest (errors in
 //!   later documents included); so does [`parse`], noting where a second one starts ([`Document::more`]).
-//! - **Keys** are matched exactly (case-sensitively), as `sigs.k8s.io/json` matches fields since Kubernetes
-//!   1.23. A key v2 resolves to a bool or number (`on:`, `1:`) becomes a JSON key string ("true", "1"); no
+//! - **Keys** are matched exactly (case-sensitively), as apimachinery's decoder matches fields
+//!   (`kjson.UnmarshalCaseSensitivePreserveInts`, sigs.k8s.io/json). A key v2 resolves to a bool or number (`on:`, `1:`) becomes a JSON key string ("true", "1"); no
 //!   Kubernetes config field has such a name, so [`Node::get`] compares the key's text.
 
 use std::borrow::Cow;
