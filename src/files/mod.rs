@@ -7,6 +7,10 @@
 //! denied, too large, SFTP unavailable).
 //! Must not touch: SSH, rules, the database. A path is data here, never shell text.
 
+pub mod accounts;
+pub mod tar;
+pub mod yaml;
+
 use std::collections::BTreeMap;
 
 use serde::Serialize;

@@ -13,18 +13,26 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
-use saphyr::{MarkedYaml, Scalar, YamlData};
-
 use super::{ImportError, Imported, ImportedHost, Note};
+use crate::files::yaml::{self, Data, Node, YamlErrorKind};
 use crate::model::Role;
 
 /// Deepest YAML nesting read: an Ansible inventory nests groups a handful deep; a file nested deeper than this
 /// is not one (and would cost stack to walk).
 const MAX_DEPTH: usize = 64;
 /// Most YAML aliases read: inventories use anchors for shared vars at most a few hundred times; past this, a
-/// file is refused before its aliases are expanded (the loader's own expansion budget is set as well).
+/// file is refused before its aliases are expanded, as is one whose aliases would copy more than
+/// [`ALIAS_NODES`] nodes.
 const MAX_ALIASES: usize = 1_000;
 const ALIAS_NODES: usize = 10_000;
+/// The YAML limits of an inventory: as large as [`super::MAX_SOURCE`], a node per ~4 bytes at most.
+const YAML_LIMITS: yaml::Limits = yaml::Limits {
+    max_bytes: super::MAX_SOURCE as usize,
+    max_depth: MAX_DEPTH,
+    max_aliases: MAX_ALIASES,
+    max_nodes: (super::MAX_SOURCE / 4) as usize,
+    max_alias_nodes: ALIAS_NODES,
+};
 /// Most hosts one range line may expand to.
 const MAX_RANGE: usize = 100_000;
 
@@ -313,73 +321,48 @@ fn expand_range(pattern: &str) -> Result<Vec<String>, String> {
 
 // ---- YAML --------------------------------------------------------------------------------------------------
 
-/// Refuses, before anything is built, a document nested deeper than [`MAX_DEPTH`] or with more than
-/// [`MAX_ALIASES`] aliases: the file may come from anywhere.
-fn check_yaml_limits(file: &str, text: &str) -> Result<(), ImportError> {
-    use saphyr_parser::{Event, Parser};
-    let (mut depth, mut aliases) = (0usize, 0usize);
-    for ev in Parser::new_from_str(text) {
-        let (ev, span) = ev.map_err(|e| yaml_error(file, &e))?;
-        let line = span.start.line();
-        match ev {
-            Event::SequenceStart(..) | Event::MappingStart(..) => {
-                depth += 1;
-                if depth > MAX_DEPTH {
-                    return Err(ImportError::Syntax {
-                        at: format!("{file}:{line}"),
-                        message: format!("nested more than {MAX_DEPTH} deep: not an Ansible inventory"),
-                    });
-                }
-            }
-            Event::SequenceEnd | Event::MappingEnd => depth = depth.saturating_sub(1),
-            Event::Alias(_) => {
-                aliases += 1;
-                if aliases > MAX_ALIASES {
-                    return Err(ImportError::Syntax {
-                        at: format!("{file}:{line}"),
-                        message: format!("more than {MAX_ALIASES} aliases (*name): refused rather than expanded"),
-                    });
-                }
-            }
-            _ => {}
+/// The shared reader ([`crate::files::yaml`]) in this module's error terms: the limits say what an Ansible
+/// inventory is not.
+fn yaml_error(file: &str, e: yaml::YamlError) -> ImportError {
+    let message = match e.kind {
+        YamlErrorKind::TooDeep => format!("nested more than {MAX_DEPTH} deep: not an Ansible inventory"),
+        YamlErrorKind::TooManyAliases => {
+            format!("more than {MAX_ALIASES} aliases (*name): refused rather than expanded")
         }
-    }
-    Ok(())
-}
-
-fn yaml_error(file: &str, e: &saphyr::ScanError) -> ImportError {
-    ImportError::Syntax { at: format!("{file}:{}", e.marker().line()), message: format!("YAML: {}", e.info()) }
+        YamlErrorKind::Syntax if !e.message.starts_with("YAML") => format!("YAML: {}", e.message),
+        _ => e.message,
+    };
+    ImportError::Syntax { at: format!("{file}:{}", e.line), message }
 }
 
 fn parse_yaml(file: &str, text: &str) -> Result<Parsed, ImportError> {
-    check_yaml_limits(file, text)?;
-    let mut loader = saphyr::YamlLoader::<MarkedYaml>::default();
-    loader.alias_limit(ALIAS_NODES);
-    let mut parser = saphyr_parser::Parser::new_from_str(text);
-    parser.load(&mut loader, true).map_err(|e| yaml_error(file, &e))?;
-    if let Some(e) = loader.error() {
-        return Err(yaml_error(file, e));
+    let doc = yaml::parse(file, text, &YAML_LIMITS).map_err(|e| yaml_error(file, e))?;
+    // Ansible's YAML loader refuses a key twice in one mapping, as saphyr's loader did here before.
+    if let Some(d) = doc.duplicates().iter().find(|d| d.lines.len() - d.merged > 1) {
+        return Err(ImportError::Syntax {
+            at: format!("{file}:{}", d.lines.last().copied().unwrap_or(0)),
+            message: format!("YAML: duplicated key in mapping ({})", d.path),
+        });
     }
-    let docs = loader.into_documents();
     let mut p = Parsed::default();
-    let Some(root) = docs.first() else { return Ok(p) };
+    let root = &doc.root;
     let note =
         |p: &mut Parsed, line: usize, message: String| p.notes.push(Note { at: format!("{file}:{line}"), message });
-    if docs.len() > 1 {
-        note(&mut p, line_of(&docs[1]), "a second YAML document: only the first is an inventory".into());
+    if let Some(line) = doc.more {
+        note(&mut p, line, "a second YAML document: only the first is an inventory".into());
     }
-    let YamlData::Mapping(groups) = &root.data else {
-        if !matches!(root.data, YamlData::Value(Scalar::Null)) {
+    let Data::Map(groups) = &root.data else {
+        if !root.is_null() {
             return Err(ImportError::Syntax {
-                at: format!("{file}:{}", line_of(root)),
+                at: format!("{file}:{}", root.line),
                 message: "an Ansible YAML inventory is a mapping of groups (all: {hosts: ..., children: ...})".into(),
             });
         }
         return Ok(p);
     };
-    for (k, v) in groups {
+    for yaml::Entry { key: k, value: v, .. } in groups {
         let Some(name) = scalar(k) else {
-            note(&mut p, line_of(k), "a group name that is not a string".into());
+            note(&mut p, k.line, "a group name that is not a string".into());
             continue;
         };
         yaml_group(file, &mut p, &name, v);
@@ -387,30 +370,21 @@ fn parse_yaml(file: &str, text: &str) -> Result<Parsed, ImportError> {
     Ok(p)
 }
 
-fn line_of(n: &MarkedYaml<'_>) -> usize {
-    n.span.start.line()
-}
-
-/// A scalar's text (`null` is empty); `None` for a collection.
-fn scalar(n: &MarkedYaml<'_>) -> Option<String> {
-    match &n.data {
-        YamlData::Value(Scalar::Null) => Some(String::new()),
-        YamlData::Value(Scalar::Boolean(b)) => Some(b.to_string()),
-        YamlData::Value(Scalar::Integer(i)) => Some(i.to_string()),
-        YamlData::Value(Scalar::FloatingPoint(f)) => Some(f.to_string()),
-        YamlData::Value(Scalar::String(s)) => Some(s.to_string()),
-        YamlData::Representation(s, ..) => Some(s.to_string()),
-        YamlData::Tagged(_, inner) => scalar(inner),
-        _ => None,
+/// A scalar's text as YAML 1.2's core schema reads it (`null` is empty, numbers in Rust's form); `None` for a
+/// collection or a value its tag refuses.
+fn scalar(n: &Node) -> Option<String> {
+    match n.as_scalar()?.core().ok()? {
+        yaml::Value::Null => Some(String::new()),
+        v => Some(v.to_string()),
     }
 }
 
-fn yaml_vars(file: &str, p: &mut Parsed, node: &MarkedYaml<'_>, owner: &str) -> Vec<Var> {
+fn yaml_vars(file: &str, p: &mut Parsed, node: &Node, owner: &str) -> Vec<Var> {
     let mut vars = Vec::new();
     match &node.data {
-        YamlData::Mapping(m) => {
-            for (k, v) in m {
-                let (Some(key), line) = (scalar(k), line_of(k)) else { continue };
+        Data::Map(m) => {
+            for yaml::Entry { key: k, value: v, .. } in m {
+                let (Some(key), line) = (scalar(k), k.line) else { continue };
                 match scalar(v) {
                     Some(value) => vars.push(Var { key, value, line }),
                     None => p.notes.push(Note {
@@ -420,34 +394,34 @@ fn yaml_vars(file: &str, p: &mut Parsed, node: &MarkedYaml<'_>, owner: &str) -> 
                 }
             }
         }
-        YamlData::Value(Scalar::Null) => {}
+        _ if node.is_null() => {}
         _ => p.notes.push(Note {
-            at: format!("{file}:{}", line_of(node)),
+            at: format!("{file}:{}", node.line),
             message: format!("vars of {owner} are not a mapping: not imported"),
         }),
     }
     vars
 }
 
-fn yaml_group(file: &str, p: &mut Parsed, name: &str, node: &MarkedYaml<'_>) {
+fn yaml_group(file: &str, p: &mut Parsed, name: &str, node: &Node) {
     p.group(name);
-    let YamlData::Mapping(m) = &node.data else {
-        if !matches!(node.data, YamlData::Value(Scalar::Null)) {
+    let Data::Map(m) = &node.data else {
+        if !node.is_null() {
             p.notes.push(Note {
-                at: format!("{file}:{}", line_of(node)),
+                at: format!("{file}:{}", node.line),
                 message: format!("group {name} is not a mapping of hosts, vars and children: not imported"),
             });
         }
         return;
     };
-    for (k, v) in m {
+    for yaml::Entry { key: k, value: v, .. } in m {
         let key = scalar(k).unwrap_or_default();
         match key.as_str() {
             "hosts" => match &v.data {
-                YamlData::Mapping(hosts) => {
-                    for (hk, hv) in hosts {
+                Data::Map(hosts) => {
+                    for yaml::Entry { key: hk, value: hv, .. } in hosts {
                         let Some(pattern) = scalar(hk) else { continue };
-                        let line = line_of(hk);
+                        let line = hk.line;
                         let vars = yaml_vars(file, p, hv, &format!("host {pattern}"));
                         match expand_range(&pattern) {
                             Ok(names) => {
@@ -461,9 +435,9 @@ fn yaml_group(file: &str, p: &mut Parsed, name: &str, node: &MarkedYaml<'_>) {
                         }
                     }
                 }
-                YamlData::Value(Scalar::Null) => {}
+                _ if v.is_null() => {}
                 _ => p.notes.push(Note {
-                    at: format!("{file}:{}", line_of(v)),
+                    at: format!("{file}:{}", v.line),
                     message: format!("hosts of group {name} are not a mapping (host: vars): not imported"),
                 }),
             },
@@ -472,21 +446,21 @@ fn yaml_group(file: &str, p: &mut Parsed, name: &str, node: &MarkedYaml<'_>) {
                 p.group(name).vars.extend(vars);
             }
             "children" => match &v.data {
-                YamlData::Mapping(children) => {
-                    for (ck, cv) in children {
+                Data::Map(children) => {
+                    for yaml::Entry { key: ck, value: cv, .. } in children {
                         let Some(child) = scalar(ck) else { continue };
                         p.group(name).children.push(child.clone());
                         yaml_group(file, p, &child, cv);
                     }
                 }
-                YamlData::Value(Scalar::Null) => {}
+                _ if v.is_null() => {}
                 _ => p.notes.push(Note {
-                    at: format!("{file}:{}", line_of(v)),
+                    at: format!("{file}:{}", v.line),
                     message: format!("children of group {name} are not a mapping of groups: not imported"),
                 }),
             },
             other => p.notes.push(Note {
-                at: format!("{file}:{}", line_of(k)),
+                at: format!("{file}:{}", k.line),
                 message: format!("{other:?} in group {name}: a group has only hosts, vars and children; not imported"),
             }),
         }
@@ -911,6 +885,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("h.yml:") && e.contains("YAML"), "{e}");
+    }
+
+    #[test]
+    fn yaml_merge_keys_and_duplicate_keys() {
+        // Ansible's YAML (PyYAML, YAML 1.1) merges `<<`; the shared reader applies it as go-yaml v2 does.
+        let text = "all:\n  vars:\n    <<: &base {ansible_user: ops, ansible_port: 2222}\n  hosts:\n    \
+                    h1: {<<: *base, ansible_port: 22}\n";
+        let imp = import(Path::new("h.yml"), text, Format::Yaml, &Options::default()).unwrap();
+        assert_eq!((imp.hosts[0].user.as_deref(), imp.hosts[0].port), (Some("ops"), Some(22)));
+        let e = import(Path::new("h.yml"), "all:\n  hosts:\n    a:\n    a:\n", Format::Yaml, &Options::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("h.yml:4: YAML: duplicated key"), "{e}");
     }
 
     #[test]
