@@ -192,41 +192,69 @@ impl<'t> Files<'t> {
         if let (State::Open(sftp), false) = (&self.state, works.is_empty()) {
             let deadline = started + budget.saturating_sub(self.spent);
             let depth = AtomicU32::new(0);
+            let round = |ops: Vec<Op>| {
+                let (raw, depth) = (&sftp.raw, &depth);
+                async move {
+                    let (replies, timed_out) = gather(raw, &ops, deadline, depth).await;
+                    (ops, replies, timed_out)
+                }
+            };
+            let close = |handle| close_unanswered(&sftp.raw, handle);
             let cap = self.access.max_file_bytes;
-            let mut rounds = 0;
-            loop {
-                let ops = plan(&mut works, cap);
-                if ops.is_empty() {
-                    break;
-                }
-                rounds += 1;
-                if rounds > MAX_ROUNDS {
-                    for w in &mut works {
-                        w.fail("the host answered a little at a time for too long; refused rather than waited for");
-                    }
-                    break;
-                }
-                self.stats.packets += ops.len() as u64;
-                let (replies, timed_out) = gather(&sftp.raw, &ops, deadline, &depth).await;
-                absorb(&mut works, &ops, replies, cap, &mut self.pool, &mut self.stats);
-                for handle in works.iter_mut().flat_map(Work::finished_handles) {
-                    close_unanswered(&sftp.raw, handle);
-                    self.stats.packets += 1;
-                }
-                if timed_out {
-                    break;
-                }
-            }
-            for handle in works.iter_mut().flat_map(Work::open_handles) {
-                close_unanswered(&sftp.raw, handle);
-                self.stats.packets += 1;
-            }
+            run_rounds(&mut works, cap, &mut self.pool, &mut self.stats, round, close).await;
             self.stats.round_trips += depth.load(Ordering::Relaxed);
         }
         self.spent += started.elapsed();
 
         assemble(requests, answers, &work_of, &mut works, &over_time(budget))
     }
+}
+
+/// The rounds of a batch: plan what every path needs next, send it all and gather the answers (`round`),
+/// absorb them and close (`close`, not waited for) what finished; until nothing is left, the time budget ran out
+/// (`round` says so) or [`MAX_ROUNDS`]. Returns the number of rounds.
+async fn run_rounds<R, F>(
+    works: &mut [Work<'_>],
+    cap: u64,
+    pool: &mut Pool<'_>,
+    stats: &mut FileStats,
+    mut round: R,
+    mut close: impl FnMut(String),
+) -> u32
+where
+    R: FnMut(Vec<Op>) -> F,
+    F: Future<Output = (Vec<Op>, Vec<Option<Reply>>, bool)>,
+{
+    let mut rounds = 0;
+    loop {
+        let ops = plan(works, cap);
+        if ops.is_empty() {
+            break;
+        }
+        rounds += 1;
+        if rounds > MAX_ROUNDS {
+            for w in works.iter_mut() {
+                w.fail("the host answered a little at a time for too long; refused rather than waited for");
+            }
+            break;
+        }
+        stats.packets += ops.len() as u64;
+        let (ops, replies, timed_out) = round(ops).await;
+        absorb(works, &ops, replies, cap, pool, stats);
+        for handle in works.iter_mut().flat_map(Work::finished_handles) {
+            close(handle);
+            stats.packets += 1;
+        }
+        if timed_out {
+            break;
+        }
+    }
+    // Cut short: what is still open is closed too.
+    for handle in works.iter_mut().flat_map(Work::open_handles) {
+        close(handle);
+        stats.packets += 1;
+    }
+    rounds
 }
 
 /// One answer per request, in their order: refused ones as refused, the others from their path's work; what
@@ -1196,20 +1224,12 @@ mod tests {
         let shared = (Semaphore::new(super::super::SHARED_OUTPUT >> 10), super::super::SHARED_OUTPUT);
         let mut pool = Pool { shared: &shared, held: 0, drawn: None };
         let mut stats = FileStats::default();
-        let mut rounds = 0;
-        loop {
-            let ops = plan(&mut works, cap);
-            if ops.is_empty() {
-                break;
-            }
-            rounds += 1;
-            assert!(rounds < 100, "no progress");
+        let round = |ops: Vec<Op>| {
             let replies = ops.iter().map(|op| Some(fake.serve(op))).collect();
-            absorb(&mut works, &ops, replies, cap, &mut pool, &mut stats);
-            for w in &mut works {
-                w.finished_handles();
-            }
-        }
+            std::future::ready((ops, replies, false))
+        };
+        let batch = run_rounds(&mut works, cap, &mut pool, &mut stats, round, |_| {});
+        let rounds = futures_util::FutureExt::now_or_never(batch).expect("the fake answers at once");
         let late = Problem::OverBudget { what: "late".into() };
         let answers = assemble(requests, vec![None; requests.len()], &work_of, &mut works, &late);
         (answers.into_iter().map(|(_, e)| e).collect(), rounds)
@@ -1256,6 +1276,15 @@ mod tests {
         let mut fake = Fake { overfill: true, ..Fake::default() }.file("/over", 5, b"12345".to_vec());
         let (a, _) = drive(&mut fake, &[Request::read("/over")], MIB);
         assert!(matches!(a[0].problem(), Some(Problem::Failed { message }) if message.contains("wrong type")), "{a:?}");
+    }
+
+    #[test]
+    fn a_host_answering_a_byte_at_a_time_is_given_up_on() {
+        let mut fake = Fake { per_read: 1, ..Fake::default() }.file("/drip", 1000, vec![b'x'; 1000]);
+        let (a, rounds) = drive(&mut fake, &[Request::read("/drip"), Request::stat("/drip")], MIB);
+        assert!(matches!(a[0].problem(), Some(Problem::Failed { message }) if message.contains("a little at a time")));
+        assert!(a[1].meta().is_some(), "what was answered stays answered");
+        assert_eq!(rounds, MAX_ROUNDS + 1);
     }
 
     #[test]
