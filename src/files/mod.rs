@@ -112,7 +112,11 @@ pub enum Problem {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
     /// A stat'ed path (a file read, or a directory listed, carries its contents or names too).
-    Found { meta: Meta, content: Option<Content>, names: Option<Vec<String>> },
+    Found {
+        meta: Meta,
+        content: Option<Content>,
+        names: Option<Vec<String>>,
+    },
     Problem(Problem),
 }
 
