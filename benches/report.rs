@@ -30,6 +30,7 @@ fn host(name: &str, roles: Vec<Role>) -> Host {
         connect_timeout: Duration::from_secs(5),
         command_timeout: Duration::from_secs(5),
         known_hosts: Vec::new(),
+        files: Default::default(),
     }
 }
 

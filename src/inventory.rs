@@ -112,6 +112,34 @@ pub struct Host {
     /// known_hosts files holding the host's key: the inventory's `known_hosts`, else ssh_config's
     /// `UserKnownHostsFile` for the host, else `~/.ssh/known_hosts`.
     pub known_hosts: Vec<PathBuf>,
+    /// How the host's files are read over SFTP, and how much of them.
+    pub files: FileAccess,
+}
+
+/// How a host's files are read (over SFTP on its SSH connection: `ssh::sftp`) and the limits on them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileAccess {
+    /// The command run on the host instead of requesting the `sftp` subsystem, whose standard input and output
+    /// then speak SFTP (`sudo -n /usr/lib/openssh/sftp-server -R`, as `sftp -s` runs it). Operator text from
+    /// the inventory, never from a host. `None`: the host's `sftp` subsystem.
+    pub sftp_command: Option<String>,
+    /// The most bytes of one file read; a larger file is refused (`too_large`).
+    pub max_file_bytes: u64,
+    /// Paths asked about per host and scan; past it, `over_budget`.
+    pub max_files: usize,
+    /// Time for all of a host's file requests in a scan; past it, `over_budget`.
+    pub file_budget: Duration,
+}
+
+impl Default for FileAccess {
+    fn default() -> FileAccess {
+        FileAccess {
+            sftp_command: None,
+            max_file_bytes: crate::files::MAX_FILE,
+            max_files: DEFAULT_MAX_FILES,
+            file_budget: DEFAULT_FILE_BUDGET,
+        }
+    }
 }
 
 /// A bastion to connect through.
@@ -272,6 +300,16 @@ const MAX_HOPS: usize = 8;
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_CONCURRENCY: usize = 64;
+/// A kubeadm control plane needs about 60 paths (manifests, kubeconfigs, PKI, the kubelet's config and unit,
+/// passwd and group); 256 leaves room for drop-in directories and hosts running several distributions' files.
+const DEFAULT_MAX_FILES: usize = 256;
+const MAX_FILES: usize = 4096;
+/// Every file read is held in memory until the host is judged.
+const MAX_FILE_BYTES: u64 = 64 << 20;
+/// A kubeadm node's files take 2 to 3 round trips: seconds only on a host that is failing.
+const DEFAULT_FILE_BUDGET: Duration = Duration::from_secs(10);
+/// Longest `sftp_command`: a sudo line, not a script.
+const MAX_SFTP_COMMAND: usize = 1024;
 const DEFAULT_DATABASE: &str = "fleetaudit.db";
 const DEFAULT_REPORT_DIR: &str = "fleetaudit-report";
 
@@ -314,6 +352,10 @@ macro_rules! with_host_keys {
             jump: Option<Spanned<Paths>>,
             connect_timeout: Option<Spanned<RawDuration>>,
             command_timeout: Option<Spanned<RawDuration>>,
+            sftp_command: Option<Spanned<String>>,
+            max_file_bytes: Option<Spanned<i64>>,
+            max_files: Option<Spanned<i64>>,
+            file_budget: Option<Spanned<RawDuration>>,
         }
 
         impl $name {
@@ -327,6 +369,10 @@ macro_rules! with_host_keys {
                     jump: self.jump.as_ref(),
                     connect_timeout: self.connect_timeout.as_ref(),
                     command_timeout: self.command_timeout.as_ref(),
+                    sftp_command: self.sftp_command.as_ref(),
+                    max_file_bytes: self.max_file_bytes.as_ref(),
+                    max_files: self.max_files.as_ref(),
+                    file_budget: self.file_budget.as_ref(),
                 }
             }
         }
@@ -371,6 +417,10 @@ struct HostKeys<'a> {
     jump: Option<&'a Spanned<Paths>>,
     connect_timeout: Option<&'a Spanned<RawDuration>>,
     command_timeout: Option<&'a Spanned<RawDuration>>,
+    sftp_command: Option<&'a Spanned<String>>,
+    max_file_bytes: Option<&'a Spanned<i64>>,
+    max_files: Option<&'a Spanned<i64>>,
+    file_budget: Option<&'a Spanned<RawDuration>>,
 }
 
 /// `identity_file`, `certificate_file`, `known_hosts` and `jump`: one string or a list of them.
@@ -439,6 +489,11 @@ struct Layer {
     jump: Option<Vec<JumpSpec>>,
     connect_timeout: Option<Duration>,
     command_timeout: Option<Duration>,
+    /// `Some(None)`: `sftp_command = ""`, the `sftp` subsystem even if an outer table names a command.
+    sftp_command: Option<Option<String>>,
+    max_file_bytes: Option<u64>,
+    max_files: Option<usize>,
+    file_budget: Option<Duration>,
 }
 
 /// The file being validated, to turn spans into errors and written paths into real ones.
@@ -524,6 +579,19 @@ impl Ctx<'_> {
             })?,
             connect_timeout: self.check(k.connect_timeout, &key("connect_timeout"), parse_timeout)?,
             command_timeout: self.check(k.command_timeout, &key("command_timeout"), parse_timeout)?,
+            sftp_command: self.check(k.sftp_command, &key("sftp_command"), |c| check_sftp_command(c))?,
+            max_file_bytes: self.check(k.max_file_bytes, &key("max_file_bytes"), |&n| match u64::try_from(n) {
+                Ok(n @ 1..=MAX_FILE_BYTES) => Ok(n),
+                _ => Err(format!(
+                    "{n} bytes: use 1 to {MAX_FILE_BYTES} (64 MiB); every file read is held in memory. Default: {}",
+                    crate::files::MAX_FILE
+                )),
+            })?,
+            max_files: self.check(k.max_files, &key("max_files"), |&n| match usize::try_from(n) {
+                Ok(n @ 1..=MAX_FILES) => Ok(n),
+                _ => Err(format!("{n} paths: use 1 to {MAX_FILES}. Default: {DEFAULT_MAX_FILES}")),
+            })?,
+            file_budget: self.check(k.file_budget, &key("file_budget"), parse_timeout)?,
         })
     }
 
@@ -805,6 +873,12 @@ fn parse_in_with(file: &Path, text: &str, env: &Env, options: &LoadOptions) -> R
             connect_timeout: pick(&layers, |l| l.connect_timeout).unwrap_or(DEFAULT_CONNECT_TIMEOUT),
             command_timeout: pick(&layers, |l| l.command_timeout).unwrap_or(DEFAULT_COMMAND_TIMEOUT),
             known_hosts,
+            files: FileAccess {
+                sftp_command: pick(&layers, |l| l.sftp_command.clone()).flatten(),
+                max_file_bytes: pick(&layers, |l| l.max_file_bytes).unwrap_or(crate::files::MAX_FILE),
+                max_files: pick(&layers, |l| l.max_files).unwrap_or(DEFAULT_MAX_FILES),
+                file_budget: pick(&layers, |l| l.file_budget).unwrap_or(DEFAULT_FILE_BUDGET),
+            },
         });
     }
 
@@ -1062,6 +1136,29 @@ fn is_dns_name(name: &str) -> bool {
     name.split('.').all(label_ok) && name.rsplit('.').next().is_some_and(|l| !l.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// `sftp_command`: one line of operator text the host's shell runs; `""` means the `sftp` subsystem.
+fn check_sftp_command(c: &str) -> Result<Option<String>, String> {
+    if c.trim().is_empty() {
+        return if c.is_empty() {
+            Ok(None)
+        } else {
+            Err("only spaces: write the command (e.g. \"sudo -n /usr/lib/openssh/sftp-server -R\"), or \"\" for \
+                 the sftp subsystem"
+                .into())
+        };
+    }
+    if c.len() > MAX_SFTP_COMMAND {
+        return Err(format!("{} bytes: at most {MAX_SFTP_COMMAND}; run a script on the host instead", c.len()));
+    }
+    if let Some(bad) = c.chars().find(|ch| ch.is_control()) {
+        return Err(format!(
+            "contains the control character {bad:?}: write the command on one line (e.g. \"sudo -n \
+             /usr/lib/openssh/sftp-server -R\")"
+        ));
+    }
+    Ok(Some(c.to_owned()))
+}
+
 fn parse_timeout(raw: &RawDuration) -> Result<Duration, String> {
     let usage = "write \"500ms\", \"10s\", \"2m\", \"1h\" or a whole number of seconds";
     let d = match raw {
@@ -1167,6 +1264,7 @@ mod tests {
                     connect_timeout: Duration::from_secs(10),
                     command_timeout: Duration::from_secs(30),
                     known_hosts: vec![fx.home().join(".ssh/known_hosts")],
+                    files: FileAccess::default(),
                 },
                 Host {
                     name: "w-1".into(),
@@ -1181,6 +1279,7 @@ mod tests {
                     connect_timeout: Duration::from_secs(10),
                     command_timeout: Duration::from_secs(30),
                     known_hosts: vec![fx.home().join(".ssh/known_hosts")],
+                    files: FileAccess::default(),
                 },
             ]
         );
@@ -1399,6 +1498,47 @@ mod tests {
     }
 
     #[test]
+    fn file_access_is_inherited_and_an_empty_sftp_command_cancels_it() {
+        let fx = Fixture::new();
+        let text = "[defaults]\nsftp_command = \"sudo -n /usr/lib/openssh/sftp-server -R\"\nmax_files = 100\n\
+                    [[clusters]]\nname = \"c\"\nfile_budget = \"30s\"\nmax_file_bytes = 65536\n\
+                    [[clusters.hosts]]\nname = \"a\"\naddress = \"192.0.2.1\"\n\
+                    [[clusters.hosts]]\nname = \"b\"\naddress = \"192.0.2.2\"\nsftp_command = \"\"\nmax_files = 7\n\
+                    [[hosts]]\nname = \"d\"\naddress = \"192.0.2.3\"\n";
+        let inv = fx.parse(text).unwrap();
+        let sudo = Some("sudo -n /usr/lib/openssh/sftp-server -R".to_owned());
+        let files = |name: &str| inv.host(name).unwrap().files.clone();
+        assert_eq!(
+            files("a"),
+            FileAccess {
+                sftp_command: sudo.clone(),
+                max_file_bytes: 65536,
+                max_files: 100,
+                file_budget: Duration::from_secs(30)
+            }
+        );
+        assert_eq!(
+            files("b"),
+            FileAccess {
+                sftp_command: None,
+                max_file_bytes: 65536,
+                max_files: 7,
+                file_budget: Duration::from_secs(30)
+            }
+        );
+        assert_eq!(files("d"), FileAccess { sftp_command: sudo, max_files: 100, ..FileAccess::default() });
+        assert_eq!(
+            FileAccess::default(),
+            FileAccess {
+                sftp_command: None,
+                max_file_bytes: 1 << 20,
+                max_files: 256,
+                file_budget: Duration::from_secs(10)
+            }
+        );
+    }
+
+    #[test]
     fn durations() {
         let text = |s: &str| parse_timeout(&RawDuration::Text(s.into()));
         assert_eq!(text("500ms"), Ok(Duration::from_millis(500)));
@@ -1469,6 +1609,14 @@ mod tests {
             ("key path is a directory", format!("{cluster}identity_file = \"keys\"\n{HOST}"), 3, Some("clusters[0].identity_file"), "is not a file"),
             ("bad jump", format!("{HOST}jump = \"audit@bastion:0\"\n"), 4, Some("hosts[0].jump"), "\"audit@bastion:0\" is not a jump host"),
             ("bad user", format!("[defaults]\nuser = \"a b\"\n{HOST}"), 2, Some("defaults.user"), "\"a b\" is not a user name"),
+            ("max_file_bytes 0", format!("{HOST}max_file_bytes = 0\n"), 4, Some("hosts[0].max_file_bytes"), "use 1 to 67108864 (64 MiB)"),
+            ("max_file_bytes too big", format!("[defaults]\nmax_file_bytes = 67108865\n{HOST}"), 2, Some("defaults.max_file_bytes"), "use 1 to"),
+            ("max_files 0", format!("{cluster}max_files = 0\n{HOST}"), 3, Some("clusters[0].max_files"), "0 paths: use 1 to 4096"),
+            ("max_files as text", format!("{HOST}max_files = \"10\"\n"), 4, None, "max_files: invalid type: string"),
+            ("zero file_budget", format!("{HOST}file_budget = \"0s\"\n"), 4, Some("hosts[0].file_budget"), "zero"),
+            ("bad file_budget", format!("{HOST}file_budget = \"ten\"\n"), 4, Some("hosts[0].file_budget"), "is not a duration"),
+            ("blank sftp_command", format!("{HOST}sftp_command = \"  \"\n"), 4, Some("hosts[0].sftp_command"), "only spaces"),
+            ("multi-line sftp_command", format!("[defaults]\nsftp_command = \"sudo -n x\\nreboot\"\n{HOST}"), 2, Some("defaults.sftp_command"), "control character '\\n'"),
         ];
         let file = fx.file().display().to_string();
         for (what, text, line, key, part) in cases {
@@ -1536,6 +1684,10 @@ mod tests {
             "jump",
             "connect_timeout",
             "command_timeout",
+            "sftp_command",
+            "max_file_bytes",
+            "max_files",
+            "file_budget",
             "name",
             "address",
             "cluster",

@@ -4,13 +4,16 @@
 //! Owns: TCP connect, the SSH handshake, host key verification against OpenSSH known_hosts (and fleetaudit's
 //! own accepted-keys file under `accept-new`), authentication (key files and ssh-agent), jump hosts (one SSH
 //! connection per bastion per scan, shared by every host behind it, each host's session tunnelled through a
-//! `direct-tcpip` channel as OpenSSH's `ProxyJump` does), running [`REMOTE_COMMAND`].
-//! Must not touch: rules, verdicts, the database. It returns bytes; the `ps` stage reads them.
-//! Nothing from the inventory is ever sent as a command: the remote command is a constant.
+//! `direct-tcpip` channel as OpenSSH's `ProxyJump` does), running [`REMOTE_COMMAND`], and, in a
+//! [`HostSession`], reading the files the engine asks for over SFTP on the same connection ([`sftp`]).
+//! Must not touch: rules, verdicts, the database. It returns bytes and file answers; later stages read them.
+//! Nothing a host sends is ever sent back as a command: the remote command is a constant, and the only other
+//! command, `sftp_command`, is operator text from the inventory.
 
 pub mod certs;
 mod jump;
 pub mod known_hosts;
+pub mod sftp;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -52,7 +55,8 @@ pub const SHARED_OUTPUT: usize = 256 << 20;
 /// How much of the remote command's stderr is kept for the error message.
 const MAX_STDERR: usize = 4 << 10;
 
-pub use crate::inventory::{HostKeyPolicy, Jump};
+pub use self::sftp::FileStats;
+pub use crate::inventory::{FileAccess, HostKeyPolicy, Jump};
 
 /// One host to reach.
 #[derive(Debug, Clone)]
@@ -309,14 +313,29 @@ impl Transport {
     /// Connects, checks the host key, authenticates and runs [`REMOTE_COMMAND`].
     #[tracing::instrument(level = "debug", skip_all, fields(host = target.name), err(level = "debug"))]
     pub async fn capture(&self, target: &Target<'_>) -> Result<Capture, SshError> {
-        let (mut handle, HostIdentity { fingerprint, certificate }) = self.connect(target).await?;
-        let result = timeout(target.command_timeout, run(&mut handle, &self.output_pool)).await;
+        let (handle, HostIdentity { fingerprint, certificate }) = self.connect(target).await?;
+        let result = timeout(target.command_timeout, run(&handle, &self.output_pool)).await;
         // A polite goodbye, but never let a slow host hold the scan.
         let _ = timeout(Duration::from_millis(200), handle.disconnect(Disconnect::ByApplication, "", "en")).await;
         match result {
             Ok(r) => r.map(|stdout| Capture { stdout, fingerprint, certificate }),
             Err(_) => Err(SshError::Timeout { stage: "waiting for `ps -ef` output", after: target.command_timeout }),
         }
+    }
+
+    /// Connects, checks the host key and authenticates: a session to run [`HostSession::ps`] and read files
+    /// in ([`HostSession::fetch`]), with `files` saying how (`sftp_command`) and how much.
+    #[tracing::instrument(level = "debug", skip_all, fields(host = target.name), err(level = "debug"))]
+    pub async fn open(&self, target: &Target<'_>, files: &FileAccess) -> Result<HostSession<'_>, SshError> {
+        let (handle, identity) = self.connect(target).await?;
+        Ok(HostSession {
+            transport: self,
+            handle,
+            identity,
+            user: target.user.to_owned(),
+            command_timeout: target.command_timeout,
+            files: sftp::Files::new(files, &self.output_pool),
+        })
     }
 
     /// Connects, checks the host key and authenticates, without running anything (`fleetaudit check`).
@@ -585,9 +604,82 @@ async fn tcp(t: &Hop<'_>, limit: Duration) -> Result<TcpStream, SshError> {
     Ok(stream)
 }
 
+/// A logged-in session with one host: `ps -ef`, then the files the engine asks for, over SFTP on the same
+/// connection. Close it with [`HostSession::close`] (dropping it drops the connection).
+pub struct HostSession<'t> {
+    transport: &'t Transport,
+    handle: Handle<Checker>,
+    identity: HostIdentity,
+    user: String,
+    command_timeout: Duration,
+    files: sftp::Files<'t>,
+}
+
+impl HostSession<'_> {
+    /// `SHA256:...` of the host key (the key inside the certificate, for a certificate).
+    pub fn fingerprint(&self) -> &str {
+        &self.identity.fingerprint
+    }
+
+    /// The host certificate the host proved its key with, when a `@cert-authority` line vouched for it.
+    pub fn certificate(&self) -> Option<&HostCertificate> {
+        self.identity.certificate.as_ref()
+    }
+
+    pub fn identity(&self) -> &HostIdentity {
+        &self.identity
+    }
+
+    /// Runs [`REMOTE_COMMAND`] (within [`MAX_OUTPUT`], the scan's pool past [`FREE_OUTPUT`] and
+    /// `command_timeout`, as [`Transport::capture`] does) while opening the SFTP channel beside it: two channels
+    /// of one connection, so SFTP's setup costs no round trip of its own. An SFTP that cannot be opened does not
+    /// fail `ps`: every later file request answers `Problem::Unavailable` with the reason and the fix.
+    pub async fn ps(&mut self) -> Result<Vec<u8>, SshError> {
+        let limit = self.command_timeout;
+        let HostSession { transport, handle, user, files, .. } = self;
+        // `ps`'s channel is asked for first (join! polls in order), so a host allowing one session
+        // (MaxSessions 1) still runs `ps`; only SFTP is then refused.
+        let (out, ()) =
+            tokio::join!(timeout(limit, run(handle, &transport.output_pool)), files.open(handle, user, limit));
+        match out {
+            Ok(r) => r,
+            Err(_) => Err(SshError::Timeout { stage: "waiting for `ps -ef` output", after: limit }),
+        }
+    }
+
+    /// Answers a batch of requests, one `(path, entry)` per request in their order, every request of the batch
+    /// pipelined (sent before any answer is awaited): a batch costs two or three round trips whatever its size
+    /// ([`sftp`]). Limits: `max_file_bytes` a file (larger: `TooLarge`, from fstat's size and never more than
+    /// that plus one byte buffered), `max_files` requests and `file_budget` of time per host and scan (past
+    /// them: `OverBudget`). Opens SFTP first if [`HostSession::ps`] did not.
+    pub async fn fetch(&mut self, requests: &[crate::files::Request]) -> Vec<(String, crate::files::Entry)> {
+        let limit = self.command_timeout;
+        let HostSession { handle, user, files, .. } = self;
+        files.open(handle, user, limit).await;
+        files.fetch(requests).await
+    }
+
+    /// Why SFTP could not be opened on this host (also every file request's `Unavailable` reason), once tried.
+    pub fn sftp_unavailable(&self) -> Option<&str> {
+        self.files.unavailable()
+    }
+
+    /// What reading files has cost so far: requests, SFTP packets, round trips, bytes.
+    pub fn file_stats(&self) -> FileStats {
+        self.files.stats()
+    }
+
+    /// Closes the connection politely, never letting a slow host hold the scan.
+    pub async fn close(self) {
+        let HostSession { handle, files, .. } = self;
+        drop(files);
+        let _ = timeout(Duration::from_millis(200), handle.disconnect(Disconnect::ByApplication, "", "en")).await;
+    }
+}
+
 /// Opens a session channel, runs the command and reads everything it sends, within [`MAX_OUTPUT`] and, past
 /// [`FREE_OUTPUT`], what the scan's shared `pool` has left.
-async fn run(handle: &mut Handle<Checker>, (pool, shared): &(Semaphore, usize)) -> Result<Vec<u8>, SshError> {
+async fn run(handle: &Handle<Checker>, (pool, shared): &(Semaphore, usize)) -> Result<Vec<u8>, SshError> {
     let mut channel = handle.channel_open_session().await.map_err(|e| SshError::Protocol(e.to_string()))?;
     channel.exec(true, REMOTE_COMMAND).await.map_err(|e| SshError::Protocol(e.to_string()))?;
     let mut stdout = Vec::new();

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 /// The unprivileged login every test sshd allows (root's shell start-up is slow and serialised here).
 pub const TEST_USER: &str = "fleetaudit-test";
 
-fn need(path: &str, package: &str) {
+pub fn need(path: &str, package: &str) {
     assert!(
         Path::new(path).exists() || which(path),
         "this test needs {path}: install it with `apt-get install -y {package}` (.ci/run does)"
@@ -37,16 +37,7 @@ fn prepare() -> &'static PathBuf {
         let uid = Command::new("id").arg("-u").output().unwrap();
         assert_eq!(String::from_utf8_lossy(&uid.stdout).trim(), "0", "the sshd tests run as root (CI does)");
         std::fs::create_dir_all("/run/sshd").unwrap();
-        if !Command::new("id").arg(TEST_USER).output().unwrap().status.success() {
-            // Password '*': no password, but not locked, so sshd without PAM accepts the key.
-            let out = Command::new("useradd")
-                .args(["--system", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/bin/sh"])
-                .args(["--password", "*", TEST_USER])
-                .output()
-                .unwrap();
-            let again = Command::new("id").arg(TEST_USER).output().unwrap().status.success();
-            assert!(again, "useradd {TEST_USER}: {}", String::from_utf8_lossy(&out.stderr));
-        }
+        ensure_user(TEST_USER);
         // A process that ignores its arguments and waits: it can wear any command line.
         let dir = std::env::temp_dir().join(format!("fleetaudit-sleeper-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -57,6 +48,25 @@ fn prepare() -> &'static PathBuf {
         assert!(out.status.success(), "cc: {}", String::from_utf8_lossy(&out.stderr));
         bin
     })
+}
+
+/// Creates the unprivileged system user `name` unless it exists; returns its (uid, gid).
+pub fn ensure_user(name: &str) -> (u32, u32) {
+    let id = |flag: &str| {
+        let out = Command::new("id").arg(flag).arg(name).output().unwrap();
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().parse::<u32>().unwrap())
+    };
+    if id("-u").is_none() {
+        // Password '*': no password, but not locked, so sshd without PAM accepts the key.
+        let out = Command::new("useradd")
+            .args(["--system", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/bin/sh"])
+            .args(["--password", "*", name])
+            .output()
+            .unwrap();
+        // Another test binary may have created it meanwhile.
+        assert!(id("-u").is_some(), "useradd {name}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    (id("-u").unwrap(), id("-g").unwrap())
 }
 
 /// An OpenSSH key pair made with ssh-keygen.
@@ -90,6 +100,12 @@ pub struct SshdOptions<'a> {
     pub log: bool,
     /// Present a host certificate for the host key, signed with `ssh-keygen -s` as [`HostCert`] says.
     pub host_cert: Option<HostCert<'a>>,
+    /// The `Subsystem sftp` line's command: `None` is `internal-sftp`, `Some("")` leaves the line out (a host
+    /// without SFTP), `Some("internal-sftp -l DEBUG3")` logs every SFTP request.
+    pub sftp_subsystem: Option<&'a str>,
+    /// Shell lines run as root inside the namespace before sshd starts, after the fake processes (e.g. a process
+    /// started as the test user: `setpriv --reuid=... sleep 600 &`).
+    pub script: &'a str,
 }
 
 /// A host certificate for a test sshd: `ssh-keygen -s CA -h -n PRINCIPALS -V VALIDITY -z SERIAL -I KEY_ID`.
@@ -202,12 +218,17 @@ impl Sshd {
             "{extra}{level}{listen}HostKey {hk}\n{cert}PidFile none\nAuthorizedKeysFile {dir}/authorized_keys\nAllowUsers {TEST_USER}\n\
              StrictModes no\nUsePAM no\nUseDNS no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
              PermitRootLogin no\nX11Forwarding no\nAllowTcpForwarding no\nPrintMotd no\nMaxStartups 1000:30:1000\n\
-             LogLevel ERROR\nSubsystem sftp internal-sftp\n",
+             LogLevel ERROR\n{sftp}",
             hk = host_key.display(),
             dir = dir.display(),
             extra = options.config,
             level = if options.log { "LogLevel VERBOSE\n" } else { "" },
             cert = host_certificate.unwrap_or_default(),
+            sftp = match options.sftp_subsystem {
+                None => "Subsystem sftp internal-sftp\n".to_owned(),
+                Some("") => String::new(),
+                Some(command) => format!("Subsystem sftp {command}\n"),
+            },
         );
         let cfg = dir.join("sshd_config");
         std::fs::write(&cfg, config).unwrap();
@@ -219,6 +240,7 @@ impl Sshd {
             let rest: Vec<String> = words.map(|w| format!("'{}'", w.replace('\'', "'\\''"))).collect();
             script.push_str(&format!("(exec -a '{arg0}' {} {}) &\n", sleeper.display(), rest.join(" ")));
         }
+        script.push_str(options.script);
         if options.hidepid {
             script.push_str("mount -o remount,hidepid=2 /proc || exit 97\n");
         }

@@ -1,0 +1,1376 @@
+//! Files over SFTP on a host's SSH connection: the transport's side of [`crate::files`].
+//!
+//! Owns: opening the SFTP channel beside the `ps` channel (the host's `sftp` subsystem, or the inventory's
+//! `sftp_command` run on a session channel as `sftp -s COMMAND` does), answering the engine's [`Request`]s
+//! with every request of a batch pipelined, the limits (bytes per file, paths per host, a time budget per host,
+//! the scan's shared pool for large outputs), and turning SFTP answers into [`Entry`]s and [`Problem`]s.
+//! Must not touch: which paths are read (the engine plans them from the process table), rules, the database.
+//! No path a host names (a directory entry, a symlink target) is ever opened: only the paths asked for.
+//!
+//! Round trips of a batch, whatever its size (up to [`MAX_OPEN`] files and directories at once):
+//! 1. every stat, open and opendir;
+//! 2. every fstat with the first read of each file, two readdirs of each directory;
+//! 3. only for what is not done yet: the rest of a file over 64 KiB, the end of a `/proc` file (which reports
+//!    size 0), a directory of more than ~200 entries (OpenSSH sends at most 100 a reply).
+//!
+//! Closes are sent without waiting for their answers. [`FileStats::round_trips`] counts what a batch really
+//! cost, as the requests are sent and answered.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use russh::client::{self, Handle, Msg};
+use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
+use russh_sftp::client::RawSftpSession;
+use russh_sftp::client::error::Error as SftpError;
+use russh_sftp::protocol::{File, FileAttributes, OpenFlags, StatusCode};
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio::sync::{Semaphore, SemaphorePermit, mpsc};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, timeout_at};
+
+use crate::files::{Content, Entry, Kind, Meta, Problem, Request, Want};
+use crate::inventory::FileAccess;
+
+/// The first read of a file: Kubernetes configs, manifests, `/etc/passwd` and an etcd's environment are a few
+/// KiB, so one read returns all of them.
+const FIRST_READ: u64 = 64 << 10;
+
+/// Later reads: OpenSSH's sftp-server answers at most `SFTP_MAX_READ_LENGTH` (256 KiB - 1 KiB) a read
+/// (sftp-server.c), and russh-sftp accepts packets up to 256 KiB.
+const CHUNK: u64 = 261_120;
+
+/// Files and directories held open at once. OpenSSH's sftp-server has one descriptor per handle (up to
+/// `RLIMIT_NOFILE`, often 1024); a batch larger than this takes a few more round trips instead of failing.
+pub const MAX_OPEN: usize = 128;
+
+/// Bytes asked for in one round, over every file: a bound on what arrives at once, whatever the batch.
+const ROUND_BYTES: u64 = 8 << 20;
+
+/// Entries of one directory: a drop-in directory has a handful; past this the listing is refused, never cut
+/// short (a missing drop-in could turn a verdict).
+const MAX_NAMES: usize = 4096;
+
+/// Longest directory entry Linux has (`NAME_MAX`); a longer one is a lie.
+const NAME_MAX: usize = 255;
+
+/// Longest path asked for (`PATH_MAX`).
+const PATH_MAX: usize = 4096;
+
+/// Rounds of one batch: reads and listings progress every round, so only a host answering a byte at a time
+/// gets here.
+const MAX_ROUNDS: u32 = 256;
+
+/// How much of an SFTP command's stderr, and of what it wrote before failing, is kept to explain the failure.
+const MAX_STDERR: usize = 4 << 10;
+const FIRST_BYTES: usize = 64;
+
+/// What reading a host's files cost, for benchmarks and logs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FileStats {
+    /// Requests the engine made (answered, refused or over budget).
+    pub requests: usize,
+    /// SFTP requests sent for them (stat, open, fstat, read, opendir, readdir, close).
+    pub packets: u64,
+    /// Round trips the requests cost, summed over batches: for each batch, the longest chain of SFTP requests
+    /// each sent only after an answer to the one before it had arrived, measured as they are sent and
+    /// answered. Opening SFTP is not counted: it overlaps `ps -ef`.
+    pub round_trips: u32,
+    /// File bytes received (of a file refused as too large, what came before it was refused).
+    pub bytes: u64,
+}
+
+/// A host's files for one scan: its SFTP session (or why there is none), the limits and what they have used.
+pub(super) struct Files<'t> {
+    state: State,
+    access: FileAccess,
+    asked: usize,
+    spent: Duration,
+    pool: Pool<'t>,
+    stats: FileStats,
+}
+
+enum State {
+    NotOpen,
+    Open(Sftp),
+    Unavailable(String),
+}
+
+impl<'t> Files<'t> {
+    pub(super) fn new(access: &FileAccess, pool: &'t (Semaphore, usize)) -> Files<'t> {
+        Files {
+            state: State::NotOpen,
+            access: access.clone(),
+            asked: 0,
+            spent: Duration::ZERO,
+            pool: Pool { shared: pool, held: 0, drawn: None },
+            stats: FileStats::default(),
+        }
+    }
+
+    pub(super) fn stats(&self) -> FileStats {
+        self.stats
+    }
+
+    /// Why SFTP cannot be used on this host, once it was tried.
+    pub(super) fn unavailable(&self) -> Option<&str> {
+        match &self.state {
+            State::Unavailable(reason) => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// Opens the SFTP channel unless it was opened (or failed) already.
+    pub(super) async fn open<H: client::Handler>(&mut self, handle: &Handle<H>, user: &str, limit: Duration) {
+        if let State::NotOpen = self.state {
+            self.state = match open(handle, self.access.sftp_command.as_deref(), user, limit).await {
+                Ok(sftp) => State::Open(sftp),
+                Err(reason) => {
+                    tracing::debug!(%reason, "SFTP unavailable");
+                    State::Unavailable(reason)
+                }
+            };
+        }
+    }
+
+    /// Answers `requests`, one answer per request in their order, every request of the batch pipelined.
+    pub(super) async fn fetch(&mut self, requests: &[Request]) -> Vec<(String, Entry)> {
+        let started = Instant::now();
+        let budget = self.access.file_budget;
+        let out_of_time = self.spent >= budget;
+        let mut answers: Vec<Option<Entry>> = Vec::with_capacity(requests.len());
+        let mut works: Vec<Work<'_>> = Vec::new();
+        let mut work_of: Vec<Option<usize>> = Vec::with_capacity(requests.len());
+        let mut by_path: HashMap<&str, usize> = HashMap::new();
+        for r in requests {
+            let refused = if let Err(message) = check_path(&r.path) {
+                Some(Problem::Failed { message })
+            } else if let State::Unavailable(reason) = &self.state {
+                Some(Problem::Unavailable { reason: reason.clone() })
+            } else if let State::NotOpen = &self.state {
+                Some(Problem::Unavailable { reason: "SFTP was not opened on this connection".into() })
+            } else if self.asked >= self.access.max_files {
+                Some(Problem::OverBudget {
+                    what: format!(
+                        "max_files = {}: this host was already asked about that many paths in this scan; raise \
+                         max_files in the inventory",
+                        self.access.max_files
+                    ),
+                })
+            } else if out_of_time {
+                Some(over_time(budget))
+            } else {
+                None
+            };
+            if !matches!(refused, Some(Problem::Failed { .. }) | Some(Problem::Unavailable { .. })) {
+                self.asked += 1;
+            }
+            if let Some(p) = refused {
+                answers.push(Some(Entry::Problem(p)));
+                work_of.push(None);
+                continue;
+            }
+            let w = *by_path.entry(r.path.as_str()).or_insert_with(|| {
+                works.push(Work::new(&r.path));
+                works.len() - 1
+            });
+            works[w].want(r.want);
+            answers.push(None);
+            work_of.push(Some(w));
+        }
+        self.stats.requests += requests.len();
+
+        if let (State::Open(sftp), false) = (&self.state, works.is_empty()) {
+            let deadline = started + budget.saturating_sub(self.spent);
+            let depth = AtomicU32::new(0);
+            let round = |ops: Vec<Op>| {
+                let (raw, depth) = (&sftp.raw, &depth);
+                async move {
+                    let (replies, timed_out) = gather(raw, &ops, deadline, depth).await;
+                    (ops, replies, timed_out)
+                }
+            };
+            let close = |handle| close_unanswered(&sftp.raw, handle);
+            let cap = self.access.max_file_bytes;
+            run_rounds(&mut works, cap, &mut self.pool, &mut self.stats, round, close).await;
+            self.stats.round_trips += depth.load(Ordering::Relaxed);
+        }
+        self.spent += started.elapsed();
+
+        assemble(requests, answers, &work_of, &mut works, &over_time(budget))
+    }
+}
+
+/// The rounds of a batch: plan what every path needs next, send it all and gather the answers (`round`),
+/// absorb them and close (`close`, not waited for) what finished; until nothing is left, the time budget ran out
+/// (`round` says so) or [`MAX_ROUNDS`]. Returns the number of rounds.
+async fn run_rounds<R, F>(
+    works: &mut [Work<'_>],
+    cap: u64,
+    pool: &mut Pool<'_>,
+    stats: &mut FileStats,
+    mut round: R,
+    mut close: impl FnMut(String),
+) -> u32
+where
+    R: FnMut(Vec<Op>) -> F,
+    F: Future<Output = (Vec<Op>, Vec<Option<Reply>>, bool)>,
+{
+    let mut rounds = 0;
+    loop {
+        let ops = plan(works, cap);
+        if ops.is_empty() {
+            break;
+        }
+        rounds += 1;
+        if rounds > MAX_ROUNDS {
+            for w in works.iter_mut() {
+                w.fail("the host answered a little at a time for too long; refused rather than waited for");
+            }
+            break;
+        }
+        stats.packets += ops.len() as u64;
+        let (ops, replies, timed_out) = round(ops).await;
+        absorb(works, &ops, replies, cap, pool, stats);
+        for handle in works.iter_mut().flat_map(Work::finished_handles) {
+            close(handle);
+            stats.packets += 1;
+        }
+        if timed_out {
+            break;
+        }
+    }
+    // Cut short: what is still open is closed too.
+    for handle in works.iter_mut().flat_map(Work::open_handles) {
+        close(handle);
+        stats.packets += 1;
+    }
+    rounds
+}
+
+/// One answer per request, in their order: refused ones as refused, the others from their path's work; what
+/// the batch did not finish is `late`.
+fn assemble(
+    requests: &[Request],
+    mut answers: Vec<Option<Entry>>,
+    work_of: &[Option<usize>],
+    works: &mut [Work<'_>],
+    late: &Problem,
+) -> Vec<(String, Entry)> {
+    let mut given: HashMap<usize, usize> = HashMap::new();
+    let mut out: Vec<(String, Entry)> = Vec::with_capacity(requests.len());
+    for (i, r) in requests.iter().enumerate() {
+        let entry = match (answers[i].take(), work_of[i]) {
+            (Some(e), _) => Some(e),
+            (None, Some(w)) => match r.want {
+                Want::Stat => works[w].stat_answer(),
+                Want::List => works[w].list_answer(),
+                // A file's contents are moved out once; a second read of the same path gets a copy.
+                Want::Read => match given.get(&w) {
+                    Some(&first) => Some(out[first].1.clone()),
+                    None => {
+                        given.insert(w, i);
+                        works[w].take_read()
+                    }
+                },
+            },
+            (None, None) => None,
+        };
+        out.push((r.path.clone(), entry.unwrap_or_else(|| Entry::Problem(late.clone()))));
+    }
+    out
+}
+
+fn over_time(budget: Duration) -> Problem {
+    Problem::OverBudget {
+        what: format!(
+            "file_budget = {budget:?}: this host's file requests took that long in this scan before this path was \
+             answered; raise file_budget in the inventory, or find out why the host answers slowly"
+        ),
+    }
+}
+
+fn check_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        Err(format!("{path:?} is not an absolute path; fleetaudit asks only for absolute paths"))
+    } else if path.len() > PATH_MAX {
+        Err(format!("a path of {} bytes: longer than PATH_MAX ({PATH_MAX})", path.len()))
+    } else if path.contains('\0') {
+        Err("a path containing a NUL byte".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// File bytes beyond [`super::FREE_OUTPUT`] a host draws from the scan's shared pool, as `ps` output does;
+/// held until the host's session is closed (its files are being judged until then), never waited for.
+struct Pool<'t> {
+    shared: &'t (Semaphore, usize),
+    held: u64,
+    drawn: Option<SemaphorePermit<'t>>,
+}
+
+impl Pool<'_> {
+    fn take(&mut self, bytes: u64) -> Result<(), String> {
+        let want = self.held + bytes;
+        let need = want.saturating_sub(super::FREE_OUTPUT as u64).div_ceil(1 << 10);
+        let have = self.drawn.as_ref().map_or(0, |p| p.num_permits() as u64);
+        if need > have {
+            let (pool, size) = self.shared;
+            let more = u32::try_from(need - have).ok().and_then(|n| pool.try_acquire_many(n).ok()).ok_or_else(|| {
+                format!(
+                    "this host's files passed {} bytes while the scan's {size}-byte pool for large outputs was taken \
+                     by other hosts; audit it on its own (`fleetaudit scan --host NAME`) or lower max_file_bytes",
+                    super::FREE_OUTPUT
+                )
+            })?;
+            match self.drawn.as_mut() {
+                Some(p) => p.merge(more),
+                None => self.drawn = Some(more),
+            }
+        }
+        self.held = want;
+        Ok(())
+    }
+}
+
+/// One path of a batch and what is being learned about it.
+struct Work<'r> {
+    path: &'r str,
+    stat: Stat,
+    read: Reading,
+    list: Listing,
+}
+
+enum Stat {
+    No,
+    Todo,
+    Sent,
+    Done(Result<Meta, Problem>),
+}
+
+enum Reading {
+    No,
+    Todo,
+    Opening,
+    Open(OpenFile),
+    /// Done; the handle, if any, still to be closed.
+    Done(Entry, Option<String>),
+    Taken,
+}
+
+struct OpenFile {
+    handle: String,
+    /// From `fstat` on the handle: the inode actually read.
+    meta: Option<Meta>,
+    data: Vec<u8>,
+}
+
+enum Listing {
+    No,
+    Todo,
+    Opening,
+    Open(OpenDir),
+    Done(Result<Vec<String>, Problem>, Option<String>),
+}
+
+struct OpenDir {
+    handle: String,
+    names: Vec<String>,
+    /// Entries the server sent, `.` and `..` included.
+    seen: usize,
+}
+
+impl<'r> Work<'r> {
+    fn new(path: &'r str) -> Work<'r> {
+        Work { path, stat: Stat::No, read: Reading::No, list: Listing::No }
+    }
+
+    fn want(&mut self, want: Want) {
+        match want {
+            Want::Stat => self.stat = Stat::Todo,
+            Want::Read => self.read = Reading::Todo,
+            // A listing needs the directory's own stat (a file asked to be listed is answered by its stat).
+            Want::List => {
+                self.stat = Stat::Todo;
+                self.list = Listing::Todo;
+            }
+        }
+    }
+
+    /// Handles held (or being opened), for [`MAX_OPEN`].
+    fn handles(&self) -> usize {
+        usize::from(matches!(self.read, Reading::Opening | Reading::Open(_)))
+            + usize::from(matches!(self.list, Listing::Opening | Listing::Open(_)))
+    }
+
+    fn fail(&mut self, why: &str) {
+        let p = || Problem::Failed { message: why.to_owned() };
+        if matches!(self.stat, Stat::Todo | Stat::Sent) {
+            self.stat = Stat::Done(Err(p()));
+        }
+        self.read = match std::mem::replace(&mut self.read, Reading::No) {
+            Reading::Todo | Reading::Opening => Reading::Done(Entry::Problem(p()), None),
+            Reading::Open(f) => Reading::Done(Entry::Problem(p()), Some(f.handle)),
+            other => other,
+        };
+        self.list = match std::mem::replace(&mut self.list, Listing::No) {
+            Listing::Todo | Listing::Opening => Listing::Done(Err(p()), None),
+            Listing::Open(d) => Listing::Done(Err(p()), Some(d.handle)),
+            other => other,
+        };
+    }
+
+    /// Handles of what finished, to close (each once).
+    fn finished_handles(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Reading::Done(_, h) = &mut self.read {
+            out.extend(h.take());
+        }
+        if let Listing::Done(_, h) = &mut self.list {
+            out.extend(h.take());
+        }
+        out
+    }
+
+    /// Every handle still open (a batch cut short by its time budget).
+    fn open_handles(&mut self) -> Vec<String> {
+        let mut out = self.finished_handles();
+        if let Reading::Open(f) = &self.read {
+            out.push(f.handle.clone());
+        }
+        if let Listing::Open(d) = &self.list {
+            out.push(d.handle.clone());
+        }
+        out
+    }
+
+    fn stat_answer(&self) -> Option<Entry> {
+        match &self.stat {
+            Stat::Done(Ok(meta)) => Some(Entry::Found { meta: *meta, content: None, names: None }),
+            Stat::Done(Err(p)) => Some(Entry::Problem(p.clone())),
+            _ => None,
+        }
+    }
+
+    fn list_answer(&self) -> Option<Entry> {
+        match (&self.stat, &self.list) {
+            (Stat::Done(Err(p)), _) => Some(Entry::Problem(p.clone())),
+            // Not a directory: its stat is the answer (opendir failed with ENOTDIR, which says nothing more).
+            (Stat::Done(Ok(meta)), _) if meta.kind != Kind::Dir => {
+                Some(Entry::Found { meta: *meta, content: None, names: None })
+            }
+            (Stat::Done(Ok(meta)), Listing::Done(Ok(names), _)) => {
+                Some(Entry::Found { meta: *meta, content: None, names: Some(names.clone()) })
+            }
+            (Stat::Done(Ok(_)), Listing::Done(Err(p), _)) => Some(Entry::Problem(p.clone())),
+            _ => None,
+        }
+    }
+
+    fn take_read(&mut self) -> Option<Entry> {
+        match std::mem::replace(&mut self.read, Reading::Taken) {
+            Reading::Done(e, _) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OpKind {
+    Stat,
+    Open,
+    OpenDir,
+    Fstat,
+    Read,
+    ReadDir,
+}
+
+/// One SFTP request of a round: for work `work`, on a path (stat, open, opendir) or a handle.
+struct Op {
+    work: usize,
+    kind: OpKind,
+    target: String,
+    offset: u64,
+    len: u32,
+}
+
+impl Op {
+    fn new(work: usize, kind: OpKind, target: &str) -> Op {
+        Op { work, kind, target: target.to_owned(), offset: 0, len: 0 }
+    }
+}
+
+enum Answer {
+    Attrs(FileAttributes),
+    Handle(String),
+    Data(Vec<u8>),
+    Names(Vec<File>),
+}
+
+type Reply = Result<Answer, SftpError>;
+
+/// The requests of the next round: whatever each path needs next, all sent before any answer is awaited.
+fn plan(works: &mut [Work<'_>], cap: u64) -> Vec<Op> {
+    let mut ops = Vec::new();
+    let mut open: usize = works.iter().map(Work::handles).sum();
+    let mut bytes = 0;
+    for (i, w) in works.iter_mut().enumerate() {
+        if let Stat::Todo = w.stat {
+            ops.push(Op::new(i, OpKind::Stat, w.path));
+            w.stat = Stat::Sent;
+        }
+        match &w.read {
+            Reading::Todo if open < MAX_OPEN => {
+                ops.push(Op::new(i, OpKind::Open, w.path));
+                w.read = Reading::Opening;
+                open += 1;
+            }
+            Reading::Open(f) if bytes < ROUND_BYTES => match f.meta {
+                // Just opened: its fstat and the first read together.
+                None => {
+                    ops.push(Op::new(i, OpKind::Fstat, &f.handle));
+                    let len = FIRST_READ.min(cap + 1);
+                    ops.push(Op { len: len as u32, ..Op::new(i, OpKind::Read, &f.handle) });
+                    bytes += len;
+                }
+                Some(meta) => {
+                    let got = f.data.len() as u64;
+                    // One byte past the size fstat gave (or, for a `/proc` file, which says 0, twice what came so
+                    // far): a short answer there is the end, a full one a file that grew.
+                    let end = if meta.size > got { meta.size.min(cap) + 1 } else { (got * 2).max(got + CHUNK) };
+                    let end = end.min(cap + 1);
+                    let mut at = got;
+                    while at < end {
+                        let len = CHUNK.min(end - at);
+                        ops.push(Op { offset: at, len: len as u32, ..Op::new(i, OpKind::Read, &f.handle) });
+                        at += len;
+                    }
+                    bytes += end - got;
+                }
+            },
+            _ => {}
+        }
+        match &w.list {
+            Listing::Todo if open < MAX_OPEN => {
+                ops.push(Op::new(i, OpKind::OpenDir, w.path));
+                w.list = Listing::Opening;
+                open += 1;
+            }
+            // Two readdirs a round: OpenSSH sends up to 100 entries a reply, so a directory of fewer than 100
+            // ends (EOF) in the same round trip.
+            Listing::Open(d) => {
+                ops.push(Op::new(i, OpKind::ReadDir, &d.handle));
+                ops.push(Op::new(i, OpKind::ReadDir, &d.handle));
+            }
+            _ => {}
+        }
+    }
+    ops
+}
+
+/// Sends every request, then collects the answers until all came or `deadline`; `depth` ends as the longest
+/// chain of round trips so far. Returns the replies by request (`None`: not answered in time) and whether the
+/// deadline passed.
+async fn gather(raw: &RawSftpSession, ops: &[Op], deadline: Instant, depth: &AtomicU32) -> (Vec<Option<Reply>>, bool) {
+    // FuturesUnordered polls each new future once before any is polled again: every request of the round is
+    // sent (on that first poll) before the first answer is looked at.
+    let mut pending: FuturesUnordered<_> =
+        ops.iter().enumerate().map(|(i, op)| async move { (i, call(raw, op, depth).await) }).collect();
+    let mut replies: Vec<Option<Reply>> = (0..ops.len()).map(|_| None).collect();
+    loop {
+        match timeout_at(deadline, pending.next()).await {
+            Ok(Some((i, reply))) => replies[i] = Some(reply),
+            Ok(None) => return (replies, false),
+            Err(_) => return (replies, true),
+        }
+    }
+}
+
+/// One SFTP request and its answer. The depth it records is measured, not assumed: a request sent after some
+/// answer arrived counts one round trip more than that answer.
+async fn call(raw: &RawSftpSession, op: &Op, depth: &AtomicU32) -> Reply {
+    // Read on the first poll, when the request is sent.
+    let after = depth.load(Ordering::Relaxed);
+    let target = op.target.clone();
+    let reply = match op.kind {
+        OpKind::Stat => raw.stat(target).await.map(|a| Answer::Attrs(a.attrs)),
+        OpKind::Open => {
+            raw.open(target, OpenFlags::READ, FileAttributes::empty()).await.map(|h| Answer::Handle(h.handle))
+        }
+        OpKind::OpenDir => raw.opendir(target).await.map(|h| Answer::Handle(h.handle)),
+        OpKind::Fstat => raw.fstat(target).await.map(|a| Answer::Attrs(a.attrs)),
+        OpKind::Read => raw.read(target, op.offset, op.len).await.map(|d| Answer::Data(d.data)),
+        OpKind::ReadDir => raw.readdir(target).await.map(|n| Answer::Names(n.files)),
+    };
+    depth.fetch_max(after + 1, Ordering::Relaxed);
+    reply
+}
+
+/// Sends a close and forgets it: one poll sends the request, and russh-sftp drops the answer when it comes.
+fn close_unanswered(raw: &RawSftpSession, handle: String) {
+    let mut close = std::pin::pin!(raw.close(handle));
+    let _ = close.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+}
+
+/// Applies a round's answers to the works they were for.
+fn absorb(
+    works: &mut [Work<'_>],
+    ops: &[Op],
+    replies: Vec<Option<Reply>>,
+    cap: u64,
+    pool: &mut Pool<'_>,
+    stats: &mut FileStats,
+) {
+    // A file's answers are applied together, in offset order (the order they were planned in).
+    let mut fstats: HashMap<usize, Option<Reply>> = HashMap::new();
+    let mut reads: HashMap<usize, Vec<(u64, u32, Option<Reply>)>> = HashMap::new();
+    let mut readdirs: HashMap<usize, Vec<Option<Reply>>> = HashMap::new();
+    for (op, reply) in ops.iter().zip(replies) {
+        let w = &mut works[op.work];
+        match op.kind {
+            OpKind::Stat => {
+                if let Some(reply) = reply {
+                    w.stat = Stat::Done(reply.and_then(attrs).map_err(|e| problem(&e)).and_then(|a| meta(&a)));
+                }
+            }
+            OpKind::Open => match reply {
+                Some(Ok(Answer::Handle(handle))) => {
+                    w.read = Reading::Open(OpenFile { handle, meta: None, data: Vec::new() });
+                }
+                Some(Ok(_)) => w.read = Reading::Done(Entry::Problem(unexpected()), None),
+                Some(Err(e)) => w.read = Reading::Done(Entry::Problem(problem(&e)), None),
+                None => {}
+            },
+            OpKind::OpenDir => match reply {
+                Some(Ok(Answer::Handle(handle))) => {
+                    w.list = Listing::Open(OpenDir { handle, names: Vec::new(), seen: 0 });
+                }
+                Some(Ok(_)) => w.list = Listing::Done(Err(unexpected()), None),
+                Some(Err(e)) => w.list = Listing::Done(Err(problem(&e)), None),
+                None => {}
+            },
+            OpKind::Fstat => {
+                fstats.insert(op.work, reply);
+            }
+            OpKind::Read => {
+                if let Some(Ok(Answer::Data(d))) = &reply {
+                    stats.bytes += d.len() as u64;
+                }
+                reads.entry(op.work).or_default().push((op.offset, op.len, reply));
+            }
+            OpKind::ReadDir => readdirs.entry(op.work).or_default().push(reply),
+        }
+    }
+    let files: Vec<usize> = {
+        let mut v: Vec<usize> = reads.keys().chain(fstats.keys()).copied().collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    for i in files {
+        let w = &mut works[i];
+        let Reading::Open(f) = &mut w.read else { continue };
+        let outcome = f.absorb(fstats.remove(&i), reads.remove(&i).unwrap_or_default(), cap);
+        if let Some(mut entry) = outcome {
+            if let Entry::Found { content: Some(c), .. } = &entry {
+                let len = c.bytes.len() as u64;
+                if let Err(what) = pool.take(len) {
+                    entry = Entry::Problem(Problem::OverBudget { what });
+                }
+            }
+            let Reading::Open(f) = std::mem::replace(&mut w.read, Reading::No) else { unreachable!() };
+            w.read = Reading::Done(entry, Some(f.handle));
+        }
+    }
+    for (i, replies) in readdirs {
+        let w = &mut works[i];
+        let Listing::Open(d) = &mut w.list else { continue };
+        if let Some(result) = d.absorb(replies) {
+            let Listing::Open(d) = std::mem::replace(&mut w.list, Listing::No) else { unreachable!() };
+            w.list = Listing::Done(result, Some(d.handle));
+        }
+    }
+}
+
+impl OpenFile {
+    /// Applies a round's fstat (the first round) and reads; `Some` when the file is done.
+    fn absorb(
+        &mut self,
+        fstat: Option<Option<Reply>>,
+        reads: Vec<(u64, u32, Option<Reply>)>,
+        cap: u64,
+    ) -> Option<Entry> {
+        if let Some(reply) = fstat {
+            // Unanswered (the time budget ran out): stays open, and is answered over budget.
+            let reply = reply?;
+            match reply.and_then(attrs).map_err(|e| problem(&e)).and_then(|a| meta(&a)) {
+                Ok(m) => self.meta = Some(m),
+                Err(p) => return Some(Entry::Problem(p)),
+            }
+        }
+        let meta = self.meta?;
+        // A directory opens (open(2) with O_RDONLY works on one) and a device would read forever: only regular
+        // files are read, the rest answered by their stat.
+        if meta.kind != Kind::File {
+            return Some(Entry::Found { meta, content: None, names: None });
+        }
+        if meta.size > cap {
+            return Some(Entry::Problem(Problem::TooLarge { size: meta.size, limit: cap }));
+        }
+        let mut eof = false;
+        let mut short = false;
+        for (offset, asked, reply) in reads {
+            // After a short answer or the end, later offsets would leave a gap: asked again next round.
+            if eof || short || offset != self.data.len() as u64 {
+                break;
+            }
+            match reply? {
+                Ok(Answer::Data(d)) if d.len() <= asked as usize => {
+                    short = d.len() < asked as usize;
+                    self.data.extend_from_slice(&d);
+                }
+                Ok(_) => return Some(Entry::Problem(unexpected())),
+                Err(SftpError::Status(s)) if s.status_code == StatusCode::Eof => eof = true,
+                Err(e) => return Some(Entry::Problem(problem(&e))),
+            }
+        }
+        let got = self.data.len() as u64;
+        if got > cap {
+            return Some(Entry::Problem(Problem::TooLarge { size: meta.size.max(got), limit: cap }));
+        }
+        // The end: an EOF answer, or a regular file's short read once its whole size has come (OpenSSH answers a
+        // read with one read(2), which on a regular file is short only at the end of the file).
+        if eof || (short && meta.size > 0 && got >= meta.size) {
+            return Some(Entry::Found {
+                meta,
+                content: Some(Content::plain(std::mem::take(&mut self.data))),
+                names: None,
+            });
+        }
+        None
+    }
+}
+
+impl OpenDir {
+    /// Applies a round's readdirs; `Some` when the listing is done.
+    fn absorb(&mut self, replies: Vec<Option<Reply>>) -> Option<Result<Vec<String>, Problem>> {
+        for reply in replies {
+            match reply? {
+                Ok(Answer::Names(files)) => {
+                    for f in files {
+                        self.seen += 1;
+                        let name = f.filename;
+                        if name.len() > NAME_MAX || name.contains(['/', '\0']) || name.is_empty() {
+                            return Some(Err(Problem::Failed {
+                                message: format!(
+                                    "the SFTP server listed an entry no Linux file name can be ({}); refused",
+                                    crate::ps::truncate(&name, 80)
+                                ),
+                            }));
+                        }
+                        if name == "." || name == ".." {
+                            continue;
+                        }
+                        if self.names.len() >= MAX_NAMES {
+                            return Some(Err(Problem::Failed {
+                                message: format!("more than {MAX_NAMES} entries: refused rather than listed in part"),
+                            }));
+                        }
+                        self.names.push(name);
+                    }
+                }
+                Ok(_) => return Some(Err(unexpected())),
+                Err(SftpError::Status(s)) if s.status_code == StatusCode::Eof => {
+                    // OpenSSH's sftp-server leaves out every entry it cannot lstat, `.` and `..` included: a
+                    // directory the audit login may read but not search (r without x) lists as nothing at all,
+                    // which would look like an empty drop-in directory. Every real directory has `.`.
+                    if self.seen == 0 {
+                        return Some(Err(Problem::Denied));
+                    }
+                    let mut names = std::mem::take(&mut self.names);
+                    names.sort_unstable();
+                    return Some(Ok(names));
+                }
+                Err(e) => return Some(Err(problem(&e))),
+            }
+        }
+        None
+    }
+}
+
+fn attrs(a: Answer) -> Result<FileAttributes, SftpError> {
+    match a {
+        Answer::Attrs(a) => Ok(a),
+        _ => Err(SftpError::UnexpectedPacket),
+    }
+}
+
+/// A path's type, mode, owner and size from SFTP attributes. All four are required: a default would be a lie
+/// (uid 0 is root, mode 0 the most restrictive).
+fn meta(a: &FileAttributes) -> Result<Meta, Problem> {
+    let (Some(mode), Some(uid), Some(gid), Some(size)) = (a.permissions, a.uid, a.gid, a.size) else {
+        return Err(Problem::Failed {
+            message: "the SFTP server left out the type, mode, owner or size of this path".into(),
+        });
+    };
+    // The file-type bits of st_mode (S_IFMT), as OpenSSH sends st_mode whole.
+    let kind = match mode & 0o170_000 {
+        0o100_000 => Kind::File,
+        0o040_000 => Kind::Dir,
+        0o120_000 => Kind::Symlink,
+        _ => Kind::Other,
+    };
+    Ok(Meta { kind, mode: mode & 0o7777, uid, gid, size })
+}
+
+/// SFTP statuses as [`Problem`]s: OpenSSH maps ENOENT and ENOTDIR to NO_SUCH_FILE, EACCES and EPERM to
+/// PERMISSION_DENIED (sftp-server.c, `errno_to_portable`).
+fn problem(e: &SftpError) -> Problem {
+    match e {
+        SftpError::Status(s) => match s.status_code {
+            StatusCode::NoSuchFile => Problem::Missing,
+            StatusCode::PermissionDenied => Problem::Denied,
+            code => {
+                let said = crate::ps::truncate(s.error_message.trim(), 200);
+                Problem::Failed { message: format!("the SFTP server answered {code}: {said}") }
+            }
+        },
+        other => Problem::Failed {
+            message: crate::ps::truncate(&format!("the SFTP session failed before answering: {other}"), 300),
+        },
+    }
+}
+
+fn unexpected() -> Problem {
+    Problem::Failed { message: "the SFTP server answered with a packet of the wrong type".into() }
+}
+
+/// An SFTP session over a session channel of the host's connection.
+pub(super) struct Sftp {
+    raw: RawSftpSession,
+    /// Kept so the channel lives as long as the session.
+    _channel: ChannelWriteHalf<Msg>,
+    pump: JoinHandle<()>,
+}
+
+impl Drop for Sftp {
+    fn drop(&mut self) {
+        self.pump.abort();
+    }
+}
+
+/// What the SFTP channel said besides SFTP, to explain a failure.
+#[derive(Default)]
+struct Report {
+    /// The server answered the subsystem or exec request with a failure.
+    refused: bool,
+    exit: Option<u32>,
+    signal: Option<String>,
+    stderr: Vec<u8>,
+    /// The first bytes of its output (a login script's banner is not SFTP).
+    first: Vec<u8>,
+}
+
+/// Opens a session channel, starts SFTP on it (the subsystem, or `command`) and exchanges versions, within
+/// `limit`. The SFTP greeting is sent right behind the subsystem request, without waiting for its answer: the
+/// channel costs two round trips, the same as `ps -ef`'s beside it. Errors are the reason, with the fix.
+async fn open<H: client::Handler>(
+    handle: &Handle<H>,
+    command: Option<&str>,
+    user: &str,
+    limit: Duration,
+) -> Result<Sftp, String> {
+    let deadline = Instant::now() + limit;
+    let channel = match timeout_at(deadline, handle.channel_open_session()).await {
+        Err(_) => return Err(format!("the host did not open a second session channel within {limit:?}")),
+        Ok(Err(e)) => {
+            return Err(format!(
+                "the host refused a second session channel on the connection ({e}): files are read on a channel \
+                 beside `ps -ef`'s, so sshd's MaxSessions must be at least 2 (OpenSSH's default is 10)"
+            ));
+        }
+        Ok(Ok(c)) => c,
+    };
+    let started = match command {
+        Some(c) => channel.exec(true, c).await,
+        None => channel.request_subsystem(true, "sftp").await,
+    };
+    if let Err(e) = started {
+        return Err(format!("the connection failed while starting SFTP: {e}"));
+    }
+    let (read, write) = channel.split();
+    let report = Arc::new(Mutex::new(Report::default()));
+    let (tx, rx) = mpsc::channel(16);
+    let mut pump = tokio::spawn(pump(read, tx, report.clone()));
+    let stream = tokio::io::join(Incoming { rx, buf: Bytes::new() }, write.make_writer());
+    let config = russh_sftp::client::Config {
+        // No timer per request: the host's file_budget bounds every batch (`fetch`).
+        request_timeout_secs: u64::MAX,
+        ..russh_sftp::client::Config::default()
+    };
+    let raw = RawSftpSession::new_with_config(stream, config);
+    let failure = match timeout_at(deadline, raw.init()).await {
+        Ok(Ok(v)) if v.version == russh_sftp::protocol::VERSION => {
+            return Ok(Sftp { raw, _channel: write, pump });
+        }
+        Ok(Ok(v)) => Failure::Version(v.version),
+        Ok(Err(e)) => Failure::Closed(e.to_string()),
+        Err(_) => Failure::TimedOut(limit),
+    };
+    drop(raw);
+    // A command's exit status and the rest of its stderr come after its output ends.
+    let _ = tokio::time::timeout(Duration::from_secs(1), &mut pump).await;
+    pump.abort();
+    let report = report.lock().unwrap_or_else(|e| e.into_inner());
+    Err(explain(command, user, &report, failure))
+}
+
+enum Failure {
+    TimedOut(Duration),
+    Closed(String),
+    Version(u32),
+}
+
+/// Why SFTP could not be started, and what to change.
+fn explain(command: Option<&str>, user: &str, r: &Report, failure: Failure) -> String {
+    let what = match command {
+        Some(c) => format!("sftp_command `{c}`"),
+        None => "the `sftp` subsystem".to_owned(),
+    };
+    // One line per line it printed (sshd's own "Could not chdir to home directory" comes first).
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    let stderr = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" / ");
+    let stderr = crate::ps::truncate(&stderr, 300);
+    let first = crate::ps::truncate(String::from_utf8_lossy(&r.first).trim(), FIRST_BYTES);
+    if r.refused {
+        return match command {
+            None => "the host's sshd refused the `sftp` subsystem: its sshd_config has no `Subsystem sftp` line. \
+                     Add `Subsystem sftp internal-sftp` and reload sshd, or set sftp_command in the inventory"
+                .to_owned(),
+            Some(_) => format!(
+                "the host's sshd refused to run {what} (a ForceCommand, or a restricted login?); run it by hand \
+                 with `ssh {user}@HOST 'COMMAND'` to see why"
+            ),
+        };
+    }
+    if r.exit.is_some() || r.signal.is_some() {
+        let how = match (&r.exit, &r.signal) {
+            (Some(s), _) => format!("exited with status {s}"),
+            (None, Some(sig)) => format!("was killed by signal {sig}"),
+            (None, None) => unreachable!(),
+        };
+        let said = if stderr.is_empty() { String::new() } else { format!(": {stderr}") };
+        let fix = match command {
+            Some(c) => command_hint(c, &stderr, user),
+            None => "; check the program the host's `Subsystem sftp` line names, or use `Subsystem sftp \
+                     internal-sftp`"
+                .to_owned(),
+        };
+        return format!("{what} {how}{said}{fix}");
+    }
+    let speaks = match command {
+        Some(_) => {
+            "; it must run an SFTP server on its standard input and output, such as `sudo -n \
+                    /usr/lib/openssh/sftp-server -R`"
+        }
+        None => "",
+    };
+    match failure {
+        Failure::Version(v) => format!("{what} speaks SFTP version {v}; fleetaudit speaks version 3, as OpenSSH does"),
+        _ if !first.is_empty() => format!(
+            "{what} did not speak SFTP: its output began with {first:?} (a login script printing to standard \
+             output, or not an SFTP server){speaks}"
+        ),
+        Failure::TimedOut(limit) => format!("{what} sent no SFTP greeting within {limit:?}{speaks}"),
+        Failure::Closed(e) => format!("{what} closed the channel before the SFTP greeting ({e}){speaks}"),
+    }
+}
+
+/// The fix for a failed `sftp_command`, from what it printed.
+fn command_hint(command: &str, stderr: &str, user: &str) -> String {
+    let refused = [
+        "password is required",
+        "a terminal is required",
+        "askpass",
+        "not allowed to execute",
+        "not in the sudoers file",
+        "may not run sudo",
+        "not allowed to run sudo",
+    ];
+    if refused.iter().any(|s| stderr.contains(s)) {
+        format!(
+            "; sudo did not let {user} run it without a password: allow exactly that command with the sudoers \
+             line `{user} ALL=(root) NOPASSWD: {}` (visudo -f /etc/sudoers.d/fleetaudit; README \"Files over SFTP\")",
+            sudo_target(command)
+        )
+    } else if stderr.contains("not found") || stderr.contains("No such file") {
+        "; the program is not at that path on this host: OpenSSH's SFTP server is /usr/lib/openssh/sftp-server \
+         on Debian and Ubuntu, /usr/libexec/openssh/sftp-server on RHEL and Fedora"
+            .to_owned()
+    } else {
+        String::new()
+    }
+}
+
+/// The command sudo is asked to run (what a sudoers line must allow): `sudo -n -u root X -R` → `X -R`.
+fn sudo_target(command: &str) -> String {
+    let mut words = command.split_whitespace().peekable();
+    if words.peek().is_some_and(|w| w.rsplit('/').next() == Some("sudo")) {
+        words.next();
+        while let Some(w) = words.peek() {
+            if *w == "--" {
+                words.next();
+                break;
+            }
+            if !w.starts_with('-') {
+                break;
+            }
+            // Options taking a value (sudo(8)).
+            let takes_value = ["-u", "-g", "-C", "-D", "-h", "-p", "-R", "-r", "-t", "-T", "-U"].contains(w);
+            words.next();
+            if takes_value {
+                words.next();
+            }
+        }
+    }
+    words.collect::<Vec<_>>().join(" ")
+}
+
+/// Moves the channel's messages to the SFTP stream and keeps what else it says (failure, exit status,
+/// stderr) for [`explain`].
+async fn pump(mut read: ChannelReadHalf, tx: mpsc::Sender<Bytes>, report: Arc<Mutex<Report>>) {
+    let mut tx = Some(tx);
+    let mut first = 0;
+    let lock = || report.lock().unwrap_or_else(|e| e.into_inner());
+    while let Some(msg) = read.wait().await {
+        match msg {
+            ChannelMsg::Data { data } => {
+                if first < FIRST_BYTES {
+                    let take = data.len().min(FIRST_BYTES - first);
+                    lock().first.extend_from_slice(&data[..take]);
+                    first += take;
+                }
+                if let Some(t) = &tx
+                    && t.send(data).await.is_err()
+                {
+                    tx = None;
+                }
+            }
+            ChannelMsg::ExtendedData { data, .. } => {
+                let mut r = lock();
+                let room = MAX_STDERR.saturating_sub(r.stderr.len());
+                r.stderr.extend_from_slice(&data[..data.len().min(room)]);
+            }
+            // The end of the stream tells the SFTP client at once; the exit status may still follow.
+            ChannelMsg::Failure => {
+                lock().refused = true;
+                tx = None;
+            }
+            ChannelMsg::Eof => tx = None,
+            ChannelMsg::ExitStatus { exit_status } => lock().exit = Some(exit_status),
+            ChannelMsg::ExitSignal { signal_name, .. } => lock().signal = Some(format!("{signal_name:?}")),
+            ChannelMsg::Close => break,
+            _ => {}
+        }
+    }
+}
+
+/// The SFTP stream's reading half: the channel's data, as the pump hands it over.
+struct Incoming {
+    rx: mpsc::Receiver<Bytes>,
+    buf: Bytes,
+}
+
+impl AsyncRead for Incoming {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        while self.buf.is_empty() {
+            match ready!(self.rx.poll_recv(cx)) {
+                Some(b) => self.buf = b,
+                None => return Poll::Ready(Ok(())),
+            }
+        }
+        let n = self.buf.len().min(out.remaining());
+        let chunk = self.buf.split_to(n);
+        out.put_slice(&chunk);
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use russh_sftp::protocol::Status;
+
+    /// An SFTP server in memory, answering the planned requests as a host may (honest or not), so the
+    /// planning and the caps can be driven round by round. Handles are the paths.
+    #[derive(Default)]
+    struct Fake {
+        /// path → (st_mode, the size stat claims, the bytes a read finds)
+        files: HashMap<String, (u32, u64, Vec<u8>)>,
+        dirs: HashMap<String, Vec<String>>,
+        /// Most bytes a read answers (a server with a small read limit), 0: as asked.
+        per_read: usize,
+        /// Answer reads with one byte more than they asked for.
+        overfill: bool,
+        /// Leave `.` and `..` out of listings.
+        no_dots: bool,
+        cursor: HashMap<String, usize>,
+        /// Bytes of each file asked for, over all reads.
+        asked: HashMap<String, u64>,
+    }
+
+    fn status(code: StatusCode) -> SftpError {
+        SftpError::Status(Status {
+            id: 0,
+            status_code: code,
+            error_message: String::new(),
+            language_tag: String::new(),
+        })
+    }
+
+    impl Fake {
+        fn file(mut self, path: &str, size: u64, data: Vec<u8>) -> Fake {
+            self.files.insert(path.into(), (0o100_644, size, data));
+            self
+        }
+
+        fn dir(mut self, path: &str, entries: usize) -> Fake {
+            self.dirs.insert(path.into(), (0..entries).map(|i| format!("{i:05}.conf")).collect());
+            self
+        }
+
+        fn attrs(&self, path: &str) -> Reply {
+            let (mode, size) = match (self.files.get(path), self.dirs.contains_key(path)) {
+                (Some((mode, size, _)), _) => (*mode, *size),
+                (None, true) => (0o040_755, 4096),
+                (None, false) => return Err(status(StatusCode::NoSuchFile)),
+            };
+            let a = FileAttributes {
+                size: Some(size),
+                uid: Some(0),
+                gid: Some(0),
+                permissions: Some(mode),
+                ..FileAttributes::empty()
+            };
+            Ok(Answer::Attrs(a))
+        }
+
+        fn serve(&mut self, op: &Op) -> Reply {
+            let path = op.target.clone();
+            let known = self.files.contains_key(&path) || self.dirs.contains_key(&path);
+            match op.kind {
+                OpKind::Stat | OpKind::Fstat => self.attrs(&path),
+                OpKind::Open if known => Ok(Answer::Handle(path)),
+                OpKind::OpenDir if self.dirs.contains_key(&path) => Ok(Answer::Handle(path)),
+                OpKind::Open | OpKind::OpenDir => Err(status(StatusCode::NoSuchFile)),
+                OpKind::Read => {
+                    *self.asked.entry(path.clone()).or_default() += u64::from(op.len);
+                    let data = &self.files[&path].2;
+                    let at = op.offset as usize;
+                    if at >= data.len() {
+                        return Err(status(StatusCode::Eof));
+                    }
+                    let mut n = (op.len as usize).min(data.len() - at);
+                    if self.per_read > 0 {
+                        n = n.min(self.per_read);
+                    }
+                    if self.overfill {
+                        return Ok(Answer::Data(vec![b'!'; op.len as usize + 1]));
+                    }
+                    Ok(Answer::Data(data[at..at + n].to_vec()))
+                }
+                OpKind::ReadDir => {
+                    let mut all: Vec<String> = if self.no_dots { vec![] } else { vec![".".into(), "..".into()] };
+                    all.extend(self.dirs[&path].iter().cloned());
+                    let at = self.cursor.entry(path).or_default();
+                    if *at >= all.len() {
+                        return Err(status(StatusCode::Eof));
+                    }
+                    // OpenSSH's sftp-server: at most 100 entries a reply.
+                    let chunk: Vec<File> = all[*at..(*at + 100).min(all.len())]
+                        .iter()
+                        .map(|n| File { filename: n.clone(), longname: String::new(), attrs: FileAttributes::empty() })
+                        .collect();
+                    *at += chunk.len();
+                    Ok(Answer::Names(chunk))
+                }
+            }
+        }
+    }
+
+    /// Runs a batch against `fake` as `Files::fetch` does: the answers and the rounds it took.
+    fn drive(fake: &mut Fake, requests: &[Request], cap: u64) -> (Vec<Entry>, u32) {
+        let mut works: Vec<Work<'_>> = Vec::new();
+        let mut work_of = Vec::new();
+        for r in requests {
+            let w = works.iter().position(|w| w.path == r.path).unwrap_or_else(|| {
+                works.push(Work::new(&r.path));
+                works.len() - 1
+            });
+            works[w].want(r.want);
+            work_of.push(Some(w));
+        }
+        let shared = (Semaphore::new(super::super::SHARED_OUTPUT >> 10), super::super::SHARED_OUTPUT);
+        let mut pool = Pool { shared: &shared, held: 0, drawn: None };
+        let mut stats = FileStats::default();
+        let round = |ops: Vec<Op>| {
+            let replies = ops.iter().map(|op| Some(fake.serve(op))).collect();
+            std::future::ready((ops, replies, false))
+        };
+        let batch = run_rounds(&mut works, cap, &mut pool, &mut stats, round, |_| {});
+        let rounds = futures_util::FutureExt::now_or_never(batch).expect("the fake answers at once");
+        let late = Problem::OverBudget { what: "late".into() };
+        let answers = assemble(requests, vec![None; requests.len()], &work_of, &mut works, &late);
+        (answers.into_iter().map(|(_, e)| e).collect(), rounds)
+    }
+
+    const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn a_file_lying_about_its_size_is_never_buffered_past_the_cap() {
+        let mut fake = Fake::default().file("/lies", 10, vec![b'x'; 3 << 20]);
+        let (a, _) = drive(&mut fake, &[Request::read("/lies")], MIB);
+        assert_eq!(a[0].problem(), Some(&Problem::TooLarge { size: MIB + 1, limit: MIB }));
+        assert_eq!(fake.asked["/lies"], MIB + 1, "asked for the cap and one byte, no more");
+    }
+
+    #[test]
+    fn a_file_larger_than_the_cap_is_refused_from_its_fstat() {
+        let mut fake = Fake::default().file("/big", 2 * MIB, vec![b'x'; 2 << 20]);
+        let (a, rounds) = drive(&mut fake, &[Request::read("/big")], MIB);
+        assert_eq!(a[0].problem(), Some(&Problem::TooLarge { size: 2 * MIB, limit: MIB }));
+        assert_eq!((fake.asked["/big"], rounds), (FIRST_READ, 2), "the first read went with the fstat, no other");
+    }
+
+    #[test]
+    fn files_are_read_whole_whatever_the_server_answers_a_read_with() {
+        let data: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
+        // Regular, larger than the first read: the rest in one round.
+        let mut fake = Fake::default().file("/f", data.len() as u64, data.clone());
+        let (a, rounds) = drive(&mut fake, &[Request::read("/f")], MIB);
+        assert_eq!((a[0].content().unwrap().bytes.as_slice(), rounds), (data.as_slice(), 3));
+        // /proc: size 0, read until EOF.
+        let mut fake = Fake::default().file("/proc/9/environ", 0, data[..200_000].to_vec());
+        let (a, _) = drive(&mut fake, &[Request::read("/proc/9/environ")], MIB);
+        assert_eq!(a[0].content().unwrap().bytes, &data[..200_000]);
+        // Grown since its fstat: read on to the end.
+        let mut fake = Fake::default().file("/grew", 100, data[..150].to_vec());
+        let (a, rounds) = drive(&mut fake, &[Request::read("/grew")], MIB);
+        assert_eq!((a[0].content().unwrap().bytes.as_slice(), rounds), (&data[..150], 2));
+        // A server answering 1,000 bytes a read: still whole.
+        let mut fake = Fake { per_read: 1000, ..Fake::default() }.file("/slow", 5000, data[..5000].to_vec());
+        let (a, _) = drive(&mut fake, &[Request::read("/slow")], MIB);
+        assert_eq!(a[0].content().unwrap().bytes, &data[..5000]);
+        // One sending more than asked is refused.
+        let mut fake = Fake { overfill: true, ..Fake::default() }.file("/over", 5, b"12345".to_vec());
+        let (a, _) = drive(&mut fake, &[Request::read("/over")], MIB);
+        assert!(matches!(a[0].problem(), Some(Problem::Failed { message }) if message.contains("wrong type")), "{a:?}");
+    }
+
+    #[test]
+    fn a_host_answering_a_byte_at_a_time_is_given_up_on() {
+        let mut fake = Fake { per_read: 1, ..Fake::default() }.file("/drip", 1000, vec![b'x'; 1000]);
+        let (a, rounds) = drive(&mut fake, &[Request::read("/drip"), Request::stat("/drip")], MIB);
+        assert!(matches!(a[0].problem(), Some(Problem::Failed { message }) if message.contains("a little at a time")));
+        assert!(a[1].meta().is_some(), "what was answered stays answered");
+        assert_eq!(rounds, MAX_ROUNDS + 1);
+    }
+
+    #[test]
+    fn listings_are_whole_or_refused() {
+        let mut fake = Fake::default().dir("/d", 250).dir("/huge", MAX_NAMES + 1).dir("/empty", 0);
+        let reqs = [Request::list("/d"), Request::list("/huge"), Request::list("/empty"), Request::list("/none")];
+        let (a, rounds) = drive(&mut fake, &reqs, MIB);
+        let Entry::Found { names: Some(names), .. } = &a[0] else { panic!("{:?}", a[0]) };
+        assert_eq!((names.len(), names[0].as_str(), names[249].as_str()), (250, "00000.conf", "00249.conf"));
+        assert!(matches!(a[1].problem(), Some(Problem::Failed { message }) if message.contains("more than 4096")));
+        assert!(matches!(&a[2], Entry::Found { names: Some(n), .. } if n.is_empty()));
+        assert_eq!(a[3].problem(), Some(&Problem::Missing));
+        assert!(rounds > 3, "the huge one took its rounds ({rounds})");
+        let (a, rounds) = drive(&mut Fake::default().dir("/d", 250), &reqs[..1], MIB);
+        assert_eq!((a[0].meta().map(|m| m.kind), rounds), (Some(Kind::Dir), 3), "200 entries a round");
+        // Nothing at all, not even `.`: what OpenSSH sends for a directory it cannot search.
+        let mut fake = Fake { no_dots: true, ..Fake::default() }.dir("/x", 0);
+        assert_eq!(drive(&mut fake, &[Request::list("/x")], MIB).0[0].problem(), Some(&Problem::Denied));
+    }
+
+    #[test]
+    fn more_files_than_handles_at_once_take_more_rounds_not_failures() {
+        let n = MAX_OPEN * 2 + 1;
+        let mut fake = Fake::default();
+        for i in 0..n {
+            fake = fake.file(&format!("/f{i}"), 2, b"ok".to_vec());
+        }
+        let reqs: Vec<Request> = (0..n).map(|i| Request::read(format!("/f{i}"))).collect();
+        let (a, rounds) = drive(&mut fake, &reqs, MIB);
+        assert!(a.iter().all(|e| e.content().is_some_and(|c| c.bytes == b"ok")));
+        assert_eq!(rounds, 6, "three windows of two rounds");
+    }
+
+    #[test]
+    fn sudo_target_is_what_a_sudoers_line_must_allow() {
+        assert_eq!(sudo_target("sudo -n /usr/lib/openssh/sftp-server -R"), "/usr/lib/openssh/sftp-server -R");
+        assert_eq!(
+            sudo_target("/usr/bin/sudo -n -u root -- /usr/lib/openssh/sftp-server -R"),
+            "/usr/lib/openssh/sftp-server -R"
+        );
+        assert_eq!(sudo_target("doas /usr/lib/openssh/sftp-server"), "doas /usr/lib/openssh/sftp-server");
+    }
+
+    #[test]
+    fn attributes_without_an_owner_or_mode_are_refused_not_defaulted() {
+        let full = FileAttributes {
+            size: Some(3),
+            uid: Some(0),
+            gid: Some(5),
+            permissions: Some(0o100_640),
+            ..FileAttributes::empty()
+        };
+        assert_eq!(meta(&full), Ok(Meta { kind: Kind::File, mode: 0o640, uid: 0, gid: 5, size: 3 }));
+        let dir = FileAttributes { permissions: Some(0o041_777), ..full.clone() };
+        assert_eq!(meta(&dir).map(|m| (m.kind, m.mode)), Ok((Kind::Dir, 0o1777)));
+        let fifo = FileAttributes { permissions: Some(0o010_600), ..full.clone() };
+        assert_eq!(meta(&fifo).map(|m| m.kind), Ok(Kind::Other));
+        for partial in [
+            FileAttributes { uid: None, ..full.clone() },
+            FileAttributes { permissions: None, ..full.clone() },
+            FileAttributes { size: None, ..full.clone() },
+        ] {
+            assert!(matches!(meta(&partial), Err(Problem::Failed { .. })));
+        }
+    }
+
+    #[test]
+    fn paths_must_be_absolute_and_plain() {
+        assert!(check_path("/etc/kubernetes/manifests").is_ok());
+        assert!(check_path("etc/passwd").unwrap_err().contains("not an absolute path"));
+        assert!(check_path("/etc/\0").unwrap_err().contains("NUL"));
+        assert!(check_path(&format!("/{}", "a".repeat(PATH_MAX))).unwrap_err().contains("PATH_MAX"));
+    }
+
+    #[test]
+    fn failures_say_what_to_change() {
+        let refused = Report { refused: true, ..Report::default() };
+        let e = explain(None, "audit", &refused, Failure::Closed("x".into()));
+        assert!(e.contains("Subsystem sftp internal-sftp"), "{e}");
+        let sudo = Report { exit: Some(1), stderr: b"sudo: a password is required\n".to_vec(), ..Report::default() };
+        let e = explain(Some("sudo -n /usr/lib/openssh/sftp-server -R"), "audit", &sudo, Failure::Closed("x".into()));
+        assert!(e.contains("exited with status 1: sudo: a password is required"), "{e}");
+        assert!(e.contains("`audit ALL=(root) NOPASSWD: /usr/lib/openssh/sftp-server -R`"), "{e}");
+        let banner = Report { first: b"Welcome to node-1\n".to_vec(), ..Report::default() };
+        let e =
+            explain(Some("/usr/lib/openssh/sftp-server"), "audit", &banner, Failure::TimedOut(Duration::from_secs(3)));
+        assert!(e.contains("did not speak SFTP: its output began with \"Welcome to node-1\""), "{e}");
+    }
+}
