@@ -13,8 +13,8 @@
 //! 3. only for what is not done yet: the rest of a file over 64 KiB, the end of a `/proc` file (which reports
 //!    size 0), a directory of more than ~200 entries (OpenSSH sends at most 100 a reply).
 //!
-//! Closes are sent without waiting for their answers. [`FileStats::round_trips`] counts what a batch really
-//! cost, as the requests are sent and answered.
+//! Closes are sent without waiting for their answers, and a round's requests leave in a few SSH packets, not
+//! one each. [`FileStats::round_trips`] counts what a batch really cost, as the requests are sent and answered.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -861,11 +861,13 @@ pub(super) struct Sftp {
     /// Kept so the channel lives as long as the session.
     _channel: ChannelWriteHalf<Msg>,
     pump: JoinHandle<()>,
+    sender: JoinHandle<()>,
 }
 
 impl Drop for Sftp {
     fn drop(&mut self) {
         self.pump.abort();
+        self.sender.abort();
     }
 }
 
@@ -912,7 +914,9 @@ async fn open<H: client::Handler>(
     let report = Arc::new(Mutex::new(Report::default()));
     let (tx, rx) = mpsc::channel(16);
     let mut pump = tokio::spawn(pump(read, tx, report.clone()));
-    let stream = tokio::io::join(Incoming { rx, buf: Bytes::new() }, write.make_writer());
+    let out = Arc::new(Outgoing::default());
+    let sender = tokio::spawn(send(write.make_writer(), out.clone()));
+    let stream = tokio::io::join(Incoming { rx, buf: Bytes::new() }, OutgoingWriter(out));
     let config = russh_sftp::client::Config {
         // No timer per request: the host's file_budget bounds every batch (`fetch`).
         request_timeout_secs: u64::MAX,
@@ -921,13 +925,14 @@ async fn open<H: client::Handler>(
     let raw = RawSftpSession::new_with_config(stream, config);
     let failure = match timeout_at(deadline, raw.init()).await {
         Ok(Ok(v)) if v.version == russh_sftp::protocol::VERSION => {
-            return Ok(Sftp { raw, _channel: write, pump });
+            return Ok(Sftp { raw, _channel: write, pump, sender });
         }
         Ok(Ok(v)) => Failure::Version(v.version),
         Ok(Err(e)) => Failure::Closed(e.to_string()),
         Err(_) => Failure::TimedOut(limit),
     };
     drop(raw);
+    sender.abort();
     // A command's exit status and the rest of its stderr come after its output ends.
     let _ = tokio::time::timeout(Duration::from_secs(1), &mut pump).await;
     pump.abort();
@@ -1081,6 +1086,58 @@ async fn pump(mut read: ChannelReadHalf, tx: mpsc::Sender<Bytes>, report: Arc<Mu
             ChannelMsg::ExitSignal { signal_name, .. } => lock().signal = Some(format!("{signal_name:?}")),
             ChannelMsg::Close => break,
             _ => {}
+        }
+    }
+}
+
+/// What russh-sftp writes, gathered: its writer task writes each request on its own, and a round's requests
+/// are queued at once, so [`send`] sends them as a few channel messages (SSH packets of up to 32 KiB) rather
+/// than one each.
+#[derive(Default)]
+struct Outgoing {
+    buf: Mutex<bytes::BytesMut>,
+    ready: tokio::sync::Notify,
+    shut: std::sync::atomic::AtomicBool,
+}
+
+struct OutgoingWriter(Arc<Outgoing>);
+
+impl tokio::io::AsyncWrite for OutgoingWriter {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        if self.0.shut.load(Ordering::Acquire) {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        self.0.buf.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(data);
+        self.0.ready.notify_one();
+        Poll::Ready(Ok(data.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.shut.store(true, Ordering::Release);
+        self.0.ready.notify_one();
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Sends what [`Outgoing`] gathered, once the writer has had its turn to queue a round's requests.
+async fn send(mut channel: impl tokio::io::AsyncWrite + Unpin, out: Arc<Outgoing>) {
+    use tokio::io::AsyncWriteExt;
+    loop {
+        out.ready.notified().await;
+        tokio::task::yield_now().await;
+        // Read before taking the bytes: whatever was written before the shutdown is then in them.
+        let shut = out.shut.load(Ordering::Acquire);
+        let data = std::mem::take(&mut *out.buf.lock().unwrap_or_else(|e| e.into_inner()));
+        if !data.is_empty() && channel.write_all(&data).await.is_err() {
+            return;
+        }
+        if shut {
+            let _ = channel.shutdown().await;
+            return;
         }
     }
 }
