@@ -206,27 +206,39 @@ pub fn help() -> String {
     }
     s.push_str(".\n\nFaults (and what a correct scanner records):\n");
     for b in Behavior::FAULTS {
-        let _ = writeln!(s, "  {:<18} {}", b.name(), b.expected_kind().unwrap_or("audited as a healthy node"));
+        let what = match (b.expected_kind(), b.file_effect()) {
+            (Some(kind), _) => kind.to_owned(),
+            (None, Some(effect)) => format!("audited; {effect}"),
+            (None, None) => "audited as a healthy node".to_owned(),
+        };
+        let _ = writeln!(s, "  {:<18} {what}", b.name());
     }
     s
 }
 
 /// The nodes `fleetaudit simulate` starts: the healthy ones (`node-N`), then the faulty ones (`FAULT-N`),
-/// each listed in the cluster named after its profile, with that profile's roles.
+/// each listed in the cluster named after its profile, with that profile's roles. With profiles in turn, a
+/// fault that replaces the kubelet's config goes to the next profile whose kubelet has one, so that it shows.
 pub fn plan(o: &SimulateOptions) -> Vec<Member> {
     let tables: Vec<Arc<Vec<u8>>> = PROFILES.iter().map(|p| Arc::new(p.capture.as_bytes().to_vec())).collect();
-    let pick = |i: usize| match o.profile {
+    let pick = |i: usize, behavior: Behavior| match o.profile {
         Some(p) => PROFILES.iter().position(|q| q.name == p.name).unwrap_or(0),
-        None => i % PROFILES.len(),
+        None => (0..PROFILES.len())
+            .map(|k| (i + k) % PROFILES.len())
+            .find(|k| !behavior.replaces_kubelet_config() || PROFILES[*k].files().kubelet_config().is_some())
+            .unwrap_or(i % PROFILES.len()),
     };
     let width = o.nodes.max(1).to_string().len();
     let member = |i: usize, name: String, behavior: Behavior| {
-        let k = pick(i);
+        let k = pick(i, behavior);
         let p = &PROFILES[k];
         let note = match behavior.expected_kind() {
             _ if behavior == Behavior::Normal => format!("profile {}", p.name),
             Some(kind) => format!("profile {}, fault {}: a scanner should record {kind}", p.name, behavior.name()),
-            None => format!("profile {}, fault {}: a scanner should audit it", p.name, behavior.name()),
+            None => match behavior.file_effect() {
+                Some(effect) => format!("profile {}, fault {}: audited; {effect}", p.name, behavior.name()),
+                None => format!("profile {}, fault {}: a scanner should audit it", p.name, behavior.name()),
+            },
         };
         Member {
             spec: NodeSpec { name, table: tables[k].clone(), behavior, latency: o.latency },
@@ -316,10 +328,21 @@ mod tests {
         assert_eq!(m[11].spec.name, "node-12");
         assert_eq!((m[12].spec.name.as_str(), m[12].spec.behavior), ("flood-1", Behavior::Flood));
         assert_eq!(m[1].cluster, PROFILES[1].name);
-        assert_eq!(m[9].cluster, m[0].cluster, "profiles in turn");
-        assert!(Arc::ptr_eq(&m[9].spec.table, &m[0].spec.table), "one table per profile, not per node");
+        let n = PROFILES.len();
+        assert!(n < 12, "the fleet goes round the profiles");
+        assert_eq!(m[n].cluster, m[0].cluster, "profiles in turn");
+        assert!(Arc::ptr_eq(&m[n].spec.table, &m[0].spec.table), "one table per profile, not per node");
         assert!(m.iter().all(|n| n.spec.latency == o.latency));
         assert_eq!(duration_text(o.command_timeout), "1500ms");
+
+        // A fault that replaces the kubelet's config lands on a profile whose kubelet has one.
+        let faults = Behavior::FAULTS.iter().map(|b| (*b, 3)).collect();
+        for member in plan(&SimulateOptions { nodes: 0, faults, ..o.clone() }) {
+            if member.spec.behavior.replaces_kubelet_config() {
+                let profile = super::super::find_profile(&member.cluster).unwrap();
+                assert!(profile.files().kubelet_config().is_some(), "{} on {}", member.spec.name, member.cluster);
+            }
+        }
         assert_eq!(duration_text(o.connect_timeout), "1s");
     }
 }

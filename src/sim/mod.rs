@@ -1,21 +1,26 @@
 //! The fleet simulator: simulated Kubernetes nodes as real SSH servers (russh) on 127.0.0.1, each serving a
-//! realistic `ps -ef`, or misbehaving in one of the ways real hosts do ([`Behavior`]). Used by `fleetaudit demo`,
-//! `fleetaudit simulate`, tests and benchmarks, so scans go over real SSH without any external host.
+//! realistic `ps -ef` and, over SFTP on the same connection, the files its processes name, or misbehaving in
+//! one of the ways real hosts do ([`Behavior`]). Used by `fleetaudit demo`, `fleetaudit simulate`, tests and
+//! benchmarks, so scans go over real SSH without any external host.
 //!
 //! Owns: node keys, one loopback listener per node, the SSH server side (russh) over a delay line that holds
 //! back every flight of server bytes for the node's latency ([`wire`]), what each node answers ([`output`]),
-//! and the directory a scanner needs to reach a fleet ([`fleet`]: inventory, known_hosts, client key).
+//! each profile's file tree ([`tree`], data in `src/sim/files/`) and the read-only SFTP server over it
+//! ([`sftp`]), and the directory a scanner needs to reach a fleet ([`fleet`]: inventory, known_hosts, client
+//! key).
 //! Must not touch: the scanner's code paths (it is the other end of the wire), rules, the database.
 //! Listens on 127.0.0.1 only. Nothing here buffers a whole misbehaving output: floods are generated in chunks.
 
 pub mod fleet;
 mod output;
+mod sftp;
+pub mod tree;
 mod wire;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use russh::keys::ssh_key::LineEnding;
@@ -28,13 +33,48 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-/// A capture the simulator serves, and the roles of the node it was taken on.
+pub use tree::FileTree;
+
+/// A capture the simulator serves, the roles of the node it was taken on, and its files.
 #[derive(Debug, Clone, Copy)]
 pub struct Profile {
     pub name: &'static str,
     pub roles: &'static [&'static str],
     pub capture: &'static str,
+    /// The manifest of the node's files, under `src/sim/files/`.
+    pub manifest: &'static str,
 }
+
+impl Profile {
+    /// The node's files (loaded once, then shared by every node of the profile).
+    pub fn files(&self) -> Arc<FileTree> {
+        static TREES: OnceLock<Vec<Arc<FileTree>>> = OnceLock::new();
+        let trees = TREES.get_or_init(|| {
+            PROFILES
+                .iter()
+                // The manifests are embedded data; `tree::tests` loads every one, so this cannot fail at run time.
+                .map(|p| Arc::new(FileTree::load(p.manifest).unwrap_or_else(|e| panic!("profile {}: {e}", p.name))))
+                .collect()
+        });
+        let i = PROFILES.iter().position(|p| p.name == self.name).unwrap_or(0);
+        trees[i].clone()
+    }
+}
+
+/// The files of a node serving `table`: those of the profile whose capture it is, byte for byte, else a base
+/// system's (`/etc/passwd`, `/etc/group` and little else).
+pub fn files_for_table(table: &[u8]) -> Arc<FileTree> {
+    static MINIMAL: OnceLock<Arc<FileTree>> = OnceLock::new();
+    match PROFILES.iter().find(|p| p.capture.len() == table.len() && p.capture.as_bytes() == table) {
+        Some(p) => p.files(),
+        None => MINIMAL.get_or_init(|| Arc::new(FileTree::minimal())).clone(),
+    }
+}
+
+/// The command that starts a privileged, read-only SFTP server through sudo (OpenSSH's answer for an audit
+/// login that may not read everything: `sftp -s "sudo -n /usr/lib/openssh/sftp-server -R"`); the simulator
+/// serves its SFTP as root to exactly this `exec` request.
+pub const SUDO_SFTP_COMMAND: &str = "sudo -n /usr/lib/openssh/sftp-server -R";
 
 const CP_ETCD_WORKER: &[&str] = &["control-plane", "etcd", "worker"];
 const CP_ETCD: &[&str] = &["control-plane", "etcd"];
@@ -46,20 +86,62 @@ pub const PROFILES: &[Profile] = &[
         name: "kubeadm-hardened",
         roles: CP_ETCD_WORKER,
         capture: include_str!("../captures/kubeadm-hardened.txt"),
+        manifest: "kubeadm-hardened.toml",
     },
     Profile {
         name: "kubeadm-default",
         roles: CP_ETCD_WORKER,
         capture: include_str!("../captures/kubeadm-default.txt"),
+        manifest: "kubeadm-default.toml",
     },
-    Profile { name: "hyperkube", roles: CP_ETCD_WORKER, capture: include_str!("../captures/hyperkube.txt") },
-    Profile { name: "kops", roles: CP_ETCD, capture: include_str!("../captures/kops.txt") },
-    Profile { name: "systemd-hard-way", roles: CP_ETCD, capture: include_str!("../captures/systemd-hard-way.txt") },
-    Profile { name: "k3s", roles: &["control-plane", "worker"], capture: include_str!("../captures/k3s.txt") },
-    Profile { name: "worker", roles: &["worker"], capture: include_str!("../captures/worker.txt") },
-    Profile { name: "etcd-only", roles: &["etcd"], capture: include_str!("../captures/etcd-only.txt") },
+    Profile {
+        name: "hyperkube",
+        roles: CP_ETCD_WORKER,
+        capture: include_str!("../captures/hyperkube.txt"),
+        manifest: "hyperkube.toml",
+    },
+    Profile { name: "kops", roles: CP_ETCD, capture: include_str!("../captures/kops.txt"), manifest: "kops.toml" },
+    Profile {
+        name: "systemd-hard-way",
+        roles: CP_ETCD,
+        capture: include_str!("../captures/systemd-hard-way.txt"),
+        manifest: "systemd-hard-way.toml",
+    },
+    Profile {
+        name: "k3s",
+        roles: &["control-plane", "worker"],
+        capture: include_str!("../captures/k3s.txt"),
+        manifest: "k3s.toml",
+    },
+    Profile {
+        name: "worker",
+        roles: &["worker"],
+        capture: include_str!("../captures/worker.txt"),
+        manifest: "worker.toml",
+    },
+    Profile {
+        name: "etcd-only",
+        roles: &["etcd"],
+        capture: include_str!("../captures/etcd-only.txt"),
+        manifest: "etcd-only.toml",
+    },
     // An API server appliance whose etcd runs elsewhere.
-    Profile { name: "busybox", roles: CP, capture: include_str!("../captures/busybox.txt") },
+    Profile { name: "busybox", roles: CP, capture: include_str!("../captures/busybox.txt"), manifest: "busybox.toml" },
+    // kubeadm's files with the permissions CIS 1.1.x and 4.1.x fail: world-readable kubeconfigs and keys, an
+    // etcd data directory another user owns.
+    Profile {
+        name: "kubeadm-loose",
+        roles: CP_ETCD_WORKER,
+        capture: include_str!("../captures/kubeadm-loose.txt"),
+        manifest: "kubeadm-loose.toml",
+    },
+    // RKE2 v1.33 under its CIS profile: the kubelet configured by a `--config-dir` drop-in, etcd by a file.
+    Profile {
+        name: "rke2",
+        roles: CP_ETCD_WORKER,
+        capture: include_str!("../captures/rke2.txt"),
+        manifest: "rke2.toml",
+    },
 ];
 
 /// A profile by name.
@@ -101,6 +183,17 @@ pub enum Behavior {
     Garbage,
     /// `/proc` mounted with hidepid: the table shows only the session's own processes (no PID 1).
     Hidepid,
+    /// `ps` works but there is no SFTP: the `sftp` subsystem request is refused (no `Subsystem sftp` line in
+    /// sshd_config) and [`SUDO_SFTP_COMMAND`] finds no sftp-server.
+    SftpRefused,
+    /// SFTP answers stats, but every file open and directory open is `PERMISSION_DENIED` (a mandatory access
+    /// policy confining sftp-server), even for root.
+    SftpDenied,
+    /// The kubelet's config file is 2 MiB ([`tree::HUGE_FILE_BYTES`]): comment lines, the real settings at the
+    /// end.
+    HugeFile,
+    /// The kubelet's config file is a "billion laughs" YAML: nine levels of nine aliases (9^9 strings).
+    YamlBomb,
 }
 
 /// How much a [`Behavior::Flood`] node sends: far above any limit a scanner should accept.
@@ -121,6 +214,10 @@ impl Behavior {
         Behavior::NonUtf8,
         Behavior::Garbage,
         Behavior::Hidepid,
+        Behavior::SftpRefused,
+        Behavior::SftpDenied,
+        Behavior::HugeFile,
+        Behavior::YamlBomb,
     ];
 
     /// The name used on the command line and in simulated host names.
@@ -139,6 +236,10 @@ impl Behavior {
             Behavior::NonUtf8 => "non-utf8",
             Behavior::Garbage => "garbage",
             Behavior::Hidepid => "hidepid",
+            Behavior::SftpRefused => "sftp-refused",
+            Behavior::SftpDenied => "sftp-denied",
+            Behavior::HugeFile => "huge-file",
+            Behavior::YamlBomb => "yaml-bomb",
         }
     }
 
@@ -148,10 +249,16 @@ impl Behavior {
     }
 
     /// What a correct scanner records for such a node: the error kind (`scan_hosts.error_kind`), or `None`
-    /// when the node must be audited like a healthy one.
+    /// when the node must be audited (the file faults too: the host is audited, the rules that need the files
+    /// it could not read are `error`, see [`Behavior::file_effect`]).
     pub fn expected_kind(self) -> Option<&'static str> {
         match self {
-            Behavior::Normal | Behavior::NonUtf8 => None,
+            Behavior::Normal
+            | Behavior::NonUtf8
+            | Behavior::SftpRefused
+            | Behavior::SftpDenied
+            | Behavior::HugeFile
+            | Behavior::YamlBomb => None,
             Behavior::Refused => Some("unreachable"),
             Behavior::Silent | Behavior::Drip => Some("timeout"),
             Behavior::AuthRefused => Some("auth_failed"),
@@ -164,9 +271,26 @@ impl Behavior {
             Behavior::Hidepid => Some("incomplete_table"),
         }
     }
+
+    /// For a fault that shows only once files are read, what a correct scanner makes of the node's files.
+    pub fn file_effect(self) -> Option<&'static str> {
+        match self {
+            Behavior::SftpRefused => Some("SFTP unavailable: every rule that needs a file is error"),
+            Behavior::SftpDenied => Some("every file permission denied: rules that read a file are error"),
+            Behavior::HugeFile => Some("the kubelet config exceeds the size limit: refused, its rules error"),
+            Behavior::YamlBomb => Some("the kubelet config is a YAML bomb: refused quickly, its rules error"),
+            _ => None,
+        }
+    }
+
+    /// Whether the fault replaces the kubelet's config file (a node showing it needs a profile with one).
+    pub fn replaces_kubelet_config(self) -> bool {
+        matches!(self, Behavior::HugeFile | Behavior::YamlBomb)
+    }
 }
 
-/// One node to simulate.
+/// One node to simulate. Its files are those of the profile whose capture `table` is ([`files_for_table`]);
+/// [`start_with_files`] gives a node any tree.
 #[derive(Debug, Clone)]
 pub struct NodeSpec {
     pub name: String,
@@ -287,13 +411,29 @@ fn server_config(key: PrivateKey) -> Arc<server::Config> {
 }
 
 /// Starts `nodes` on 127.0.0.1 (ephemeral ports), accepting the `authorized` client keys for any user, each
-/// with its own host key. Raises the open-file limit when the fleet needs it.
+/// with its own host key and the files of its table's profile. Raises the open-file limit when the fleet
+/// needs it.
 pub async fn start(nodes: Vec<NodeSpec>, authorized: Vec<PublicKey>) -> Result<Vec<RunningNode>, SimError> {
+    let nodes = nodes
+        .into_iter()
+        .map(|spec| {
+            let files = files_for_table(&spec.table);
+            (spec, files)
+        })
+        .collect();
+    start_with_files(nodes, authorized).await
+}
+
+/// [`start`], each node serving the given file tree (with its behavior's content fault applied).
+pub async fn start_with_files(
+    nodes: Vec<(NodeSpec, Arc<FileTree>)>,
+    authorized: Vec<PublicKey>,
+) -> Result<Vec<RunningNode>, SimError> {
     ensure_file_limit(nodes.len())?;
     let authorized: Arc<HashSet<Vec<u8>>> = Arc::new(authorized.iter().filter_map(|k| k.to_bytes().ok()).collect());
     let mut running = Vec::with_capacity(nodes.len());
     let mut ports = Ports::new()?;
-    for spec in nodes {
+    for (spec, files) in nodes {
         let key = generate_key(&spec.name).map_err(SimError::Key)?;
         let host_key = key.public_key().clone();
         let known_key = match spec.behavior {
@@ -310,10 +450,12 @@ pub async fn start(nodes: Vec<NodeSpec>, authorized: Vec<PublicKey>) -> Result<V
             let listener = ports.listener().map_err(listen_error)?;
             let addr = listener.local_addr().map_err(listen_error)?;
             let node = Node {
+                files: files.for_behavior(spec.behavior),
                 spec: Arc::new(spec.clone()),
                 authorized: authorized.clone(),
                 user: String::new(),
                 cut: Arc::new(Notify::new()),
+                channels: HashMap::new(),
             };
             (addr, Guard::Task(tokio::spawn(accept_loop(listener, server_config(key), node))))
         };
@@ -404,7 +546,7 @@ async fn accept_loop(listener: TcpListener, config: Arc<server::Config>, node: N
             }
         };
         let _ = stream.set_nodelay(true);
-        let handler = Node { cut: Arc::new(Notify::new()), ..node.clone() };
+        let handler = node.connection();
         tokio::spawn(serve(stream, config.clone(), handler));
     }
 }
@@ -425,15 +567,41 @@ async fn serve(stream: TcpStream, config: Arc<server::Config>, node: Node) {
     tokio::join!(session, wire::pump(stream, wire_end, latency, cut));
 }
 
-/// The SSH server side of one connection.
-#[derive(Clone)]
+/// The SSH server side of one connection (and, in the accept loop, the template each connection starts from).
 struct Node {
     spec: Arc<NodeSpec>,
+    /// The files it serves over SFTP.
+    files: Arc<FileTree>,
     authorized: Arc<HashSet<Vec<u8>>>,
-    /// The user who logged in, for the processes a hidepid table shows.
+    /// The user who logged in, for the processes a hidepid table shows and the SFTP login's identity.
     user: String,
     /// Tells this connection's delay line to drop the TCP connection after the bytes already sent.
     cut: Arc<Notify>,
+    /// Session channels opened and not yet given a request: an `exec` or `subsystem` request takes its
+    /// channel out (a channel kept but never read would stall the session once its queue filled).
+    channels: HashMap<ChannelId, Channel<Msg>>,
+}
+
+impl Node {
+    /// A fresh handler for a new connection.
+    fn connection(&self) -> Node {
+        Node {
+            spec: self.spec.clone(),
+            files: self.files.clone(),
+            authorized: self.authorized.clone(),
+            user: String::new(),
+            cut: Arc::new(Notify::new()),
+            channels: HashMap::new(),
+        }
+    }
+
+    /// Runs the SFTP server on `channel` for `who`.
+    async fn serve_sftp(&self, channel: Channel<Msg>, who: tree::Identity) {
+        let home = if who.uid == 0 { "/root".to_owned() } else { format!("/home/{}", self.user) };
+        let opens = if self.spec.behavior == Behavior::SftpDenied { sftp::Opens::Denied } else { sftp::Opens::Checked };
+        let session = sftp::Session::new(self.files.clone(), who, home, opens);
+        russh_sftp::server::run(channel.into_stream(), session).await;
+    }
 }
 
 impl server::Handler for Node {
@@ -451,11 +619,17 @@ impl server::Handler for Node {
 
     async fn channel_open_session(
         &mut self,
-        _channel: Channel<Msg>,
+        channel: Channel<Msg>,
         reply: server::ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
+        self.channels.insert(channel.id(), channel);
         reply.accept().await;
+        Ok(())
+    }
+
+    async fn channel_close(&mut self, channel: ChannelId, _session: &mut Session) -> Result<(), Self::Error> {
+        self.channels.remove(&channel);
         Ok(())
     }
 
@@ -465,16 +639,50 @@ impl server::Handler for Node {
         data: &[u8],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
+        let opened = self.channels.remove(&channel);
         session.channel_success(channel)?;
+        let command = if data == crate::ssh::REMOTE_COMMAND.as_bytes() {
+            output::Command::Ps
+        } else if data == SUDO_SFTP_COMMAND.as_bytes() {
+            match opened {
+                // sudo runs sftp-server as root: a privileged, still read-only, SFTP session.
+                Some(channel) if self.spec.behavior != Behavior::SftpRefused => {
+                    self.serve_sftp(channel, tree::Identity::root()).await;
+                    return Ok(());
+                }
+                _ => output::Command::NoSftpServer,
+            }
+        } else {
+            output::Command::Unknown
+        };
         let answer = output::Answer {
             handle: session.handle(),
             channel,
             spec: self.spec.clone(),
             user: self.user.clone(),
             cut: self.cut.clone(),
-            is_ps: data == crate::ssh::REMOTE_COMMAND.as_bytes(),
+            command,
         };
         tokio::spawn(answer.send());
+        Ok(())
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        match self.channels.remove(&channel) {
+            Some(opened) if name == "sftp" && self.spec.behavior != Behavior::SftpRefused => {
+                session.channel_success(channel)?;
+                let who = tree::Identity::login(&self.files, &self.user);
+                self.serve_sftp(opened, who).await;
+            }
+            // As sshd without a `Subsystem sftp` line: "subsystem request for sftp by user audit failed,
+            // subsystem not found".
+            _ => session.channel_failure(channel)?,
+        }
         Ok(())
     }
 }

@@ -18,6 +18,17 @@ const CHUNK: usize = 32 << 10;
 /// delay line first.
 const BEFORE_CUT: Duration = Duration::from_millis(50);
 
+/// What an `exec` request asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Command {
+    /// fleetaudit's `ps -ef`.
+    Ps,
+    /// [`super::SUDO_SFTP_COMMAND`] on a node without sftp-server.
+    NoSftpServer,
+    /// Anything else.
+    Unknown,
+}
+
 /// The answer to one `exec` request.
 pub(super) struct Answer {
     pub handle: Handle,
@@ -25,13 +36,17 @@ pub(super) struct Answer {
     pub spec: Arc<NodeSpec>,
     pub user: String,
     pub cut: Arc<Notify>,
-    pub is_ps: bool,
+    pub command: Command,
 }
 
 impl Answer {
     pub async fn send(self) {
-        if !self.is_ps {
-            return self.finish(b"", b"sh: 1: command not found\n", 127).await;
+        match self.command {
+            Command::Ps => {}
+            Command::NoSftpServer => {
+                return self.finish(b"", b"sudo: /usr/lib/openssh/sftp-server: command not found\n", 1).await;
+            }
+            Command::Unknown => return self.finish(b"", b"sh: 1: command not found\n", 127).await,
         }
         let table: &[u8] = &self.spec.table;
         match self.spec.behavior {
@@ -71,7 +86,11 @@ impl Answer {
             | Behavior::ChangedHostKey
             | Behavior::AuthRefused
             | Behavior::Refused
-            | Behavior::Silent => self.finish(table, b"", 0).await,
+            | Behavior::Silent
+            | Behavior::SftpRefused
+            | Behavior::SftpDenied
+            | Behavior::HugeFile
+            | Behavior::YamlBomb => self.finish(table, b"", 0).await,
         }
     }
 
