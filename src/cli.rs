@@ -3,7 +3,9 @@
 //! Owns: what the user types and what the process returns. `anyhow` lives here and nowhere below.
 //! Must not hold pipeline logic: each command calls the library stages in order.
 
+mod eval;
 mod inventory;
+mod snapshot;
 
 use std::io::{self, IsTerminal, Read, Write};
 use std::path::PathBuf;
@@ -14,7 +16,7 @@ use anyhow::{Context, bail};
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::model::{Role, Status};
-use crate::output::{self, FindingJson, Style, Summary};
+use crate::output::{self, Style, Summary};
 use crate::ps;
 use crate::rules::{Engine, RuleSet};
 use crate::scan::{ScanError, ScanOptions, ScanReport, Shard};
@@ -273,13 +275,17 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
-    /// Judge a captured `ps -ef` output offline.
-    #[command(after_help = "Examples:\n  fleetaudit eval node1-ps.txt\n  ssh node1 ps -ef | fleetaudit eval -\n  \
-                            fleetaudit eval --role control-plane --format json node1-ps.txt\n  \
+    /// Judge a host offline: a snapshot tar (`fleetaudit snapshot`, or made by hand on the node), or a captured
+    /// `ps -ef` output alone (every file-backed check is then an error).
+    #[command(after_help = "Examples:\n  fleetaudit eval cp1.tar\n  fleetaudit eval node1-ps.txt\n  \
+                            ssh node1 ps -ef | fleetaudit eval -\n  \
+                            fleetaudit eval --role control-plane --format json cp1.tar\n  \
                             fleetaudit eval --rules site-rules.toml node1-ps.txt\n  \
-                            fleetaudit eval --automated-only node1-ps.txt")]
+                            fleetaudit eval --automated-only node1-ps.txt\n\n\
+                            A tar made by hand on a node: `ps -ef > ps-ef.txt; tar cf node.tar ps-ef.txt \
+                            /etc/kubernetes /var/lib/kubelet/config.yaml ...` (README: Snapshots).")]
     Eval {
-        /// The capture to judge, or `-` for standard input.
+        /// The snapshot tar or `ps -ef` capture to judge, or `-` for standard input.
         file: PathBuf,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
@@ -295,6 +301,29 @@ enum Command {
         fail_on: FailOn,
         #[command(flatten)]
         judge: JudgeArgs,
+    },
+    /// Read one host as a scan does (its `ps -ef` and the files its processes name, secrets redacted) and
+    /// write it as a tar that `fleetaudit eval` judges offline.
+    #[command(after_help = "Examples:\n  fleetaudit snapshot -i inventory.toml cp1 -o cp1.tar\n  \
+                            fleetaudit eval cp1.tar\n\n\
+                            The tar holds ps-ef.txt first and each file at its path without the leading /, with its \
+                            mode, owner ids and names in the headers; private keys and kubeconfigs only as their \
+                            stat (empty members). `tar tvf cp1.tar` lists it.")]
+    Snapshot {
+        /// The inventory (TOML) that names the host.
+        #[arg(short, long, value_name = "FILE")]
+        inventory: PathBuf,
+        /// The host, by its inventory name.
+        host: String,
+        /// Where to write the tar (`-`: standard output).
+        #[arg(short, long, value_name = "FILE")]
+        out: PathBuf,
+        /// OpenSSH client config to look the host up in (default: the inventory's `ssh_config`).
+        #[arg(long, value_name = "PATH")]
+        ssh_config: Option<PathBuf>,
+        /// Extra rule pack(s) whose files to read too.
+        #[arg(long = "rules", value_name = "FILE")]
+        rules: Vec<PathBuf>,
     },
     /// List the rules in force, or show one in full.
     #[command(after_help = "Examples:\n  fleetaudit rules\n  fleetaudit rules --format json\n  \
@@ -745,42 +774,20 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
             Ok(Exit::Ok)
         }
         Command::Eval { file, format, roles, rules, fail_on, judge } => {
-            let engine = Engine::new(RuleSet::load(&rules)?);
-            let bytes = read_capture(&file)?;
-            let table =
-                ps::parse(&bytes).with_context(|| format!("cannot read {} as `ps -ef` output", file.display()))?;
-            let findings = engine.judge(&table, &roles);
-            let manual = |f: &crate::rules::Finding| {
-                engine.rules.rules[f.rule].assessment == crate::rules::pack::Assessment::Manual
+            let args = eval::EvalArgs {
+                file: &file,
+                format,
+                roles: &roles,
+                rules: &rules,
+                fail_on,
+                automated_only: judge.automated_only,
             };
-            let totals = output::Totals::of(findings.iter().map(|f| (f.status, manual(f))));
-            match format {
-                Format::Json => {
-                    let doc = serde_json::json!({
-                        "source": file.display().to_string(),
-                        "ps_format": table.format,
-                        "processes": table.processes.len(),
-                        "rules_version": engine.rules.version(),
-                        "summary": totals,
-                        "findings": findings.iter().map(|f| FindingJson::new(&engine.rules, f)).collect::<Vec<_>>(),
-                    });
-                    serde_json::to_writer_pretty(&mut out, &doc)?;
-                    writeln!(out)?;
-                }
-                Format::Text => {
-                    writeln!(
-                        out,
-                        "{}: {} table, {} processes; rules {}\n",
-                        file.display(),
-                        table.format,
-                        table.processes.len(),
-                        engine.rules.version()
-                    )?;
-                    output::write_findings_text(&mut out, &engine.rules, &findings, style)?;
-                }
-            }
-            out.flush()?;
-            Ok(Exit::for_summary(totals.judged(judge.automated_only)).under(fail_on))
+            eval::run(args, &mut out, style)
+        }
+        Command::Snapshot { inventory, host, out: path, ssh_config, rules } => {
+            let args =
+                snapshot::SnapshotArgs { inventory: &inventory, ssh_config, host: &host, out: &path, rules: &rules };
+            snapshot::run(args, &mut out)
         }
         Command::Rules { show, format, rules } => {
             let set = RuleSet::load(&rules)?;

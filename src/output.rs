@@ -145,6 +145,69 @@ fn flags_of(test: &Test) -> Vec<&str> {
     flags
 }
 
+/// One path a judgement used, as JSON: `ls -l`'s view of it, or why it could not be learned.
+#[derive(Serialize)]
+pub struct FileJson<'a> {
+    pub path: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'a str>,
+    /// Octal, as `stat -c %a` prints it: `"600"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// As `ls -l` prints it: `-rw-------`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub redacted: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem_message: Option<&'a str>,
+}
+
+impl<'a> FileJson<'a> {
+    pub fn new(f: &'a crate::store::FileRecord) -> FileJson<'a> {
+        let kind = match f.kind.as_deref() {
+            Some("dir") => crate::files::Kind::Dir,
+            Some("symlink") => crate::files::Kind::Symlink,
+            Some("other") => crate::files::Kind::Other,
+            _ => crate::files::Kind::File,
+        };
+        FileJson {
+            path: &f.path,
+            kind: f.kind.as_deref(),
+            mode: f.mode.map(|m| format!("{m:o}")),
+            permissions: f.mode.map(|m| crate::rules::filecheck::mode_text(kind, m)),
+            owner: f.owner.as_deref(),
+            uid: f.uid,
+            gid: f.gid,
+            size: f.size,
+            sha256: f.sha256.as_deref(),
+            redacted: f.redacted,
+            problem: f.problem.as_deref(),
+            problem_message: f.problem_message.as_deref(),
+        }
+    }
+}
+
+/// A host's files as the store keeps them, for JSON output.
+pub fn files_json(files: &crate::files::FileSet) -> Vec<serde_json::Value> {
+    crate::scan::file_records(files)
+        .iter()
+        .map(|f| serde_json::to_value(FileJson::new(f)).unwrap_or(serde_json::Value::Null))
+        .collect()
+}
+
 /// Findings for people: grouped by component, the groups with failures first, failures first within a group;
 /// components absent from the host collapse to one line.
 pub fn write_findings_text(out: &mut dyn Write, set: &RuleSet, findings: &[Finding], style: Style) -> io::Result<()> {

@@ -20,7 +20,8 @@ use crate::ps;
 use crate::rules::Engine;
 use crate::ssh::{Target, Transport};
 use crate::store::{
-    FindingRecord, HostCertificateRecord, HostOutcome, HostRecord, HostResult, RuleMeta, ScanLock, Store, StoreError,
+    FileRecord, FindingRecord, HostCertificateRecord, HostOutcome, HostRecord, HostResult, RuleMeta, ScanLock, Store,
+    StoreError,
 };
 
 /// Outcomes are written in batches of this many (or every [`FLUSH_EVERY`]): one transaction per host would
@@ -36,6 +37,8 @@ pub enum ScanError {
     Store(#[from] StoreError),
     #[error("cannot read known_hosts: {0}")]
     KnownHosts(std::io::Error),
+    #[error("{host}: {message}")]
+    Host { host: String, message: String },
 }
 
 /// What to scan.
@@ -374,16 +377,39 @@ pub fn select_hosts(inventory: &Inventory, only: &[String], shard: Option<Shard>
     Ok(hosts.into_iter().filter(|h| shard.is_none_or(|s| s.contains(&h.name))).cloned().collect())
 }
 
-/// Reaches one host and judges its table. Never fails: every problem becomes the host's error outcome.
+/// Reaches one host, reads its process table and the files its processes name, and judges them. Never
+/// fails: every problem becomes the host's error outcome (a file that cannot be read is the error of the rules
+/// that need it, not of the host).
 async fn audit_host(transport: &Transport, engine: &Engine, host: &Host) -> (HostOutcome, HostReport) {
     let started_at = model::utc_now();
     let started = Instant::now();
-    let (fingerprint, certificate, result) = match transport.capture(&Target::of(host)).await {
+    let (fingerprint, certificate, result) = match transport.open(&Target::of(host), &host.files).await {
         Err(e) => {
             tracing::warn!(host = %host.name, kind = e.kind(), "{e}");
             (None, None, HostResult::Error { kind: e.kind().to_owned(), message: e.to_string() })
         }
-        Ok(capture) => (Some(capture.fingerprint), capture.certificate, judge(engine, host, &capture.stdout)),
+        Ok(mut session) => {
+            let fingerprint = session.fingerprint().to_owned();
+            let certificate = session.certificate().cloned();
+            let result = match session.ps().await {
+                Err(e) => {
+                    tracing::warn!(host = %host.name, kind = e.kind(), "{e}");
+                    HostResult::Error { kind: e.kind().to_owned(), message: e.to_string() }
+                }
+                Ok(stdout) => match table_of(host, &stdout) {
+                    Err(result) => result,
+                    Ok(table) => {
+                        let (files, rounds) = engine.gather(&table, &mut session).await;
+                        let stats = session.file_stats();
+                        tracing::debug!(host = %host.name, rounds, requests = stats.requests,
+                            round_trips = stats.round_trips, bytes = stats.bytes, "files read");
+                        judge_with_files(engine, host, &table, &files)
+                    }
+                },
+            };
+            session.close().await;
+            (Some(fingerprint), certificate, result)
+        }
     };
     let duration = started.elapsed();
     let report = HostReport {
@@ -421,23 +447,67 @@ async fn audit_host(transport: &Transport, engine: &Engine, host: &Host) -> (Hos
     (outcome, report)
 }
 
-/// Parses and judges one host's `ps` output.
-pub fn judge(engine: &Engine, host: &Host, stdout: &[u8]) -> HostResult {
+/// What one host showed: its `ps -ef` output and the files its processes name, as a scan reads them (secrets
+/// redacted): what `fleetaudit snapshot` writes.
+pub struct HostSnapshot {
+    pub ps: Vec<u8>,
+    pub files: crate::files::FileSet,
+    /// Batches of file requests it took.
+    pub rounds: usize,
+}
+
+/// Reads one host as [`audit_host`] does, without judging or storing: for `fleetaudit snapshot`.
+pub async fn snapshot_host(transport: &Transport, engine: &Engine, host: &Host) -> Result<HostSnapshot, ScanError> {
+    let failed = |e: crate::ssh::SshError| ScanError::Host { host: host.name.clone(), message: e.to_string() };
+    let mut session = transport.open(&Target::of(host), &host.files).await.map_err(failed)?;
+    let ps = session.ps().await.map_err(failed)?;
+    let table = table_of(host, &ps).map_err(|r| match r {
+        HostResult::Error { message, .. } => ScanError::Host { host: host.name.clone(), message },
+        HostResult::Audited { .. } => unreachable!("table_of fails only with an error"),
+    })?;
+    let (files, rounds) = engine.gather(&table, &mut session).await;
+    session.close().await;
+    Ok(HostSnapshot { ps, files, rounds })
+}
+
+/// Parses one host's `ps` output, refusing a table too incomplete to judge.
+fn table_of(host: &Host, stdout: &[u8]) -> Result<ps::ProcessTable, HostResult> {
     let table = match ps::parse(stdout) {
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(host = %host.name, "unreadable ps output: {e}");
-            return HostResult::Error { kind: "unreadable_table".into(), message: format!("`ps -ef` output: {e}") };
+            return Err(HostResult::Error {
+                kind: "unreadable_table".into(),
+                message: format!("`ps -ef` output: {e}"),
+            });
         }
     };
     if let Some(why) = incomplete(&table) {
         tracing::warn!(host = %host.name, "{why}");
-        return HostResult::Error { kind: "incomplete_table".into(), message: why };
+        return Err(HostResult::Error { kind: "incomplete_table".into(), message: why });
     }
+    Ok(table)
+}
+
+/// Parses and judges one host's `ps` output alone (no files: every file-backed setting is an error).
+pub fn judge(engine: &Engine, host: &Host, stdout: &[u8]) -> HostResult {
+    match table_of(host, stdout) {
+        Err(result) => result,
+        Ok(table) => judge_with_files(engine, host, &table, &crate::files::FileSet::none()),
+    }
+}
+
+/// Judges one host's table and files into what the store keeps.
+pub fn judge_with_files(
+    engine: &Engine,
+    host: &Host,
+    table: &ps::ProcessTable,
+    files: &crate::files::FileSet,
+) -> HostResult {
     // The rules of one component share its processes as evidence: serialise each distinct list once.
     let mut stored: Vec<(Vec<crate::rules::Evidence>, Option<String>)> = Vec::new();
     let findings = engine
-        .judge(&table, &host.roles)
+        .judge_with_files(table, files, &host.roles)
         .into_iter()
         .map(|f| {
             let same = |e: &[crate::rules::Evidence]| {
@@ -462,7 +532,61 @@ pub fn judge(engine: &Engine, host: &Host, stdout: &[u8]) -> HostResult {
             }
         })
         .collect::<Vec<_>>();
-    HostResult::Audited { ps_format: table.format.to_string(), processes: table.processes.len() as u32, findings }
+    HostResult::Audited {
+        ps_format: table.format.to_string(),
+        processes: table.processes.len() as u32,
+        findings,
+        files: file_records(files),
+    }
+}
+
+/// What the store keeps of a host's files: every path asked, with owners named from the host's own account
+/// files when they were read.
+pub fn file_records(files: &crate::files::FileSet) -> Vec<FileRecord> {
+    use crate::files::{Entry, Kind};
+    let text = |path: &str| files.get(path).and_then(Entry::content).map(|c| c.bytes.as_slice());
+    let accounts = crate::files::accounts::Accounts::parse(text("/etc/passwd"), text("/etc/group")).unwrap_or_default();
+    files
+        .iter()
+        .map(|(path, entry)| match entry {
+            Entry::Found { meta, content, .. } => FileRecord {
+                path: path.clone(),
+                kind: Some(
+                    match meta.kind {
+                        Kind::File => "file",
+                        Kind::Dir => "dir",
+                        Kind::Symlink => "symlink",
+                        Kind::Other => "other",
+                    }
+                    .to_owned(),
+                ),
+                mode: Some(meta.mode),
+                uid: Some(meta.uid),
+                gid: Some(meta.gid),
+                owner: Some(accounts.owner(meta.uid, meta.gid)),
+                size: Some(meta.size),
+                sha256: content.as_ref().map(|c| c.sha256.iter().map(|b| format!("{b:02x}")).collect()),
+                redacted: content.as_ref().is_some_and(|c| c.redacted),
+                content: content.as_ref().map(|c| c.bytes.clone()),
+                problem: None,
+                problem_message: None,
+            },
+            Entry::Problem(p) => FileRecord {
+                path: path.clone(),
+                kind: None,
+                mode: None,
+                uid: None,
+                gid: None,
+                owner: None,
+                size: None,
+                sha256: None,
+                redacted: false,
+                content: None,
+                problem: Some(p.kind().to_owned()),
+                problem_message: Some(p.to_string()),
+            },
+        })
+        .collect()
 }
 
 /// The evidence kept in the database: the processes' lines (already redacted) without what changes between

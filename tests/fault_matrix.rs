@@ -198,14 +198,30 @@ fn every_fault_is_recorded_with_its_own_kind_and_healthy_nodes_are_audited() {
     assert_eq!(audited_faults, 5, "non-UTF-8 and the four file faults");
     assert_eq!(audited.len(), 4 + audited_faults, "four healthy nodes and the faults that are still audited");
 
-    // Each audited node has exactly the verdicts `fleetaudit eval` gives its profile's capture (the cluster of a
-    // simulated node is its profile), and the fleet disagrees on the reference rule, so the check can fail.
+    // Each audited node has exactly the verdicts `fleetaudit eval` gives a `fleetaudit snapshot` of it (its
+    // process table and the files it served, or why not: a refused SFTP, a huge file, a YAML bomb), and the fleet
+    // disagrees on the reference rule, so the check can fail.
     let mut reference = BTreeSet::new();
     for (host, behavior) in &audited {
         let profile = host.cluster.as_deref().unwrap();
-        let capture = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/captures").join(format!("{profile}.txt"));
+        let tar = d.join(format!("{}.tar", host.name));
+        let snap =
+            fleetaudit(&["snapshot", "-i", inventory_path.to_str().unwrap(), &host.name, "-o", tar.to_str().unwrap()]);
+        assert_eq!(snap.status.code(), Some(0), "{}: {}", host.name, text(&snap.stderr));
         let roles: Vec<String> = host.roles.iter().map(|r| r.as_str().to_owned()).collect();
-        let expected = eval(&capture, &roles);
+        let expected = eval(&tar, &roles);
+        // And the process table alone: what the files decide is error there, never a pass or not applicable.
+        let capture = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/captures").join(format!("{profile}.txt"));
+        let bare = eval(&capture, &roles);
+        for (rule, status) in &bare {
+            if status != &expected[rule] {
+                assert_eq!(
+                    status, "error",
+                    "{}: {rule} is {status} from ps alone, {} with files",
+                    host.name, expected[rule]
+                );
+            }
+        }
         let stored: BTreeMap<String, String> =
             sqlite(&db, &format!("SELECT rule_id, status FROM latest_findings WHERE host = '{}'", host.name))
                 .lines()

@@ -187,3 +187,70 @@ proptest! {
         }
     }
 }
+
+/// A YAML or JSON document with secrets in it: every way of writing a value under a secret key (plain,
+/// quoted, a block scalar, a flow collection, a block sequence, an alias), nested in maps and lists, beside
+/// keys that are not secret. Returns the text and the canaries it planted.
+fn secret_document() -> impl Strategy<Value = (String, Vec<String>)> {
+    let key = prop::sample::select(vec!["secret", "token", "agent-token", "password", "etcdS3SecretKey", "tokens"]);
+    let style = 0u8..9;
+    let plain_key = prop::sample::select(vec!["name", "kind", "secretbox", "tokenFile", "address", "keys"]);
+    let item = (key, style, plain_key, "[a-z0-9]{0,6}", 0usize..4, any::<bool>());
+    prop::collection::vec(item, 1..8).prop_map(|items| {
+        let mut text = String::from("apiVersion: v1\n");
+        let mut canaries = Vec::new();
+        for (n, (key, style, plain, word, depth, in_list)) in items.into_iter().enumerate() {
+            let canary = format!("CANARY{n}X{word}");
+            let indent = "  ".repeat(depth);
+            text.push_str(&format!("{indent}{plain}{n}: {word}v\n"));
+            let (lead, child) =
+                if in_list { (format!("{indent}- "), format!("{indent}  ")) } else { (indent.clone(), indent.clone()) };
+            let value = match style {
+                0 => format!("{lead}{key}: {canary}\n"),
+                1 => format!("{lead}{key}: \"{canary}\"\n"),
+                2 => format!("{lead}{key}: '{canary}'\n"),
+                3 => format!("{lead}{key}: |\n{child}  {canary}\n"),
+                4 => format!("{lead}{key}: [{canary}, x]\n"),
+                5 => format!("{lead}{key}:\n{child}- {canary}\n"),
+                6 => format!("{lead}{{\"{key}\": \"{canary}\", \"a\": 1}}\n"),
+                7 => format!("{lead}{key}: {canary} # note\n"),
+                _ => format!("{indent}base{n}: &a{n} {canary}\n{lead}{key}: *a{n}\n"),
+            };
+            text.push_str(&value);
+            canaries.push(canary);
+        }
+        (text, canaries)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    /// No canary survives admission, whatever its style or nesting; what is not secret is kept; and a
+    /// document that parsed still parses, with as many lines.
+    #[test]
+    fn no_secret_survives_admission((text, canaries) in secret_document()) {
+        let keep = |_: &str| false;
+        let admitted = fleetaudit::files::redact::admit("/etc/rancher/k3s/config.yaml", text.clone().into_bytes(), &keep);
+        let kept = String::from_utf8(admitted.bytes).unwrap();
+        for c in &canaries {
+            prop_assert!(!kept.contains(c.as_str()), "{c} kept:\n{text}\n->\n{kept}");
+        }
+        prop_assert!(admitted.redacted);
+        prop_assert_eq!(kept.lines().count(), text.lines().count());
+        prop_assert!(kept.contains("apiVersion: v1"));
+        if yaml::parse("t", &text, &Limits::CONFIG).is_ok() {
+            prop_assert!(yaml::parse("t", &kept, &Limits::CONFIG).is_ok(), "parsed before, not after:\n{kept}");
+        }
+    }
+
+    /// Bytes that hold no secret key come out as they went in, hash included.
+    #[test]
+    fn documents_without_secrets_are_kept_as_they_are(text in "[a-z: \n\\[\\]{},\"'#-]{0,200}") {
+        prop_assume!(!["secret", "token", "password", "passwd", "credential", "apikey", "pass", "://"].iter().any(|w| text.contains(w)));
+        let keep = |_: &str| false;
+        let admitted = fleetaudit::files::redact::admit("/c.yaml", text.clone().into_bytes(), &keep);
+        prop_assert_eq!(admitted.bytes, text.into_bytes());
+        prop_assert!(!admitted.redacted);
+    }
+}

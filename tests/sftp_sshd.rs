@@ -164,7 +164,16 @@ async fn stat_read_and_list_answer_as_the_files_are_on_disk() {
     let answers = s.fetch(&requests).await;
     let paths: Vec<&str> = answers.iter().map(|(p, _)| p.as_str()).collect();
     let asked: Vec<&str> = requests.iter().map(|r| r.path.as_str()).collect();
-    assert_eq!(paths, asked, "one answer per request, in order");
+    assert_eq!(paths[..asked.len()], asked, "one answer per request, in order");
+    // Then the stats the listing of `manifests` gave with its names (its entries' lstat, as OpenSSH sends them):
+    // what the engine would stat next, answered in the same round trips.
+    let extra: Vec<(&str, &Entry)> = answers[asked.len()..].iter().map(|(p, e)| (p.as_str(), e)).collect();
+    let manifest = |m: &str| node.path(&format!("manifests/{m}"));
+    let expected = [manifest("etcd.yaml"), manifest("kube-apiserver.yaml"), manifest("kube-scheduler.yaml")];
+    assert_eq!(extra.iter().map(|(p, _)| p.to_string()).collect::<Vec<_>>(), expected);
+    for (_, e) in &extra {
+        assert_eq!(found(e), &meta(Kind::File, 0o600, ROOT, 10));
+    }
     let a: Vec<&Entry> = answers.iter().map(|(_, e)| e).collect();
 
     let size = kubelet.len() as u64;

@@ -161,6 +161,16 @@ impl Accounts {
         format!("{user}:{group}")
     }
 
+    /// Every user, by id.
+    pub fn users(&self) -> impl Iterator<Item = (u32, &str)> {
+        self.users.names.iter().map(|(id, n)| (*id, n.as_str()))
+    }
+
+    /// Every group, by id.
+    pub fn groups(&self) -> impl Iterator<Item = (u32, &str)> {
+        self.groups.names.iter().map(|(id, n)| (*id, n.as_str()))
+    }
+
     /// Whether no user and no group is known.
     pub fn is_empty(&self) -> bool {
         self.users.names.is_empty() && self.groups.names.is_empty()

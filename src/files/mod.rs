@@ -8,6 +8,8 @@
 //! Must not touch: SSH, rules, the database. A path is data here, never shell text.
 
 pub mod accounts;
+pub mod mount;
+pub mod redact;
 pub mod tar;
 pub mod yaml;
 
@@ -95,8 +97,8 @@ impl Content {
 }
 
 /// Why a path could not be learned. Each is its own stored kind, with the fix in its message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Problem {
     /// No such file or directory.
     Missing,
@@ -110,6 +112,63 @@ pub enum Problem {
     Unavailable { reason: String },
     /// Anything else the SFTP server answered.
     Failed { message: String },
+    /// Judging a snapshot made by hand: the path is not in it, and no directory of the snapshot holds it, so
+    /// whether the node has it is unknown.
+    NotInSnapshot,
+}
+
+impl Problem {
+    /// Short and machine-readable, as stored: `missing`, `denied`, `too_large`, ...
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Problem::Missing => "missing",
+            Problem::Denied => "denied",
+            Problem::TooLarge { .. } => "too_large",
+            Problem::OverBudget { .. } => "over_budget",
+            Problem::Unavailable { .. } => "unavailable",
+            Problem::Failed { .. } => "failed",
+            Problem::NotInSnapshot => "not_in_snapshot",
+        }
+    }
+}
+
+impl std::fmt::Display for Problem {
+    /// For people, with what to do.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::Missing => f.write_str("no such file or directory"),
+            Problem::Denied => f.write_str(
+                "permission denied: give the audit login read access (group read or an ACL), or set sftp_command to \
+                 a privileged SFTP server (README: Files over SFTP)",
+            ),
+            Problem::TooLarge { size, limit } => {
+                write!(f, "{size} bytes, over the {limit}-byte limit (max_file_bytes): not read")
+            }
+            Problem::OverBudget { what } => write!(f, "not read: the host's file budget ran out ({what})"),
+            Problem::Unavailable { reason } => write!(f, "SFTP unavailable: {reason}"),
+            Problem::Failed { message } => f.write_str(message),
+            Problem::NotInSnapshot => f.write_str("not in the snapshot: add it to the tar"),
+        }
+    }
+}
+
+/// Something that answers batches of requests: a host's SFTP session, or a snapshot of one.
+pub trait Fetch {
+    /// One `(path, entry)` per request; contents raw, as the host sent them (the engine admits them).
+    fn fetch(&mut self, batch: &[Request]) -> impl std::future::Future<Output = Vec<(String, Entry)>>;
+}
+
+/// A file set answering as the host it was taken from ([`FileSet::answer`]).
+pub struct Answering<'f> {
+    pub files: &'f FileSet,
+    /// A snapshot made by hand: see [`FileSet::answer`].
+    pub hand_made: bool,
+}
+
+impl Fetch for Answering<'_> {
+    async fn fetch(&mut self, batch: &[Request]) -> Vec<(String, Entry)> {
+        batch.iter().map(|r| (r.path.clone(), self.files.answer(r, self.hand_made))).collect()
+    }
 }
 
 /// What the host answered for one path.
@@ -181,6 +240,33 @@ impl FileSet {
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// Answers a request from what this set holds, as a host's SFTP server would: contents only for a read,
+    /// names only for a listing. A path the set does not hold is `absent` (`Missing` for a host simulated in
+    /// full; for a snapshot made by hand, `Missing` only inside a directory it holds, else `NotInSnapshot`).
+    pub fn answer(&self, request: &Request, hand_made: bool) -> Entry {
+        match self.entries.get(&request.path) {
+            Some(Entry::Found { meta, content, names }) => Entry::Found {
+                meta: *meta,
+                content: if request.want == Want::Read { content.clone() } else { None },
+                names: if request.want == Want::List { names.clone() } else { None },
+            },
+            Some(problem) => problem.clone(),
+            None if !hand_made => Entry::Problem(Problem::Missing),
+            None => {
+                let mut dir = request.path.as_str();
+                while let Some((parent, _)) = dir.rsplit_once('/') {
+                    dir = parent;
+                    if let Some(Entry::Found { names: Some(_), .. }) =
+                        self.entries.get(if dir.is_empty() { "/" } else { dir })
+                    {
+                        return Entry::Problem(Problem::Missing);
+                    }
+                }
+                Entry::Problem(Problem::NotInSnapshot)
+            }
+        }
     }
 
     /// Whether the host already answered this request (a read answers a stat too).

@@ -128,7 +128,7 @@ struct Manifest {
     #[serde(default)]
     entries: BTreeMap<String, EntryRecord>,
     #[serde(default)]
-    problems: BTreeMap<String, ProblemRecord>,
+    problems: BTreeMap<String, Problem>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -154,44 +154,6 @@ struct EntryRecord {
 
 fn yes() -> bool {
     true
-}
-
-/// [`Problem`] as the manifest stores it (the same JSON as `Problem`'s own `Serialize`).
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-enum ProblemRecord {
-    Missing,
-    Denied,
-    TooLarge { size: u64, limit: u64 },
-    OverBudget { what: String },
-    Unavailable { reason: String },
-    Failed { message: String },
-}
-
-impl From<ProblemRecord> for Problem {
-    fn from(p: ProblemRecord) -> Problem {
-        match p {
-            ProblemRecord::Missing => Problem::Missing,
-            ProblemRecord::Denied => Problem::Denied,
-            ProblemRecord::TooLarge { size, limit } => Problem::TooLarge { size, limit },
-            ProblemRecord::OverBudget { what } => Problem::OverBudget { what },
-            ProblemRecord::Unavailable { reason } => Problem::Unavailable { reason },
-            ProblemRecord::Failed { message } => Problem::Failed { message },
-        }
-    }
-}
-
-impl From<&Problem> for ProblemRecord {
-    fn from(p: &Problem) -> ProblemRecord {
-        match p.clone() {
-            Problem::Missing => ProblemRecord::Missing,
-            Problem::Denied => ProblemRecord::Denied,
-            Problem::TooLarge { size, limit } => ProblemRecord::TooLarge { size, limit },
-            Problem::OverBudget { what } => ProblemRecord::OverBudget { what },
-            Problem::Unavailable { reason } => ProblemRecord::Unavailable { reason },
-            Problem::Failed { message } => ProblemRecord::Failed { message },
-        }
-    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -228,7 +190,7 @@ pub fn write(out: &mut dyn Write, ps: &[u8], files: &FileSet, accounts: &Account
         let member = member_name(path)?;
         match entry {
             Entry::Problem(p) => {
-                manifest.problems.insert(path.clone(), p.into());
+                manifest.problems.insert(path.clone(), p.clone());
             }
             Entry::Found { meta, content, names } => {
                 let mut r = EntryRecord { content: true, size: Some(meta.size), ..EntryRecord::default() };
@@ -583,7 +545,7 @@ fn apply_manifest(
         if members.contains_key(&path) {
             return Err(bad(format!("{path} is both a member and a problem")));
         }
-        files.insert(path, Entry::Problem(p.into()));
+        files.insert(path, Entry::Problem(p));
     }
     for (path, r) in manifest.entries {
         let m = members.remove(&path).ok_or_else(|| bad(format!("{path} is listed but not in the tar")))?;

@@ -23,6 +23,38 @@ pub struct Found<'t> {
     pub component: usize,
     pub process: &'t Process,
     pub kind: Kind,
+    /// The container runtime's shim the process runs under (`containerd-shim-runc-v2`, CRI-O's `conmon`), when
+    /// one of its ancestors in the table is one: the paths it names are in its own mount namespace.
+    pub container: Option<&'t str>,
+}
+
+impl Found<'_> {
+    /// How the process sees the file system.
+    pub fn viewer(&self) -> crate::files::mount::Viewer<'_> {
+        crate::files::mount::Viewer { pid: self.process.pid, container: self.container }
+    }
+}
+
+/// Programs that stay the parent of a container's first process: containerd's shims (Kubernetes with
+/// containerd, Docker's `containerd-shim`), CRI-O's and Podman's `conmon`.
+fn is_container_shim(program: &str) -> bool {
+    program.starts_with("containerd-shim") || program == "docker-containerd-shim" || program == "conmon"
+}
+
+/// The container shim among a process's ancestors, following PPIDs (busybox prints none: no answer).
+fn container_of<'t>(table: &'t ProcessTable, by_pid: &HashMap<u32, usize>, process: &Process) -> Option<&'t str> {
+    let mut ppid = process.ppid?;
+    // A bounded walk: a table can hold a PPID cycle (garbage, or PIDs reused between the lines `ps` read).
+    for _ in 0..32 {
+        let parent = &table.processes[*by_pid.get(&ppid)?];
+        let arg0 = parent.argv().next()?;
+        let program = arg0.rsplit('/').next().unwrap_or(arg0);
+        if is_container_shim(program) {
+            return Some(program);
+        }
+        ppid = parent.ppid.filter(|p| *p != ppid)?;
+    }
+    None
 }
 
 #[derive(Debug, Clone)]
@@ -68,11 +100,19 @@ impl Detector {
             let arg1 = argv.next();
             for (index, matcher) in candidates {
                 match matcher {
-                    Matcher::Program => {
-                        found.push(Found { component: *index, process, kind: Kind::Direct { args_from: 1 } })
-                    }
+                    Matcher::Program => found.push(Found {
+                        component: *index,
+                        process,
+                        kind: Kind::Direct { args_from: 1 },
+                        container: None,
+                    }),
                     Matcher::Subcommands(subs) if arg1.is_some_and(|a| subs.iter().any(|s| s == a)) => {
-                        found.push(Found { component: *index, process, kind: Kind::Direct { args_from: 2 } })
+                        found.push(Found {
+                            component: *index,
+                            process,
+                            kind: Kind::Direct { args_from: 2 },
+                            container: None,
+                        })
                     }
                     Matcher::Embedded(e) => {
                         let embedding = &embeddings[*e];
@@ -92,12 +132,19 @@ impl Detector {
                                     component: embedded.component,
                                     process,
                                     kind: Kind::Embedded { embedding: *e, run },
+                                    container: None,
                                 });
                             }
                         }
                     }
                     Matcher::Subcommands(_) => {}
                 }
+            }
+        }
+        if !found.is_empty() {
+            let by_pid: HashMap<u32, usize> = table.processes.iter().enumerate().map(|(i, p)| (p.pid, i)).collect();
+            for f in &mut found {
+                f.container = container_of(table, &by_pid, f.process);
             }
         }
         found
@@ -163,6 +210,26 @@ mod tests {
             ])
             .is_empty()
         );
+    }
+
+    #[test]
+    fn a_process_under_a_container_shim_runs_in_a_container() {
+        let set = RuleSet::embedded().unwrap();
+        let text = "UID PID PPID C STIME TTY TIME CMD\n\
+                    root 1 0 0 10:00 ? 00:00:00 /sbin/init\n\
+                    root 10 1 0 10:00 ? 00:00:00 /usr/bin/containerd-shim-runc-v2 -namespace k8s.io -id abc\n\
+                    root 11 10 0 10:00 ? 00:00:00 /pause\n\
+                    root 12 10 0 10:00 ? 00:00:00 /usr/local/bin/kube-proxy --config=/var/lib/kube-proxy/config.conf\n\
+                    root 13 1 0 10:00 ? 00:00:00 /usr/bin/kubelet --config=/var/lib/kubelet/config.yaml\n\
+                    root 20 21 0 10:00 ? 00:00:00 /usr/bin/kube-scheduler\n\
+                    root 21 20 0 10:00 ? 00:00:00 /usr/bin/sleep 1\n";
+        let table = ps::parse(text.as_bytes()).unwrap();
+        let found = Detector::new(&set.components, &set.embeddings).find(&table, &set.embeddings);
+        let by_pid = |pid| found.iter().find(|f| f.process.pid == pid).unwrap().container;
+        assert_eq!(by_pid(12), Some("containerd-shim-runc-v2"));
+        assert_eq!(by_pid(13), None);
+        // A PPID cycle ends the walk.
+        assert_eq!(by_pid(20), None);
     }
 
     #[test]

@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use crate::files::yaml;
+
 /// One node of a document.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Doc {
@@ -71,9 +73,15 @@ impl Doc {
         }
     }
 
-    /// Follows a dotted path; `name[]` collects the rest of the path from every element of the list `name`.
-    /// `None` when the path is not in the document.
+    /// Follows a dotted path; `name[]` collects the rest of the path from every element of the list `name`;
+    /// `@name` is one of the [`DERIVED`] values. `None` when the path is not in the document.
     pub fn find(&self, path: &str) -> Option<Found> {
+        if let Some(name) = path.strip_prefix('@') {
+            return match name {
+                "secrets_write_provider" => self.secrets_write_provider(),
+                _ => None,
+            };
+        }
         let mut node = self;
         let mut rest = path;
         loop {
@@ -103,6 +111,36 @@ impl Doc {
                 None => return node.found(),
             }
         }
+    }
+
+    /// The provider an EncryptionConfiguration encrypts Secrets with as they are written: the first provider
+    /// of the first resource list that covers them (`secrets`, `*.` for the core group, `*.*`). "Resource lists
+    /// are processed in order, with earlier lists taking precedence" and "the first provider in the list is
+    /// used to encrypt resources written into the storage" (apiserver.config.k8s.io/v1 EncryptionConfiguration;
+    /// k8s.io/apiserver pkg/server/options/encryptionconfig/config.go). A provider is a map with one key, its
+    /// type (`aescbc`, `kms`, `identity`, ...).
+    fn secrets_write_provider(&self) -> Option<Found> {
+        let Some(Doc::List { items, .. }) = self.field("resources") else { return None };
+        for entry in items {
+            let Some(Doc::List { items: names, .. }) = entry.field("resources") else { continue };
+            let covers = names
+                .iter()
+                .any(|n| matches!(n, Doc::Scalar { text, .. } if matches!(text.as_str(), "secrets" | "*." | "*.*")));
+            if !covers {
+                continue;
+            }
+            return Some(match entry.field("providers") {
+                Some(Doc::List { items: providers, line }) => match providers.first() {
+                    Some(Doc::Map { entries, line }) if entries.len() == 1 => {
+                        Found::Scalar { text: entries[0].0.clone(), kind: ScalarKind::String, line: *line }
+                    }
+                    Some(other) => Found::Other { line: other.line() },
+                    None => Found::Other { line: *line },
+                },
+                _ => Found::Other { line: entry.line() },
+            });
+        }
+        None
     }
 
     fn found(&self) -> Option<Found> {
@@ -137,6 +175,24 @@ impl Doc {
     }
 }
 
+/// Values a path can name that are computed from a document rather than found at one place: `@name`, with
+/// what it is and what its absence means, for people.
+pub const DERIVED: [(&str, &str, &str); 1] = [(
+    "secrets_write_provider",
+    "the provider that encrypts Secrets as they are written",
+    "no resource list covers Secrets (`secrets`, `*.` or `*.*`), so they are stored unencrypted",
+)];
+
+/// What a derived value is, for people.
+pub fn derived(name: &str) -> Option<&'static str> {
+    DERIVED.iter().find(|(n, _, _)| *n == name).map(|(_, what, _)| *what)
+}
+
+/// What it means that a document has no such derived value.
+pub fn derived_absent(name: &str) -> Option<&'static str> {
+    DERIVED.iter().find(|(n, _, _)| *n == name).map(|(_, _, absent)| *absent)
+}
+
 impl fmt::Display for Found {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -155,12 +211,59 @@ impl Found {
     }
 }
 
-/// Parses a document a host sent (JSON; YAML through `files::yaml`), naming the file and line of an error.
+/// Parses a document a host sent as Kubernetes decodes a component config (`files::yaml::parse_kubernetes`:
+/// JSON when it starts with `{`, else YAML 1.1 as go-yaml v2 reads it, under the size, depth and alias limits),
+/// naming the file and line of an error.
 pub fn parse(path: &str, bytes: &[u8]) -> Result<Doc, String> {
-    let text = std::str::from_utf8(bytes).map_err(|e| format!("{path}: not UTF-8 text ({e})"))?;
-    match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(v) => Ok(Doc::from_json(&v)),
-        Err(e) => Err(format!("{path}:{}: {e}", e.line())),
+    let document = yaml::parse_kubernetes(path, bytes, &yaml::Limits::CONFIG).map_err(|e| e.to_string())?;
+    Ok(Doc::from_yaml(&document.root))
+}
+
+impl Doc {
+    /// A YAML node tree as the component decodes it: scalars resolved the go-yaml v2 way (`yes` is true,
+    /// `010` is 8), every mapping entry kept in order, duplicates included (see [`Doc::duplicate_along`]).
+    pub fn from_yaml(node: &yaml::Node) -> Doc {
+        let line = node.line;
+        match &node.data {
+            yaml::Data::Map(entries) => Doc::Map {
+                entries: entries
+                    .iter()
+                    .map(|e| (e.key.text().unwrap_or_default().to_owned(), Doc::from_yaml(&e.value)))
+                    .collect(),
+                line,
+            },
+            yaml::Data::Seq(items) => Doc::List { items: items.iter().map(Doc::from_yaml).collect(), line },
+            yaml::Data::Scalar(s) => match s.kubernetes() {
+                Ok(yaml::Value::Null) => Doc::Null { line },
+                Ok(yaml::Value::Bool(b)) => Doc::Scalar { text: b.to_string(), kind: ScalarKind::Bool, line },
+                Ok(v @ (yaml::Value::Int(_) | yaml::Value::Float(_))) => {
+                    Doc::Scalar { text: v.to_string(), kind: ScalarKind::Number, line }
+                }
+                Ok(yaml::Value::Str(t)) => Doc::Scalar { text: t.into_owned(), kind: ScalarKind::String, line },
+                // A value the component's decoder refuses: kept as text, which no typed field accepts.
+                Err(_) => Doc::Scalar { text: s.text.clone(), kind: ScalarKind::String, line },
+            },
+        }
+    }
+
+    /// A key along `path` written twice in one mapping, with its lines: the kubelet and kube-proxy decode such
+    /// a file leniently (the last wins), kube-scheduler and the API server's config files refuse it, so a
+    /// setting read through one cannot be trusted either way.
+    pub fn duplicate_along(&self, path: &str) -> Option<(String, Vec<usize>)> {
+        let mut node = self;
+        for segment in path.split('.') {
+            let key = segment.strip_suffix("[]").unwrap_or(segment);
+            let Doc::Map { entries, .. } = node else { return None };
+            let lines: Vec<usize> = entries.iter().filter(|(k, _)| k == key).map(|(_, v)| v.line()).collect();
+            if lines.len() > 1 {
+                return Some((key.to_owned(), lines));
+            }
+            node = node.field(key)?;
+            if segment.ends_with("[]") {
+                return None;
+            }
+        }
+        None
     }
 }
 
@@ -170,6 +273,25 @@ mod tests {
 
     fn doc(json: &str) -> Doc {
         Doc::from_json(&serde_json::from_str(json).unwrap())
+    }
+
+    #[test]
+    fn yaml_reads_as_the_component_decodes_it() {
+        let d = parse(
+            "/var/lib/kubelet/config.yaml",
+            b"apiVersion: kubelet.config.k8s.io/v1beta1\nauthentication:\n  anonymous:\n    enabled: no\nreadOnlyPort: 010\nstaticPodPath: /etc/kubernetes/manifests\n",
+        )
+        .unwrap();
+        assert!(
+            matches!(d.find("authentication.anonymous.enabled"), Some(Found::Scalar { ref text, kind: ScalarKind::Bool, line: 4 }) if text == "false"),
+            "go-yaml v2 reads `no` as false"
+        );
+        assert!(matches!(d.find("readOnlyPort"), Some(Found::Scalar { ref text, .. }) if text == "8"), "010 is octal");
+        let err = parse("/c.yaml", b"a: [1, 2\n").unwrap_err();
+        assert!(err.starts_with("/c.yaml:"), "{err}");
+        let dup = parse("/c.yaml", b"readOnlyPort: 0\nreadOnlyPort: 10255\n").unwrap();
+        assert_eq!(dup.duplicate_along("readOnlyPort"), Some(("readOnlyPort".into(), vec![1, 2])));
+        assert_eq!(dup.duplicate_along("other"), None);
     }
 
     #[test]
@@ -191,5 +313,35 @@ mod tests {
         assert!(d.find("authentication.webhook.enabled").is_none());
         assert!(matches!(d.find("authentication"), Some(Found::Other { .. })));
         assert!(d.find("readOnlyPort.x").is_none(), "no field under a scalar");
+    }
+
+    #[test]
+    fn the_provider_that_writes_secrets_is_the_first_of_the_first_list_covering_them() {
+        let provider = |json: &str| doc(json).find("@secrets_write_provider").map(|f| f.to_string());
+        let events_then_all = r#"{"resources": [
+            {"resources": ["events"], "providers": [{"identity": {}}]},
+            {"resources": ["secrets", "configmaps"], "providers": [{"aescbc": {"keys": []}}, {"identity": {}}]},
+            {"resources": ["*.*"], "providers": [{"identity": {}}]}]}"#;
+        assert_eq!(provider(events_then_all).as_deref(), Some("aescbc"));
+        // identity first: written unencrypted, whatever follows.
+        let identity_first =
+            r#"{"resources": [{"resources": ["secrets"], "providers": [{"identity": {}}, {"aescbc": {}}]}]}"#;
+        assert_eq!(provider(identity_first).as_deref(), Some("identity"));
+        // Wildcards cover Secrets; an earlier list wins over a later one.
+        assert_eq!(
+            provider(r#"{"resources": [{"resources": ["*."], "providers": [{"kms": {}}]}]}"#).as_deref(),
+            Some("kms")
+        );
+        assert_eq!(
+            provider(r#"{"resources": [{"resources": ["*.*"], "providers": [{"secretbox": {}}]}, {"resources": ["secrets"], "providers": [{"identity": {}}]}]}"#).as_deref(),
+            Some("secretbox")
+        );
+        // Nothing covers Secrets.
+        assert_eq!(provider(r#"{"resources": [{"resources": ["configmaps"], "providers": [{"aescbc": {}}]}]}"#), None);
+        // A provider that is not one map of one type is not a value.
+        assert_eq!(
+            provider(r#"{"resources": [{"resources": ["secrets"], "providers": []}]}"#).as_deref(),
+            Some("(not a value)")
+        );
     }
 }

@@ -10,7 +10,8 @@ use serde::Deserialize;
 
 use super::layers;
 use super::test::{FlagEvidence, Source, View};
-use crate::files::{Entry, FileSet, Kind, Problem, Request};
+use crate::files::accounts::Accounts;
+use crate::files::{Entry, FileSet, Kind, Problem, Request, Want};
 
 /// Another component's setting on the same host, for [`Place::In`]: `None` when that component does not run
 /// here, `Some(Ok(None))` when nothing sets it, `Some(Err(why))` when it cannot be known.
@@ -28,13 +29,28 @@ pub enum Place {
     /// A file in the directory another component's setting names (`kube-apiserver.yaml` in the kubelet's
     /// `staticPodPath`), or in `default` when that component does not run here.
     In { component: String, flag: String, default: Option<String>, name: String },
-    /// Every entry under a directory (recursively, a few levels) whose name matches `pattern`; the directory
-    /// itself too when `pattern` is `*`.
-    Tree { dir: String, pattern: String },
+    /// Every file under a directory (recursively, a few levels) whose name matches `pattern`; subdirectories
+    /// too with `dirs`, the directory itself with `with_root`.
+    Tree { dir: String, pattern: String, with_root: bool, dirs: bool },
     /// The same, under the directory of the file a setting of the component names (the API server's
     /// `--client-ca-file` is in its PKI directory: /etc/kubernetes/pki, RKE2's /var/lib/rancher/rke2/server/tls).
-    TreeOf { flag: String, pattern: String },
+    TreeOf { flag: String, pattern: String, with_root: bool, dirs: bool },
+    /// The systemd service the process runs in, by its cgroup (`/proc/PID/cgroup`: `0::/system.slice/
+    /// kubelet.service`), or `default` when the cgroup was not readable: the unit file and its drop-ins
+    /// (`UNIT.d/*.conf`) in systemd's unit directories, each checked if it exists.
+    Unit { default: String },
 }
+
+/// systemd's system unit directories a unit file or its drop-ins can be in (systemd.unit(5), "System Unit
+/// Search Path", without the runtime-only control and generator directories); `/lib/systemd/system` for
+/// distributions without a merged /usr.
+pub const UNIT_DIRS: [&str; 5] = [
+    "/etc/systemd/system",
+    "/run/systemd/system",
+    "/usr/local/lib/systemd/system",
+    "/usr/lib/systemd/system",
+    "/lib/systemd/system",
+];
 
 /// A file (or set of files) CIS checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +61,9 @@ pub struct Target {
     /// For people: `the API server's pod specification file`.
     pub what: String,
     pub at: Vec<Place>,
+    /// The file exists only when the component runs as a static pod (its pod specification): a component run
+    /// inside another program (`k3s server`) has none, and the check does not apply.
+    pub static_pod: bool,
 }
 
 /// What a file check requires.
@@ -95,97 +114,258 @@ impl FileCheck {
     }
 }
 
-/// The paths of a target for one process, each with whether the process names it (so it must exist).
-fn paths(
-    target: &Target,
-    view: &View<'_, '_>,
-    files: &FileSet,
-    others: &Others<'_>,
-) -> Result<Vec<(String, bool)>, String> {
+/// One path of a target for one process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Item {
+    /// A path to check: `named` when the process names it (so it must exist), with a note on where it was read.
+    Path { path: String, named: bool, note: Option<String> },
+    /// A part of the target that cannot be known: why, with the fix.
+    Unknown(String),
+}
+
+/// How `paths` treats a value it cannot know yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Judging: an unknown value is an unknown item.
+    Judge,
+    /// Planning the first batch: an unknown value is taken to be its default, so that the default location is
+    /// read in the same round trip as the file that will tell (a kubeadm kubelet's staticPodPath is the default).
+    Speculate,
+}
+
+/// The service unit a process runs in, from its `/proc/PID/cgroup` (cgroup v2 `0::PATH`, or v1's
+/// `name=systemd` hierarchy): the last `.service` component of the path. `Ok(None)`: it runs in no service.
+fn unit_of(files: &FileSet, pid: u32) -> Result<Option<String>, String> {
+    let path = format!("/proc/{pid}/cgroup");
+    let content = match files.get(&path) {
+        None => return Err(format!("{path} was not read")),
+        Some(Entry::Problem(p)) => return Err(format!("{path}: {}", problem_text(p))),
+        Some(e) => e.content().ok_or_else(|| format!("{path} has no contents"))?,
+    };
+    let text = String::from_utf8_lossy(&content.bytes);
+    let mut seen_systemd = false;
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(cgroup)) = (parts.next(), parts.next(), parts.next()) else { continue };
+        if !(controllers.is_empty() || controllers == "name=systemd") {
+            continue;
+        }
+        seen_systemd = true;
+        if let Some(unit) = cgroup.split('/').rev().find(|c| c.ends_with(".service") && c.len() > ".service".len()) {
+            return Ok(Some(unit.to_owned()));
+        }
+    }
+    if seen_systemd { Ok(None) } else { Err(format!("{path} names no systemd hierarchy")) }
+}
+
+/// The paths of a target for one process.
+fn paths(target: &Target, view: &View<'_, '_>, files: &FileSet, others: &Others<'_>, mode: Mode) -> Vec<Item> {
     let mut out = Vec::new();
+    let viewer = view.viewer;
+    let host = |path: String| Item::Path { path, named: false, note: None };
+    // A path the process names: as it sees it.
+    let named = |path: &str| {
+        let l = viewer.locate(files, path);
+        Item::Path { path: l.at, named: true, note: l.note }
+    };
     for place in &target.at {
         match place {
-            Place::Path(p) => out.push((p.clone(), false)),
-            Place::Setting { flag, default } => {
-                let decl = view
-                    .process
-                    .component
-                    .flags
-                    .get(flag.as_str())
-                    .ok_or_else(|| format!("--{flag} is not declared"))?;
-                let s = layers::resolve(&view.process, flag, None, decl)
-                    .map_err(|u| format!("the path is in --{flag}, set by {}", u.text()))?;
-                match (s.from.is_given(), s.value.map(|v| v.text()).filter(|v| !v.is_empty()), default) {
-                    (true, Some(path), _) => out.push((path, true)),
-                    (_, _, Some(d)) => out.push((d.clone(), false)),
-                    _ => {}
+            Place::Path(p) => out.push(host(p.clone())),
+            Place::Setting { flag, default } => match setting(view, flag) {
+                Ok(Some(path)) => out.push(named(&path)),
+                Ok(None) => out.extend(default.clone().map(host)),
+                Err(why) if mode == Mode::Speculate => {
+                    let _ = why;
+                    out.extend(default.clone().map(host));
+                }
+                Err(why) => out.push(Item::Unknown(format!("the path is in --{flag}, set by {why}"))),
+            },
+            Place::In { component, flag, default, name } => {
+                let in_dir = |d: &str| host(format!("{}/{name}", d.trim_end_matches('/')));
+                match others(component, flag) {
+                    Some(Err(why)) if mode == Mode::Judge => out.push(Item::Unknown(why)),
+                    Some(Ok(Some(dir))) => out.push(in_dir(&dir)),
+                    _ => out.extend(default.as_deref().map(in_dir)),
                 }
             }
-            Place::In { component, flag, default, name } => match others(component, flag) {
-                Some(Err(why)) => return Err(why),
-                Some(Ok(Some(dir))) => out.push((format!("{}/{name}", dir.trim_end_matches('/')), false)),
-                _ => {
-                    if let Some(d) = default {
-                        out.push((format!("{}/{name}", d.trim_end_matches('/')), false));
-                    }
+            Place::Tree { dir, pattern, with_root, dirs } => {
+                let shape = Shape { pattern, with_root: *with_root, dirs: *dirs };
+                tree(dir.trim_end_matches('/'), shape, files, 0, &mut out, None)
+            }
+            Place::TreeOf { flag, pattern, with_root, dirs } => match dir_of(view, flag) {
+                Ok(Some(dir)) => {
+                    let l = viewer.locate(files, &dir);
+                    let shape = Shape { pattern, with_root: *with_root, dirs: *dirs };
+                    tree(&l.at, shape, files, 0, &mut out, l.note)
                 }
+                Ok(None) => {}
+                Err(why) => out.push(Item::Unknown(format!("the directory is that of --{flag}, set by {why}"))),
             },
-            Place::Tree { dir, pattern } => tree(dir.trim_end_matches('/'), pattern, files, 0, &mut out),
-            Place::TreeOf { flag, pattern } => {
-                if let Some(dir) = dir_of(view, flag)? {
-                    tree(&dir, pattern, files, 0, &mut out);
+            Place::Unit { default } => {
+                let unit = match unit_of(files, viewer.pid) {
+                    Ok(Some(u)) => u,
+                    // Not in a service (a container, a shell): no unit file starts it.
+                    Ok(None) => continue,
+                    Err(_) => default.clone(),
+                };
+                for dir in UNIT_DIRS {
+                    let file = format!("{dir}/{unit}");
+                    let l = viewer.locate(files, &file);
+                    out.push(Item::Path { path: l.at, named: false, note: l.note });
+                    let drop_ins = viewer.locate(files, &format!("{file}.d"));
+                    let shape = Shape { pattern: "*.conf", with_root: false, dirs: false };
+                    tree(&drop_ins.at, shape, files, 0, &mut out, drop_ins.note);
                 }
             }
         }
     }
-    Ok(out)
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|i| match i {
+        Item::Path { path, .. } => seen.insert(path.clone()),
+        Item::Unknown(_) => true,
+    });
+    out
+}
+
+/// The path a setting of the process holds: `Ok(None)` when nothing sets it.
+fn setting(view: &View<'_, '_>, flag: &str) -> Result<Option<String>, String> {
+    let decl = view.process.component.flags.get(flag).ok_or_else(|| format!("--{flag} is not declared"))?;
+    let s = layers::resolve(&view.process, flag, None, decl).map_err(|u| u.text())?;
+    Ok(match s.from.is_given() {
+        true => s.value.map(|v| v.text()).filter(|v| !v.is_empty()),
+        false => None,
+    })
 }
 
 /// The directory of the file a setting names, if one does.
 fn dir_of(view: &View<'_, '_>, flag: &str) -> Result<Option<String>, String> {
-    let decl = view.process.component.flags.get(flag).ok_or_else(|| format!("--{flag} is not declared"))?;
-    let s = layers::resolve(&view.process, flag, None, decl)
-        .map_err(|u| format!("the directory is that of --{flag}, set by {}", u.text()))?;
-    Ok(s.value.map(|v| v.text()).and_then(|p| p.rsplit_once('/').map(|(d, _)| d.to_owned())).filter(|d| !d.is_empty()))
+    Ok(setting(view, flag)?.and_then(|p| p.rsplit_once('/').map(|(d, _)| d.to_owned())).filter(|d| !d.is_empty()))
 }
 
 const MAX_TREE_DEPTH: usize = 3;
 
-fn tree(dir: &str, pattern: &str, files: &FileSet, depth: usize, out: &mut Vec<(String, bool)>) {
-    if pattern == "*" && depth == 0 {
-        out.push((dir.to_owned(), false));
+/// The entries of a listed tree matching `pattern`. A directory that could not be listed is an unknown: a
+/// tree checked in part would pass on the files it never saw. A missing root is nothing to check.
+/// What of a tree a place takes.
+#[derive(Debug, Clone, Copy)]
+struct Shape<'a> {
+    pattern: &'a str,
+    with_root: bool,
+    dirs: bool,
+}
+
+fn tree(dir: &str, shape: Shape<'_>, files: &FileSet, depth: usize, out: &mut Vec<Item>, note: Option<String>) {
+    if shape.with_root && depth == 0 {
+        out.push(Item::Path { path: dir.to_owned(), named: false, note: note.clone() });
     }
-    let Some(Entry::Found { names: Some(names), .. }) = files.get(dir) else { return };
+    let names = match files.get(dir) {
+        Some(Entry::Found { names: Some(names), .. }) => names,
+        Some(Entry::Problem(Problem::Missing)) if depth == 0 => return,
+        // A file where a directory was expected: nothing under it.
+        Some(Entry::Found { meta, .. }) if meta.kind != Kind::Dir => return,
+        Some(Entry::Problem(p)) => {
+            out.push(Item::Unknown(match note {
+                Some(n) if depth == 0 => n,
+                _ => format!("{dir} could not be listed ({})", problem_text(p)),
+            }));
+            return;
+        }
+        _ => {
+            out.push(Item::Unknown(format!("{dir} was not listed")));
+            return;
+        }
+    };
     let mut names: Vec<&String> = names.iter().collect();
     names.sort();
     for name in names {
         let path = format!("{dir}/{name}");
         let is_dir = files.get(&path).and_then(Entry::meta).is_some_and(|m| m.kind == Kind::Dir);
-        if layers::glob(pattern, name) || (pattern == "*" && is_dir) {
-            out.push((path.clone(), false));
+        if layers::glob(shape.pattern, name) && (!is_dir || shape.dirs) {
+            out.push(Item::Path { path: path.clone(), named: false, note: None });
         }
         if is_dir && depth < MAX_TREE_DEPTH {
-            tree(&path, pattern, files, depth + 1, out);
+            tree(&path, shape, files, depth + 1, out, None);
         }
     }
 }
 
-/// The requests a target needs: a stat of each path (a listing of each tree).
+/// The requests a target needs: a stat of each path, a listing of each tree (and of its subdirectories as
+/// they appear). Defaults not yet known to be overridden are asked for at once (see [`Mode::Speculate`]).
 pub fn requests(target: &Target, view: &View<'_, '_>, files: &FileSet, others: &Others<'_>, out: &mut Vec<Request>) {
+    if target.static_pod && view.embedded_in.is_some() {
+        return;
+    }
+    let viewer = view.viewer;
     for place in &target.at {
         match place {
             Place::Tree { dir, .. } => list_tree(dir.trim_end_matches('/'), files, 0, out),
             Place::TreeOf { flag, .. } => {
                 if let Ok(Some(dir)) = dir_of(view, flag) {
-                    list_tree(&dir, files, 0, out);
+                    let l = viewer.locate(files, &dir);
+                    match l.entry {
+                        None => out.extend(viewer.requests(&dir, Want::List)),
+                        Some(_) => list_tree(&l.at, files, 0, out),
+                    }
+                    // The subdirectories the process's own flags point into, at once: the API server's
+                    // --etcd-cafile names /etc/kubernetes/pki/etcd, which would otherwise wait for the listing.
+                    for sub in flag_dirs_under(view, &dir) {
+                        out.extend(viewer.requests(&sub, Want::List));
+                    }
+                }
+            }
+            Place::Unit { default } => {
+                out.push(Request::read(format!("/proc/{}/cgroup", viewer.pid)));
+                let unit = match unit_of(files, viewer.pid) {
+                    Ok(Some(u)) => u,
+                    Ok(None) => continue,
+                    Err(_) => default.clone(),
+                };
+                for dir in UNIT_DIRS {
+                    let file = format!("{dir}/{unit}");
+                    out.extend(viewer.requests(&file, Want::Stat));
+                    let d = format!("{file}.d");
+                    let l = viewer.locate(files, &d);
+                    match l.entry {
+                        None => out.extend(viewer.requests(&d, Want::List)),
+                        Some(_) => list_tree(&l.at, files, 0, out),
+                    }
                 }
             }
             _ => {}
         }
     }
-    if let Ok(paths) = paths(target, view, files, others) {
-        out.extend(paths.into_iter().map(|(p, _)| Request::stat(p)));
+    // What is known so far, and what the defaults would be where it is not: a default asked for in the first
+    // batch is answered by the time the file that decides has been read.
+    for mode in [Mode::Judge, Mode::Speculate] {
+        for item in paths(target, view, files, others, mode) {
+            if let Item::Path { path, named, .. } = item {
+                // A named path not found on the host yet: where the process sees it too.
+                match named && viewer.container.is_some() && !path.starts_with("/proc/") {
+                    true => out.extend(viewer.requests(&path, Want::Stat)),
+                    false => out.push(Request::stat(path)),
+                }
+            }
+        }
     }
+}
+
+/// Directories under `root` that the process's path-valued flags name files in (`/etc/kubernetes/pki/etcd`
+/// from `--etcd-cafile=/etc/kubernetes/pki/etcd/ca.crt`).
+fn flag_dirs_under(view: &View<'_, '_>, root: &str) -> Vec<String> {
+    let prefix = format!("{}/", root.trim_end_matches('/'));
+    let mut dirs: Vec<String> = view
+        .process
+        .flags
+        .flags
+        .iter()
+        .filter_map(|f| f.value)
+        .filter(|v| v.starts_with(&prefix))
+        .filter_map(|v| v.rsplit_once('/').map(|(d, _)| d.to_owned()))
+        .filter(|d| d.len() > prefix.len() && !d.contains("/.."))
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    dirs
 }
 
 fn list_tree(dir: &str, files: &FileSet, depth: usize, out: &mut Vec<Request>) {
@@ -218,27 +398,18 @@ pub fn mode_text(kind: Kind, mode: u32) -> String {
     s
 }
 
-/// Names from the host's /etc/passwd or /etc/group: `id → name` of the first line with that id.
-fn name_of(files: &FileSet, path: &str, id: u32) -> Result<Option<String>, String> {
-    let content = match files.get(path) {
-        None => return Err(format!("{path} was not read")),
-        Some(Entry::Problem(p)) => return Err(format!("{path} could not be read ({})", problem_text(p))),
-        Some(e) => e.content().ok_or_else(|| format!("{path} has no contents"))?,
+/// The host's users and groups from its /etc/passwd and /etc/group, as read; `Err` says which could not be.
+fn accounts(files: &FileSet) -> Result<Accounts, String> {
+    let content = |path: &str| match files.get(path) {
+        None => Err(format!("{path} was not read")),
+        Some(Entry::Problem(p)) => Err(format!("{path} could not be read ({})", problem_text(p))),
+        Some(e) => e.content().map(|c| c.bytes.as_slice()).ok_or_else(|| format!("{path} has no contents")),
     };
-    let text = String::from_utf8_lossy(&content.bytes);
-    Ok(text
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.split(':');
-            let name = f.next()?;
-            let _ = f.next()?;
-            let n: u32 = f.next()?.parse().ok()?;
-            (n == id && !name.is_empty()).then(|| name.to_owned())
-        })
-        .next())
+    let (passwd, group) = (content("/etc/passwd")?, content("/etc/group")?);
+    Accounts::parse(Some(passwd), Some(group)).map_err(|e| e.to_string())
 }
 
-fn problem_text(p: &Problem) -> String {
+pub(crate) fn problem_text(p: &Problem) -> String {
     match p {
         Problem::Missing => "it does not exist".into(),
         Problem::Denied => "permission denied".into(),
@@ -246,12 +417,20 @@ fn problem_text(p: &Problem) -> String {
         Problem::OverBudget { what } => format!("the host's file budget ran out: {what}"),
         Problem::Unavailable { reason } => reason.clone(),
         Problem::Failed { message } => message.clone(),
+        Problem::NotInSnapshot => "not in the snapshot: add it to the tar".into(),
     }
 }
 
 impl FileCheck {
-    /// Judges the target's files for one process.
-    pub fn eval(&self, target: &Target, view: &View<'_, '_>, files: &FileSet, others: &Others<'_>) -> FlagEvidence {
+    /// Judges the target's files for one process; `true` beside the evidence when the check does not apply
+    /// (no such file is in use here).
+    pub fn eval(
+        &self,
+        target: &Target,
+        view: &View<'_, '_>,
+        files: &FileSet,
+        others: &Others<'_>,
+    ) -> (FlagEvidence, bool) {
         let requirement = self.requirement();
         let evidence =
             |passed: Option<bool>, value: Option<String>, occurrences: Vec<String>, why: String| FlagEvidence {
@@ -264,37 +443,52 @@ impl FileCheck {
                 passed,
                 why,
             };
+        if target.static_pod
+            && let Some(program) = view.embedded_in
+        {
+            let why = format!("it runs inside `{program}`, not from a pod specification: there is no {}", target.what);
+            return (evidence(Some(true), None, Vec::new(), why), true);
+        }
+        let items = paths(target, view, files, others, Mode::Judge);
+        if items.is_empty() {
+            let why = format!("no {} is in use here: nothing to check", target.what);
+            return (evidence(Some(true), None, Vec::new(), why), true);
+        }
         if files.not_read {
-            return evidence(
-                None,
-                None,
-                Vec::new(),
-                format!(
-                    "{} was not read: this judgement has only a process table (judge a snapshot of the host, or scan it)",
-                    target.what
-                ),
+            let why = format!(
+                "{} was not read: this judgement has only a process table (judge a snapshot of the host, or scan it)",
+                target.what
             );
+            return (evidence(None, None, Vec::new(), why), false);
         }
-        let paths = match paths(target, view, files, others) {
-            Ok(p) => p,
-            Err(why) => return evidence(None, None, Vec::new(), format!("{}: {why}", target.what)),
-        };
-        if paths.is_empty() {
-            return evidence(
-                Some(true),
-                None,
-                Vec::new(),
-                format!("no {} is in use here: nothing to check", target.what),
-            );
-        }
+        let accounts = accounts(files);
         let (mut bad, mut unknown, mut good, mut absent) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for (path, named) in &paths {
+        let mut checked = Vec::new();
+        for item in &items {
+            let (path, named, note) = match item {
+                Item::Unknown(why) => {
+                    unknown.push(format!("{}: {why}", target.what));
+                    continue;
+                }
+                Item::Path { path, named, note } => (path, *named, note),
+            };
+            checked.push(path.as_str());
+            let with_note = |s: String| match note {
+                Some(n) => format!("{s} ({n})"),
+                None => s,
+            };
             match files.get(path) {
                 None => unknown.push(format!("{path} was not read")),
                 Some(Entry::Problem(Problem::Missing)) if !named => absent.push(path.clone()),
-                Some(Entry::Problem(Problem::Missing)) => {
-                    unknown.push(format!("the process names {path}, which does not exist"))
+                // A default place a hand-made snapshot leaves out is taken as absent, and said so: only a path
+                // the process names must be there.
+                Some(Entry::Problem(Problem::NotInSnapshot)) if !named => {
+                    absent.push(format!("{path} (not in the snapshot, taken as absent)"))
                 }
+                Some(Entry::Problem(Problem::Missing)) => {
+                    unknown.push(with_note(format!("the process names {path}, which does not exist")))
+                }
+                Some(Entry::Problem(_)) if note.is_some() && named => unknown.push(note.clone().unwrap_or_default()),
                 Some(Entry::Problem(p)) => unknown.push(format!("{path}: {}", problem_text(p))),
                 Some(Entry::Found { meta, .. }) => {
                     let shown = |owner: &str| format!("{} {owner} {path}", mode_text(meta.kind, meta.mode));
@@ -302,75 +496,66 @@ impl FileCheck {
                         FileOp::Mode => {
                             let numeric = format!("{:o}", meta.mode);
                             // With the owner's names when the host's account files were read.
-                            let owner =
-                                match (name_of(files, "/etc/passwd", meta.uid), name_of(files, "/etc/group", meta.gid))
-                                {
-                                    (Ok(Some(u)), Ok(Some(g))) => format!("{u}:{g}"),
-                                    _ => format!("{}:{}", meta.uid, meta.gid),
-                                };
+                            let owner = match &accounts {
+                                Ok(a) => a.owner(meta.uid, meta.gid),
+                                Err(_) => format!("{}:{}", meta.uid, meta.gid),
+                            };
                             let line = shown(&owner);
                             if meta.mode & !self.mask == 0 {
-                                good.push(format!("{line} ({numeric})"));
+                                good.push(with_note(format!("{line} ({numeric})")));
                             } else {
-                                bad.push(format!(
+                                bad.push(with_note(format!(
                                     "{line} ({numeric}, allows {:o} beyond {})",
                                     meta.mode & !self.mask,
                                     self.value
-                                ));
+                                )));
                             }
                         }
-                        FileOp::Owner => {
-                            let user = name_of(files, "/etc/passwd", meta.uid);
-                            let group = name_of(files, "/etc/group", meta.gid);
-                            match (user, group) {
-                                (Err(e), _) | (_, Err(e)) => unknown.push(format!(
-                                    "{path} is owned by {}:{}, but the names are unknown: {e}",
-                                    meta.uid, meta.gid
-                                )),
-                                (Ok(u), Ok(g)) => {
-                                    let u = u.unwrap_or_else(|| format!("uid {}", meta.uid));
-                                    let g = g.unwrap_or_else(|| format!("gid {}", meta.gid));
-                                    let owner = format!("{u}:{g}");
-                                    let line = shown(&owner);
-                                    if owner == self.value {
-                                        good.push(line);
-                                    } else {
-                                        let (want_user, want_group) = self.value.split_once(':').unwrap_or_default();
-                                        let premise = missing_names(files, want_user, want_group);
-                                        bad.push(match premise {
-                                            Some(note) => format!("{line}; required: {}: {note}", self.value),
-                                            None => format!("{line}; required: {}", self.value),
-                                        });
-                                    }
+                        FileOp::Owner => match &accounts {
+                            Err(e) => unknown.push(format!(
+                                "{path} is owned by {}:{}, but the names are unknown: {e}",
+                                meta.uid, meta.gid
+                            )),
+                            Ok(a) => {
+                                let u =
+                                    a.name_of_uid(meta.uid).map_or_else(|| format!("uid {}", meta.uid), str::to_owned);
+                                let g =
+                                    a.name_of_gid(meta.gid).map_or_else(|| format!("gid {}", meta.gid), str::to_owned);
+                                let owner = format!("{u}:{g}");
+                                let line = shown(&owner);
+                                if owner == self.value {
+                                    good.push(with_note(line));
+                                } else {
+                                    let (want_user, want_group) = self.value.split_once(':').unwrap_or_default();
+                                    let premise = missing_names(a, want_user, want_group);
+                                    bad.push(with_note(match premise {
+                                        Some(note) => format!("{line}; required: {}: {note}", self.value),
+                                        None => format!("{line}; required: {}", self.value),
+                                    }));
                                 }
                             }
-                        }
+                        },
                     }
                 }
             }
         }
-        let value = Some(paths.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>().join(","));
+        let value = (!checked.is_empty()).then(|| checked.join(","));
         let occurrences: Vec<String> = good.iter().chain(&bad).cloned().collect();
         if !bad.is_empty() {
-            return evidence(
-                Some(false),
-                value,
-                occurrences,
-                format!("{}; required: {}", bad.join("; "), self.describe()),
-            );
+            let why = format!("{}; required: {}", bad.join("; "), self.describe());
+            return (evidence(Some(false), value, occurrences, why), false);
         }
         if !unknown.is_empty() {
-            return evidence(None, value, occurrences, unknown.join("; "));
+            return (evidence(None, value, occurrences, unknown.join("; ")), false);
         }
         if good.is_empty() {
-            return evidence(
-                Some(true),
-                value,
-                occurrences,
-                format!("no file at {}: nothing to protect", absent.join(", ")),
-            );
+            let why = match absent.is_empty() {
+                true => format!("no {} is in use here: nothing to check", target.what),
+                false => format!("no {} here (none at {}): nothing to check", target.what, absent.join(", ")),
+            };
+            return (evidence(Some(true), value, occurrences, why), true);
         }
-        evidence(Some(true), value, occurrences, good.join("; "))
+        (evidence(Some(true), value, occurrences, good.join("; ")), false)
     }
 
     fn describe(&self) -> String {
@@ -383,18 +568,14 @@ impl FileCheck {
 
 /// When the required owner does not exist on the host (kubeadm has no `etcd` user for CIS 1.1.12), CIS's
 /// premise does not hold; the verdict stays CIS's, and the evidence says so.
-fn missing_names(files: &FileSet, user: &str, group: &str) -> Option<String> {
-    let has = |path: &str, name: &str| {
-        files
-            .get(path)
-            .and_then(Entry::content)
-            .is_some_and(|c| String::from_utf8_lossy(&c.bytes).lines().any(|l| l.split(':').next() == Some(name)))
-    };
-    let missing: Vec<String> = [("user", "/etc/passwd", user), ("group", "/etc/group", group)]
-        .into_iter()
-        .filter(|(_, path, name)| !has(path, name))
-        .map(|(what, path, name)| format!("no {what} {name} in {path}"))
-        .collect();
+fn missing_names(accounts: &Accounts, user: &str, group: &str) -> Option<String> {
+    let mut missing = Vec::new();
+    if accounts.uid_of(user).is_none() {
+        missing.push(format!("no user {user} in /etc/passwd"));
+    }
+    if accounts.gid_of(group).is_none() {
+        missing.push(format!("no group {group} in /etc/group"));
+    }
     (!missing.is_empty()).then(|| {
         format!(
             "{}, so CIS's premise does not hold on this host (kubeadm runs etcd as root); the check fails as CIS \

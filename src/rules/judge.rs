@@ -65,10 +65,17 @@ pub fn judge(
                     Kind::Embedded { embedding, .. } => Some(set.embeddings[*embedding].title.as_str()),
                     Kind::Direct { .. } => None,
                 };
-                let view =
-                    View { process: p.process(component), embedded_in, files, targets: &set.targets, others: &others };
+                let view = View {
+                    process: p.process(component),
+                    embedded_in,
+                    files,
+                    targets: &set.targets,
+                    others: &others,
+                    viewer: p.found.viewer(),
+                };
                 let outcome = rule.test.eval(&view);
                 let status = match outcome.passed {
+                    Some(true) if outcome.inapplicable => Status::NotApplicable,
                     Some(true) => Status::Pass,
                     Some(false) => Status::Fail,
                     None => Status::Error,
@@ -142,7 +149,7 @@ impl<'t> Parsed<'t> {
     pub(crate) fn new(set: &'t RuleSet, found: &'t Found<'t>, files: &FileSet) -> Parsed<'t> {
         let mut p = Unloaded::of(set, found);
         let applied: Vec<Applied<'t>> = p.sources.iter().filter_map(|s| s.applied(&p.source_flags)).collect();
-        let layers = layers::load(applied, files, found.process.pid, &super::doc::parse);
+        let layers = layers::load(applied, files, found.viewer(), &super::doc::parse);
         Parsed {
             found: p.found,
             args: std::mem::take(&mut p.args),
@@ -283,22 +290,7 @@ fn redact_evidence(mut e: FlagEvidence) -> FlagEvidence {
 
 /// Replaces the `user:password@` part of any URL in `s`.
 pub fn redact_text(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find("://") {
-        let (head, tail) = rest.split_at(i + 3);
-        out.push_str(head);
-        let authority_end = tail.find(['/', ' ', ',', '?', '#']).unwrap_or(tail.len());
-        match tail[..authority_end].rfind('@') {
-            Some(at) => {
-                out.push_str(REDACTED);
-                rest = &tail[at..];
-            }
-            None => rest = tail,
-        }
-    }
-    out.push_str(rest);
-    out
+    crate::files::redact::redact_urls(s)
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use super::doc::{Doc, Found, ScalarKind};
 use super::pack::Component;
 use super::settings::{self, Applied, FlagDecl, FlagType, Format, Origin, Precedence, Sets, SourceKind, Value, Via};
+use crate::files::mount::Viewer;
 use crate::files::{Entry, FileSet, Problem};
 use crate::ps::flags::Flags;
 
@@ -45,18 +46,18 @@ pub type DocParser = dyn Fn(&str, &[u8]) -> Result<Doc, String>;
 
 /// The sources of one process, loaded from `files`. `env_of` is the process's own environment layer, which an
 /// environment-named file source (`ETCD_CONFIG_FILE`) needs.
-pub fn load<'s>(applied: Vec<Applied<'s>>, files: &FileSet, pid: u32, parse: &DocParser) -> Vec<Layer<'s>> {
+pub fn load<'s>(applied: Vec<Applied<'s>>, files: &FileSet, viewer: Viewer<'_>, parse: &DocParser) -> Vec<Layer<'s>> {
     // The environment first: a file named only by an environment variable needs it.
     let mut layers: Vec<Layer<'s>> = Vec::with_capacity(applied.len());
     let env: Option<BTreeMap<String, String>> = applied
         .iter()
         .find(|a| a.source.kind == SourceKind::Environment)
-        .and_then(|a| match load_one(a, files, pid, parse, None) {
+        .and_then(|a| match load_one(a, files, viewer, parse, None) {
             State::Env { vars, .. } => Some(vars),
             _ => None,
         });
     for a in applied {
-        let state = load_one(&a, files, pid, parse, env.as_ref());
+        let state = load_one(&a, files, viewer, parse, env.as_ref());
         layers.push(Layer { applied: a, state });
     }
     layers
@@ -85,17 +86,22 @@ fn unusable(path: &str, problem: &Problem, via: Via) -> State {
         Problem::OverBudget { what } => format!("{path} was not read: the host's file budget ran out ({what})"),
         Problem::Unavailable { reason } => format!("{path} could not be read: {reason}"),
         Problem::Failed { message } => format!("{path} could not be read: {message}"),
+        Problem::NotInSnapshot => format!(
+            "{path} is not in the snapshot{}: add it to the tar",
+            if via == Via::Default { ", and the component reads it if it exists" } else { "" }
+        ),
     })
 }
 
 fn load_one(
     a: &Applied<'_>,
     files: &FileSet,
-    pid: u32,
+    viewer: Viewer<'_>,
     parse: &DocParser,
     env: Option<&BTreeMap<String, String>>,
 ) -> State {
     let s = a.source;
+    let pid = viewer.pid;
     match s.kind {
         SourceKind::ArgsFlag => State::NotRead(
             "fleetaudit does not model the embedding program's own defaults for the component".to_owned(),
@@ -141,10 +147,15 @@ fn load_one(
                 }
                 _ => a.place.clone(),
             };
-            read_doc(&path, a, files, parse)
+            read_doc(&path, a, files, viewer, parse)
         }
         SourceKind::Dir => {
-            let dir = a.place.trim_end_matches('/').to_owned();
+            let named = a.place.trim_end_matches('/');
+            let located = viewer.locate(files, named);
+            if let (Some(Entry::Problem(_)), Some(note)) = (located.entry, &located.note) {
+                return State::Unusable(note.clone());
+            }
+            let dir = located.at;
             let pattern = s.pattern.as_deref().unwrap_or("*");
             match drop_ins(&dir, pattern, files, 0) {
                 Err(state) => match state {
@@ -159,7 +170,8 @@ fn load_one(
                 Ok(paths) => {
                     let mut docs = Vec::new();
                     for p in paths {
-                        match read_doc(&p, a, files, parse) {
+                        // Entries of a listed directory are where the listing was: no second lookup.
+                        match read_doc(&p, a, files, Viewer::host(pid), parse) {
                             State::Docs(mut d) => docs.append(&mut d),
                             State::Absent => {}
                             other => return other,
@@ -209,9 +221,14 @@ pub fn glob(pattern: &str, name: &str) -> bool {
     }
 }
 
-fn read_doc(path: &str, a: &Applied<'_>, files: &FileSet, parse: &DocParser) -> State {
-    let content = match files.get(path) {
-        None => return not_read(files, path),
+fn read_doc(named: &str, a: &Applied<'_>, files: &FileSet, viewer: Viewer<'_>, parse: &DocParser) -> State {
+    let located = viewer.locate(files, named);
+    let path = located.at.as_str();
+    let content = match located.entry {
+        None => return not_read(files, named),
+        Some(Entry::Problem(_)) if located.note.is_some() => {
+            return State::Unusable(located.note.unwrap_or_default());
+        }
         Some(Entry::Problem(p)) => return unusable(path, p, a.via),
         Some(Entry::Found { content: Some(c), .. }) => c,
         Some(Entry::Found { meta, .. }) if meta.kind == crate::files::Kind::Dir => {
@@ -535,6 +552,15 @@ fn typed(ty: FlagType, v: &str) -> Value {
 /// A field of a document as a setting, if the document has it; an error if the field has the wrong shape for
 /// the flag's type (the component's decoder would refuse the file).
 fn from_doc(doc: &Doc, path: &str, file: &str, decl: &FlagDecl, key: Option<&str>) -> Result<Option<Setting>, String> {
+    if let Some((dup, lines)) = doc.duplicate_along(path) {
+        let lines: Vec<String> = lines.iter().map(usize::to_string).collect();
+        return Err(format!(
+            "{file}: {dup} is written {} times (lines {}): the kubelet and kube-proxy use the last, other components \
+             refuse the file; write it once",
+            lines.len(),
+            lines.join(", ")
+        ));
+    }
     let Some(found) = doc.find(path) else { return Ok(None) };
     let line = found.line();
     let at = if line > 0 { format!("{file}:{line}") } else { file.to_owned() };

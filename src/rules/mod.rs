@@ -23,17 +23,31 @@ use crate::files::FileSet;
 use crate::model::Role;
 use crate::ps::ProcessTable;
 
+/// The most batches of file requests a host is asked: the first from the process table, then what the
+/// answers name (a config's staticPodPath, a listed drop-in directory's files, a subdirectory). Defaults are
+/// asked in the first batch, so a kubeadm node needs one; a drop-in directory two.
+pub const MAX_ROUNDS: usize = 4;
+
 /// A rule set ready to judge many hosts: the rules plus the index used to find components.
 #[derive(Debug, Clone)]
 pub struct Engine {
     pub rules: RuleSet,
     detector: Detector,
+    /// The environment variables some source reads (`ETCD_CLIENT_CERT_AUTH`, `ETCD_CONFIG_FILE`): all that is
+    /// kept of a process's environment.
+    env_read: std::collections::BTreeSet<String>,
 }
 
 impl Engine {
     pub fn new(rules: RuleSet) -> Engine {
         let detector = Detector::new(&rules.components, &rules.embeddings);
-        Engine { rules, detector }
+        let env_read = env_read(&rules);
+        Engine { rules, detector, env_read }
+    }
+
+    /// A file's contents as the host sent them, made safe to keep: see [`crate::files::redact::admit`].
+    pub fn admit(&self, path: &str, raw: Vec<u8>) -> crate::files::Content {
+        crate::files::redact::admit(path, raw, &|name| self.env_read.contains(name))
     }
 
     /// Judges one host's process table against every rule, with no files: every setting a file holds is
@@ -48,8 +62,67 @@ impl Engine {
         plan::plan(&self.rules, &self.detector, table, files)
     }
 
-    /// Judges one host's process table and the files read from it against every rule.
+    /// Reads what the host's processes name, batch after batch: plans, has `fetch` answer the batch (over SFTP,
+    /// or from a snapshot), admits every content read ([`Engine::admit`]: secrets redacted before anything
+    /// keeps them), and plans again with the answers, until nothing new is asked or [`MAX_ROUNDS`] batches
+    /// have gone (what is still unasked then stays "not read", an error where a rule needs it). Returns the
+    /// files and the number of batches.
+    pub async fn gather(&self, table: &ProcessTable, fetch: &mut impl crate::files::Fetch) -> (FileSet, usize) {
+        let mut files = FileSet::default();
+        let mut rounds = 0;
+        while rounds < MAX_ROUNDS {
+            let batch = self.plan(table, &files);
+            if batch.is_empty() {
+                break;
+            }
+            rounds += 1;
+            for (path, entry) in fetch.fetch(&batch).await {
+                // A bare stat (a listing's entry) never replaces what is known of a path: its contents or names.
+                if matches!(&entry, crate::files::Entry::Found { content: None, names: None, .. })
+                    && files.get(&path).is_some()
+                {
+                    continue;
+                }
+                let entry = match entry {
+                    crate::files::Entry::Found { meta, content: Some(c), names } => {
+                        let content = Some(self.admit(&path, c.bytes));
+                        crate::files::Entry::Found { meta, content, names }
+                    }
+                    other => other,
+                };
+                files.insert(path, entry);
+            }
+        }
+        // Nothing fetched (no component here): still "looked", so sources are missing rather than not read.
+        files.not_read = false;
+        (files, rounds)
+    }
+
+    /// Judges one host's process table and the files read from it (admitted with [`Engine::admit`]) against
+    /// every rule.
     pub fn judge_with_files(&self, table: &ProcessTable, files: &FileSet, roles: &[Role]) -> Vec<Finding> {
         judge::judge(&self.rules, &self.detector, table, files, roles)
     }
+}
+
+/// Every variable an environment source of the rule set can read: its prefix and each declared flag of the
+/// component (`ETCD_` + `CLIENT_CERT_AUTH`), and each variable a file source is named by (`ETCD_CONFIG_FILE`).
+fn env_read(rules: &RuleSet) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let sources = rules.components.iter().flat_map(|c| c.sources.iter().map(move |s| (c, s))).chain(
+        rules.embeddings.iter().flat_map(|e| {
+            e.runs.iter().flat_map(move |r| r.sources.iter().map(move |s| (&rules.components[r.component], s)))
+        }),
+    );
+    for (component, source) in sources {
+        if let Some(var) = &source.env {
+            names.insert(var.clone());
+        }
+        if let (settings::SourceKind::Environment, Some(prefix)) = (source.kind, &source.prefix) {
+            for flag in component.flags.keys() {
+                names.insert(format!("{prefix}{}", flag.to_ascii_uppercase().replace('-', "_")));
+            }
+        }
+    }
+    names
 }

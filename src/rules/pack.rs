@@ -205,16 +205,43 @@ struct RawTarget {
     component: Spanned<String>,
     what: String,
     at: Vec<RawPlace>,
+    #[serde(default)]
+    static_pod: bool,
 }
 
 #[derive(Deserialize)]
 #[serde(untagged, deny_unknown_fields)]
 enum RawPlace {
     Path(String),
-    In { component: String, flag: String, name: String, default: Option<String> },
-    Setting { flag: String, default: Option<String> },
-    Tree { tree: String, pattern: String },
-    TreeOf { tree_of: String, pattern: String },
+    In {
+        component: String,
+        flag: String,
+        name: String,
+        default: Option<String>,
+    },
+    Setting {
+        flag: String,
+        default: Option<String>,
+    },
+    Tree {
+        tree: String,
+        pattern: String,
+        #[serde(default)]
+        with_root: bool,
+        #[serde(default)]
+        dirs: bool,
+    },
+    TreeOf {
+        tree_of: String,
+        pattern: String,
+        #[serde(default)]
+        with_root: bool,
+        #[serde(default)]
+        dirs: bool,
+    },
+    Unit {
+        unit_of_process: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -346,6 +373,8 @@ struct RawTest {
     mode: Option<String>,
     owner: Option<String>,
     key: Option<String>,
+    /// A field of the document the flag names (`@secrets_write_provider`).
+    field: Option<String>,
     op: Option<Op>,
     value: Option<String>,
     /// Moved to the flag's declaration; named here only to say so.
@@ -624,13 +653,27 @@ impl RuleSet {
                             })?;
                         Place::In { component: other, flag: declared(c, &flag)?, default, name }
                     }
-                    RawPlace::Tree { tree, pattern } => Place::Tree { dir: tree, pattern },
-                    RawPlace::TreeOf { tree_of, pattern } => {
-                        Place::TreeOf { flag: declared(component, &tree_of)?, pattern }
+                    RawPlace::Tree { tree, pattern, with_root, dirs } => {
+                        Place::Tree { dir: tree, pattern, with_root, dirs }
+                    }
+                    RawPlace::TreeOf { tree_of, pattern, with_root, dirs } => {
+                        Place::TreeOf { flag: declared(component, &tree_of)?, pattern, with_root, dirs }
+                    }
+                    RawPlace::Unit { unit_of_process } => {
+                        if !unit_of_process.ends_with(".service") {
+                            return Err(invalid(
+                                span.clone(),
+                                "file.at",
+                                format!(
+                                    "unit_of_process {unit_of_process:?}: name a service, such as \"kubelet.service\""
+                                ),
+                            ));
+                        }
+                        Place::Unit { default: unit_of_process }
                     }
                 });
             }
-            set.targets.push(Target { id: t.id, component, what: t.what, at });
+            set.targets.push(Target { id: t.id, component, what: t.what, at, static_pod: t.static_pod });
         }
         for r in raw.rule {
             let id_span = r.id.span();
@@ -810,6 +853,7 @@ fn build_test(
             || t.op.is_some()
             || t.value.is_some()
             || t.key.is_some()
+            || t.field.is_some()
             || t.all.is_some()
             || t.any.is_some()
         {
@@ -857,6 +901,10 @@ fn build_test(
                 invalid(span.clone(), "rule.test.op", format!("a check needs `op`, one of {}", ops.join(", ")))
             })?;
             let check = Check::new(flag, t.key, op, t.value)
+                .and_then(|c| match t.field {
+                    Some(f) => c.with_field(f),
+                    None => Ok(c),
+                })
                 .map_err(|(field, msg)| invalid(span.clone(), &format!("rule.test.{field}"), msg))?;
             let Some(decl) = component.flags.get(check.name()) else {
                 return Err(invalid(

@@ -15,7 +15,7 @@ use super::layers::glob;
 use super::pack::RuleSet;
 use super::settings::{SourceKind, Via};
 use super::test::View;
-use crate::files::{Entry, FileSet, Request};
+use crate::files::{Entry, FileSet, Request, Want};
 use crate::ps::ProcessTable;
 
 /// The requests a host's files still need, given what `files` already holds; empty when nothing more is needed.
@@ -24,6 +24,7 @@ pub fn plan(set: &RuleSet, detector: &super::Detector, table: &ProcessTable, fil
     let found = detector.find(table, &set.embeddings);
     for f in &found {
         let p = judge::Unloaded::of(set, f);
+        let viewer = f.viewer();
         let env_path = format!("/proc/{}/environ", f.process.pid);
         for s in p.sources {
             let Some(a) = s.applied(&p.source_flags) else { continue };
@@ -37,18 +38,23 @@ pub fn plan(set: &RuleSet, detector: &super::Detector, table: &ProcessTable, fil
                         // The file an environment variable names: known once the environment is read.
                         let var = s.env.as_deref().unwrap_or_default();
                         if let Some(path) = env_var(files, &env_path, var) {
-                            wanted.insert(Request::read(path));
+                            wanted.extend(viewer.requests(path, Want::Read));
                         } else if files.get(&env_path).is_none() {
                             wanted.insert(Request::read(&env_path));
                         }
                     }
-                    _ => {
-                        wanted.insert(Request::read(&a.place));
-                    }
+                    _ => wanted.extend(viewer.requests(&a.place, Want::Read)),
                 },
                 SourceKind::Dir => {
                     let pattern = s.pattern.as_deref().unwrap_or("*");
-                    list_tree(a.place.trim_end_matches('/'), pattern, files, 0, &mut wanted);
+                    let named = a.place.trim_end_matches('/');
+                    let located = viewer.locate(files, named);
+                    match located.entry {
+                        // Listed where the process sees it: its drop-ins are there.
+                        Some(Entry::Found { .. }) => list_tree(&located.at, pattern, files, 0, &mut wanted),
+                        Some(_) => {}
+                        None => wanted.extend(viewer.requests(named, Want::List)),
+                    }
                 }
             }
         }
@@ -60,17 +66,35 @@ pub fn plan(set: &RuleSet, detector: &super::Detector, table: &ProcessTable, fil
     let mut stats = Vec::new();
     for rule in &set.rules {
         let checks = rule.test.file_checks();
-        if checks.is_empty() {
+        let fields: Vec<_> = rule.test.checks().into_iter().filter(|c| c.field.is_some()).collect();
+        if checks.is_empty() && fields.is_empty() {
             continue;
         }
         for p in parsed.iter().filter(|p| p.found.component == rule.component) {
             let view = View {
                 process: p.process(&set.components[rule.component]),
-                embedded_in: None,
+                embedded_in: match p.found.kind {
+                    super::detect::Kind::Embedded { embedding, .. } => Some(set.embeddings[embedding].title.as_str()),
+                    super::detect::Kind::Direct { .. } => None,
+                },
                 files,
                 targets: &set.targets,
                 others: &others,
+                viewer: p.found.viewer(),
             };
+            // The document a field check reads, where the process sees it.
+            for c in &fields {
+                let Some(decl) = view.process.component.flags.get(c.name()) else { continue };
+                if let Ok(s) = super::layers::resolve(&view.process, c.name(), None, decl)
+                    && s.from.is_given()
+                    && let Some(path) = s.value.map(|v| v.text()).filter(|p| !p.is_empty())
+                {
+                    wanted.extend(view.viewer.requests(&path, Want::Read));
+                }
+            }
+            if checks.is_empty() {
+                continue;
+            }
             for c in &checks {
                 filecheck::requests(&set.targets[c.target], &view, files, &others, &mut stats);
             }
@@ -79,7 +103,18 @@ pub fn plan(set: &RuleSet, detector: &super::Detector, table: &ProcessTable, fil
         }
     }
     wanted.extend(stats);
-    wanted.into_iter().filter(|r| !files.answers(r)).collect()
+    // One request a path: the transport answers each separately, and a stat and a read of one unreadable file
+    // would answer twice. A read (or a listing) answers a stat too.
+    let mut by_path: std::collections::BTreeMap<String, Want> = std::collections::BTreeMap::new();
+    for r in wanted {
+        let want = by_path.entry(r.path).or_insert(r.want);
+        *want = match (*want, r.want) {
+            (Want::Read, _) | (_, Want::Read) => Want::Read,
+            (Want::List, _) | (_, Want::List) => Want::List,
+            _ => Want::Stat,
+        };
+    }
+    by_path.into_iter().map(|(path, want)| Request { path, want }).filter(|r| !files.answers(r)).collect()
 }
 
 /// A drop-in directory: list it, read what matches, stat the rest to find subdirectories, list those.
@@ -157,13 +192,15 @@ mod tests {
               root 9 1 0 10:00 ? 00:00:01 kubelet --config-dir=/etc/k.d\n",
         )
         .unwrap();
-        let first = engine.plan(&t, &FileSet::default());
+        // The drop-in directory's part of each batch (the file rules ask for their own paths beside it).
+        let under = |rs: Vec<Request>| rs.into_iter().filter(|r| r.path.starts_with("/etc/k.d")).collect::<Vec<_>>();
+        let first = under(engine.plan(&t, &FileSet::default()));
         assert_eq!(first, [Request::list("/etc/k.d")]);
         let mut files = FileSet::default();
         let dir = Meta { kind: FileKind::Dir, mode: 0o755, uid: 0, gid: 0, size: 0 };
         let names = ["b.conf", "a.conf", "sub", "notes.txt"].map(String::from).to_vec();
         files.insert("/etc/k.d".into(), Entry::Found { meta: dir, content: None, names: Some(names) });
-        let second = engine.plan(&t, &files);
+        let second = under(engine.plan(&t, &files));
         assert_eq!(
             second,
             [

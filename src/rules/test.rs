@@ -99,6 +99,9 @@ pub struct Check {
     pub key: Option<String>,
     pub op: Op,
     pub value: Option<String>,
+    /// A field of the document the flag names, judged instead of the flag (`@secrets_write_provider` of the
+    /// `--encryption-provider-config` file): see [`super::doc::Doc::find`].
+    pub field: Option<String>,
     compiled: Compiled,
 }
 
@@ -144,12 +147,40 @@ impl Check {
             }
             (Some(_), _) => Compiled::Nothing,
         };
-        Ok(Check { flag, key, op, value, compiled })
+        Ok(Check { flag, key, op, value, field: None, compiled })
+    }
+
+    /// The check judges `field` of the document the flag names.
+    pub fn with_field(mut self, field: String) -> Result<Check, (&'static str, String)> {
+        if self.key.is_some() {
+            return Err(("field", "a check has `key` or `field`, not both".into()));
+        }
+        if let Some(name) = field.strip_prefix('@')
+            && super::doc::derived(name).is_none()
+        {
+            let known: Vec<String> = super::doc::DERIVED.iter().map(|(n, _, _)| format!("@{n}")).collect();
+            return Err(("field", format!("{field:?} is no derived field; known: {}", known.join(", "))));
+        }
+        if field.is_empty() || self.op == Op::Absent {
+            return Err(("field", "a field check needs a field path and an op other than `absent`".into()));
+        }
+        self.field = Some(field);
+        Ok(self)
     }
 
     /// Whether the check makes sense for the flag's declared type: a list is searched (`has`), a boolean
     /// compared (`eq`), a feature gate named (`key`).
     pub fn suits(&self, decl: &FlagDecl) -> Result<(), (&'static str, String)> {
+        if self.field.is_some() {
+            // The field's own type is the document's: scalars compare, lists search.
+            return match decl.ty {
+                FlagType::String => Ok(()),
+                other => Err((
+                    "field",
+                    format!("{} is {}, not a file path: a field check reads a file", self.flag, other.as_str()),
+                )),
+            };
+        }
         let allowed: &[Op] = match (decl.ty, &self.key) {
             (FlagType::FeatureGates, None) => &[Op::Set, Op::Notset, Op::Absent],
             (FlagType::FeatureGates, Some(key)) => {
@@ -192,9 +223,10 @@ impl Check {
 
     /// What the check requires, for people: `--anonymous-auth eq false`, `--feature-gates:Gate noteq false`.
     pub fn requirement(&self) -> String {
-        let subject = match &self.key {
-            Some(k) => format!("{}:{k}", self.flag),
-            None => self.flag.clone(),
+        let subject = match (&self.key, &self.field) {
+            (Some(k), _) => format!("{}:{k}", self.flag),
+            (None, Some(_)) => self.subject(),
+            (None, None) => self.flag.clone(),
         };
         match &self.value {
             Some(v) => format!("{subject} {} {v}", self.op),
@@ -204,9 +236,67 @@ impl Check {
 
     /// The subject for people: `--anonymous-auth`, or `RotateKubeletServerCertificate in --feature-gates`.
     fn subject(&self) -> String {
-        match &self.key {
-            Some(k) => format!("{k} in {}", self.flag),
-            None => self.flag.clone(),
+        match (&self.key, &self.field) {
+            (Some(k), _) => format!("{k} in {}", self.flag),
+            (None, Some(f)) => match f.strip_prefix('@').and_then(super::doc::derived) {
+                Some(what) => format!("{what} (in the file {} names)", self.flag),
+                None => format!("{f} in the file {} names", self.flag),
+            },
+            (None, None) => self.flag.clone(),
+        }
+    }
+
+    /// For a field check: the field's value in the document the flag names, as a setting.
+    fn field_setting(&self, field: &str, path: Setting, view: &View<'_, '_>) -> Result<Setting, String> {
+        let Some(named) = path.value.as_ref().map(Value::text).filter(|p| !p.is_empty() && path.from.is_given()) else {
+            return Ok(Setting { value: None, from: From::Absent, texts: Vec::new(), ambiguous: None });
+        };
+        let located = view.viewer.locate(view.files, &named);
+        let at = located.at.as_str();
+        let content = match located.entry {
+            _ if view.files.not_read => {
+                return Err(format!(
+                    "{} names {named}, which was not read: this judgement has only a process table (judge a \
+                     snapshot of the host, or scan it)",
+                    self.flag
+                ));
+            }
+            None => return Err(format!("{} names {named}, which was not read", self.flag)),
+            Some(crate::files::Entry::Problem(_)) if located.note.is_some() => {
+                return Err(located.note.unwrap_or_default());
+            }
+            Some(crate::files::Entry::Problem(p)) => {
+                return Err(format!("{} names {at}: {}", self.flag, super::filecheck::problem_text(p)));
+            }
+            Some(e) => e.content().ok_or_else(|| format!("{at} is not a file fleetaudit read"))?,
+        };
+        let doc = super::doc::parse(at, &content.bytes)
+            .map_err(|e| format!("{e}: the component could not read it either"))?;
+        match doc.find(field) {
+            None => {
+                let why = match field.strip_prefix('@').and_then(super::doc::derived_absent) {
+                    Some(absent) => format!("{at}: {absent}"),
+                    None => format!("{at} has no {field}"),
+                };
+                Ok(Setting { value: None, from: From::Absent, texts: vec![why], ambiguous: None })
+            }
+            Some(found) => {
+                let line = found.line();
+                let place = if line > 0 { format!("{at}:{line}") } else { at.to_owned() };
+                let value = match &found {
+                    super::doc::Found::Scalar { text, .. } => Value::Scalar(text.clone()),
+                    super::doc::Found::List { items, .. } => Value::List(items.clone()),
+                    super::doc::Found::Other { .. } => {
+                        return Err(format!("{place}: {field} is not a value"));
+                    }
+                };
+                Ok(Setting {
+                    value: Some(value),
+                    from: From::File,
+                    texts: vec![format!("{place}: {field} = {found}")],
+                    ambiguous: None,
+                })
+            }
         }
     }
 
@@ -243,6 +333,13 @@ impl Check {
                 return self.evidence(None, u.overridden, Source::Hidden, None, why);
             }
         };
+        let setting = match &self.field {
+            None => setting,
+            Some(field) => match self.field_setting(field, setting, view) {
+                Ok(s) => s,
+                Err(why) => return self.evidence(None, Vec::new(), Source::Hidden, None, why),
+            },
+        };
         let value_text = setting.value.as_ref().map(Value::text);
         let undecidable =
             |why: String| self.evidence(value_text.clone(), setting.texts.clone(), Source::Hidden, None, why);
@@ -254,6 +351,7 @@ impl Check {
             ));
         }
         if let Some(v) = &setting.value
+            && self.field.is_none()
             && let Some(want) = settings::malformed(if self.key.is_some() { FlagType::Bool } else { decl.ty }, v)
         {
             return undecidable(format!(
@@ -316,6 +414,8 @@ impl Check {
         let subject = self.subject();
         let texts = &setting.texts;
         match (&setting.from, value) {
+            (_, None) if self.field.is_some() && !texts.is_empty() => texts.join("; "),
+            (_, None) if self.field.is_some() => format!("{} is not set: nothing configures it", self.flag),
             (_, None) => format!("{} is not set", self.flag),
             (From::CommandLine, Some(v)) if self.key.is_some() => {
                 format!("{subject} is {v} (from {})", texts.join(" "))
@@ -418,6 +518,8 @@ pub struct View<'p, 'a> {
     pub targets: &'p [Target],
     /// Other components' settings on the same host (the kubelet's staticPodPath for a manifest's path).
     pub others: &'p Others<'p>,
+    /// How the process sees the file system (a container's own mounts).
+    pub viewer: crate::files::mount::Viewer<'p>,
 }
 
 /// A rule's test: a check, or checks combined.
@@ -434,6 +536,8 @@ pub enum Test {
 pub struct Outcome {
     pub passed: Option<bool>,
     pub evidence: Vec<FlagEvidence>,
+    /// It passed only because what it checks is not there (no such file in use): the rule does not apply.
+    pub inapplicable: bool,
 }
 
 impl Test {
@@ -442,18 +546,20 @@ impl Test {
         match self {
             Test::Check(c) => {
                 let e = c.eval(view);
-                Outcome { passed: e.passed, evidence: vec![e] }
+                Outcome { passed: e.passed, evidence: vec![e], inapplicable: false }
             }
             Test::File(c) => {
-                let e = c.eval(&view.targets[c.target], view, view.files, view.others);
-                Outcome { passed: e.passed, evidence: vec![e] }
+                let (e, inapplicable) = c.eval(&view.targets[c.target], view, view.files, view.others);
+                Outcome { passed: e.passed, evidence: vec![e], inapplicable }
             }
             Test::All(tests) | Test::Any(tests) => {
                 let all = matches!(self, Test::All(_));
                 let mut evidence = Vec::new();
                 let (mut any_true, mut any_false, mut any_unknown) = (false, false, false);
+                let mut inapplicable = true;
                 for t in tests {
                     let o = t.eval(view);
+                    inapplicable &= o.inapplicable;
                     match o.passed {
                         Some(true) => any_true = true,
                         Some(false) => any_false = true,
@@ -469,7 +575,7 @@ impl Test {
                     (false, false, _, true) => None,
                     (false, false, _, false) => Some(false),
                 };
-                Outcome { passed, evidence }
+                Outcome { passed, evidence, inapplicable: inapplicable && passed == Some(true) }
             }
         }
     }
@@ -621,12 +727,19 @@ mod tests {
         let args: Vec<&str> = line.split_whitespace().collect();
         let flags = Flags::parse(&args, FlagStyle::Pflag, &c.known);
         let applied: Vec<Applied<'_>> = c.sources.iter().filter_map(|s| s.applied(&flags)).collect();
-        let layers = layers::load(applied, files, 42, &crate::rules::doc::parse);
+        let layers = layers::load(applied, files, crate::files::mount::Viewer::host(42), &crate::rules::doc::parse);
         for check in test.checks() {
             check.suits(&c.flags[check.name()]).unwrap();
         }
         let process = layers::Process { flags: &flags, args: &args, component: c, layers: &layers };
-        test.eval(&View { process, embedded_in, files, targets: &[], others: &|_: &str, _: &str| None })
+        test.eval(&View {
+            process,
+            embedded_in,
+            files,
+            targets: &[],
+            others: &|_: &str, _: &str| None,
+            viewer: crate::files::mount::Viewer::host(42),
+        })
     }
 
     fn run(test: &Test, line: &str) -> Option<bool> {
@@ -863,7 +976,7 @@ mod tests {
         let (p, w) =
             judge_files(&port, "--config=/var/lib/kubelet/config.yaml", &[(cfg, Some(r#"{"readOnlyPort": 10255}"#))]);
         assert_eq!(p, Some(false), "{w}");
-        assert!(w.contains("/var/lib/kubelet/config.yaml: readOnlyPort = 10255"), "{w}");
+        assert!(w.contains("/var/lib/kubelet/config.yaml:1: readOnlyPort = 10255"), "{w}");
         // The file leaves it out: the file's default (0), not the flag's (10255).
         let (p, w) = judge_files(&port, "--config=/var/lib/kubelet/config.yaml", &[(cfg, Some("{}"))]);
         assert_eq!(p, Some(true), "{w}");
@@ -879,7 +992,7 @@ mod tests {
         let line = "--config=/var/lib/kubelet/config.yaml --config-dir=/etc/kubelet.conf.d";
         let (p, w) = judge_files(&port, line, &entries);
         assert_eq!(p, Some(false), "{w}");
-        assert!(w.contains("20-b.conf: readOnlyPort = 10255"), "{w}");
+        assert!(w.contains("20-b.conf:1: readOnlyPort = 10255"), "{w}");
         // A drop-in that leaves it out keeps the file's value, not the default: the default is laid down once,
         // under every document.
         let entries_keep = [
@@ -889,7 +1002,7 @@ mod tests {
         ];
         let (p, w) = judge_files(&port, line, &entries_keep);
         assert_eq!(p, Some(false), "{w}");
-        assert!(w.contains("config.yaml: readOnlyPort = 10255"), "{w}");
+        assert!(w.contains("config.yaml:1: readOnlyPort = 10255"), "{w}");
         // The command line wins over both, wherever it stands.
         let (p, _) = judge_files(&port, &format!("--port=0 {line}"), &entries);
         assert_eq!(p, Some(true));
@@ -914,7 +1027,7 @@ mod tests {
         assert!(w.contains("the process names /var/lib/kubelet/config.yaml, which does not exist"), "{w}");
         let (p, w) = judge_files(&anonymous, line, &[("/var/lib/kubelet/config.yaml", Some("{not json"))]);
         assert_eq!(p, None);
-        assert!(w.contains("/var/lib/kubelet/config.yaml:1"), "{w}");
+        assert!(w.contains("/var/lib/kubelet/config.yaml:2:1"), "{w}");
         // A field of the wrong type: the kubelet would not start with it.
         let (p, w) = judge_files(
             &anonymous,

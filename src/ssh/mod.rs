@@ -677,6 +677,12 @@ impl HostSession<'_> {
     }
 }
 
+impl crate::files::Fetch for HostSession<'_> {
+    async fn fetch(&mut self, batch: &[crate::files::Request]) -> Vec<(String, crate::files::Entry)> {
+        HostSession::fetch(self, batch).await
+    }
+}
+
 /// Opens a session channel, runs the command and reads everything it sends, within [`MAX_OUTPUT`] and, past
 /// [`FREE_OUTPUT`], what the scan's shared `pool` has left.
 async fn run(handle: &Handle<Checker>, (pool, shared): &(Semaphore, usize)) -> Result<Vec<u8>, SshError> {

@@ -287,6 +287,13 @@ fn assemble(
         };
         out.push((r.path.clone(), entry.unwrap_or_else(|| Entry::Problem(late.clone()))));
     }
+    // After the answers, one per request: the stats a listing gave for free (the engine keeps every pair).
+    for w in works.iter_mut() {
+        let dir = w.path.trim_end_matches('/');
+        for (name, meta) in std::mem::take(&mut w.children) {
+            out.push((format!("{dir}/{name}"), Entry::Found { meta, content: None, names: None }));
+        }
+    }
     out
 }
 
@@ -349,6 +356,8 @@ struct Work<'r> {
     stat: Stat,
     read: Reading,
     list: Listing,
+    /// A finished listing's entries with their attributes (see [`OpenDir::children`]).
+    children: Vec<(String, Meta)>,
 }
 
 enum Stat {
@@ -386,13 +395,17 @@ enum Listing {
 struct OpenDir {
     handle: String,
     names: Vec<String>,
+    /// The entries' own attributes, as the listing gave them (OpenSSH's readdir sends each entry's lstat):
+    /// answers the stats the engine would ask next, saving it a round trip. Symlinks are left out (a stat
+    /// follows them; the listing's attributes are the link's own).
+    children: Vec<(String, Meta)>,
     /// Entries the server sent, `.` and `..` included.
     seen: usize,
 }
 
 impl<'r> Work<'r> {
     fn new(path: &'r str) -> Work<'r> {
-        Work { path, stat: Stat::No, read: Reading::No, list: Listing::No }
+        Work { path, stat: Stat::No, read: Reading::No, list: Listing::No, children: Vec::new() }
     }
 
     fn want(&mut self, want: Want) {
@@ -653,7 +666,7 @@ fn absorb(
             },
             OpKind::OpenDir => match reply {
                 Some(Ok(Answer::Handle(handle))) => {
-                    w.list = Listing::Open(OpenDir { handle, names: Vec::new(), seen: 0 });
+                    w.list = Listing::Open(OpenDir { handle, names: Vec::new(), children: Vec::new(), seen: 0 });
                 }
                 Some(Ok(_)) => w.list = Listing::Done(Err(unexpected()), None),
                 Some(Err(e)) => w.list = Listing::Done(Err(problem(&e)), None),
@@ -697,6 +710,9 @@ fn absorb(
         let Listing::Open(d) = &mut w.list else { continue };
         if let Some(result) = d.absorb(replies) {
             let Listing::Open(d) = std::mem::replace(&mut w.list, Listing::No) else { unreachable!() };
+            if result.is_ok() {
+                w.children = d.children;
+            }
             w.list = Listing::Done(result, Some(d.handle));
         }
     }
@@ -785,6 +801,11 @@ impl OpenDir {
                             return Some(Err(Problem::Failed {
                                 message: format!("more than {MAX_NAMES} entries: refused rather than listed in part"),
                             }));
+                        }
+                        if let Ok(m) = meta(&f.attrs)
+                            && m.kind != Kind::Symlink
+                        {
+                            self.children.push((name.clone(), m));
                         }
                         self.names.push(name);
                     }
