@@ -818,6 +818,7 @@ pub fn parse(file: &str, text: &str, limits: &Limits) -> Result<Document, YamlEr
         aliases: 0,
     };
     let mut more = None;
+    let last_line = text.split('\n').count();
     for ev in Parser::new_from_str(text) {
         let (ev, span) = ev.map_err(|e| {
             let (line, column) = (e.marker().line(), e.marker().col() + 1);
@@ -828,7 +829,8 @@ pub fn parse(file: &str, text: &str, limits: &Limits) -> Result<Document, YamlEr
             }
             YamlError::new(file, line, column, YamlErrorKind::Syntax, format!("YAML: {}", e.info()))
         })?;
-        let (line, column) = (span.start.line(), span.start.col() + 1);
+        // An empty value at the end of the text (`?` then a comment, no newline) is placed past its last line.
+        let (line, column) = (span.start.line().min(last_line), span.start.col() + 1);
         match ev {
             Event::DocumentStart(_) if b.root.is_some() => {
                 more = Some(line);
