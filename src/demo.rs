@@ -52,6 +52,7 @@ pub async fn prepare(dir: &Path) -> Result<Demo, SimError> {
         concurrency: None,
         connect_timeout: Duration::from_secs(3),
         command_timeout: Duration::from_secs(10),
+        sftp_command: Some(sim::SUDO_SFTP_COMMAND.to_owned()),
     };
     fleet::launch(dir, members, &settings).await
 }

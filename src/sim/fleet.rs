@@ -27,6 +27,8 @@ pub struct ScanSettings {
     pub concurrency: Option<usize>,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
+    /// Written as `sftp_command`: the nodes' files are read as root through it, as the README recommends.
+    pub sftp_command: Option<String>,
 }
 
 /// A running fleet and its directory; the nodes run while this lives.
@@ -91,6 +93,14 @@ fn inventory_text(members: &[Member], nodes: &[RunningNode], s: &ScanSettings) -
     );
     if let Some(c) = s.concurrency {
         let _ = writeln!(out, "concurrency = {c}");
+    }
+    if let Some(c) = &s.sftp_command {
+        let _ = writeln!(
+            out,
+            "# Files are read as root through sudo's read-only SFTP server (README: Files over SFTP); without this line,\n\
+             # as the audit user, which cannot read root-only files (kubeadm's /var/lib/etcd, an etcd's environment).\n\
+             sftp_command = \"{c}\""
+        );
     }
     let mut clusters: Vec<&str> = Vec::new();
     for m in members {
@@ -269,6 +279,7 @@ pub async fn simulate(dir: &Path, o: &SimulateOptions) -> Result<Fleet, SimError
         concurrency: Some(256),
         connect_timeout: o.connect_timeout,
         command_timeout: o.command_timeout,
+        sftp_command: Some(super::SUDO_SFTP_COMMAND.to_owned()),
     };
     launch(dir, members, &settings).await
 }

@@ -285,8 +285,36 @@ impl FileTree {
                 }
                 _ => {}
             }
-            self.searchable(&current, who)?;
+            let magic_root = name == "root"
+                && current.len() == 2
+                && current[0] == "proc"
+                && current[1].bytes().all(|b| b.is_ascii_digit());
+            // Every running process has a /proc/PID (dr-xr-xr-x): a manifest lists only those it gives files.
+            if !magic_root || self.entries.contains_key(&join(&current, "")) {
+                self.searchable(&current, who)?;
+            }
             let next = join(&current, &name);
+            if current.len() == 1
+                && current[0] == "proc"
+                && name.bytes().all(|b| b.is_ascii_digit())
+                && !self.entries.contains_key(&next)
+            {
+                current.push(name);
+                continue;
+            }
+            // `/proc/PID/root`: the process's root directory, a link only its own user or root may follow
+            // (proc(5), ptrace access mode; every profile's control-plane process runs as root). A process in a
+            // container has its files there (an entry under `/proc/PID/root/` in the manifest); any other's
+            // root is the host's.
+            if magic_root {
+                if who.uid != 0 {
+                    return Err(Errno::Access);
+                }
+                if !self.entries.contains_key(&next) {
+                    current.clear();
+                    continue;
+                }
+            }
             let inode = self.entries.get(&next).ok_or(Errno::NoEntry)?;
             match &inode.kind {
                 Kind::Symlink(target) if follow || !pending.is_empty() => {
@@ -693,6 +721,7 @@ static DATA: &[(&str, &[u8])] = embed![
     "kubeadm/default-kubelet",
     "kubeadm/kubeadm-flags.env",
     "kubeadm/kubelet.service",
+    "kubeadm/kube-proxy-config.conf",
     "kubeadm/manifests/etcd.yaml",
     "kubeadm/manifests/kube-apiserver.yaml",
     "kubeadm/manifests/kube-controller-manager.yaml",
