@@ -462,7 +462,12 @@ pub fn judge(engine: &Engine, host: &Host, stdout: &[u8]) -> HostResult {
             }
         })
         .collect::<Vec<_>>();
-    HostResult::Audited { ps_format: table.format.to_string(), processes: table.processes.len() as u32, findings }
+    HostResult::Audited {
+        ps_format: table.format.to_string(),
+        processes: table.processes.len() as u32,
+        findings,
+        files: Vec::new(),
+    }
 }
 
 /// The evidence kept in the database: the processes' lines (already redacted) without what changes between

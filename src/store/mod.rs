@@ -163,11 +163,37 @@ pub struct FindingRecord {
     pub evidence: Option<String>,
 }
 
+/// One path as a scan saw it on a host: its inode, the contents kept (secrets already redacted), or why it
+/// could not be learned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRecord {
+    pub path: String,
+    /// `file`, `dir`, `symlink`, `other`; `None` when the path could not be learned.
+    pub kind: Option<String>,
+    /// Permission bits (`0o600`).
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    /// `root:root` by the host's own names (a number where it has none).
+    pub owner: Option<String>,
+    pub size: Option<u64>,
+    /// SHA-256 (hex) of the contents as kept, for a file read (see `files::redact::admit`).
+    pub sha256: Option<String>,
+    /// Whether secrets were redacted from the contents.
+    pub redacted: bool,
+    /// The contents as kept, for a file read (a config document, an environment reduced to what rules read).
+    pub content: Option<Vec<u8>>,
+    /// For a path that could not be learned: the kind (`missing`, `denied`, `too_large`, `over_budget`,
+    /// `unavailable`, `failed`, `not_in_snapshot`) and what to do.
+    pub problem: Option<String>,
+    pub problem_message: Option<String>,
+}
+
 /// What the scan learned about one host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostResult {
-    /// The host's process table was judged: one finding per rule.
-    Audited { ps_format: String, processes: u32, findings: Vec<FindingRecord> },
+    /// The host's process table was judged, with the files its processes name: one finding per rule.
+    Audited { ps_format: String, processes: u32, findings: Vec<FindingRecord>, files: Vec<FileRecord> },
     /// The host could not be audited; `kind` is short and machine-readable (`unreachable`, `host_key_changed`).
     Error { kind: String, message: String },
 }

@@ -54,6 +54,7 @@ fn audited(name: &str, cluster: &str, statuses: [Status; 4]) -> HostOutcome {
         host_key_fingerprint: Some(format!("SHA256:key-of-{name}")),
         host_certificate: None,
         result: HostResult::Audited {
+            files: Vec::new(),
             ps_format: "procps".to_string(),
             processes: 214,
             findings: RULES.iter().zip(statuses).map(|(rule, status)| finding(name, rule, status)).collect(),
@@ -498,6 +499,7 @@ async fn an_unchanged_rescan_reuses_result_sets_and_costs_little() {
                 host_key_fingerprint: Some(format!("SHA256:key-of-{name}")),
                 host_certificate: None,
                 result: HostResult::Audited {
+            files: Vec::new(),
                     ps_format: "procps".to_string(),
                     processes: 230,
                     findings: ids.iter().enumerate().map(|(i, id)| finding(&name, id, statuses[i % 5])).collect(),
@@ -1086,6 +1088,7 @@ async fn views_stay_fast_at_ten_thousand_hosts() {
                     host_key_fingerprint: Some(format!("SHA256:key-of-{name}")),
                     host_certificate: None,
                     result: HostResult::Audited {
+            files: Vec::new(),
                         ps_format: "procps".to_string(),
                         processes: 230,
                         findings: ids
