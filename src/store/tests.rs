@@ -499,7 +499,7 @@ async fn an_unchanged_rescan_reuses_result_sets_and_costs_little() {
                 host_key_fingerprint: Some(format!("SHA256:key-of-{name}")),
                 host_certificate: None,
                 result: HostResult::Audited {
-            files: Vec::new(),
+                    files: Vec::new(),
                     ps_format: "procps".to_string(),
                     processes: 230,
                     findings: ids.iter().enumerate().map(|(i, id)| finding(&name, id, statuses[i % 5])).collect(),
@@ -1088,7 +1088,7 @@ async fn views_stay_fast_at_ten_thousand_hosts() {
                     host_key_fingerprint: Some(format!("SHA256:key-of-{name}")),
                     host_certificate: None,
                     result: HostResult::Audited {
-            files: Vec::new(),
+                        files: Vec::new(),
                         ps_format: "procps".to_string(),
                         processes: 230,
                         findings: ids
