@@ -1,8 +1,8 @@
 //! The store: the SQLite history of every scan.
 //!
 //! Owns: the schema (`migrations/`, applied on every open, so no caller ever sees an un-migrated database),
-//! atomic per-host writes, deduplication of evidence and result sets, the scan lock, marking scans whose
-//! process died as interrupted, and retention ([`Store::prune`]).
+//! atomic per-host writes, deduplication of evidence, result sets and the files a scan read (`file_sets`), the
+//! scan lock, marking scans whose process died as interrupted, and retention ([`Store::prune`]).
 //! Must not touch: SSH, rules evaluation, HTML. It stores the verdicts it is given and never judges them.
 //!
 //! The database is an interface: people query it with `sqlite3`, so the table and view names are stable and
@@ -21,6 +21,9 @@
 //!   `scan_rule_counts`, which [`Store::record_hosts`] keeps in the same transaction as the hosts it counts).
 //! - `host_status`: each host's latest outcome and verdict counts.
 //! - `changes`: per scan, the verdicts that differ from the host's previous scan.
+//! - `host_files`, `latest_host_files`, `file_changes`: the files each scan read on each host, and how they
+//!   changed; see `file_sets` and `migrations/20261202000000_host_files.sql` (their example queries are tested
+//!   there and in `tests/store_files.rs`).
 //!
 //! ```sql
 //! -- The scans, newest first, and how many of their hosts were recorded.
@@ -73,8 +76,11 @@ use sqlx::{Decode, Encode, QueryBuilder, Sqlite, SqliteConnection, SqlitePool, T
 
 use crate::model::Status;
 
+mod file_sets;
 #[cfg(test)]
 mod tests;
+
+pub use file_sets::{FileChange, FileChangeKind, FilesPage};
 
 /// The schema, embedded at build time (`build.rs` makes a new migration file trigger a rebuild).
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -100,6 +106,10 @@ pub enum StoreError {
     NotRunning { scan_id: i64 },
     #[error("cannot prune the history down to 0 scans; keep at least 1 (the newest scan is the fleet's current state)")]
     KeepNone,
+    #[error(
+        "cannot store what the scan saw of {path:?} on {host}: {why}; this is a bug in fleetaudit, please report it"
+    )]
+    BadFile { host: String, path: String, why: &'static str },
 }
 
 fn query_err(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
@@ -228,7 +238,7 @@ pub struct HostCertificateRecord {
 }
 
 /// What [`Store::prune`] deleted: rows of `scans`, `result_sets` (with their `results`), `evidence`, `host_keys`
-/// (with `host_certificates`)
+/// (with `host_certificates`), `file_sets` (with their `file_set_members`), `file_observations`, `file_contents`
 /// and `hosts`. The `scan_hosts` and `scan_rule_counts` rows of the deleted scans go with them, uncounted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Pruned {
@@ -236,6 +246,9 @@ pub struct Pruned {
     pub result_sets: u64,
     pub evidence: u64,
     pub host_keys: u64,
+    pub file_sets: u64,
+    pub file_observations: u64,
+    pub file_contents: u64,
     pub hosts: u64,
 }
 
@@ -408,8 +421,9 @@ impl Store {
     }
 
     /// Deletes all but the newest `keep` scans (by id) that are not running, with their `scan_hosts` and
-    /// `scan_rule_counts` rows, then every result set (with its results), evidence document and host key that no
-    /// remaining scan references, and every host that no remaining `scan_hosts` row references. One transaction:
+    /// `scan_rule_counts` rows, then every result set (with its results), evidence document, host key, file set
+    /// (with its members), file observation and file contents that no remaining scan references, and every host
+    /// that no remaining `scan_hosts` row references. One transaction:
     /// readers see the history before or after, never half-pruned. Returns what was deleted; pruning again with
     /// the same `keep` deletes nothing.
     ///
@@ -417,10 +431,11 @@ impl Store {
     /// is scanning, but this process may be. `keep` must be at least 1 ([`StoreError::KeepNone`] otherwise): the
     /// newest ended scan is the fleet's current state.
     ///
-    /// What the kept scans show is unchanged: their `findings`, `rule_compliance`, and the `latest_findings` and
-    /// `host_status` rows that come from them. Two things do go with the deleted scans: hosts that only they
-    /// included leave `latest_findings` and `host_status`, and a `changes` row whose `previous_scan_id` was
-    /// deleted is gone (the oldest kept scan has nothing left to compare with).
+    /// What the kept scans show is unchanged: their `findings`, `rule_compliance`, `host_files`, and the
+    /// `latest_findings`, `latest_host_files` and `host_status` rows that come from them. Two things do go with the
+    /// deleted scans: hosts that only they included leave the `latest_` views and `host_status`, and a `changes`
+    /// or `file_changes` row whose `previous_scan_id` was deleted is gone (the oldest kept scan has nothing left
+    /// to compare with).
     ///
     /// The file does not shrink: freed pages are reused by later scans. Only a database whose `auto_vacuum` is
     /// `incremental` gives them back here (`PRAGMA incremental_vacuum`); otherwise `VACUUM`, which rewrites the
@@ -441,7 +456,21 @@ impl Store {
             *rows = query.execute(&mut *tx).await.map_err(query_err(what))?.rows_affected();
         }
         // Host certificates go with host keys' count: both are what hosts presented.
-        let [_, _, scans, _, result_sets, evidence, host_keys, certificates, hosts] = deleted;
+        let [
+            _,
+            _,
+            scans,
+            _,
+            result_sets,
+            evidence,
+            host_keys,
+            certificates,
+            _,
+            file_sets,
+            file_observations,
+            file_contents,
+            hosts,
+        ] = deleted;
         let host_keys = host_keys + certificates;
 
         // 2 = INCREMENTAL. It can only be chosen before the first table is created or with a VACUUM; fleetaudit
@@ -452,7 +481,8 @@ impl Store {
             sqlx::query("PRAGMA incremental_vacuum").execute(&mut *tx).await.map_err(query_err(what))?;
         }
         tx.commit().await.map_err(query_err(what))?;
-        let pruned = Pruned { scans, result_sets, evidence, host_keys, hosts };
+        let pruned =
+            Pruned { scans, result_sets, evidence, host_keys, file_sets, file_observations, file_contents, hosts };
         tracing::debug!(?pruned, "pruned the history");
         Ok(pruned)
     }
@@ -474,7 +504,7 @@ impl Store {
 /// NULL of a host that was not audited would make `NOT IN` unknown and nothing would be deleted. SQLite looks up
 /// every deleted parent row in its child tables; `migrations/20261129010000_prune_indexes.sql` makes those
 /// look-ups index searches (`prune_searches_the_history_by_index` checks the plans).
-const PRUNE_STATEMENTS: [&str; 9] = [
+const PRUNE_STATEMENTS: [&str; 13] = [
     "DELETE FROM scan_rule_counts WHERE scan_id IN (
          SELECT id FROM scans WHERE status <> 'running' AND id NOT IN (
              SELECT id FROM scans WHERE status <> 'running' ORDER BY id DESC LIMIT ?1))",
@@ -492,6 +522,12 @@ const PRUNE_STATEMENTS: [&str; 9] = [
     "DELETE FROM host_keys WHERE id NOT IN (SELECT host_key_id FROM scan_hosts WHERE host_key_id IS NOT NULL)",
     "DELETE FROM host_certificates WHERE id NOT IN (
          SELECT host_certificate_id FROM scan_hosts WHERE host_certificate_id IS NOT NULL)",
+    // As results: only the doomed sets' members are read.
+    "DELETE FROM file_set_members WHERE set_id IN (
+         SELECT id FROM file_sets WHERE id NOT IN (SELECT file_set_id FROM scan_hosts WHERE file_set_id IS NOT NULL))",
+    "DELETE FROM file_sets WHERE id NOT IN (SELECT file_set_id FROM scan_hosts WHERE file_set_id IS NOT NULL)",
+    "DELETE FROM file_observations WHERE id NOT IN (SELECT observation_id FROM file_set_members)",
+    "DELETE FROM file_contents WHERE id NOT IN (SELECT content_id FROM file_observations WHERE content_id IS NOT NULL)",
     "DELETE FROM hosts WHERE id NOT IN (SELECT host_id FROM scan_hosts)",
 ];
 
@@ -552,9 +588,17 @@ async fn record_batch(conn: &mut SqliteConnection, scan_id: i64, outcomes: &[Hos
         })
         .collect();
     let set_ids = intern_result_sets(conn, keyed.iter().flatten()).await?;
+    let file_keys = outcomes
+        .iter()
+        .map(|o| match &o.result {
+            HostResult::Audited { files, .. } => file_sets::file_set_key(&o.host.name, files).map(Some),
+            HostResult::Error { .. } => Ok(None),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let file_set_ids = file_sets::intern_file_sets(conn, &file_keys).await?;
 
     let mut rows = Vec::with_capacity(outcomes.len());
-    for (outcome, key) in outcomes.iter().zip(&keyed) {
+    for ((outcome, key), file_key) in outcomes.iter().zip(&keyed).zip(&file_keys) {
         let host_id = *host_ids.get(&outcome.host.name).ok_or_else(unmatched)?;
         let host_key_id = match &outcome.host_key_fingerprint {
             Some(fingerprint) => Some(*key_ids.get(fingerprint).ok_or_else(unmatched)?),
@@ -568,14 +612,19 @@ async fn record_batch(conn: &mut SqliteConnection, scan_id: i64, outcomes: &[Hos
             Some(c) => Some(*cert_ids.get(&c.sha256).ok_or_else(unmatched)?),
             None => None,
         };
-        rows.push((outcome, host_id, host_key_id, set_id, cert_id));
+        let file_set_id = match file_key {
+            Some((_, hash)) => Some(*file_set_ids.get(&hash[..]).ok_or_else(unmatched)?),
+            None => None,
+        };
+        rows.push((outcome, host_id, host_key_id, set_id, cert_id, file_set_id));
     }
-    for chunk in rows.chunks(MAX_BINDS / 12) {
+    for chunk in rows.chunks(MAX_BINDS / 13) {
         let mut insert = QueryBuilder::<Sqlite>::new(
             "INSERT INTO scan_hosts (scan_id, host_id, outcome, error_kind, error_message, started_at, duration_ms,
-                                     host_key_id, ps_format, processes, result_set_id, host_certificate_id) ",
+                                     host_key_id, ps_format, processes, result_set_id, host_certificate_id,
+                                     file_set_id) ",
         );
-        insert.push_values(chunk, |mut b, (outcome, host_id, host_key_id, set_id, cert_id)| {
+        insert.push_values(chunk, |mut b, (outcome, host_id, host_key_id, set_id, cert_id, file_set_id)| {
             let (kind, error_kind, error_message, ps_format, processes) = match &outcome.result {
                 HostResult::Audited { ps_format, processes, .. } => {
                     ("audited", None, None, Some(ps_format.clone()), Some(processes))
@@ -593,7 +642,8 @@ async fn record_batch(conn: &mut SqliteConnection, scan_id: i64, outcomes: &[Hos
                 .push_bind(ps_format)
                 .push_bind(processes)
                 .push_bind(*set_id)
-                .push_bind(*cert_id);
+                .push_bind(*cert_id)
+                .push_bind(*file_set_id);
         });
         insert.build().execute(&mut *conn).await.map_err(query_err("store hosts' scan outcomes"))?;
     }
@@ -875,10 +925,6 @@ type WithEvidenceHash<'a> = (&'a FindingRecord, Option<[u8; 32]>);
 /// over that (rule_id, status, reason, evidence hash) list. Every field is length-prefixed so that no two
 /// different lists encode to the same bytes.
 fn result_set_key(findings: &[FindingRecord]) -> (Vec<WithEvidenceHash<'_>>, [u8; 32]) {
-    fn field(hasher: &mut Sha256, bytes: &[u8]) {
-        hasher.update((bytes.len() as u64).to_le_bytes());
-        hasher.update(bytes);
-    }
     // The rules of one component share its evidence document: hash each distinct document once (a host has a
     // handful; comparing bytes is far cheaper than hashing them again).
     let mut seen: Vec<(&str, [u8; 32])> = Vec::new();
@@ -911,6 +957,18 @@ fn result_set_key(findings: &[FindingRecord]) -> (Vec<WithEvidenceHash<'_>>, [u8
     }
     let hash = hasher.finalize().into();
     (sorted, hash)
+}
+
+/// Feeds one field of a deduplication key to `hasher`, length first, so that no two different lists of fields
+/// encode to the same bytes.
+fn field(hasher: &mut Sha256, bytes: &[u8]) {
+    hasher.update((bytes.len() as u64).to_le_bytes());
+    hasher.update(bytes);
+}
+
+/// Lowercase hex, as sha256sum prints a hash.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `<db>.lock`, beside the database.

@@ -1,0 +1,599 @@
+//! The files a scan read on each host, in the history: writing them deduplicated, and reading them back.
+//!
+//! Owns: the keys that deduplicate observations (what a scan saw of one path) and file sets (one host's
+//! observations in one scan), their interning inside [`record_batch`](super::record_batch)'s transaction, and
+//! the reads the report and the JSON output make ([`Store::host_files`], [`Store::scan_files`],
+//! [`Store::file_changes`]). The schema and the views are `migrations/20261202000000_host_files.sql`.
+//! Must not touch: what a file means (the engine judges it), secrets (redacted before they get here).
+//!
+//! Every value, paths included, is a bound parameter: a path a host named may hold quotes, newlines or any
+//! UTF-8, and is stored and read back byte for byte.
+
+use std::collections::{HashMap, HashSet};
+
+use sha2::{Digest, Sha256};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+
+use super::{FileRecord, MAX_BINDS, Store, StoreError, field, find_ids, insert_returning, query_err, unmatched};
+
+/// The kinds of path `file_observations.kind` accepts.
+const KINDS: [&str; 4] = ["file", "dir", "symlink", "other"];
+/// The problems `file_observations.problem` accepts.
+const PROBLEMS: [&str; 7] =
+    ["missing", "denied", "too_large", "over_budget", "unavailable", "failed", "not_in_snapshot"];
+/// Contents are inserted in statements of at most this many bytes, so a batch of large files is not copied
+/// into one statement's arguments all at once.
+const CONTENT_BYTES_PER_STATEMENT: usize = 16 << 20;
+
+/// A file record, the host it is from (for errors) and its observation's key.
+pub(super) type Keyed<'a> = (&'a FileRecord, [u8; 32], &'a str);
+
+/// One page of a scan's files ([`Store::scan_files`]): hosts in name order, and the files of each file set they
+/// point at, each set once however many of the page's hosts share it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FilesPage {
+    /// Each host of the page with its file set's id (a key of `sets`). Empty when there is no more.
+    pub hosts: Vec<(String, i64)>,
+    /// The files of each set, in path order.
+    pub sets: HashMap<i64, Vec<FileRecord>>,
+}
+
+/// What differs about a path between a host's scan and its previous scan with files (the `file_changes` view).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FileChangeKind {
+    /// In this scan's files, not in the previous scan's.
+    Added,
+    /// In the previous scan's files, not in this one's.
+    Removed,
+    /// The path's problem differs: it went missing, became unreadable, or can be read again.
+    Problem,
+    /// Its type.
+    Kind,
+    /// Its permission bits.
+    Mode,
+    /// Its owner (names, uid or gid).
+    Owner,
+    /// Its contents' SHA-256 (or, for a file only stat'ed both times, its size).
+    Content,
+}
+
+impl FileChangeKind {
+    /// The word the `file_changes` view uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileChangeKind::Added => "added",
+            FileChangeKind::Removed => "removed",
+            FileChangeKind::Problem => "problem",
+            FileChangeKind::Kind => "kind",
+            FileChangeKind::Mode => "mode",
+            FileChangeKind::Owner => "owner",
+            FileChangeKind::Content => "content",
+        }
+    }
+
+    fn parse(word: &str) -> Option<FileChangeKind> {
+        [
+            FileChangeKind::Added,
+            FileChangeKind::Removed,
+            FileChangeKind::Problem,
+            FileChangeKind::Kind,
+            FileChangeKind::Mode,
+            FileChangeKind::Owner,
+            FileChangeKind::Content,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == word)
+    }
+}
+
+/// A row of the `file_changes` view. The `previous_` fields are the previous scan's; either side is `None` where
+/// the path was absent (added, removed) or had a problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileChange {
+    pub scan_id: i64,
+    pub previous_scan_id: i64,
+    pub host: String,
+    pub path: String,
+    /// `[Added]`, `[Removed]`, or what differs, in the order `Problem`, `Kind`, `Mode`, `Owner`, `Content`.
+    pub change: Vec<FileChangeKind>,
+    pub previous_mode: Option<u32>,
+    pub mode: Option<u32>,
+    /// As `ls -l` prints them: `-rw-------`.
+    pub previous_permissions: Option<String>,
+    pub permissions: Option<String>,
+    pub previous_owner: Option<String>,
+    pub owner: Option<String>,
+    pub previous_sha256: Option<String>,
+    pub sha256: Option<String>,
+    pub previous_problem: Option<String>,
+    pub problem: Option<String>,
+}
+
+impl FileRecord {
+    /// The path's type and mode as `ls -l` prints them (`-rw-------`, `drwx------`, `lrwxrwxrwx`; `?` for a type
+    /// `other`), as the `file_attributes` view computes them; `None` for a path that could not be learned.
+    pub fn permissions(&self) -> Option<String> {
+        let (kind, mode) = (self.kind.as_deref()?, self.mode?);
+        let mut out = String::with_capacity(10);
+        out.push(match kind {
+            "file" => '-',
+            "dir" => 'd',
+            "symlink" => 'l',
+            _ => '?',
+        });
+        // (read, write, execute, special bit, special letter) for user, group, other.
+        for (r, w, x, special, letter) in
+            [(0o400, 0o200, 0o100, 0o4000, 's'), (0o40, 0o20, 0o10, 0o2000, 's'), (0o4, 0o2, 0o1, 0o1000, 't')]
+        {
+            out.push(if mode & r != 0 { 'r' } else { '-' });
+            out.push(if mode & w != 0 { 'w' } else { '-' });
+            out.push(match (mode & special != 0, mode & x != 0) {
+                (true, true) => letter,
+                (true, false) => letter.to_ascii_uppercase(),
+                (false, true) => 'x',
+                (false, false) => '-',
+            });
+        }
+        Some(out)
+    }
+}
+
+/// Checks one host's files as the schema will, so that a bad record fails naming the host and path rather than
+/// with a bare CHECK constraint; returns them sorted by path, each with its observation key, and the key of the
+/// whole set: SHA-256 over the members' keys in path order.
+pub(super) fn file_set_key<'a>(
+    host: &'a str,
+    files: &'a [FileRecord],
+) -> Result<(Vec<Keyed<'a>>, [u8; 32]), StoreError> {
+    let mut keyed = Vec::with_capacity(files.len());
+    for file in files {
+        check(file).map_err(|why| bad_file(host, file, why))?;
+        keyed.push((file, observation_key(file), host));
+    }
+    keyed.sort_by(|a, b| a.0.path.cmp(&b.0.path));
+    if let Some(pair) = keyed.windows(2).find(|pair| pair[0].0.path == pair[1].0.path) {
+        return Err(bad_file(host, pair[0].0, "the path is recorded twice (a host's files hold one record per path)"));
+    }
+    let mut hasher = Sha256::new();
+    hasher.update(b"fleetaudit file set v1\0");
+    hasher.update((keyed.len() as u64).to_le_bytes());
+    for (_, key, _) in &keyed {
+        hasher.update(key);
+    }
+    Ok((keyed, hasher.finalize().into()))
+}
+
+fn bad_file(host: &str, file: &FileRecord, why: &'static str) -> StoreError {
+    StoreError::BadFile { host: host.to_string(), path: file.path.clone(), why }
+}
+
+/// What the schema's CHECK constraints on `file_observations` refuse, said for people.
+fn check(f: &FileRecord) -> Result<(), &'static str> {
+    let hex = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    match (&f.kind, &f.problem) {
+        (Some(kind), None) => {
+            if !KINDS.contains(&kind.as_str()) {
+                return Err("kind must be file, dir, symlink or other");
+            }
+            if f.mode.is_none() || f.uid.is_none() || f.gid.is_none() || f.size.is_none() {
+                return Err("a path found needs its mode, uid, gid and size (a default would be a lie)");
+            }
+            if f.mode.is_some_and(|m| m > 0o7777) {
+                return Err("mode holds more than permission bits (0o7777)");
+            }
+            if f.problem_message.is_some() {
+                return Err("a path found has no problem message");
+            }
+        }
+        (None, Some(problem)) => {
+            if !PROBLEMS.contains(&problem.as_str()) {
+                return Err("unknown problem kind");
+            }
+            if f.problem_message.is_none() {
+                return Err("a problem needs its message");
+            }
+            if f.mode.is_some() || f.uid.is_some() || f.gid.is_some() || f.owner.is_some() || f.size.is_some() {
+                return Err("a path with a problem has no mode, owner or size");
+            }
+            if f.sha256.is_some() || f.content.is_some() || f.redacted {
+                return Err("a path with a problem has no contents");
+            }
+        }
+        _ => return Err("exactly one of kind and problem must be set"),
+    }
+    match (&f.sha256, &f.content) {
+        (Some(sha), _) if !hex(sha) => Err("sha256 must be 64 lowercase hex digits"),
+        (None, Some(_)) => Err("contents kept need their sha256"),
+        _ => Ok(()),
+    }
+}
+
+/// The observation's identity: SHA-256 over every field (contents by their hash, and whether they were kept).
+fn observation_key(f: &FileRecord) -> [u8; 32] {
+    fn optional(hasher: &mut Sha256, value: Option<&[u8]>) {
+        match value {
+            Some(bytes) => {
+                hasher.update([1]);
+                field(hasher, bytes);
+            }
+            None => hasher.update([0]),
+        }
+    }
+    let mut hasher = Sha256::new();
+    hasher.update(b"fleetaudit file observation v1\0");
+    field(&mut hasher, f.path.as_bytes());
+    optional(&mut hasher, f.kind.as_deref().map(str::as_bytes));
+    for number in [f.mode, f.uid, f.gid] {
+        optional(&mut hasher, number.map(u32::to_le_bytes).as_ref().map(|b| &b[..]));
+    }
+    optional(&mut hasher, f.owner.as_deref().map(str::as_bytes));
+    optional(&mut hasher, f.size.map(u64::to_le_bytes).as_ref().map(|b| &b[..]));
+    optional(&mut hasher, f.sha256.as_deref().map(str::as_bytes));
+    hasher.update([u8::from(f.redacted), u8::from(f.content.is_some())]);
+    optional(&mut hasher, f.problem.as_deref().map(str::as_bytes));
+    optional(&mut hasher, f.problem_message.as_deref().map(str::as_bytes));
+    hasher.finalize().into()
+}
+
+/// Returns the ids of the file sets holding exactly these observations (`None` for a host not audited), storing
+/// the new ones with their observations and contents. As result sets: a stored set is immutable and was written
+/// with all its members in one transaction, so finding its key is finding all of it; an unchanged host costs
+/// one look-up and no write.
+pub(super) async fn intern_file_sets(
+    conn: &mut SqliteConnection,
+    keys: &[Option<(Vec<Keyed<'_>>, [u8; 32])>],
+) -> Result<HashMap<Vec<u8>, i64>, StoreError> {
+    let mut seen = HashSet::new();
+    let unique: Vec<&(Vec<Keyed<'_>>, [u8; 32])> = keys.iter().flatten().filter(|(_, k)| seen.insert(*k)).collect();
+    let hashes: Vec<Vec<u8>> = unique.iter().map(|(_, k)| k.to_vec()).collect();
+    let what = "store file sets";
+    let mut ids = find_ids(conn, "SELECT sha256, id FROM file_sets WHERE sha256 IN (", &hashes, what).await?;
+    let new: Vec<&(Vec<Keyed<'_>>, [u8; 32])> = unique.into_iter().filter(|(_, k)| !ids.contains_key(&k[..])).collect();
+    if new.is_empty() {
+        return Ok(ids);
+    }
+
+    // Observations of the new sets, each once.
+    let mut seen = HashSet::new();
+    let observations: Vec<&Keyed<'_>> =
+        new.iter().flat_map(|(m, _)| m.iter()).filter(|(_, k, _)| seen.insert(*k)).collect();
+    let hashes: Vec<Vec<u8>> = observations.iter().map(|(_, k, _)| k.to_vec()).collect();
+    let what = "store file observations";
+    let mut observation_ids =
+        find_ids(conn, "SELECT sha256, id FROM file_observations WHERE sha256 IN (", &hashes, what).await?;
+    let new_observations: Vec<&&Keyed<'_>> =
+        observations.iter().filter(|(_, k, _)| !observation_ids.contains_key(&k[..])).collect();
+
+    let content_ids = intern_contents(conn, &new_observations).await?;
+    let rows = new_observations
+        .into_iter()
+        .map(|keyed| {
+            let content_id = match (&keyed.0.content, &keyed.0.sha256) {
+                (Some(_), Some(sha)) => Some(*content_ids.get(sha).ok_or_else(unmatched)?),
+                _ => None,
+            };
+            Ok((*keyed, content_id))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let inserted = insert_returning(
+        conn,
+        "INSERT INTO file_observations (sha256, path, kind, mode, uid, gid, owner, size, content_sha256, redacted, \
+         content_id, problem, problem_message) ",
+        " RETURNING sha256, id",
+        &rows,
+        13,
+        |b, ((file, key, _), content_id)| {
+            b.push_bind(key.to_vec())
+                .push_bind(file.path.clone())
+                .push_bind(file.kind.clone())
+                .push_bind(file.mode)
+                .push_bind(file.uid)
+                .push_bind(file.gid)
+                .push_bind(file.owner.clone())
+                // SQLite integers are signed: a size past i64::MAX is a lying server's, kept as the largest.
+                .push_bind(file.size.map(|s| i64::try_from(s).unwrap_or(i64::MAX)))
+                .push_bind(file.sha256.clone())
+                .push_bind(file.redacted)
+                .push_bind(*content_id)
+                .push_bind(file.problem.clone())
+                .push_bind(file.problem_message.clone());
+        },
+        what,
+    )
+    .await?;
+    observation_ids.extend(inserted);
+
+    let new_hashes: Vec<Vec<u8>> = new.iter().map(|(_, k)| k.to_vec()).collect();
+    let new_ids = insert_returning(
+        conn,
+        "INSERT INTO file_sets (sha256) ",
+        " RETURNING sha256, id",
+        &new_hashes,
+        1,
+        |b, hash| {
+            b.push_bind(hash.clone());
+        },
+        "store file sets",
+    )
+    .await?;
+    let mut members = Vec::new();
+    for (files, key) in &new {
+        let set_id = *new_ids.get(&key[..]).ok_or_else(unmatched)?;
+        for (_, observation, _) in files {
+            members.push((set_id, *observation_ids.get(&observation[..]).ok_or_else(unmatched)?));
+        }
+    }
+    for chunk in members.chunks(MAX_BINDS / 2) {
+        let mut insert = QueryBuilder::<Sqlite>::new("INSERT INTO file_set_members (set_id, observation_id) ");
+        insert.push_values(chunk, |mut b, (set_id, observation_id)| {
+            b.push_bind(*set_id).push_bind(*observation_id);
+        });
+        insert.build().execute(&mut *conn).await.map_err(query_err("store file set members"))?;
+    }
+    ids.extend(new_ids);
+    Ok(ids)
+}
+
+/// The ids of the contents the new observations keep, by SHA-256, inserting those not stored yet. Each new
+/// observation's contents are hashed here: `file_contents.sha256` is always the SHA-256 of `body`, and a record
+/// whose hash is not its contents' is refused rather than pointed at contents that are not its own. (An
+/// unchanged host has no new observation, so a rescan hashes nothing.)
+async fn intern_contents(
+    conn: &mut SqliteConnection,
+    observations: &[&&Keyed<'_>],
+) -> Result<HashMap<String, i64>, StoreError> {
+    let mut bodies: HashMap<&str, &[u8]> = HashMap::new();
+    for &&&(file, _, host) in observations {
+        let (Some(body), Some(sha)) = (&file.content, &file.sha256) else { continue };
+        let actual: [u8; 32] = Sha256::digest(body).into();
+        if super::hex(&actual) != *sha {
+            return Err(bad_file(host, file, "sha256 is not the SHA-256 of the contents kept"));
+        }
+        bodies.insert(sha, body);
+    }
+    let mut hashes: Vec<String> = bodies.keys().map(|s| s.to_string()).collect();
+    hashes.sort_unstable();
+    let what = "store file contents";
+    let mut ids = find_ids(conn, "SELECT sha256, id FROM file_contents WHERE sha256 IN (", &hashes, what).await?;
+    let new: Vec<(&String, &[u8])> =
+        hashes.iter().filter(|h| !ids.contains_key(*h)).map(|h| (h, bodies[h.as_str()])).collect();
+    let mut start = 0;
+    while start < new.len() {
+        // At least one body a statement, however large.
+        let mut end = start + 1;
+        let mut bytes = new[start].1.len();
+        while end < new.len() && end - start < MAX_BINDS / 2 && bytes + new[end].1.len() <= CONTENT_BYTES_PER_STATEMENT
+        {
+            bytes += new[end].1.len();
+            end += 1;
+        }
+        let inserted = insert_returning(
+            conn,
+            "INSERT INTO file_contents (sha256, body) ",
+            " RETURNING sha256, id",
+            &new[start..end],
+            2,
+            |b, (sha, body)| {
+                b.push_bind(sha.to_string()).push_bind(body.to_vec());
+            },
+            what,
+        )
+        .await?;
+        ids.extend(inserted);
+        start = end;
+    }
+    Ok(ids)
+}
+
+/// A row of `file_observations` (with its set), as the reads decode it.
+type ObservationRow = (
+    i64,
+    String,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    bool,
+    Option<Vec<u8>>,
+    Option<String>,
+    Option<String>,
+);
+
+/// A stored integer that does not fit the Rust type: only a database written by something else holds one.
+fn decode_err(what: &'static str, column: &'static str) -> StoreError {
+    StoreError::Query {
+        what,
+        source: sqlx::Error::ColumnDecode { index: column.to_string(), source: "out of range".into() },
+    }
+}
+
+/// The files of each of `set_ids`, in path order; contents only when `content` is set.
+async fn set_files(
+    conn: &mut SqliteConnection,
+    set_ids: &[i64],
+    content: bool,
+    what: &'static str,
+) -> Result<HashMap<i64, Vec<FileRecord>>, StoreError> {
+    let mut sets: HashMap<i64, Vec<FileRecord>> = set_ids.iter().map(|id| (*id, Vec::new())).collect();
+    for chunk in set_ids.chunks(MAX_BINDS) {
+        let mut query = QueryBuilder::<Sqlite>::new(if content {
+            "SELECT m.set_id, o.path, o.kind, o.mode, o.uid, o.gid, o.owner, o.size, o.content_sha256, o.redacted,
+                    c.body, o.problem, o.problem_message
+               FROM file_set_members m JOIN file_observations o ON o.id = m.observation_id
+               LEFT JOIN file_contents c ON c.id = o.content_id
+              WHERE m.set_id IN ("
+        } else {
+            "SELECT m.set_id, o.path, o.kind, o.mode, o.uid, o.gid, o.owner, o.size, o.content_sha256, o.redacted,
+                    NULL, o.problem, o.problem_message
+               FROM file_set_members m JOIN file_observations o ON o.id = m.observation_id
+              WHERE m.set_id IN ("
+        });
+        let mut list = query.separated(", ");
+        for id in chunk {
+            list.push_bind(*id);
+        }
+        list.push_unseparated(") ORDER BY m.set_id, o.path");
+        let rows: Vec<ObservationRow> = query.build_query_as().fetch_all(&mut *conn).await.map_err(query_err(what))?;
+        for (set_id, path, kind, mode, uid, gid, owner, size, sha256, redacted, body, problem, problem_message) in rows
+        {
+            let u32_of =
+                |v: Option<i64>, column| v.map(|v| u32::try_from(v).map_err(|_| decode_err(what, column))).transpose();
+            let record = FileRecord {
+                path,
+                kind,
+                mode: u32_of(mode, "mode")?,
+                uid: u32_of(uid, "uid")?,
+                gid: u32_of(gid, "gid")?,
+                owner,
+                size: size.map(|s| u64::try_from(s).map_err(|_| decode_err(what, "size"))).transpose()?,
+                sha256,
+                redacted,
+                content: body,
+                problem,
+                problem_message,
+            };
+            sets.entry(set_id).or_default().push(record);
+        }
+    }
+    Ok(sets)
+}
+
+/// A row of the `file_changes` view.
+#[derive(sqlx::FromRow)]
+struct ChangeRow {
+    scan_id: i64,
+    previous_scan_id: i64,
+    host: String,
+    path: String,
+    change: String,
+    previous_mode: Option<String>,
+    mode: Option<String>,
+    previous_permissions: Option<String>,
+    permissions: Option<String>,
+    previous_owner: Option<String>,
+    owner: Option<String>,
+    previous_sha256: Option<String>,
+    sha256: Option<String>,
+    previous_problem: Option<String>,
+    problem: Option<String>,
+}
+
+impl Store {
+    /// What scan `scan_id` saw of `host`'s files, in path order, with their contents when `content` is set.
+    /// `None` when the scan has no files for the host: it did not include it, could not audit it, or was stored
+    /// before files were (an audited host without files has `Some` of an empty list).
+    #[tracing::instrument(level = "trace", skip_all, err, fields(scan_id = scan_id))]
+    pub async fn host_files(
+        &self,
+        scan_id: i64,
+        host: &str,
+        content: bool,
+    ) -> Result<Option<Vec<FileRecord>>, StoreError> {
+        let what = "read a host's files";
+        let mut conn = self.pool.acquire().await.map_err(query_err(what))?;
+        let set_id: Option<Option<i64>> = sqlx::query_scalar(
+            "SELECT sh.file_set_id FROM scan_hosts sh JOIN hosts h ON h.id = sh.host_id
+              WHERE sh.scan_id = ?1 AND h.name = ?2",
+        )
+        .bind(scan_id)
+        .bind(host)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(query_err(what))?;
+        let Some(Some(set_id)) = set_id else { return Ok(None) };
+        let mut sets = set_files(&mut conn, &[set_id], content, what).await?;
+        Ok(sets.remove(&set_id))
+    }
+
+    /// A page of scan `scan_id`'s files: the first `limit` hosts (by name) after `after` that have files in the
+    /// scan, and each distinct file set of theirs once. Memory stays at one page: pass the last host's name as
+    /// `after` for the next page, until `hosts` comes back empty. Contents only when `content` is set.
+    #[tracing::instrument(level = "trace", skip_all, err, fields(scan_id = scan_id))]
+    pub async fn scan_files(
+        &self,
+        scan_id: i64,
+        after: Option<&str>,
+        limit: u32,
+        content: bool,
+    ) -> Result<FilesPage, StoreError> {
+        let what = "read a scan's files";
+        let mut conn = self.pool.acquire().await.map_err(query_err(what))?;
+        let hosts: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT h.name, sh.file_set_id FROM scan_hosts sh JOIN hosts h ON h.id = sh.host_id
+              WHERE sh.scan_id = ?1 AND sh.file_set_id IS NOT NULL AND (?2 IS NULL OR h.name > ?2)
+              ORDER BY h.name LIMIT ?3",
+        )
+        .bind(scan_id)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(query_err(what))?;
+        let mut set_ids: Vec<i64> = hosts.iter().map(|(_, id)| *id).collect();
+        set_ids.sort_unstable();
+        set_ids.dedup();
+        let sets = set_files(&mut conn, &set_ids, content, what).await?;
+        Ok(FilesPage { hosts, sets })
+    }
+
+    /// The `file_changes` of scan `scan_id` (for one host when `host` is given), ordered by host and path: at most
+    /// `limit` of them after `after` (the last change of the previous page), so a fleet-wide change is read a
+    /// page at a time.
+    #[tracing::instrument(level = "trace", skip_all, err, fields(scan_id = scan_id))]
+    pub async fn file_changes(
+        &self,
+        scan_id: i64,
+        host: Option<&str>,
+        after: Option<&FileChange>,
+        limit: u32,
+    ) -> Result<Vec<FileChange>, StoreError> {
+        let what = "read the file changes";
+        let rows: Vec<ChangeRow> = sqlx::query_as(
+            "SELECT scan_id, previous_scan_id, host, path, change, previous_mode, mode, previous_permissions,
+                    permissions, previous_owner, owner, previous_sha256, sha256, previous_problem, problem
+               FROM file_changes
+              WHERE scan_id = ?1 AND (?2 IS NULL OR host = ?2) AND (?3 IS NULL OR (host, path) > (?3, ?4))
+              ORDER BY host, path LIMIT ?5",
+        )
+        .bind(scan_id)
+        .bind(host)
+        .bind(after.map(|c| c.host.as_str()))
+        .bind(after.map(|c| c.path.as_str()))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err(what))?;
+        let octal = |mode: Option<String>, column| {
+            mode.map(|m| u32::from_str_radix(&m, 8).map_err(|_| decode_err(what, column))).transpose()
+        };
+        rows.into_iter()
+            .map(|r| {
+                let change = r
+                    .change
+                    .split(',')
+                    .map(|word| FileChangeKind::parse(word).ok_or_else(|| decode_err(what, "change")))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(FileChange {
+                    scan_id: r.scan_id,
+                    previous_scan_id: r.previous_scan_id,
+                    host: r.host,
+                    path: r.path,
+                    change,
+                    previous_mode: octal(r.previous_mode, "previous_mode")?,
+                    mode: octal(r.mode, "mode")?,
+                    previous_permissions: r.previous_permissions,
+                    permissions: r.permissions,
+                    previous_owner: r.previous_owner,
+                    owner: r.owner,
+                    previous_sha256: r.previous_sha256,
+                    sha256: r.sha256,
+                    previous_problem: r.previous_problem,
+                    problem: r.problem,
+                })
+            })
+            .collect()
+    }
+}
