@@ -39,14 +39,21 @@ fn prepare() -> &'static PathBuf {
         assert_eq!(String::from_utf8_lossy(&uid.stdout).trim(), "0", "the sshd tests run as root (CI does)");
         std::fs::create_dir_all("/run/sshd").unwrap();
         ensure_user(TEST_USER);
-        // A process that ignores its arguments and waits: it can wear any command line.
-        let dir = std::env::temp_dir().join(format!("fleetaudit-sleeper-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let src = dir.join("sleeper.c");
-        std::fs::write(&src, "#include <unistd.h>\nint main(void) { for (;;) pause(); }\n").unwrap();
-        let bin = dir.join("sleeper");
-        let out = Command::new("cc").arg("-O").arg("-o").arg(&bin).arg(&src).output().unwrap();
-        assert!(out.status.success(), "cc: {}", String::from_utf8_lossy(&out.stderr));
+        // A process that ignores its arguments and waits: it can wear any command line. Kept in cargo's
+        // scratch directory for tests (target/tmp), not the host's /tmp, where one directory per test binary
+        // run was left behind; made under a name of its own and renamed, as test binaries run at once.
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        let bin = dir.join("fleetaudit-sleeper");
+        if !bin.exists() {
+            std::fs::create_dir_all(&dir).unwrap();
+            let src = dir.join(format!("fleetaudit-sleeper-{}.c", std::process::id()));
+            std::fs::write(&src, "#include <unistd.h>\nint main(void) { for (;;) pause(); }\n").unwrap();
+            let made = dir.join(format!("fleetaudit-sleeper-{}", std::process::id()));
+            let out = Command::new("cc").arg("-O").arg("-o").arg(&made).arg(&src).output().unwrap();
+            let _ = std::fs::remove_file(&src);
+            assert!(out.status.success(), "cc: {}", String::from_utf8_lossy(&out.stderr));
+            std::fs::rename(&made, &bin).unwrap();
+        }
         bin
     })
 }
