@@ -280,9 +280,11 @@ impl Sshd {
                 assert!(!s.contains([',', ':', '\'', '\\', ' ']), "an overlay path mount(8) would misread: {s}");
             }
             script.push_str(&format!(
-                "mount -t overlay overlay -o lowerdir={target},upperdir={},workdir={} {target} || exit 96\n",
-                upper.display(),
-                work.display()
+                "mount -t overlay overlay -o lowerdir={target},upperdir={up},workdir={} {target} || {{ echo \
+                 'overlay over {target} failed: {up} must be on a filesystem overlayfs takes as upper (ext4, xfs, \
+                 tmpfs; not overlayfs itself, as in a container): point TMPDIR at one' >&2; exit 96; }}\n",
+                work.display(),
+                up = upper.display(),
             ));
         }
         for (i, p) in processes.iter().enumerate() {
