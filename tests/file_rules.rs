@@ -304,3 +304,29 @@ fn the_encryption_config_decides_1_2_28_and_its_keys_are_never_kept() {
     let (v, _) = judge(&h, &capture);
     assert_eq!(v["1.2.28"].0, Status::Error, "{}", v["1.2.28"].1);
 }
+
+#[test]
+fn a_pki_subdirectory_it_could_not_list_leaves_the_certificate_and_key_checks_undecided() {
+    let mut h = kubeadm_control_plane();
+    // Root-only: stat'ed as a directory, but its listing (and so the path's answer) is `denied`.
+    h.problem("/etc/kubernetes/pki/etcd", Problem::Denied);
+    let (v, _) = judge(&h, KUBEADM);
+    // Its *.crt and *.key files were never seen: not a pass on the files of /etc/kubernetes/pki alone.
+    for cis in ["1.1.19", "1.1.20", "1.1.21"] {
+        assert_eq!(v[cis].0, Status::Error, "{cis}: {}", v[cis].1);
+        assert!(v[cis].1.contains("/etc/kubernetes/pki/etcd"), "{cis}: {}", v[cis].1);
+        // With the fix.
+        assert!(v[cis].1.contains("sftp_command"), "{cis}: {}", v[cis].1);
+    }
+}
+
+#[test]
+fn without_sftp_an_etcd_environment_not_read_says_why_and_how_to_enable_it() {
+    let mut h = kubeadm_control_plane();
+    let reason = "sshd has no `Subsystem sftp` line: add `Subsystem sftp internal-sftp`".to_owned();
+    h.problem("/proc/1331/environ", Problem::Unavailable { reason: reason.clone() });
+    let (v, _) = judge(&h, KUBEADM);
+    assert_eq!(v["1.1.11"].0, Status::Error, "{}", v["1.1.11"].1);
+    // Not "use a privileged SFTP server": there is no SFTP at all.
+    assert!(v["1.1.11"].1.contains(&reason), "{}", v["1.1.11"].1);
+}

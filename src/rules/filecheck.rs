@@ -279,9 +279,22 @@ fn tree(dir: &str, shape: Shape<'_>, files: &FileSet, depth: usize, out: &mut Ve
     names.sort();
     for name in names {
         let path = format!("{dir}/{name}");
-        let is_dir = files.get(&path).and_then(Entry::meta).is_some_and(|m| m.kind == Kind::Dir);
+        let entry = files.get(&path);
+        let is_dir = entry.and_then(Entry::meta).is_some_and(|m| m.kind == Kind::Dir);
         if layers::glob(shape.pattern, name) && (!is_dir || shape.dirs) {
             out.push(Item::Path { path: path.clone(), named: false, note: None });
+        } else if depth < MAX_TREE_DEPTH {
+            // An entry whose kind is unknown (a subdirectory the audit login may not list answers `denied` for
+            // its path) may be a directory holding files the pattern matches: unknown, not skipped, or the
+            // tree would pass on the files it saw (/etc/kubernetes/pki/etcd root-only: its keys unseen).
+            match entry {
+                Some(Entry::Problem(Problem::Missing)) => {}
+                Some(Entry::Problem(p)) => {
+                    out.push(Item::Unknown(format!("{path} could not be listed ({})", problem_text(p))))
+                }
+                None => out.push(Item::Unknown(format!("{path} was not read"))),
+                Some(Entry::Found { .. }) => {}
+            }
         }
         if is_dir && depth < MAX_TREE_DEPTH {
             tree(&path, shape, files, depth + 1, out, None);
@@ -412,7 +425,11 @@ fn accounts(files: &FileSet) -> Result<Accounts, String> {
 pub(crate) fn problem_text(p: &Problem) -> String {
     match p {
         Problem::Missing => "it does not exist".into(),
-        Problem::Denied => "permission denied".into(),
+        // With the fix, as a config file's layer says it (layers::unusable): the README promises the path and
+        // the fix for every file a rule could not see.
+        Problem::Denied => "permission denied: give the audit login read access (group read or an ACL), or set \
+                            sftp_command to a privileged SFTP server (README: Files over SFTP)"
+            .into(),
         Problem::TooLarge { size, limit } => format!("{size} bytes, over the {limit}-byte limit"),
         Problem::OverBudget { what } => format!("the host's file budget ran out: {what}"),
         Problem::Unavailable { reason } => reason.clone(),

@@ -134,9 +134,19 @@ fn load_one(
                     let var = s.env.as_deref().unwrap_or_default();
                     match env {
                         None => {
+                            // Why it was not read, with that problem's own fix (no SFTP at all is not fixed by
+                            // a privileged SFTP server).
+                            let environ = format!("/proc/{pid}/environ");
+                            let why = match files.get(&environ).and_then(Entry::problem) {
+                                Some(p) => match unusable(&environ, p, Via::Named) {
+                                    State::Unusable(why) => why,
+                                    _ => format!("{environ}: {p}"),
+                                },
+                                None => format!("read {environ} (privileged SFTP, README: Files over SFTP)"),
+                            };
                             return State::NotRead(format!(
                                 "its environment was not read, and ${var} there would name a file that replaces \
-                                 every flag: read /proc/{pid}/environ (privileged SFTP, README: Files over SFTP)"
+                                 every flag: {why}"
                             ));
                         }
                         Some(vars) => match vars.get(var) {

@@ -1,7 +1,8 @@
 //! Test harness: real OpenSSH `sshd` servers on loopback, each in its own PID namespace with processes named
 //! like control-plane binaries, so `ps -ef` over SSH shows exactly that node and parallel tests do not see each
 //! other's processes. Needs root, `/usr/sbin/sshd` (openssh-server), `unshare` (util-linux) and `cc` (gcc):
-//! a missing tool fails the test with what to install.
+//! a missing tool fails the test with what to install. [`SshdOptions::overlays`] lays a test's files over the
+//! host's /etc or /var/lib inside the namespace only (overlayfs).
 
 #![allow(dead_code)]
 
@@ -38,16 +39,37 @@ fn prepare() -> &'static PathBuf {
         assert_eq!(String::from_utf8_lossy(&uid.stdout).trim(), "0", "the sshd tests run as root (CI does)");
         std::fs::create_dir_all("/run/sshd").unwrap();
         ensure_user(TEST_USER);
-        // A process that ignores its arguments and waits: it can wear any command line.
-        let dir = std::env::temp_dir().join(format!("fleetaudit-sleeper-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let src = dir.join("sleeper.c");
-        std::fs::write(&src, "#include <unistd.h>\nint main(void) { for (;;) pause(); }\n").unwrap();
-        let bin = dir.join("sleeper");
-        let out = Command::new("cc").arg("-O").arg("-o").arg(&bin).arg(&src).output().unwrap();
-        assert!(out.status.success(), "cc: {}", String::from_utf8_lossy(&out.stderr));
+        // A process that ignores its arguments and waits: it can wear any command line. Kept in cargo's
+        // scratch directory for tests (target/tmp), not the host's /tmp, where one directory per test binary
+        // run was left behind; made under a name of its own and renamed, as test binaries run at once.
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        let bin = dir.join("fleetaudit-sleeper");
+        if !bin.exists() {
+            std::fs::create_dir_all(&dir).unwrap();
+            let src = dir.join(format!("fleetaudit-sleeper-{}.c", std::process::id()));
+            std::fs::write(&src, "#include <unistd.h>\nint main(void) { for (;;) pause(); }\n").unwrap();
+            let made = dir.join(format!("fleetaudit-sleeper-{}", std::process::id()));
+            let out = Command::new("cc").arg("-O").arg("-o").arg(&made).arg(&src).output().unwrap();
+            let _ = std::fs::remove_file(&src);
+            assert!(out.status.success(), "cc: {}", String::from_utf8_lossy(&out.stderr));
+            std::fs::rename(&made, &bin).unwrap();
+        }
         bin
     })
+}
+
+/// overlayfs in the kernel (for [`SshdOptions::overlays`]).
+fn need_overlayfs() {
+    let known = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
+    if !known.lines().any(|l| l.split_whitespace().last() == Some("overlay")) {
+        // Loaded on first use where it is a module.
+        let _ = Command::new("modprobe").arg("overlay").output();
+        let known = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
+        assert!(
+            known.lines().any(|l| l.split_whitespace().last() == Some("overlay")),
+            "this test needs overlayfs: `modprobe overlay` (kernel module overlay, CONFIG_OVERLAY_FS)"
+        );
+    }
 }
 
 /// Creates the unprivileged system user `name` unless it exists; returns its (uid, gid).
@@ -104,8 +126,16 @@ pub struct SshdOptions<'a> {
     /// without SFTP), `Some("internal-sftp -l DEBUG3")` logs every SFTP request.
     pub sftp_subsystem: Option<&'a str>,
     /// Shell lines run as root inside the namespace before sshd starts, after the fake processes (e.g. a process
-    /// started as the test user: `setpriv --reuid=... sleep 600 &`).
+    /// started as the test user: `setpriv --reuid=... sleep 600 &`). `$P0`, `$P1`, ... are the PIDs (in the
+    /// namespace) of the fake processes, in the order given (e.g. `mount --bind FILE /proc/$P4/cgroup`).
     pub script: &'a str,
+    /// Directories laid over the host's inside the namespace only, before anything else starts: `(target,
+    /// upper)` mounts an overlayfs at `target` (e.g. "/etc") with the host's directory below and `upper` (the
+    /// test's layout, with real modes and owners) on top, so the node shows files at default places
+    /// (/etc/kubernetes, /var/lib/etcd) that the host never gets. `upper`'s own mode and owner become the
+    /// target's; its work directory is `UPPER.overlay-work`, made beside it (overlayfs wants the same
+    /// filesystem). Writes inside the namespace land in `upper`, never on the host.
+    pub overlays: &'a [(&'a str, &'a Path)],
 }
 
 /// A host certificate for a test sshd: `ssh-keygen -s CA -h -n PRINCIPALS -V VALIDITY -z SERIAL -I KEY_ID`.
@@ -232,13 +262,36 @@ impl Sshd {
         );
         let cfg = dir.join("sshd_config");
         std::fs::write(&cfg, config).unwrap();
-        // PID 1 of the namespace is the shell, which starts the fake components and then becomes sshd.
+        // PID 1 of the namespace is the shell, which mounts the overlays, starts the fake components and then
+        // becomes sshd. `unshare --mount-proc` gives it a mount namespace of its own (propagation private), so
+        // nothing it mounts is seen outside, and it all goes when the namespace's last process exits.
         let mut script = String::new();
-        for p in processes {
+        if !options.overlays.is_empty() {
+            need_overlayfs();
+        }
+        for (target, upper) in options.overlays {
+            let upper = upper.canonicalize().unwrap();
+            let mut work = upper.as_os_str().to_owned();
+            work.push(".overlay-work");
+            let work = PathBuf::from(work);
+            std::fs::create_dir_all(&work).unwrap();
+            for p in [Path::new(target), &upper, &work] {
+                let s = p.to_str().unwrap();
+                assert!(!s.contains([',', ':', '\'', '\\', ' ']), "an overlay path mount(8) would misread: {s}");
+            }
+            script.push_str(&format!(
+                "mount -t overlay overlay -o lowerdir={target},upperdir={up},workdir={} {target} || {{ echo \
+                 'overlay over {target} failed: {up} must be on a filesystem overlayfs takes as upper (ext4, xfs, \
+                 tmpfs; not overlayfs itself, as in a container): point TMPDIR at one' >&2; exit 96; }}\n",
+                work.display(),
+                up = upper.display(),
+            ));
+        }
+        for (i, p) in processes.iter().enumerate() {
             let mut words = p.split_whitespace();
             let arg0 = words.next().unwrap();
             let rest: Vec<String> = words.map(|w| format!("'{}'", w.replace('\'', "'\\''"))).collect();
-            script.push_str(&format!("(exec -a '{arg0}' {} {}) &\n", sleeper.display(), rest.join(" ")));
+            script.push_str(&format!("(exec -a '{arg0}' {} {}) &\nP{i}=$!\n", sleeper.display(), rest.join(" ")));
         }
         script.push_str(options.script);
         if options.hidepid {
