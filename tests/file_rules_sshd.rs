@@ -890,3 +890,98 @@ fn a_kubelet_config_over_the_size_limit_still_has_its_mode_and_owner_judged() {
     let got = get(&scanned.by_cis, "huge", "4.1.10");
     assert_eq!(got.status, "pass", "{}", got.reason);
 }
+
+/// The README's "complete hand-made snapshot of a kubeadm node", run as typed on a node as its root would (inside
+/// the node's namespaces), with the kubelet's unit where the Debian package puts it (/usr/lib/systemd/system).
+/// `eval` of that tar gives the scan's verdict on every rule whose evidence the README's list of paths holds;
+/// the rest (etcd's environment, kube-proxy's files, which it leaves out) are `error` saying what the tar
+/// lacks, never a pass or a fail of their own.
+#[test]
+fn the_readme_hand_made_snapshot_judges_as_the_scan_did() {
+    let readme = include_str!("../README.md");
+    let start = readme.find("A complete hand-made snapshot of a kubeadm node:").expect("the README's example");
+    let block = &readme[start..];
+    let block = &block[block.find("```sh\n").unwrap() + 6..];
+    let block = &block[..block.find("```").unwrap()];
+    assert!(block.contains("tar chf node.tar") && block.contains("fleetaudit eval node.tar"), "{block}");
+
+    let mut fleet = Fleet::new();
+    let l = fleet.layout("byhand");
+    kubeadm_files(&l, Care::Hardened);
+    // What the CNI plugins keep (host-local IPAM's leases; none yet).
+    l.dir("/var/lib/cni/networks", 0o755, ROOT);
+    l.sudoers();
+    // The unit and its drop-in as the Debian package installs them.
+    let usr_units = fleet.path("byhand-files/usr-lib-systemd-system");
+    std::fs::create_dir_all(&usr_units).unwrap();
+    own(&usr_units, 0o755, ROOT);
+    std::fs::rename(l.at("/etc/systemd/system/kubelet.service"), usr_units.join("kubelet.service")).unwrap();
+    std::fs::rename(l.at("/etc/systemd/system/kubelet.service.d"), usr_units.join("kubelet.service.d")).unwrap();
+    let mut overlays = l.overlays().to_vec();
+    overlays.push(("/usr/lib/systemd/system", usr_units.as_path()));
+    let script = kubelet_in_its_service(&fleet.path("byhand-files"));
+    let processes = control_plane();
+    let processes: Vec<&str> = processes.iter().map(String::as_str).collect();
+    let sshd = Sshd::start_opts(
+        &fleet.path("byhand"),
+        &[&fleet.key],
+        &processes,
+        &[],
+        &SshdOptions { overlays: &overlays, script: &script, ..SshdOptions::default() },
+    );
+    fleet.nodes.push(Node { name: "byhand", sshd });
+    let inventory = fleet.inventory(&format!("sftp_command = \"sudo -n {SFTP_SERVER} -R\"\n"));
+    let scanned = scan(&inventory);
+    let scan = of_host(&scanned.by_rule, "byhand");
+    // 4.1.1 found the unit in /usr/lib through the kubelet's cgroup, as on a package-installed node.
+    let unit = &get(&scanned.by_cis, "byhand", "4.1.1");
+    assert_eq!(unit.status, "pass", "{}", unit.reason);
+    assert!(unit.reason.contains("/usr/lib/systemd/system/kubelet.service"), "{}", unit.reason);
+
+    // The README's commands, as typed, by the node's root in a directory of its own.
+    let work = fleet.path("byhand-work");
+    std::fs::create_dir_all(&work).unwrap();
+    let bin = Path::new(env!("CARGO_BIN_EXE_fleetaudit")).parent().unwrap();
+    let pid = fleet.nodes[0].sshd.namespace_pid().to_string();
+    let out = Command::new("nsenter")
+        .args(["--target", &pid, "--mount", "--pid"])
+        .arg(format!("--wd={}", work.display()))
+        .args(["--", "sh", "-c", block])
+        .env("PATH", format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", bin.display()))
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("nsenter (util-linux)");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    // tar says only what the README says it says; eval judges (exit 1: kubeadm sets no kubelet CA; 2: errors).
+    for line in stderr.lines() {
+        assert!(line.contains("Removing leading `/'"), "the README's commands said: {line}\n{stderr}");
+    }
+    assert!(matches!(out.status.code(), Some(1 | 2)), "{:?}: {stdout}{stderr}", out.status);
+    assert!(stdout.contains("FAIL   apiserver-kubelet-certificate-authority"), "{stdout}");
+
+    let out = fleetaudit(&["eval", work.join("node.tar").to_str().unwrap(), "--format", "json"]);
+    let doc: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stderr)));
+    let mut differ = Vec::new();
+    let mut same = 0;
+    for f in doc["findings"].as_array().unwrap() {
+        let s = |k: &str| f[k].as_str().unwrap_or_default().to_owned();
+        let (rule, status, reason, component) = (s("rule_id"), s("status"), s("reason"), s("component"));
+        let scanned = &scan[&rule];
+        if *scanned == status {
+            same += 1;
+            continue;
+        }
+        assert_eq!(status, "error", "{rule}: the scan said {scanned}, the hand-made tar {status}: {reason}");
+        assert!(reason.contains("snapshot") || reason.contains("tar"), "{rule}: says what the tar lacks: {reason}");
+        differ.push((component, rule, reason));
+    }
+    assert_eq!(same + differ.len(), scan.len());
+    for (component, rule, reason) in &differ {
+        assert!(
+            component == "etcd" || component == "kube-proxy",
+            "{rule} ({component}) differs from the scan: {reason}"
+        );
+    }
+    eprintln!("hand-made tar: {same} rules as the scan, {} error for what it leaves out: {differ:?}", differ.len());
+}

@@ -189,13 +189,13 @@ fn paths(target: &Target, view: &View<'_, '_>, files: &FileSet, others: &Others<
                 }
             }
             Place::Tree { dir, pattern, with_root, dirs } => {
-                let shape = Shape { pattern, with_root: *with_root, dirs: *dirs };
+                let shape = Shape { pattern, with_root: *with_root, dirs: *dirs, named: false };
                 tree(dir.trim_end_matches('/'), shape, files, 0, &mut out, None)
             }
             Place::TreeOf { flag, pattern, with_root, dirs } => match dir_of(view, flag) {
                 Ok(Some(dir)) => {
                     let l = viewer.locate(files, &dir);
-                    let shape = Shape { pattern, with_root: *with_root, dirs: *dirs };
+                    let shape = Shape { pattern, with_root: *with_root, dirs: *dirs, named: true };
                     tree(&l.at, shape, files, 0, &mut out, l.note)
                 }
                 Ok(None) => {}
@@ -213,7 +213,7 @@ fn paths(target: &Target, view: &View<'_, '_>, files: &FileSet, others: &Others<
                     let l = viewer.locate(files, &file);
                     out.push(Item::Path { path: l.at, named: false, note: l.note });
                     let drop_ins = viewer.locate(files, &format!("{file}.d"));
-                    let shape = Shape { pattern: "*.conf", with_root: false, dirs: false };
+                    let shape = Shape { pattern: "*.conf", with_root: false, dirs: false, named: false };
                     tree(&drop_ins.at, shape, files, 0, &mut out, drop_ins.note);
                 }
             }
@@ -252,6 +252,8 @@ struct Shape<'a> {
     pattern: &'a str,
     with_root: bool,
     dirs: bool,
+    /// The process names the tree (a flag's directory), rather than it being a default place.
+    named: bool,
 }
 
 fn tree(dir: &str, shape: Shape<'_>, files: &FileSet, depth: usize, out: &mut Vec<Item>, note: Option<String>) {
@@ -261,6 +263,14 @@ fn tree(dir: &str, shape: Shape<'_>, files: &FileSet, depth: usize, out: &mut Ve
     let names = match files.get(dir) {
         Some(Entry::Found { names: Some(names), .. }) => names,
         Some(Entry::Problem(Problem::Missing)) if depth == 0 => return,
+        // A default tree a hand-made snapshot leaves out is taken as absent, as a default file is: the root goes to
+        // the judgement, which says so in the evidence.
+        Some(Entry::Problem(Problem::NotInSnapshot)) if depth == 0 && !shape.named => {
+            if !shape.with_root {
+                out.push(Item::Path { path: dir.to_owned(), named: false, note });
+            }
+            return;
+        }
         // A file where a directory was expected: nothing under it.
         Some(Entry::Found { meta, .. }) if meta.kind != Kind::Dir => return,
         Some(Entry::Problem(p)) => {

@@ -314,6 +314,14 @@ impl Sshd {
         sshd
     }
 
+    /// The host PID of the namespace's first process (the shell that starts the fake processes and execs sshd), for
+    /// `nsenter --target PID --mount --pid` to run a command on the node as its own root would.
+    pub fn namespace_pid(&self) -> u32 {
+        let id = self.child.id();
+        let children = std::fs::read_to_string(format!("/proc/{id}/task/{id}/children")).unwrap();
+        children.split_whitespace().next().and_then(|p| p.parse().ok()).expect("unshare has forked its child")
+    }
+
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
