@@ -571,20 +571,7 @@ pub fn file_records(files: &crate::files::FileSet) -> Vec<FileRecord> {
                 problem: None,
                 problem_message: None,
             },
-            Entry::Problem(p) => FileRecord {
-                path: path.clone(),
-                kind: None,
-                mode: None,
-                uid: None,
-                gid: None,
-                owner: None,
-                size: None,
-                sha256: None,
-                redacted: false,
-                content: None,
-                problem: Some(p.kind().to_owned()),
-                problem_message: Some(p.to_string()),
-            },
+            Entry::Problem(p) => FileRecord::of_problem(path, p.kind(), &p.to_string()),
         })
         .collect()
 }

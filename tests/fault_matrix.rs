@@ -74,32 +74,10 @@ impl Drop for Simulator {
     }
 }
 
-/// Runs `cmd` to its end and returns its exit code and peak resident memory in KiB (`ru_maxrss` from wait4).
-/// The child is reaped by wait4 itself (std's `wait` would not report its resource usage).
-#[allow(clippy::zombie_processes)]
+/// Runs `cmd` to its end: its exit code and peak resident memory in KiB.
 fn run_measured(cmd: &mut Command) -> (Option<i32>, i64) {
-    let child = cmd.spawn().unwrap();
-    let pid = child.id() as libc::pid_t;
-    let started = Instant::now();
-    let mut status = 0;
-    // SAFETY: a zeroed rusage is a valid value for wait4 to fill in.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        // SAFETY: waiting for our own child; the pointers are to locals.
-        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
-        assert!(r >= 0, "wait4: {}", std::io::Error::last_os_error());
-        if r == pid {
-            break;
-        }
-        if started.elapsed() > HUNG {
-            // SAFETY: our own child, not reaped yet.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            panic!("the scan did not end within {HUNG:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
-    (code, usage.ru_maxrss)
+    let (code, rss, _) = support::run_measured(cmd, HUNG);
+    (code, rss)
 }
 
 /// The verdict of every rule for a capture, as `fleetaudit eval` gives it.

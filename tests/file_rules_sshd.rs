@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::{Sshd, SshdOptions, TEST_USER, ensure_user, fleetaudit, keygen, sqlite, text, write};
 
@@ -390,41 +390,20 @@ struct Scanned {
 /// Not a timing assertion: only so that a hung scan fails the test instead of hanging CI.
 const HUNG: Duration = Duration::from_secs(120);
 
-/// `fleetaudit scan --format json`, reaped with wait4 for its peak resident memory.
-#[allow(clippy::zombie_processes)]
+/// `fleetaudit scan --format json`, with its peak resident memory.
 fn scan(inventory: &Path) -> Scanned {
     let dir = inventory.parent().unwrap();
     let (stdout, stderr) = (dir.join("scan.json"), dir.join("scan.stderr"));
-    let child = Command::new(env!("CARGO_BIN_EXE_fleetaudit"))
-        .args(["scan", "-i", inventory.to_str().unwrap(), "--format", "json"])
-        .env("NO_COLOR", "1")
-        .env_remove("SSH_AUTH_SOCK")
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&stdout).unwrap())
-        .stderr(std::fs::File::create(&stderr).unwrap())
-        .spawn()
-        .unwrap();
-    let pid = child.id() as libc::pid_t;
-    let started = Instant::now();
-    let mut status = 0;
-    // SAFETY: a zeroed rusage is a valid value for wait4 to fill in.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        // SAFETY: waiting for our own child; the pointers are to locals.
-        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
-        assert!(r >= 0, "wait4: {}", std::io::Error::last_os_error());
-        if r == pid {
-            break;
-        }
-        if started.elapsed() > HUNG {
-            // SAFETY: our own child, not reaped yet.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            panic!("the scan did not end within {HUNG:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let elapsed = started.elapsed();
-    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    let (code, max_rss_kib, elapsed) = support::run_measured(
+        Command::new(env!("CARGO_BIN_EXE_fleetaudit"))
+            .args(["scan", "-i", inventory.to_str().unwrap(), "--format", "json"])
+            .env("NO_COLOR", "1")
+            .env_remove("SSH_AUTH_SOCK")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap()),
+        HUNG,
+    );
     let json = std::fs::read_to_string(&stdout).unwrap();
     let err = std::fs::read_to_string(&stderr).unwrap();
     assert!(matches!(code, Some(0..=2)), "scan exited {code:?}:\n{json}\n{err}");
@@ -439,7 +418,7 @@ fn scan(inventory: &Path) -> Scanned {
         by_cis.insert((s("host"), s("cis")), Verdict { status: s("status"), reason: s("reason") });
         by_rule.insert((s("host"), s("rule_id")), s("status"));
     }
-    Scanned { by_cis, by_rule, json, max_rss_kib: usage.ru_maxrss, elapsed }
+    Scanned { by_cis, by_rule, json, max_rss_kib, elapsed }
 }
 
 /// `fleetaudit snapshot` of `host`, then `fleetaudit eval` of it: the verdicts by rule id, and the tar.

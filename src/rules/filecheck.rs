@@ -133,6 +133,15 @@ enum Mode {
     Speculate,
 }
 
+/// The unit file to check for a process: the service it runs in, `None` when it runs in none, or `default` when
+/// its cgroup cannot tell (not read yet, or unreadable: the pack's default unit name is checked instead).
+fn unit_or(files: &FileSet, pid: u32, default: &str) -> Option<String> {
+    match unit_of(files, pid) {
+        Ok(unit) => unit,
+        Err(_) => Some(default.to_owned()),
+    }
+}
+
 /// The service unit a process runs in, from its `/proc/PID/cgroup` (cgroup v2 `0::PATH`, or v1's
 /// `name=systemd` hierarchy): the last `.service` component of the path. `Ok(None)`: it runs in no service.
 fn unit_of(files: &FileSet, pid: u32) -> Result<Option<String>, String> {
@@ -202,12 +211,8 @@ fn paths(target: &Target, view: &View<'_, '_>, files: &FileSet, others: &Others<
                 Err(why) => out.push(Item::Unknown(format!("the directory is that of --{flag}, set by {why}"))),
             },
             Place::Unit { default } => {
-                let unit = match unit_of(files, viewer.pid) {
-                    Ok(Some(u)) => u,
-                    // Not in a service (a container, a shell): no unit file starts it.
-                    Ok(None) => continue,
-                    Err(_) => default.clone(),
-                };
+                // Not in a service (a container, a shell): no unit file starts it.
+                let Some(unit) = unit_or(files, viewer.pid, default) else { continue };
                 for dir in UNIT_DIRS {
                     let file = format!("{dir}/{unit}");
                     let l = viewer.locate(files, &file);
@@ -338,11 +343,8 @@ pub fn requests(target: &Target, view: &View<'_, '_>, files: &FileSet, others: &
             }
             Place::Unit { default } => {
                 out.push(Request::read(format!("/proc/{}/cgroup", viewer.pid)));
-                let unit = match unit_of(files, viewer.pid) {
-                    Ok(Some(u)) => u,
-                    Ok(None) => continue,
-                    Err(_) => default.clone(),
-                };
+                // Not in a service (a container, a shell): no unit file starts it.
+                let Some(unit) = unit_or(files, viewer.pid, default) else { continue };
                 for dir in UNIT_DIRS {
                     let file = format!("{dir}/{unit}");
                     out.extend(viewer.requests(&file, Want::Stat));

@@ -32,20 +32,7 @@ pub(super) fn read(path: &str, mode: u32, body: &str) -> FileRecord {
 }
 
 pub(super) fn problem(path: &str, kind: &str, message: &str) -> FileRecord {
-    FileRecord {
-        path: path.to_string(),
-        kind: None,
-        mode: None,
-        uid: None,
-        gid: None,
-        owner: None,
-        size: None,
-        sha256: None,
-        redacted: false,
-        content: None,
-        problem: Some(kind.to_string()),
-        problem_message: Some(message.to_string()),
-    }
+    FileRecord::of_problem(path, kind, message)
 }
 
 pub(super) fn sha(bytes: &[u8]) -> String {

@@ -199,6 +199,26 @@ pub struct FileRecord {
     pub problem_message: Option<String>,
 }
 
+impl FileRecord {
+    /// A path that could not be learned: its problem's `kind` (see [`FileRecord::problem`]) and what to do.
+    pub fn of_problem(path: &str, kind: &str, message: &str) -> FileRecord {
+        FileRecord {
+            path: path.to_owned(),
+            kind: None,
+            mode: None,
+            uid: None,
+            gid: None,
+            owner: None,
+            size: None,
+            sha256: None,
+            redacted: false,
+            content: None,
+            problem: Some(kind.to_owned()),
+            problem_message: Some(message.to_owned()),
+        }
+    }
+}
+
 /// What the scan learned about one host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostResult {

@@ -536,3 +536,32 @@ impl Drop for Agent {
         let _ = self.child.wait();
     }
 }
+
+/// Runs `cmd` to its end and returns its exit code (None when a signal ended it), its peak resident memory in KiB
+/// (`ru_maxrss` from wait4: std's `wait` does not report resource usage) and how long it ran. Killed and failed
+/// after `hung`: not a timing assertion, only so a hung child fails the test instead of hanging CI.
+#[allow(dead_code, clippy::zombie_processes)]
+pub fn run_measured(cmd: &mut Command, hung: Duration) -> (Option<i32>, i64, Duration) {
+    let child = cmd.spawn().unwrap();
+    let pid = child.id() as libc::pid_t;
+    let started = Instant::now();
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is a valid value for wait4 to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: waiting for our own child; the pointers are to locals.
+        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        assert!(r >= 0, "wait4: {}", std::io::Error::last_os_error());
+        if r == pid {
+            break;
+        }
+        if started.elapsed() > hung {
+            // SAFETY: our own child, not reaped yet.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("{cmd:?} did not end within {hung:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    (code, usage.ru_maxrss, started.elapsed())
+}
