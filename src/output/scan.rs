@@ -4,7 +4,8 @@
 //! Owns: assembling a scan's hosts × rules from the store's read queries ([`crate::report::query`], shared with
 //! the HTML report) and the JSON document's shape. Must not touch: SSH, rule evaluation, SQL of its own. It reads
 //! only what the store holds, so these outputs say exactly what the database says, and memory holds each distinct
-//! result set and evidence document once however many hosts share them.
+//! result set, evidence document and file set (without contents, through `Store::scan_files`) once however many
+//! hosts share them.
 
 use std::borrow::Cow;
 use std::collections::HashMap;

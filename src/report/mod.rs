@@ -1,7 +1,8 @@
 //! The report: a static HTML site rendered from the database.
 //!
 //! Owns: reading the store's tables and views (runtime queries, positional binds only) and writing the static
-//! site: an index of scans, per scan a fleet overview, a page per rule and per host, and `latest/`.
+//! site: an index of scans, per scan a fleet overview, a page per rule and per host, and `latest/`. The files a
+//! scan read come through the store's own reads (`files.rs`), never SQL of the report's.
 //! Must not touch: SSH, rules evaluation. It reads only the database, so a report can be re-rendered at any
 //! time (`fleetaudit report`). Everything that came from a host (names, reasons, process lines, error messages)
 //! is escaped by the templates (askama, `templates/`); pages carry a Content-Security-Policy that forbids
