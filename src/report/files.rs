@@ -263,3 +263,83 @@ impl<'s> ChangeCursor<'s> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(kinds: &[FileChangeKind]) -> FileChange {
+        FileChange {
+            scan_id: 2,
+            previous_scan_id: 1,
+            host: "cp 1".into(),
+            path: "/etc/kubernetes/admin.conf".into(),
+            change: kinds.to_vec(),
+            previous_mode: Some(0o600),
+            mode: Some(0o644),
+            previous_permissions: Some("-rw-------".into()),
+            permissions: Some("-rw-r--r--".into()),
+            previous_owner: Some("root:root".into()),
+            owner: Some("kube:kube".into()),
+            previous_sha256: Some("a".repeat(64)),
+            sha256: Some("b".repeat(64)),
+            previous_problem: None,
+            problem: None,
+        }
+    }
+
+    #[test]
+    fn each_kind_of_change_says_what_it_was_and_is() {
+        use FileChangeKind::*;
+        let v = FileChangeView::of(&change(&[Mode, Owner, Content]));
+        assert_eq!(
+            v.details,
+            [
+                "mode -rw------- → -rw-r--r--".to_string(),
+                "owner root:root → kube:kube".into(),
+                format!("content sha256 {} → {}", "a".repeat(12), "b".repeat(12)),
+            ]
+        );
+        assert_eq!(v.file, "hosts/cp_1.html");
+        let added =
+            FileChange { previous_permissions: None, previous_owner: None, previous_sha256: None, ..change(&[Added]) };
+        assert_eq!(FileChangeView::of(&added).details, ["added: -rw-r--r-- kube:kube"]);
+        let removed = FileChange { permissions: None, owner: None, sha256: None, ..change(&[Removed]) };
+        assert_eq!(FileChangeView::of(&removed).details, ["removed: was -rw------- root:root"]);
+        let denied = FileChange {
+            permissions: None,
+            owner: None,
+            sha256: None,
+            problem: Some("denied".into()),
+            ..change(&[Problem])
+        };
+        assert_eq!(FileChangeView::of(&denied).details, ["problem readable (-rw-------) → denied"]);
+        let stat_only = FileChange { previous_sha256: None, sha256: None, ..change(&[Content]) };
+        assert_eq!(FileChangeView::of(&stat_only).details, ["size changed (only stat'ed)"]);
+        let kind = FileChange { permissions: Some("drwxr-xr-x".into()), ..change(&[Kind]) };
+        assert_eq!(FileChangeView::of(&kind).details, ["type -rw------- → drwxr-xr-x"]);
+    }
+
+    #[test]
+    fn a_file_row_shows_no_contents_and_a_short_hash() {
+        let record = FileRecord {
+            path: "/etc/x".into(),
+            kind: Some("file".into()),
+            mode: Some(0o600),
+            uid: Some(0),
+            gid: Some(0),
+            owner: Some("root:root".into()),
+            size: Some(3),
+            sha256: Some("c".repeat(64)),
+            redacted: true,
+            content: Some(b"top secret".to_vec()),
+            problem: None,
+            problem_message: None,
+        };
+        let html = FilesFragment::of(&[record]).render().unwrap();
+        assert!(html.contains("<td><code>-rw-------</code></td><td>root:root</td><td class=\"n\">3</td>"), "{html}");
+        assert!(html.contains(&format!("<code>{}</code> <span class=\"muted\">redacted</span>", "c".repeat(12))));
+        assert!(!html.contains("top secret") && !html.contains(&"c".repeat(13)), "{html}");
+        assert!(FilesFragment::of(&[]).render().unwrap().contains("read no file"));
+    }
+}
