@@ -8,8 +8,10 @@
 //! hosts share them.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::io::{self, Write};
+use std::sync::Arc;
 
 use serde::{Serialize, Serializer};
 use sqlx::SqlitePool;
@@ -34,8 +36,9 @@ pub struct ScanResults {
     /// The scan's rule set, in rule-id order.
     rules: Vec<RuleRow>,
     rule_index: HashMap<String, usize>,
-    /// The files of each file set the scan's hosts point at, without contents, each set once.
-    file_sets: HashMap<i64, Vec<FileRecord>>,
+    /// The files of each file set the scan's hosts point at, without contents, each set once and each distinct
+    /// observation once (hosts' sets differ in a few paths: a certificate, a manifest with the host's address).
+    file_sets: HashMap<i64, Vec<Arc<FileRecord>>>,
     /// Each host's file changes since its previous scan with files, in path order.
     file_changes: HashMap<String, Vec<FileChange>>,
 }
@@ -84,7 +87,8 @@ impl ScanResults {
 
         // Files through the store's paged reads: a set shared by many hosts is kept once.
         let store = Store::from_pool(pool.clone());
-        let mut file_sets: HashMap<i64, Vec<FileRecord>> = HashMap::new();
+        let mut file_sets: HashMap<i64, Vec<Arc<FileRecord>>> = HashMap::new();
+        let mut observations: HashSet<Shared> = HashSet::new();
         let mut after: Option<String> = None;
         loop {
             let page = store.scan_files(scan_id, after.as_deref(), FILES_PAGE, false).await?;
@@ -92,7 +96,19 @@ impl ScanResults {
             after = Some(last.clone());
             let full = page.hosts.len() == FILES_PAGE as usize;
             for (id, files) in page.sets {
-                file_sets.entry(id).or_insert(files);
+                if let std::collections::hash_map::Entry::Vacant(slot) = file_sets.entry(id) {
+                    let files = files.into_iter().map(|f| {
+                        let f = Shared(Arc::new(f));
+                        match observations.get(&f) {
+                            Some(known) => known.0.clone(),
+                            None => {
+                                observations.insert(f.clone());
+                                f.0
+                            }
+                        }
+                    });
+                    slot.insert(files.collect());
+                }
             }
             if !full {
                 break;
@@ -116,7 +132,7 @@ impl ScanResults {
 
     /// What the scan saw of `host`'s files, in path order (without contents); `None` when it has none for the
     /// host (not audited, or stored before files were).
-    pub fn files(&self, host: &ScanHost) -> Option<&[FileRecord]> {
+    pub fn files(&self, host: &ScanHost) -> Option<&[Arc<FileRecord>]> {
         host.file_set_id.map(|id| self.file_sets.get(&id).map_or(&[][..], Vec::as_slice))
     }
 
@@ -247,12 +263,32 @@ struct HostJson<'a> {
     file_changes: FileChangesJson<'a>,
 }
 
+/// A file record as a key: equal records (an observation many hosts' sets share) are kept once.
+#[derive(Clone)]
+struct Shared(Arc<FileRecord>);
+
+impl PartialEq for Shared {
+    fn eq(&self, other: &Shared) -> bool {
+        *self.0 == *other.0
+    }
+}
+
+impl Eq for Shared {}
+
+impl Hash for Shared {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        let f = &*self.0;
+        (&f.path, &f.kind, f.mode, f.uid, f.gid, &f.owner, f.size).hash(h);
+        (&f.sha256, f.redacted, &f.content, &f.problem, &f.problem_message).hash(h);
+    }
+}
+
 /// A host's files, each serialized as [`FileJson`](super::FileJson) when written.
-struct FilesJson<'a>(&'a [FileRecord]);
+struct FilesJson<'a>(&'a [Arc<FileRecord>]);
 
 impl Serialize for FilesJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(super::FileJson::new))
+        s.collect_seq(self.0.iter().map(|f| super::FileJson::new(f)))
     }
 }
 
