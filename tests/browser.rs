@@ -57,4 +57,10 @@ fn the_overview_renders_in_headless_chromium() {
         let dom = text(&chromium(&profile, &["--dump-dom", &url]).stdout);
         assert!(dom.contains("prod-cp-2"), "{page}");
     }
+    // The host page's "Files read" table, as the browser parsed it: rows of ls -l permissions and owners.
+    let url = format!("file://{}", demo.join("report/scan-1/hosts/prod-cp-2.html").display());
+    let dom = text(&chromium(&profile, &["--dump-dom", &url]).stdout);
+    let files = dom.find("<table class=\"files\">").map(|i| &dom[i..i + dom[i..].find("</table>").unwrap()]);
+    let files = files.unwrap_or_else(|| panic!("no files table in\n{dom}"));
+    assert!(files.contains("<td><code>-rw-------</code></td><td>root:root</td>"), "{files}");
 }

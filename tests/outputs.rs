@@ -154,6 +154,30 @@ fn json_and_junit_say_what_the_database_says() {
     let fp = sqlite(db, "SELECT host_key_fingerprint FROM host_status WHERE host = 'cp-default'");
     assert_eq!(cp["host_key_fingerprint"].as_str().unwrap(), fp.trim());
     assert!(hosts.iter().find(|h| h["name"] == "lonely-worker").unwrap()["cluster"].is_null());
+    // Files: each audited host's, as the database's host_files has them (no contents); none for the down host.
+    for h in hosts.iter().filter(|h| h["outcome"] == "audited") {
+        let name = h["name"].as_str().unwrap();
+        let stored = sqlite(
+            db,
+            &format!(
+                "SELECT path, coalesce(permissions, ''), coalesce(owner, ''), coalesce(problem, '') FROM host_files
+                  WHERE scan_id = {scan_id} AND host = '{name}' ORDER BY path"
+            ),
+        );
+        let files = h["files"].as_array().unwrap_or_else(|| panic!("{name} has files: {h}"));
+        let from_json: String = files
+            .iter()
+            .map(|f| {
+                let s = |k: &str| f[k].as_str().unwrap_or("").to_owned();
+                format!("{}|{}|{}|{}\n", s("path"), s("permissions"), s("owner"), s("problem"))
+            })
+            .collect();
+        assert_eq!(from_json, stored, "{name}");
+        assert!(files.iter().all(|f| f.get("content").is_none()), "{name}: no contents in the JSON");
+        assert_eq!(h["file_changes"], serde_json::json!([]), "{name}: the first scan has nothing to compare with");
+    }
+    assert!(!cp["files"].as_array().unwrap().is_empty(), "the kubeadm node's files were read: {cp}");
+    assert!(down["files"].is_null());
 
     // Findings: exactly the database's verdicts, and its counts.
     let findings = doc["findings"].as_array().unwrap();

@@ -4,11 +4,14 @@
 //! Owns: assembling a scan's hosts × rules from the store's read queries ([`crate::report::query`], shared with
 //! the HTML report) and the JSON document's shape. Must not touch: SSH, rule evaluation, SQL of its own. It reads
 //! only what the store holds, so these outputs say exactly what the database says, and memory holds each distinct
-//! result set and evidence document once however many hosts share them.
+//! result set, evidence document and file set (without contents, through `Store::scan_files`) once however many
+//! hosts share them.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::io::{self, Write};
+use std::sync::Arc;
 
 use serde::{Serialize, Serializer};
 use sqlx::SqlitePool;
@@ -17,6 +20,10 @@ use super::Summary;
 use crate::model::Status;
 use crate::report::ReportError;
 use crate::report::query::{self, ResultRow, RuleRow, ScanHost, ScanMeta};
+use crate::store::{FileChange, FileRecord, Store};
+
+/// Hosts (and file changes) read per page from the store.
+const FILES_PAGE: u32 = 500;
 
 /// A scan read back from the store, indexed for per-host iteration.
 pub struct ScanResults {
@@ -29,6 +36,11 @@ pub struct ScanResults {
     /// The scan's rule set, in rule-id order.
     rules: Vec<RuleRow>,
     rule_index: HashMap<String, usize>,
+    /// The files of each file set the scan's hosts point at, without contents, each set once and each distinct
+    /// observation once (hosts' sets differ in a few paths: a certificate, a manifest with the host's address).
+    file_sets: HashMap<i64, Vec<Arc<FileRecord>>>,
+    /// Each host's file changes since its previous scan with files, in path order.
+    file_changes: HashMap<String, Vec<FileChange>>,
 }
 
 /// One (host, rule) verdict, as the `findings` view has it: a host that could not be audited has an `error`
@@ -72,7 +84,61 @@ impl ScanResults {
         let mut rules = query::rules(pool, scan_id).await?;
         rules.sort_by(|a, b| a.rule_id.cmp(&b.rule_id));
         let rule_index = rules.iter().enumerate().map(|(i, r)| (r.rule_id.clone(), i)).collect();
-        Ok(ScanResults { scan, hosts, sets, evidence, rules, rule_index })
+
+        // Files through the store's paged reads: a set shared by many hosts is kept once.
+        let store = Store::from_pool(pool.clone());
+        let mut file_sets: HashMap<i64, Vec<Arc<FileRecord>>> = HashMap::new();
+        let mut observations: HashSet<Shared> = HashSet::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = store.scan_files(scan_id, after.as_deref(), FILES_PAGE, false).await?;
+            let Some((last, _)) = page.hosts.last() else { break };
+            after = Some(last.clone());
+            let full = page.hosts.len() == FILES_PAGE as usize;
+            for (id, files) in page.sets {
+                if let std::collections::hash_map::Entry::Vacant(slot) = file_sets.entry(id) {
+                    let files = files.into_iter().map(|f| {
+                        let f = Shared(Arc::new(f));
+                        match observations.get(&f) {
+                            Some(known) => known.0.clone(),
+                            None => {
+                                observations.insert(f.clone());
+                                f.0
+                            }
+                        }
+                    });
+                    slot.insert(files.collect());
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        let mut file_changes: HashMap<String, Vec<FileChange>> = HashMap::new();
+        let mut last: Option<FileChange> = None;
+        loop {
+            let page = store.file_changes(scan_id, None, last.as_ref(), FILES_PAGE).await?;
+            let full = page.len() == FILES_PAGE as usize;
+            last = page.last().cloned();
+            for c in page {
+                file_changes.entry(c.host.clone()).or_default().push(c);
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(ScanResults { scan, hosts, sets, evidence, rules, rule_index, file_sets, file_changes })
+    }
+
+    /// What the scan saw of `host`'s files, in path order (without contents); `None` when it has none for the
+    /// host (not audited, or stored before files were).
+    pub fn files(&self, host: &ScanHost) -> Option<&[Arc<FileRecord>]> {
+        host.file_set_id.map(|id| self.file_sets.get(&id).map_or(&[][..], Vec::as_slice))
+    }
+
+    /// `host`'s file changes since its previous scan with files, in path order.
+    pub fn file_changes(&self, host: &ScanHost) -> &[FileChange] {
+        self.file_changes.get(&host.name).map_or(&[], Vec::as_slice)
     }
 
     /// Every verdict of `host`, in rule-id order.
@@ -190,6 +256,81 @@ struct HostJson<'a> {
     ps_format: Option<&'a str>,
     processes: Option<i64>,
     summary: Summary,
+    /// What the scan saw of each path it asked about, as `eval --format json` shows it (no contents); `null` when
+    /// the scan has no files for the host.
+    files: Option<FilesJson<'a>>,
+    /// What differs from the host's previous scan with files.
+    file_changes: FileChangesJson<'a>,
+}
+
+/// A file record as a key: equal records (an observation many hosts' sets share) are kept once.
+#[derive(Clone)]
+struct Shared(Arc<FileRecord>);
+
+impl PartialEq for Shared {
+    fn eq(&self, other: &Shared) -> bool {
+        *self.0 == *other.0
+    }
+}
+
+impl Eq for Shared {}
+
+impl Hash for Shared {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        let f = &*self.0;
+        (&f.path, &f.kind, f.mode, f.uid, f.gid, &f.owner, f.size).hash(h);
+        (&f.sha256, f.redacted, &f.content, &f.problem, &f.problem_message).hash(h);
+    }
+}
+
+/// A host's files, each serialized as [`FileJson`](super::FileJson) when written.
+struct FilesJson<'a>(&'a [Arc<FileRecord>]);
+
+impl Serialize for FilesJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|f| super::FileJson::new(f)))
+    }
+}
+
+/// A host's file changes, each as the `file_changes` view has it (modes as `stat -c %a` prints them).
+struct FileChangesJson<'a>(&'a [FileChange]);
+
+#[derive(Serialize)]
+struct FileChangeJson<'a> {
+    path: &'a str,
+    previous_scan_id: i64,
+    /// `["added"]`, `["removed"]`, or what differs: `problem`, `kind`, `mode`, `owner`, `content`.
+    change: Vec<&'static str>,
+    previous_mode: Option<String>,
+    mode: Option<String>,
+    previous_permissions: Option<&'a str>,
+    permissions: Option<&'a str>,
+    previous_owner: Option<&'a str>,
+    owner: Option<&'a str>,
+    previous_sha256: Option<&'a str>,
+    sha256: Option<&'a str>,
+    previous_problem: Option<&'a str>,
+    problem: Option<&'a str>,
+}
+
+impl Serialize for FileChangesJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|c| FileChangeJson {
+            path: &c.path,
+            previous_scan_id: c.previous_scan_id,
+            change: c.change.iter().map(|k| k.as_str()).collect(),
+            previous_mode: c.previous_mode.map(|m| format!("{m:o}")),
+            mode: c.mode.map(|m| format!("{m:o}")),
+            previous_permissions: c.previous_permissions.as_deref(),
+            permissions: c.permissions.as_deref(),
+            previous_owner: c.previous_owner.as_deref(),
+            owner: c.owner.as_deref(),
+            previous_sha256: c.previous_sha256.as_deref(),
+            sha256: c.sha256.as_deref(),
+            previous_problem: c.previous_problem.as_deref(),
+            problem: c.problem.as_deref(),
+        }))
+    }
 }
 
 #[derive(Serialize)]
@@ -290,6 +431,8 @@ pub fn write_json(out: &mut dyn Write, r: &ScanResults) -> io::Result<()> {
                 ps_format: h.ps_format.as_deref(),
                 processes: h.processes,
                 summary: r.host_summary(h),
+                files: r.files(h).map(FilesJson),
+                file_changes: FileChangesJson(r.file_changes(h)),
             })
             .collect(),
         findings: Findings(r),

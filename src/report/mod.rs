@@ -1,12 +1,14 @@
 //! The report: a static HTML site rendered from the database.
 //!
 //! Owns: reading the store's tables and views (runtime queries, positional binds only) and writing the static
-//! site: an index of scans, per scan a fleet overview, a page per rule and per host, and `latest/`.
+//! site: an index of scans, per scan a fleet overview, a page per rule and per host, and `latest/`. The files a
+//! scan read come through the store's own reads (`files.rs`), never SQL of the report's.
 //! Must not touch: SSH, rules evaluation. It reads only the database, so a report can be re-rendered at any
 //! time (`fleetaudit report`). Everything that came from a host (names, reasons, process lines, error messages)
 //! is escaped by the templates (askama, `templates/`); pages carry a Content-Security-Policy that forbids
 //! scripts and every external resource, and link only relatively, so they work from `file://`.
 
+mod files;
 pub mod query;
 
 use std::collections::{BTreeMap, HashMap};
@@ -17,6 +19,8 @@ use std::path::{Path, PathBuf};
 use askama::Template;
 use sqlx::SqlitePool;
 
+use crate::store::{Store, StoreError};
+use files::{ChangeCursor, FileChangeView, FilesFragment, SetCursor};
 use query::{Change, ResultRow, RuleRow, ScanHost, ScanRow};
 
 /// Host lists longer than this are split into pages.
@@ -32,6 +36,8 @@ const CHANGES_SHOWN: usize = 500;
 pub enum ReportError {
     #[error("database error while trying to {what}: {source}")]
     Query { what: &'static str, source: sqlx::Error },
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("cannot write {path}: {source}; check that the report directory is writable")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("cannot render a page: {0}")]
@@ -82,10 +88,12 @@ pub async fn render(pool: &SqlitePool, scan_id: Option<i64>, out: &Path) -> Resu
     mkdir(&tmp.join("hosts"))?;
 
     let data = ScanData::new(&hosts, &results, &evidence, &rules);
-    write_overview(&mut w, &tmp, &scan, &scans, &data, &changes, &unaudited_now)?;
+    let store = Store::from_pool(pool.clone());
     write_host_lists(&mut w, &tmp, &scan, &data)?;
     write_rule_pages(&mut w, &tmp, &scan, &data)?;
-    write_host_pages(&mut w, &tmp, &scan, &data)?;
+    // The host pages walk the scan's file changes; the overview gets the first of them and their count.
+    let file_changes = write_host_pages(&mut w, &tmp, &scan, &data, &store).await?;
+    write_overview(&mut w, &tmp, &scan, &scans, &data, &changes, &unaudited_now, &file_changes)?;
 
     // Swap the fresh directory in: a reader sees the old scan pages or the new ones, never half of each.
     let dest = out.join(&dir_name);
@@ -491,6 +499,8 @@ struct OverviewPage {
     newly_passing_more: usize,
     newly_unreachable: Vec<ProblemHost>,
     other_changes: usize,
+    file_changes: Vec<FileChangeView>,
+    file_changes_more: usize,
 }
 
 fn truncate<T>(mut v: Vec<T>) -> (Vec<T>, usize) {
@@ -499,6 +509,13 @@ fn truncate<T>(mut v: Vec<T>) -> (Vec<T>, usize) {
     (v, more)
 }
 
+/// The fleet-wide file changes the overview lists: the first [`CHANGES_SHOWN`] and how many in all.
+struct FileChanges {
+    first: Vec<crate::store::FileChange>,
+    total: usize,
+}
+
+#[allow(clippy::too_many_arguments)]
 fn write_overview(
     w: &mut Writer,
     dir: &Path,
@@ -507,6 +524,7 @@ fn write_overview(
     data: &ScanData<'_>,
     changes: &[Change],
     newly_unaudited: &[(String, String, String)],
+    file_changes: &FileChanges,
 ) -> Result<(), ReportError> {
     let rules = data
         .rules
@@ -635,6 +653,8 @@ fn write_overview(
         newly_passing_more,
         newly_unreachable,
         other_changes,
+        file_changes: file_changes.first.iter().map(FileChangeView::of).collect(),
+        file_changes_more: file_changes.total - file_changes.first.len(),
     };
     w.page(&dir.join("index.html"), &page)
 }
@@ -824,9 +844,19 @@ struct HostPage<'a> {
     host: &'a ScanHost,
     counts: [i64; 4],
     verdicts: &'a str,
+    /// The "Files read" table; `None` when the scan has no files for the host.
+    files: Option<&'a str>,
+    file_changes: Vec<FileChangeView>,
+    file_changes_more: usize,
 }
 
-fn write_host_pages(w: &mut Writer, dir: &Path, scan: &ScanRow, data: &ScanData<'_>) -> Result<(), ReportError> {
+async fn write_host_pages(
+    w: &mut Writer,
+    dir: &Path,
+    scan: &ScanRow,
+    data: &ScanData<'_>,
+    store: &Store,
+) -> Result<FileChanges, ReportError> {
     let meta: HashMap<&str, &RuleRow> = data.rules.iter().map(|r| (r.rule_id.as_str(), r)).collect();
     // A result set's verdicts are rendered once and kept only while hosts still to come share it: hosts with a
     // set of their own (pids differ between real hosts) must not pile up 10,000 fragments in memory.
@@ -835,6 +865,15 @@ fn write_host_pages(w: &mut Writer, dir: &Path, scan: &ScanRow, data: &ScanData<
         *uses.entry(set).or_default() += 1;
     }
     let mut fragments: HashMap<i64, std::rc::Rc<str>> = HashMap::new();
+    // The same for file sets: the store's pages are read as the hosts (in name order) come, a set's table
+    // rendered once while hosts still to come share it.
+    let mut file_uses: HashMap<i64, usize> = HashMap::new();
+    for set in data.hosts.iter().filter_map(|h| h.file_set_id) {
+        *file_uses.entry(set).or_default() += 1;
+    }
+    let mut file_fragments: HashMap<i64, std::rc::Rc<str>> = HashMap::new();
+    let mut sets = SetCursor::new(store, scan.id);
+    let mut changes = ChangeCursor::new(store, scan.id, CHANGES_SHOWN);
     for h in data.hosts {
         let verdicts: Option<std::rc::Rc<str>> = match h.result_set_id {
             Some(set) => {
@@ -897,6 +936,27 @@ fn write_host_pages(w: &mut Writer, dir: &Path, scan: &ScanRow, data: &ScanData<
             None => None,
         };
         let verdicts = verdicts.as_deref().unwrap_or("");
+        let files: Option<std::rc::Rc<str>> = match h.file_set_id {
+            Some(set) => {
+                let records = sets.files(&h.name).await?;
+                if let std::collections::hash_map::Entry::Vacant(slot) = file_fragments.entry(set) {
+                    slot.insert(FilesFragment::of(records.unwrap_or_default()).render()?.into());
+                }
+                let fragment = file_fragments[&set].clone();
+                if let Some(left) = file_uses.get_mut(&set) {
+                    *left -= 1;
+                    if *left == 0 {
+                        file_fragments.remove(&set);
+                    }
+                }
+                Some(fragment)
+            }
+            None => None,
+        };
+        let (host_changes, file_changes_more) = match h.file_set_id {
+            Some(_) => changes.of_host(&h.name, CHANGES_SHOWN).await?,
+            None => (Vec::new(), 0),
+        };
         let p = HostPage {
             root: "../../",
             title: format!("Host {}", h.name),
@@ -904,10 +964,14 @@ fn write_host_pages(w: &mut Writer, dir: &Path, scan: &ScanRow, data: &ScanData<
             host: h,
             counts: data.host_counts(h),
             verdicts,
+            files: files.as_deref(),
+            file_changes: host_changes.iter().map(FileChangeView::of).collect(),
+            file_changes_more,
         };
         w.page(&dir.join("hosts").join(format!("{}.html", file_name(&h.name))), &p)?;
     }
-    Ok(())
+    changes.finish().await?;
+    Ok(FileChanges { first: std::mem::take(&mut changes.first), total: changes.total })
 }
 
 #[cfg(test)]

@@ -96,13 +96,16 @@ pub struct ScanHost {
     pub ps_format: Option<String>,
     pub processes: Option<i64>,
     pub result_set_id: Option<i64>,
+    /// The host's files in this scan (`Store::scan_files`); `None` when the scan has none for it (not audited, or
+    /// stored before files were).
+    pub file_set_id: Option<i64>,
 }
 
 pub async fn scan_hosts(pool: &SqlitePool, scan_id: i64) -> Result<Vec<ScanHost>, ReportError> {
     sqlx::query_as(
         "SELECT h.name, h.cluster, h.address, h.port, h.roles, sh.outcome, sh.error_kind, sh.error_message,
                 sh.started_at, sh.duration_ms, k.fingerprint, c.description AS certificate, sh.ps_format,
-                sh.processes, sh.result_set_id
+                sh.processes, sh.result_set_id, sh.file_set_id
            FROM scan_hosts sh
            JOIN hosts h ON h.id = sh.host_id
            LEFT JOIN host_keys k ON k.id = sh.host_key_id

@@ -507,6 +507,12 @@ impl Store {
         Ok(pruned)
     }
 
+    /// The store over the pool of a database [`Store::open`] already opened and migrated: for readers handed only
+    /// the pool (the report, the JSON output) to call the store's reads. Migrates nothing, takes no lock.
+    pub fn from_pool(pool: SqlitePool) -> Store {
+        Store { pool }
+    }
+
     /// The pool, for read queries (the report, `history`).
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
