@@ -544,8 +544,9 @@ pub fn judge_with_files(
 /// files when they were read.
 pub fn file_records(files: &crate::files::FileSet) -> Vec<FileRecord> {
     use crate::files::{Entry, Kind};
-    let text = |path: &str| files.get(path).and_then(Entry::content).map(|c| c.bytes.as_slice());
-    let accounts = crate::files::accounts::Accounts::parse(text("/etc/passwd"), text("/etc/group")).unwrap_or_default();
+    // The accounts the file rules parsed (kept in the set); numbers where the host's names are unknown.
+    let unknown = crate::files::accounts::Accounts::default();
+    let accounts = crate::rules::filecheck::host_accounts(files).as_ref().unwrap_or(&unknown);
     files
         .iter()
         .map(|(path, entry)| match entry {

@@ -213,12 +213,33 @@ pub struct FileSet {
     /// Set when files were not looked at all (an offline `eval` of a bare `ps` capture): every source then is
     /// "not read" rather than missing.
     pub not_read: bool,
+    accounts: AccountsOnce,
 }
+
+/// The host's accounts, parsed from the set's /etc/passwd and /etc/group the first time a rule asks (every file
+/// rule of every process names owners: parsing them for each was the scan's hottest function, 2.5% of its CPU in
+/// `perf`). Forgotten when the set changes; not part of the set's value.
+#[derive(Debug, Default)]
+struct AccountsOnce(std::sync::OnceLock<Result<accounts::Accounts, String>>);
+
+impl Clone for AccountsOnce {
+    fn clone(&self) -> Self {
+        AccountsOnce::default()
+    }
+}
+
+impl PartialEq for AccountsOnce {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for AccountsOnce {}
 
 impl FileSet {
     /// No files: an offline judgement of a process table alone.
     pub fn none() -> FileSet {
-        FileSet { entries: BTreeMap::new(), not_read: true }
+        FileSet { not_read: true, ..FileSet::default() }
     }
 
     pub fn get(&self, path: &str) -> Option<&Entry> {
@@ -227,7 +248,17 @@ impl FileSet {
 
     pub fn insert(&mut self, path: String, entry: Entry) {
         self.not_read = false;
+        self.accounts = AccountsOnce::default();
         self.entries.insert(path, entry);
+    }
+
+    /// The host's users and groups as `parse` reads them from this set (its /etc/passwd and /etc/group), or why
+    /// they are unknown: parsed once, however many rules ask.
+    pub fn accounts(
+        &self,
+        parse: impl FnOnce(&FileSet) -> Result<accounts::Accounts, String>,
+    ) -> &Result<accounts::Accounts, String> {
+        self.accounts.0.get_or_init(|| parse(self))
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&String, &Entry)> {

@@ -424,6 +424,14 @@ pub fn mode_text(kind: Kind, mode: u32) -> String {
 }
 
 /// The host's users and groups from its /etc/passwd and /etc/group, as read; `Err` says which could not be.
+/// The host's users and groups from its /etc/passwd and /etc/group, or why they are unknown: parsed once per
+/// set, for the file rules and for naming owners in what the store keeps.
+pub fn host_accounts(files: &FileSet) -> &Result<Accounts, String> {
+    files.accounts(accounts)
+}
+
+/// The host's accounts from its /etc/passwd and /etc/group, or why they are unknown ([`FileSet::accounts`] keeps
+/// them).
 fn accounts(files: &FileSet) -> Result<Accounts, String> {
     let content = |path: &str| match files.get(path) {
         None => Err(format!("{path} was not read")),
@@ -490,7 +498,7 @@ impl FileCheck {
             );
             return (evidence(None, None, Vec::new(), why), false);
         }
-        let accounts = accounts(files);
+        let accounts = host_accounts(files);
         let (mut bad, mut unknown, mut good, mut absent) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut checked = Vec::new();
         for item in &items {

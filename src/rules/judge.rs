@@ -147,7 +147,13 @@ impl<'t> Parsed<'t> {
     }
 
     pub(crate) fn new(set: &'t RuleSet, found: &'t Found<'t>, files: &FileSet) -> Parsed<'t> {
-        let mut p = Unloaded::of(set, found);
+        Parsed::load(Unloaded::of(set, found, true), files)
+    }
+
+    /// `p` with its sources loaded from `files` (planning loads them each round; only judging needs the
+    /// redacted command line).
+    pub(crate) fn load(mut p: Unloaded<'t>, files: &FileSet) -> Parsed<'t> {
+        let found = p.found;
         let applied: Vec<Applied<'t>> = p.sources.iter().filter_map(|s| s.applied(&p.source_flags)).collect();
         let layers = layers::load(applied, files, found.viewer(), &super::doc::parse);
         Parsed {
@@ -161,15 +167,16 @@ impl<'t> Parsed<'t> {
 }
 
 impl<'t> Unloaded<'t> {
-    /// The process's own flags (or its embedding program's), and the sources its component reads.
-    pub(crate) fn of(set: &'t RuleSet, found: &'t Found<'t>) -> Unloaded<'t> {
+    /// The process's own flags (or its embedding program's), and the sources its component reads; with its
+    /// command line redacted for evidence when `redact` is set (empty otherwise: planning shows nothing).
+    pub(crate) fn of(set: &'t RuleSet, found: &'t Found<'t>, redact: bool) -> Unloaded<'t> {
         let component = &set.components[found.component];
         let argv: Vec<&'t str> = found.process.argv().collect();
         match found.kind {
             Kind::Direct { args_from } => {
                 let args = argv[args_from.min(argv.len())..].to_vec();
                 let flags = Flags::parse(&args, component.flag_style, &component.known);
-                let redacted_cmdline = redact_cmdline(&argv, args_from, &flags);
+                let redacted_cmdline = if redact { redact_cmdline(&argv, args_from, &flags) } else { String::new() };
                 Unloaded {
                     found,
                     source_flags: flags.clone(),
@@ -184,7 +191,8 @@ impl<'t> Unloaded<'t> {
                 let from = if e.subcommands.is_empty() { 1 } else { 2 };
                 let host_args = &argv[from.min(argv.len())..];
                 let host_flags = Flags::parse(host_args, FlagStyle::Pflag, &Known::default());
-                let redacted_cmdline = redact_cmdline(&argv, from.min(argv.len()), &host_flags);
+                let redacted_cmdline =
+                    if redact { redact_cmdline(&argv, from.min(argv.len()), &host_flags) } else { String::new() };
                 Unloaded {
                     found,
                     args: Vec::new(),
