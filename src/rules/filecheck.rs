@@ -361,14 +361,18 @@ pub fn requests(target: &Target, view: &View<'_, '_>, files: &FileSet, others: &
     }
     // What is known so far, and what the defaults would be where it is not: a default asked for in the first
     // batch is answered by the time the file that decides has been read.
-    for mode in [Mode::Judge, Mode::Speculate] {
-        for item in paths(target, view, files, others, mode) {
-            if let Item::Path { path, named, .. } = item {
-                // A named path not found on the host yet: where the process sees it too.
-                match named && viewer.container.is_some() && !path.starts_with("/proc/") {
-                    true => out.extend(viewer.requests(&path, Want::Stat)),
-                    false => out.push(Request::stat(path)),
-                }
+    // Speculating differs from judging only where a setting is still unknown.
+    let judged = paths(target, view, files, others, Mode::Judge);
+    let speculated = match judged.iter().any(|i| matches!(i, Item::Unknown(_))) {
+        true => paths(target, view, files, others, Mode::Speculate),
+        false => Vec::new(),
+    };
+    for item in judged.into_iter().chain(speculated) {
+        if let Item::Path { path, named, .. } = item {
+            // A named path not found on the host yet: where the process sees it too.
+            match named && viewer.container.is_some() && !path.starts_with("/proc/") {
+                true => out.extend(viewer.requests(&path, Want::Stat)),
+                false => out.push(Request::stat(path)),
             }
         }
     }

@@ -246,15 +246,20 @@ fn read_doc(named: &str, a: &Applied<'_>, files: &FileSet, viewer: Viewer<'_>, p
         }
         Some(Entry::Found { .. }) => return not_read(files, path),
     };
+    // Parsed once per host and parser, however many rounds and rules read it.
+    let parsed = || {
+        let key = format!("doc {:p} {path} {:x?}", parse as *const DocParser as *const (), content.sha256);
+        files.memo(&key, || parse(path, &content.bytes))
+    };
     match a.source.format {
-        Format::Document => match parse(path, &content.bytes) {
-            Ok(doc) => State::Docs(vec![(path.to_owned(), doc)]),
+        Format::Document => match &*parsed() {
+            Ok(doc) => State::Docs(vec![(path.to_owned(), doc.clone())]),
             Err(e) => State::Unusable(format!("{e}: the component could not read it either")),
         },
         Format::Args => State::Args { place: path.to_owned(), tokens: args_file(&content.bytes) },
-        Format::OpenshiftArguments => match parse(path, &content.bytes) {
-            Ok(doc) => State::Args { place: path.to_owned(), tokens: openshift_arguments(&doc) },
-            Err(e) => State::Unusable(e),
+        Format::OpenshiftArguments => match &*parsed() {
+            Ok(doc) => State::Args { place: path.to_owned(), tokens: openshift_arguments(doc) },
+            Err(e) => State::Unusable(e.clone()),
         },
         Format::Env | Format::ArgsFlag => State::Unusable(format!("{path}: not a file source")),
     }
