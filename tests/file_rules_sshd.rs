@@ -853,7 +853,6 @@ fn a_yaml_bomb_and_a_huge_kubelet_config_are_errors_naming_the_file_with_bounded
 /// the file's size does not change that. The transport keeps only `too_large` for the path (the mode and owner
 /// it had are dropped), so the rule is `error` instead.
 #[test]
-#[ignore = "bug: a file read that is too_large loses its stat, so 4.1.9/4.1.10 are error instead of fail/pass"]
 fn a_kubelet_config_over_the_size_limit_still_has_its_mode_and_owner_judged() {
     let mut fleet = Fleet::new();
     let mut huge = String::from("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n");

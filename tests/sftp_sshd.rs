@@ -198,7 +198,9 @@ async fn stat_read_and_list_answer_as_the_files_are_on_disk() {
     for e in &a[15..18] {
         assert_eq!(e.problem(), Some(&Problem::Missing));
     }
-    assert_eq!(a[18].problem(), Some(&Problem::TooLarge { size: 2 << 20, limit: 1 << 20 }));
+    // Too large to read, but its stat is kept for its mode and owner rules.
+    let stat = Some(meta(Kind::File, 0o644, audit, 2 << 20));
+    assert_eq!(a[18].problem(), Some(&Problem::TooLarge { size: 2 << 20, limit: 1 << 20, meta: stat }));
     assert!(matches!(a[19].problem(), Some(Problem::Failed { message }) if message.contains("not an absolute path")));
 
     let stats = s.file_stats();
@@ -442,7 +444,8 @@ async fn limits_refuse_rather_than_read() {
     let (mut s, _) = node.session(&t, &small).await;
     let a = s.fetch(&[Request::read(node.path("ten")), Request::read(node.path("eleven")), Request::stat("/")]).await;
     assert_eq!(a[0].1.content().unwrap().bytes, b"0123456789");
-    assert_eq!(a[1].1.problem(), Some(&Problem::TooLarge { size: 11, limit: 10 }));
+    let stat = Some(meta(Kind::File, 0o644, audit, 11));
+    assert_eq!(a[1].1.problem(), Some(&Problem::TooLarge { size: 11, limit: 10, meta: stat }));
     let a = s.fetch(&[Request::stat("/etc"), Request::stat("/usr")]).await;
     assert!(a[0].1.meta().is_some());
     let Some(Problem::OverBudget { what }) = a[1].1.problem() else { panic!("{a:?}") };

@@ -10,7 +10,7 @@ use std::process::Command;
 
 use fleetaudit::files::accounts::Accounts;
 use fleetaudit::files::tar::{self, MadeBy, TarError, TarLimits};
-use fleetaudit::files::{Entry, FileSet, Kind, Problem};
+use fleetaudit::files::{Entry, FileSet, Kind, Meta, Problem};
 
 const PS: &str = "UID PID PPID C STIME TTY TIME CMD\nroot 1 0 0 10:00 ? 00:00:01 /sbin/init\n\
                   root 812 1 2 10:00 ? 00:01:02 /usr/bin/kubelet --config=/var/lib/kubelet/config.yaml\n";
@@ -123,8 +123,12 @@ fn a_tar_made_by_gnu_tar_reads_back_with_modes_owners_and_names() {
     assert_eq!(found(files, &long).4.as_deref(), Some(&b"x: 1\n"[..]));
     assert_eq!(
         files.get("/var/log/big.yaml"),
-        Some(&Entry::Problem(Problem::TooLarge { size: 2 << 20, limit: 1 << 20 })),
-        "past the per-file limit, as the scan would have found it"
+        Some(&Entry::Problem(Problem::TooLarge {
+            size: 2 << 20,
+            limit: 1 << 20,
+            meta: Some(Meta { kind: Kind::File, mode: 0o644, uid: 0, gid: 0, size: 2 << 20 })
+        })),
+        "past the per-file limit, as the scan would have found it, with its mode and owner from the header"
     );
     assert!(files.get("/etc/kubernetes/admin.conf").is_none(), "not in the snapshot: neither missing nor denied");
 
@@ -286,7 +290,14 @@ fn hostile_tars_are_refused_with_clear_errors() {
     assert!(e.contains("truncated") && e.contains("var/huge"), "{e}");
     let small = TarLimits { max_total: 64 << 10, max_file: 1024, ..d };
     let s = read_bytes(&with_ps(&[raw_member(b"var/big", b'0', 2048, &[b'a'; 2048])]), &small).unwrap();
-    assert_eq!(s.files.get("/var/big"), Some(&Entry::Problem(Problem::TooLarge { size: 2048, limit: 1024 })));
+    assert_eq!(
+        s.files.get("/var/big"),
+        Some(&Entry::Problem(Problem::TooLarge {
+            size: 2048,
+            limit: 1024,
+            meta: Some(Meta { kind: Kind::File, mode: 0o644, uid: 0, gid: 0, size: 2048 })
+        }))
+    );
     let e = err(&with_ps(&[raw_member(b"var/big", b'0', 100 << 10, &vec![b'a'; 100 << 10])]), &small);
     assert!(e.contains("larger than 65536 bytes"), "{e}");
     let many: Vec<Vec<u8>> = (0..10).map(|i| raw_member(format!("f{i}").as_bytes(), b'0', 0, b"")).collect();

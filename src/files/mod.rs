@@ -56,7 +56,7 @@ impl Request {
 }
 
 /// What kind of thing a path is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     File,
@@ -66,7 +66,7 @@ pub enum Kind {
 }
 
 /// A path's inode, as `stat` (through SFTP) reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Meta {
     pub kind: Kind,
     /// Permission bits (`0o600`), without the file type.
@@ -104,8 +104,14 @@ pub enum Problem {
     Missing,
     /// The audit login may not read it: its owner, group and mode (or an ACL) keep it out.
     Denied,
-    /// Larger than the per-file limit: refused rather than read.
-    TooLarge { size: u64, limit: u64 },
+    /// Larger than the per-file limit: refused rather than read. Its stat, when known, still decides its mode
+    /// and owner rules.
+    TooLarge {
+        size: u64,
+        limit: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        meta: Option<Meta>,
+    },
     /// The host's per-host file budget (count or time) ran out before this path: raise it in the inventory.
     OverBudget { what: String },
     /// SFTP is not available on the host (no `Subsystem sftp`, or the configured `sftp_command` failed).
@@ -141,7 +147,7 @@ impl std::fmt::Display for Problem {
                 "permission denied: give the audit login read access (group read or an ACL), or set sftp_command to \
                  a privileged SFTP server (README: Files over SFTP)",
             ),
-            Problem::TooLarge { size, limit } => {
+            Problem::TooLarge { size, limit, .. } => {
                 write!(f, "{size} bytes, over the {limit}-byte limit (max_file_bytes): not read")
             }
             Problem::OverBudget { what } => write!(f, "not read: the host's file budget ran out ({what})"),

@@ -486,7 +486,7 @@ pub fn read(input: impl Read, limits: &TarLimits) -> Result<Snapshot, TarError> 
             }
             for (path, m) in members {
                 let entry = if m.too_large {
-                    Entry::Problem(Problem::TooLarge { size: m.meta.size, limit: limits.max_file })
+                    Entry::Problem(Problem::TooLarge { size: m.meta.size, limit: limits.max_file, meta: Some(m.meta) })
                 } else {
                     let names = (m.meta.kind == Kind::Dir)
                         .then(|| children.remove(&path).unwrap_or_default().into_iter().collect());
@@ -631,7 +631,10 @@ mod tests {
         );
         files.insert("/var/lib/etcd".into(), Entry::Problem(Problem::Denied));
         files.insert("/etc/kubernetes/admission.yaml".into(), Entry::Problem(Problem::Missing));
-        files.insert("/var/log/huge.yaml".into(), Entry::Problem(Problem::TooLarge { size: 2 << 20, limit: 1 << 20 }));
+        files.insert(
+            "/var/log/huge.yaml".into(),
+            Entry::Problem(Problem::TooLarge { size: 2 << 20, limit: 1 << 20, meta: None }),
+        );
         files.insert("/etc/k".into(), Entry::Problem(Problem::OverBudget { what: "file count (200)".into() }));
         files.insert("/run/x".into(), Entry::Problem(Problem::Failed { message: "odd \"answer\"\n".into() }));
         files.insert(

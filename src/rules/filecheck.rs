@@ -454,7 +454,7 @@ pub(crate) fn problem_text(p: &Problem) -> String {
         Problem::Denied => "permission denied: give the audit login read access (group read or an ACL), or set \
                             sftp_command to a privileged SFTP server (README: Files over SFTP)"
             .into(),
-        Problem::TooLarge { size, limit } => format!("{size} bytes, over the {limit}-byte limit"),
+        Problem::TooLarge { size, limit, .. } => format!("{size} bytes, over the {limit}-byte limit"),
         Problem::OverBudget { what } => format!("the host's file budget ran out: {what}"),
         Problem::Unavailable { reason } => reason.clone(),
         Problem::Failed { message } => message.clone(),
@@ -520,18 +520,8 @@ impl FileCheck {
             };
             match files.get(path) {
                 None => unknown.push(format!("{path} was not read")),
-                Some(Entry::Problem(Problem::Missing)) if !named => absent.push(path.clone()),
-                // A default place a hand-made snapshot leaves out is taken as absent, and said so: only a path
-                // the process names must be there.
-                Some(Entry::Problem(Problem::NotInSnapshot)) if !named => {
-                    absent.push(format!("{path} (not in the snapshot, taken as absent)"))
-                }
-                Some(Entry::Problem(Problem::Missing)) => {
-                    unknown.push(with_note(format!("the process names {path}, which does not exist")))
-                }
-                Some(Entry::Problem(_)) if note.is_some() && named => unknown.push(note.clone().unwrap_or_default()),
-                Some(Entry::Problem(p)) => unknown.push(format!("{path}: {}", problem_text(p))),
-                Some(Entry::Found { meta, .. }) => {
+                // A file too large to read still has its stat: its mode and owner are judged on it.
+                Some(Entry::Found { meta, .. } | Entry::Problem(Problem::TooLarge { meta: Some(meta), .. })) => {
                     let shown = |owner: &str| format!("{} {owner} {path}", mode_text(meta.kind, meta.mode));
                     match self.op {
                         FileOp::Mode => {
@@ -578,6 +568,19 @@ impl FileCheck {
                         },
                     }
                 }
+                Some(Entry::Problem(p)) => match p {
+                    Problem::Missing if !named => absent.push(path.clone()),
+                    // A default place a hand-made snapshot leaves out is taken as absent, and said so: only a path
+                    // the process names must be there.
+                    Problem::NotInSnapshot if !named => {
+                        absent.push(format!("{path} (not in the snapshot, taken as absent)"))
+                    }
+                    Problem::Missing => {
+                        unknown.push(with_note(format!("the process names {path}, which does not exist")))
+                    }
+                    _ if note.is_some() && named => unknown.push(note.clone().unwrap_or_default()),
+                    p => unknown.push(format!("{path}: {}", problem_text(p))),
+                },
             }
         }
         let value = (!checked.is_empty()).then(|| checked.join(","));

@@ -80,7 +80,7 @@ fn unusable(path: &str, problem: &Problem, via: Via) -> State {
             "permission denied reading {path}: give the audit login read access (group read or an ACL), or set \
              sftp_command to a privileged SFTP server (README: Files over SFTP)"
         ),
-        Problem::TooLarge { size, limit } => {
+        Problem::TooLarge { size, limit, .. } => {
             format!("{path} is {size} bytes, over the {limit}-byte limit (max_file_bytes): not read")
         }
         Problem::OverBudget { what } => format!("{path} was not read: the host's file budget ran out ({what})"),
