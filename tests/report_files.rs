@@ -4,65 +4,16 @@
 //! page size checks that every host page gets its own files and drift while sets and changes are read a page at
 //! a time.
 
+mod support;
+
 use std::path::Path;
 
 use fleetaudit::model::Status;
 use fleetaudit::output::scan::{ScanResults, write_json};
 use fleetaudit::store::{FileRecord, FindingRecord, HostOutcome, HostRecord, HostResult, RuleMeta, Store};
-use sha2::{Digest, Sha256};
+use support::records::{AFTER, BEFORE, CONFIG, DENIED, problem, read, sha, stat};
 
-const CONFIG: &str = "/var/lib/kubelet/config.yaml";
-const BEFORE: &str = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nreadOnlyPort: 0\n";
-const AFTER: &str = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nreadOnlyPort: 10255\n";
-const DENIED: &str = "permission denied: the audit login cannot read it; see Privilege in the README";
 const HOSTILE: &str = "/etc/kubernetes/<script>alert(1)</script>.yaml";
-
-fn sha(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn stat(path: &str, kind: &str, mode: u32) -> FileRecord {
-    FileRecord {
-        path: path.to_string(),
-        kind: Some(kind.to_string()),
-        mode: Some(mode),
-        uid: Some(0),
-        gid: Some(0),
-        owner: Some("root:root".to_string()),
-        size: Some(if kind == "dir" { 4096 } else { 5632 }),
-        sha256: None,
-        redacted: false,
-        content: None,
-        problem: None,
-        problem_message: None,
-    }
-}
-
-fn read(path: &str, mode: u32, body: &str) -> FileRecord {
-    FileRecord {
-        size: Some(body.len() as u64),
-        sha256: Some(sha(body.as_bytes())),
-        content: Some(body.as_bytes().to_vec()),
-        ..stat(path, "file", mode)
-    }
-}
-
-fn problem(path: &str, kind: &str, message: &str) -> FileRecord {
-    FileRecord {
-        path: path.to_string(),
-        kind: None,
-        mode: None,
-        uid: None,
-        gid: None,
-        owner: None,
-        size: None,
-        sha256: None,
-        redacted: false,
-        content: None,
-        problem: Some(kind.to_string()),
-        problem_message: Some(message.to_string()),
-    }
-}
 
 fn record(name: &str) -> HostRecord {
     HostRecord {
