@@ -399,11 +399,11 @@ async fn audit_host(transport: &Transport, engine: &Engine, host: &Host) -> (Hos
                 Ok(stdout) => match table_of(host, &stdout) {
                     Err(result) => result,
                     Ok(table) => {
-                        let (files, rounds) = engine.gather(&table, &mut session).await;
+                        let (files, rounds, findings) = engine.audit(&table, &mut session, &host.roles).await;
                         let stats = session.file_stats();
                         tracing::debug!(host = %host.name, rounds, requests = stats.requests,
                             round_trips = stats.round_trips, bytes = stats.bytes, "files read");
-                        judge_with_files(engine, host, &table, &files)
+                        host_result(engine, &table, &files, findings)
                     }
                 },
             };
@@ -504,10 +504,19 @@ pub fn judge_with_files(
     table: &ps::ProcessTable,
     files: &crate::files::FileSet,
 ) -> HostResult {
+    host_result(engine, table, files, engine.judge_with_files(table, files, &host.roles))
+}
+
+/// What the store keeps of one host's verdicts and files.
+fn host_result(
+    engine: &Engine,
+    table: &ps::ProcessTable,
+    files: &crate::files::FileSet,
+    findings: Vec<crate::rules::Finding>,
+) -> HostResult {
     // The rules of one component share its processes as evidence: serialise each distinct list once.
     let mut stored: Vec<(Vec<crate::rules::Evidence>, Option<String>)> = Vec::new();
-    let findings = engine
-        .judge_with_files(table, files, &host.roles)
+    let findings = findings
         .into_iter()
         .map(|f| {
             let same = |e: &[crate::rules::Evidence]| {

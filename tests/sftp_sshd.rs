@@ -232,7 +232,28 @@ async fn zero_size_proc_files_are_read_to_their_end() {
     assert_eq!((meta.kind, meta.size, meta.uid), (Kind::File, 0, uid), "/proc reports size 0");
     assert_eq!(c.bytes, b"ETCD_NAME=node-1\0ETCD_DATA_DIR=/var/lib/etcd\0");
     assert_eq!(root, &Problem::Denied, "another user's environment");
-    // The read after the data answers EOF: one round trip more than a regular file.
+    // OpenSSH's server answers a read with one read(2), and Linux answers one of /proc/PID/environ with all of
+    // it up to the count asked: a short answer is its end, no round trip more than a regular file.
+    assert_eq!(s.file_stats().round_trips, 2, "{:?}", s.file_stats());
+    s.close().await;
+}
+
+#[tokio::test]
+async fn a_proc_file_larger_than_the_first_read_is_read_to_its_end() {
+    let (uid, gid) = ensure_user(TEST_USER);
+    // 100,000 bytes of environment: more than the first read (64 KiB), so a full answer asks for the rest.
+    let big = "x".repeat(100_000);
+    let script = format!(
+        "setpriv --reuid={uid} --regid={gid} --clear-groups env -i ETCD_NAME=node-1 ETCD_BIG={big} sleep 601 &\n"
+    );
+    let node = Node::start(&[], &SshdOptions { script: &script, ..SshdOptions::default() });
+    let t = node.transport();
+    let (mut s, ps) = node.session(&t, &FileAccess::default()).await;
+    let table = fleetaudit::ps::parse(ps.as_bytes()).unwrap();
+    let etcd = table.processes.iter().find(|p| p.cmd == "sleep 601").unwrap_or_else(|| panic!("{ps}"));
+    let answers = s.fetch(&[Request::read(format!("/proc/{}/environ", etcd.pid))]).await;
+    let Entry::Found { content: Some(c), .. } = &answers[0].1 else { panic!("{answers:?}") };
+    assert_eq!(c.bytes, format!("ETCD_NAME=node-1\0ETCD_BIG={big}\0").as_bytes(), "whole, not the first 64 KiB");
     assert_eq!(s.file_stats().round_trips, 3, "{:?}", s.file_stats());
     s.close().await;
 }

@@ -49,8 +49,15 @@ pub fn judge(
     roles: &[Role],
 ) -> Vec<Finding> {
     let found = detector.find(table, &set.embeddings);
-    // Parse each component process's flags, and load its settings sources, once, not once per rule.
-    let parsed: Vec<Parsed<'_>> = found.iter().map(|f| Parsed::new(set, f, files)).collect();
+    let procs: Vec<Unloaded<'_>> = found.iter().map(|f| Unloaded::of(set, f, true)).collect();
+    judge_procs(set, &procs, files, roles)
+}
+
+/// [`judge`] for a host whose component processes were already found and parsed (with their command lines
+/// redacted), as planning its files did.
+pub(crate) fn judge_procs(set: &RuleSet, procs: &[Unloaded<'_>], files: &FileSet, roles: &[Role]) -> Vec<Finding> {
+    // Load each component process's settings sources once, not once per rule.
+    let parsed: Vec<Parsed<'_>> = procs.iter().map(|p| Parsed::load(p, files)).collect();
     let others = |component: &str, flag: &str| other_setting(set, &parsed, component, flag);
     set.rules
         .iter()
@@ -99,7 +106,7 @@ pub fn judge(
                     pid: proc.pid,
                     line: proc.line,
                     user: proc.user.clone(),
-                    cmdline: p.redacted_cmdline.clone(),
+                    cmdline: p.base.redacted_cmdline.clone(),
                     status,
                     flags,
                 });
@@ -129,40 +136,25 @@ pub fn judge(
         .collect()
 }
 
-/// One component process, parsed once for every rule.
-pub(crate) struct Parsed<'t> {
-    pub(crate) found: &'t Found<'t>,
-    /// The component's own arguments (none when it runs inside another program).
-    args: Vec<&'t str>,
-    flags: Flags<'t>,
+/// One component process with its settings sources loaded from a host's files, for every rule.
+pub(crate) struct Parsed<'a> {
+    pub(crate) found: &'a Found<'a>,
+    base: &'a Unloaded<'a>,
     /// The places besides the command line it reads settings from, loaded.
-    layers: Vec<Layer<'t>>,
-    redacted_cmdline: String,
+    layers: Vec<Layer<'a>>,
 }
 
-impl<'t> Parsed<'t> {
+impl<'a> Parsed<'a> {
     /// The process as the resolver sees it.
-    pub(crate) fn process<'p>(&'p self, component: &'p super::pack::Component) -> layers::Process<'p, 't> {
-        layers::Process { flags: &self.flags, args: &self.args, component, layers: &self.layers }
+    pub(crate) fn process<'p>(&'p self, component: &'p super::pack::Component) -> layers::Process<'p, 'a> {
+        layers::Process { flags: &self.base.flags, args: &self.base.args, component, layers: &self.layers }
     }
 
-    pub(crate) fn new(set: &'t RuleSet, found: &'t Found<'t>, files: &FileSet) -> Parsed<'t> {
-        Parsed::load(Unloaded::of(set, found, true), files)
-    }
-
-    /// `p` with its sources loaded from `files` (planning loads them each round; only judging needs the
-    /// redacted command line).
-    pub(crate) fn load(mut p: Unloaded<'t>, files: &FileSet) -> Parsed<'t> {
-        let found = p.found;
-        let applied: Vec<Applied<'t>> = p.sources.iter().filter_map(|s| s.applied(&p.source_flags)).collect();
-        let layers = layers::load(applied, files, found.viewer(), &super::doc::parse);
-        Parsed {
-            found: p.found,
-            args: std::mem::take(&mut p.args),
-            flags: p.flags,
-            layers,
-            redacted_cmdline: p.redacted_cmdline,
-        }
+    /// `p` with its sources loaded from `files` (planning loads them each round, from what has come so far).
+    pub(crate) fn load(p: &'a Unloaded<'a>, files: &FileSet) -> Parsed<'a> {
+        let applied: Vec<Applied<'a>> = p.sources.iter().filter_map(|s| s.applied(&p.source_flags)).collect();
+        let layers = layers::load(applied, files, p.found.viewer(), &super::doc::parse);
+        Parsed { found: p.found, base: p, layers }
     }
 }
 
@@ -224,7 +216,7 @@ pub(crate) fn other_setting(
     })
 }
 
-/// A component process before its sources are loaded.
+/// A component process found in a host's table, its flags parsed: what planning every round and judging share.
 pub(crate) struct Unloaded<'t> {
     pub(crate) found: &'t Found<'t>,
     pub(crate) args: Vec<&'t str>,

@@ -383,17 +383,18 @@ impl Undecided {
 pub fn resolve(p: &Process<'_, '_>, name: &str, key: Option<&str>, decl: &FlagDecl) -> Result<Setting, Undecided> {
     // Arguments read from a place join the command line, after it, as the component parses them: OpenShift's
     // arguments into the same flag set after argv, kubelite's file as the whole command line.
-    let mut argv: Vec<String> = p.args.iter().map(|s| (*s).to_owned()).collect();
-    let mut argv_places: Vec<&str> = Vec::new();
+    // (Only then: resolving runs for every check of every rule, and most processes have no such place.)
+    let mut argv_refs: Vec<&str> = Vec::new();
     for l in p.layers.iter().filter(|l| l.applied.source.sets(name, Some(decl))) {
-        if let State::Args { tokens, place } = &l.state {
-            argv.extend(tokens.iter().cloned());
-            argv_places.push(place);
+        if let State::Args { tokens, .. } = &l.state {
+            if argv_refs.is_empty() {
+                argv_refs.extend_from_slice(p.args);
+            }
+            argv_refs.extend(tokens.iter().map(String::as_str));
         }
     }
-    let argv_refs: Vec<&str> = argv.iter().map(String::as_str).collect();
     let combined;
-    let (flags, args): (&Flags<'_>, &[&str]) = if argv_places.is_empty() {
+    let (flags, args): (&Flags<'_>, &[&str]) = if argv_refs.is_empty() {
         (p.flags, p.args)
     } else {
         combined = Flags::parse(&argv_refs, p.component.flag_style, &p.component.known);

@@ -68,14 +68,41 @@ impl Engine {
     /// have gone (what is still unasked then stays "not read", an error where a rule needs it). Returns the
     /// files and the number of batches.
     pub async fn gather(&self, table: &ProcessTable, fetch: &mut impl crate::files::Fetch) -> (FileSet, usize) {
+        let found = self.detector.find(table, &self.rules.embeddings);
+        let procs: Vec<judge::Unloaded<'_>> =
+            found.iter().map(|f| judge::Unloaded::of(&self.rules, f, false)).collect();
+        self.gather_procs(&procs, fetch).await
+    }
+
+    /// [`Engine::gather`] then [`Engine::judge_with_files`], finding and parsing the host's component processes
+    /// once for every batch and the verdicts (a scan's CPU goes to planning and judging: `benches/peers.sh`).
+    pub async fn audit(
+        &self,
+        table: &ProcessTable,
+        fetch: &mut impl crate::files::Fetch,
+        roles: &[Role],
+    ) -> (FileSet, usize, Vec<Finding>) {
+        let found = self.detector.find(table, &self.rules.embeddings);
+        let procs: Vec<judge::Unloaded<'_>> = found.iter().map(|f| judge::Unloaded::of(&self.rules, f, true)).collect();
+        let (files, rounds) = self.gather_procs(&procs, fetch).await;
+        let findings = judge::judge_procs(&self.rules, &procs, &files, roles);
+        (files, rounds, findings)
+    }
+
+    async fn gather_procs(
+        &self,
+        procs: &[judge::Unloaded<'_>],
+        fetch: &mut impl crate::files::Fetch,
+    ) -> (FileSet, usize) {
         let mut files = FileSet::default();
         let mut rounds = 0;
         while rounds < MAX_ROUNDS {
-            let batch = self.plan(table, &files);
+            let batch = plan::plan_procs(&self.rules, procs, &files);
             if batch.is_empty() {
                 break;
             }
             rounds += 1;
+            tracing::trace!(round = rounds, requests = ?batch, "files asked");
             for (path, entry) in fetch.fetch(&batch).await {
                 // A bare stat (a listing's entry) never replaces what is known of a path: its contents or names.
                 if matches!(&entry, crate::files::Entry::Found { content: None, names: None, .. })

@@ -20,11 +20,17 @@ use crate::ps::ProcessTable;
 
 /// The requests a host's files still need, given what `files` already holds; empty when nothing more is needed.
 pub fn plan(set: &RuleSet, detector: &super::Detector, table: &ProcessTable, files: &FileSet) -> Vec<Request> {
-    let mut wanted: BTreeSet<Request> = BTreeSet::new();
     let found = detector.find(table, &set.embeddings);
-    let mut unloaded = Vec::with_capacity(found.len());
-    for f in &found {
-        let p = judge::Unloaded::of(set, f, false);
+    let procs: Vec<judge::Unloaded<'_>> = found.iter().map(|f| judge::Unloaded::of(set, f, false)).collect();
+    plan_procs(set, &procs, files)
+}
+
+/// [`plan`] for a host whose component processes were already found and parsed: each round of a host's
+/// batches plans from the same processes, only the files grow.
+pub(crate) fn plan_procs(set: &RuleSet, procs: &[judge::Unloaded<'_>], files: &FileSet) -> Vec<Request> {
+    let mut wanted: BTreeSet<Request> = BTreeSet::new();
+    for p in procs {
+        let f = p.found;
         let viewer = f.viewer();
         let env_path = format!("/proc/{}/environ", f.process.pid);
         for s in p.sources {
@@ -59,11 +65,10 @@ pub fn plan(set: &RuleSet, detector: &super::Detector, table: &ProcessTable, fil
                 }
             }
         }
-        unloaded.push(p);
     }
     // The files file rules check, for the components that run here; with the host's account files for the
     // owners' names.
-    let parsed: Vec<judge::Parsed<'_>> = unloaded.into_iter().map(|p| judge::Parsed::load(p, files)).collect();
+    let parsed: Vec<judge::Parsed<'_>> = procs.iter().map(|p| judge::Parsed::load(p, files)).collect();
     let others = |component: &str, flag: &str| judge::other_setting(set, &parsed, component, flag);
     let mut stats = Vec::new();
     // Rules share targets (a file's mode and its owner) and settings: each (target or setting, process) once.

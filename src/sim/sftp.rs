@@ -12,10 +12,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use russh_sftp::protocol::{Attrs, Data, File, FileAttributes, Handle, Name, OpenFlags, Status, StatusCode, Version};
+use russh_sftp::protocol::{
+    Attrs, Data, ExtendedReply, File, FileAttributes, Handle, Name, OpenFlags, Packet, Status, StatusCode, Version,
+};
 use russh_sftp::server::StatusReply;
 
 use super::tree::{Errno, FileTree, Identity, Inode, Kind};
+
+/// The OpenSSH extension that tells a client the server's limits.
+const LIMITS: &str = "limits@openssh.com";
 
 /// The most bytes one read returns: OpenSSH's `SFTP_MAX_READ_LENGTH` (256 KiB less 1 KiB); a client asking
 /// for more gets a short read, as from a real server.
@@ -156,8 +161,23 @@ impl russh_sftp::server::Handler for Session {
             return Err(StatusCode::BadMessage.with_message("init sent twice"));
         }
         self.initialised = true;
-        // Version 3 without extensions: nothing beyond the requests served here is promised.
-        Ok(Version::new())
+        // Version 3 with the one OpenSSH extension served here, `limits@openssh.com` (PROTOCOL in OpenSSH's
+        // source): like sftp-server, this server answers each read whole up to [`MAX_READ`], and says so.
+        let mut v = Version::new();
+        v.extensions.insert(LIMITS.into(), "1".into());
+        Ok(v)
+    }
+
+    async fn extended(&mut self, id: u32, request: String, _data: Vec<u8>) -> Result<Packet, Self::Error> {
+        if request != LIMITS {
+            return Err(self.unimplemented());
+        }
+        // max-packet-length, max-read-length, max-write-length (read-only: 0), max-open-handles.
+        let mut data = Vec::with_capacity(32);
+        for n in [256u64 << 10, u64::from(MAX_READ), 0, MAX_HANDLES as u64] {
+            data.extend_from_slice(&n.to_be_bytes());
+        }
+        Ok(Packet::ExtendedReply(ExtendedReply { id, data }))
     }
 
     async fn stat(&mut self, id: u32, path: String) -> Result<Attrs, Self::Error> {

@@ -151,6 +151,7 @@ impl<'t> Files<'t> {
         let mut works: Vec<Work<'_>> = Vec::new();
         let mut work_of: Vec<Option<usize>> = Vec::with_capacity(requests.len());
         let mut by_path: HashMap<&str, usize> = HashMap::new();
+        let whole_reads = matches!(&self.state, State::Open(s) if s.whole_reads);
         for r in requests {
             let refused = if let Err(message) = check_path(&r.path) {
                 Some(Problem::Failed { message })
@@ -180,7 +181,7 @@ impl<'t> Files<'t> {
                 continue;
             }
             let w = *by_path.entry(r.path.as_str()).or_insert_with(|| {
-                works.push(Work::new(&r.path));
+                works.push(Work::new(&r.path, whole_reads));
                 works.len() - 1
             });
             works[w].want(r.want);
@@ -358,6 +359,8 @@ struct Work<'r> {
     list: Listing,
     /// A finished listing's entries with their attributes (see [`OpenDir::children`]).
     children: Vec<(String, Meta)>,
+    /// A short read of this file is its end (see [`short_read_ends`]).
+    short_ends: bool,
 }
 
 enum Stat {
@@ -379,6 +382,8 @@ enum Reading {
 
 struct OpenFile {
     handle: String,
+    /// A short read is the end even though the size says 0 (see [`short_read_ends`]).
+    short_ends: bool,
     /// From `fstat` on the handle: the inode actually read.
     meta: Option<Meta>,
     data: Vec<u8>,
@@ -404,8 +409,11 @@ struct OpenDir {
 }
 
 impl<'r> Work<'r> {
-    fn new(path: &'r str) -> Work<'r> {
-        Work { path, stat: Stat::No, read: Reading::No, list: Listing::No, children: Vec::new() }
+    /// Work on `path`, from a server that answers a read with one read(2) of at least [`FIRST_READ`] bytes
+    /// (`whole_reads`).
+    fn new(path: &'r str, whole_reads: bool) -> Work<'r> {
+        let short_ends = whole_reads && short_read_ends(path);
+        Work { path, stat: Stat::No, read: Reading::No, list: Listing::No, children: Vec::new(), short_ends }
     }
 
     fn want(&mut self, want: Want) {
@@ -658,7 +666,8 @@ fn absorb(
             }
             OpKind::Open => match reply {
                 Some(Ok(Answer::Handle(handle))) => {
-                    w.read = Reading::Open(OpenFile { handle, meta: None, data: Vec::new() });
+                    let short_ends = w.short_ends;
+                    w.read = Reading::Open(OpenFile { handle, short_ends, meta: None, data: Vec::new() });
                 }
                 Some(Ok(_)) => w.read = Reading::Done(Entry::Problem(unexpected()), None),
                 Some(Err(e)) => w.read = Reading::Done(Entry::Problem(problem(&e)), None),
@@ -767,7 +776,7 @@ impl OpenFile {
         }
         // The end: an EOF answer, or a regular file's short read once its whole size has come (OpenSSH answers a
         // read with one read(2), which on a regular file is short only at the end of the file).
-        if eof || (short && meta.size > 0 && got >= meta.size) {
+        if eof || (short && meta.size > 0 && got >= meta.size) || (short && meta.size == 0 && self.short_ends) {
             return Some(Entry::Found {
                 meta,
                 content: Some(Content::plain(std::mem::take(&mut self.data))),
@@ -830,6 +839,20 @@ impl OpenDir {
     }
 }
 
+/// Whether a read of `path` that returns less than asked is its end although its size says 0: the two `/proc`
+/// files the engine reads. Linux answers a read of `/proc/PID/environ` with everything up to the count asked
+/// (`environ_read` in fs/proc/base.c loops page by page until the count or the end of the environment), and
+/// `/proc/PID/cgroup` is a `single_open` seq_file (`proc_cgroup_show`), whose one record `seq_read_iter`
+/// (fs/seq_file.c) builds whole before copying up to the count. OpenSSH's sftp-server answers a read with one
+/// read(2) of up to 64 KiB at least (255 KiB since 8.6), so from OpenSSH's server (see [`Sftp::whole_reads`])
+/// a short answer there is the end: no round trip to be told EOF. Any other file of size 0 (a
+/// seq_file of many records may stop at a page) is read until the server says EOF.
+fn short_read_ends(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix("/proc/") else { return false };
+    let Some((pid, file)) = rest.split_once('/') else { return false };
+    !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) && matches!(file, "environ" | "cgroup")
+}
+
 fn attrs(a: Answer) -> Result<FileAttributes, SftpError> {
     match a {
         Answer::Attrs(a) => Ok(a),
@@ -880,6 +903,10 @@ fn unexpected() -> Problem {
 /// An SFTP session over a session channel of the host's connection.
 pub(super) struct Sftp {
     raw: RawSftpSession,
+    /// The server is OpenSSH's sftp-server (its greeting lists OpenSSH's extensions, `posix-rename@openssh.com`
+    /// and others, as every release since 5.x does): it answers a read with one read(2) of up to 64 KiB at least
+    /// (`process_read` in sftp-server.c), never less because of a limit of its own.
+    whole_reads: bool,
     /// Kept so the channel lives as long as the session.
     _channel: ChannelWriteHalf<Msg>,
     pump: JoinHandle<()>,
@@ -947,7 +974,8 @@ async fn open<H: client::Handler>(
     let raw = RawSftpSession::new_with_config(stream, config);
     let failure = match timeout_at(deadline, raw.init()).await {
         Ok(Ok(v)) if v.version == russh_sftp::protocol::VERSION => {
-            return Ok(Sftp { raw, _channel: write, pump, sender });
+            let whole_reads = v.extensions.keys().any(|k| k.ends_with("@openssh.com"));
+            return Ok(Sftp { raw, whole_reads, _channel: write, pump, sender });
         }
         Ok(Ok(v)) => Failure::Version(v.version),
         Ok(Err(e)) => Failure::Closed(e.to_string()),
@@ -1290,11 +1318,16 @@ mod tests {
 
     /// Runs a batch against `fake` as `Files::fetch` does: the answers and the rounds it took.
     fn drive(fake: &mut Fake, requests: &[Request], cap: u64) -> (Vec<Entry>, u32) {
+        drive_with(fake, requests, cap, true)
+    }
+
+    /// [`drive`], from a server that does (`whole_reads`) or may not answer reads whole.
+    fn drive_with(fake: &mut Fake, requests: &[Request], cap: u64, whole_reads: bool) -> (Vec<Entry>, u32) {
         let mut works: Vec<Work<'_>> = Vec::new();
         let mut work_of = Vec::new();
         for r in requests {
             let w = works.iter().position(|w| w.path == r.path).unwrap_or_else(|| {
-                works.push(Work::new(&r.path));
+                works.push(Work::new(&r.path, whole_reads));
                 works.len() - 1
             });
             works[w].want(r.want);
@@ -1351,6 +1384,18 @@ mod tests {
         let mut fake = Fake::default().file("/proc/9/environ", 0, data[..200_000].to_vec());
         let (a, _) = drive(&mut fake, &[Request::read("/proc/9/environ")], MIB);
         assert_eq!(a[0].content().unwrap().bytes, &data[..200_000]);
+        // An etcd's environment and a kubelet's cgroup: a short first read is their end, one round trip fewer
+        // than another file of size 0, which is read until EOF.
+        for (path, rounds) in [("/proc/9/environ", 2), ("/proc/9/cgroup", 2), ("/proc/9/status", 3)] {
+            let mut fake = Fake::default().file(path, 0, data[..3000].to_vec());
+            let (a, r) = drive(&mut fake, &[Request::read(path)], MIB);
+            assert_eq!((a[0].content().unwrap().bytes.as_slice(), r), (&data[..3000], rounds), "{path}");
+        }
+        // From a server not known to answer reads whole (one with a small read limit would answer short), read
+        // until EOF.
+        let mut fake = Fake { per_read: 1000, ..Fake::default() }.file("/proc/9/environ", 0, data[..3000].to_vec());
+        let (a, r) = drive_with(&mut fake, &[Request::read("/proc/9/environ")], MIB, false);
+        assert_eq!((a[0].content().unwrap().bytes.as_slice(), r), (&data[..3000], 5));
         // Grown since its fstat: read on to the end.
         let mut fake = Fake::default().file("/grew", 100, data[..150].to_vec());
         let (a, rounds) = drive(&mut fake, &[Request::read("/grew")], MIB);
