@@ -30,14 +30,18 @@ struct Table {
 
 impl Table {
     /// Records `id`→`name` and `name`→`id` where each is not known yet; returns what was already known.
-    fn add(&mut self, id: u32, name: &str) -> (Option<String>, Option<u32>) {
-        let (by_id, by_name) = (self.names.get(&id).cloned(), self.ids.get(name).copied());
-        if by_id.is_none() {
-            self.names.insert(id, name.to_owned());
-        }
+    fn add(&mut self, id: u32, name: &str) -> (Option<&str>, Option<u32>) {
+        let by_name = self.ids.get(name).copied();
         if by_name.is_none() {
             self.ids.insert(name.to_owned(), id);
         }
+        let by_id = match self.names.entry(id) {
+            std::collections::hash_map::Entry::Occupied(e) => Some(e.into_mut().as_str()),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(name.to_owned());
+                None
+            }
+        };
         (by_id, by_name)
     }
 }
@@ -80,13 +84,14 @@ impl Accounts {
         }
         let what = if users { "user" } else { "group" };
         for (i, raw) in bytes.split(|b| *b == b'\n').enumerate() {
-            let at = format!("{file}:{}", i + 1);
+            // Where a note points; formatted only for a note (this runs for every line of every host).
+            let at = || format!("{file}:{}", i + 1);
             let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
             // glibc's nss_files skips blank lines and `#` comments.
             if raw.iter().all(u8::is_ascii_whitespace) || raw.first() == Some(&b'#') {
                 continue;
             }
-            let mut skip = |message: String| self.notes.push(format!("{at}: {message}"));
+            let mut skip = |message: String| self.notes.push(format!("{}: {message}", at()));
             let Ok(line) = std::str::from_utf8(raw) else {
                 skip("not UTF-8: skipped".into());
                 continue;
@@ -114,7 +119,7 @@ impl Accounts {
             let table = if users { &mut self.users } else { &mut self.groups };
             let (id_was, name_was) = table.add(id, name);
             let message = match (id_was, name_was) {
-                (Some(first), _) if first.as_str() != name => {
+                (Some(first), _) if first != name => {
                     Some(format!("{what} id {id} is also named {name}: the first, {first}, is the name used"))
                 }
                 (_, Some(first)) if first != id => {
@@ -123,7 +128,7 @@ impl Accounts {
                 _ => None,
             };
             if let Some(message) = message {
-                self.notes.push(format!("{at}: {message}"));
+                self.notes.push(format!("{}: {message}", at()));
             }
         }
         Ok(())

@@ -103,6 +103,8 @@ pub struct Check {
     /// `--encryption-provider-config` file): see [`super::doc::Doc::find`].
     pub field: Option<String>,
     compiled: Compiled,
+    /// [`Check::requirement`], written once: every judgement of every host shows it.
+    requirement: String,
 }
 
 #[derive(Debug, Clone)]
@@ -147,7 +149,9 @@ impl Check {
             }
             (Some(_), _) => Compiled::Nothing,
         };
-        Ok(Check { flag, key, op, value, field: None, compiled })
+        let mut check = Check { flag, key, op, value, field: None, compiled, requirement: String::new() };
+        check.requirement = check.describe();
+        Ok(check)
     }
 
     /// The check judges `field` of the document the flag names.
@@ -165,6 +169,7 @@ impl Check {
             return Err(("field", "a field check needs a field path and an op other than `absent`".into()));
         }
         self.field = Some(field);
+        self.requirement = self.describe();
         Ok(self)
     }
 
@@ -223,6 +228,10 @@ impl Check {
 
     /// What the check requires, for people: `--anonymous-auth eq false`, `--feature-gates:Gate noteq false`.
     pub fn requirement(&self) -> String {
+        self.requirement.clone()
+    }
+
+    fn describe(&self) -> String {
         let subject = match (&self.key, &self.field) {
             (Some(k), _) => format!("{}:{k}", self.flag),
             (None, Some(_)) => self.subject(),
