@@ -221,6 +221,8 @@ pub struct FileSet {
     pub not_read: bool,
     accounts: AccountsOnce,
     memo: Memo,
+    /// Like `memo`, for values derived from the whole set as it is: forgotten when it changes.
+    current: Memo,
 }
 
 /// Values derived from the set's entries, computed once per key (a config document parsed once per host, not
@@ -233,6 +235,25 @@ struct Memo(std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<dy
 impl std::fmt::Debug for Memo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Memo")
+    }
+}
+
+impl Memo {
+    fn get<T: std::any::Any + Send + Sync>(&self, key: &str, make: impl FnOnce() -> T) -> std::sync::Arc<T> {
+        // Not held while `make` runs: it may ask for other values.
+        if let Some(v) = self.lock().get(key).and_then(|v| std::sync::Arc::clone(v).downcast::<T>().ok()) {
+            return v;
+        }
+        let v = std::sync::Arc::new(make());
+        self.lock().insert(key.to_owned(), v.clone());
+        v
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, std::sync::Arc<dyn std::any::Any + Send + Sync>>>
+    {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -283,19 +304,21 @@ impl FileSet {
     pub fn insert(&mut self, path: String, entry: Entry) {
         self.not_read = false;
         self.accounts = AccountsOnce::default();
+        self.current = Memo::default();
         self.entries.insert(path, entry);
+    }
+
+    /// What `make` derives under `key` from the set as it is now (a file target's paths, which the last batch's
+    /// planning and the judging both need), computed once until an entry is added.
+    pub fn derived<T: std::any::Any + Send + Sync>(&self, key: &str, make: impl FnOnce() -> T) -> std::sync::Arc<T> {
+        let key = format!("{key} {}", self.not_read);
+        Memo::get(&self.current, &key, make)
     }
 
     /// What `make` derives under `key`, computed the first time it is asked for. `key` must identify everything
     /// the value depends on (contents by their hash): it is kept however the set grows.
     pub fn memo<T: std::any::Any + Send + Sync>(&self, key: &str, make: impl FnOnce() -> T) -> std::sync::Arc<T> {
-        let mut memo = self.memo.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(v) = memo.get(key).and_then(|v| std::sync::Arc::clone(v).downcast::<T>().ok()) {
-            return v;
-        }
-        let v = std::sync::Arc::new(make());
-        memo.insert(key.to_owned(), v.clone());
-        v
+        Memo::get(&self.memo, key, make)
     }
 
     /// The host's users and groups as `parse` reads them from this set (its /etc/passwd and /etc/group), or why

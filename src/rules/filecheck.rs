@@ -168,6 +168,20 @@ fn unit_of(files: &FileSet, pid: u32) -> Result<Option<String>, String> {
 }
 
 /// The paths of a target for one process.
+/// [`paths`] to judge, derived once from the set as it is: the last batch's planning and the judging ask the
+/// same of every target and process (each was a few per cent of a scan's CPU in `perf`).
+fn judged_paths(
+    target: &Target,
+    view: &View<'_, '_>,
+    files: &FileSet,
+    others: &Others<'_>,
+) -> std::sync::Arc<Vec<Item>> {
+    // What the paths depend on besides the set: the target, the process and the component it is judged as (a
+    // kubelite process runs several).
+    let key = format!("paths {:p} {:p} {}", target, view.process.component, view.viewer.pid);
+    files.derived(&key, || paths(target, view, files, others, Mode::Judge))
+}
+
 fn paths(target: &Target, view: &View<'_, '_>, files: &FileSet, others: &Others<'_>, mode: Mode) -> Vec<Item> {
     let mut out = Vec::new();
     let viewer = view.viewer;
@@ -362,17 +376,17 @@ pub fn requests(target: &Target, view: &View<'_, '_>, files: &FileSet, others: &
     // What is known so far, and what the defaults would be where it is not: a default asked for in the first
     // batch is answered by the time the file that decides has been read.
     // Speculating differs from judging only where a setting is still unknown.
-    let judged = paths(target, view, files, others, Mode::Judge);
+    let judged = judged_paths(target, view, files, others);
     let speculated = match judged.iter().any(|i| matches!(i, Item::Unknown(_))) {
         true => paths(target, view, files, others, Mode::Speculate),
         false => Vec::new(),
     };
-    for item in judged.into_iter().chain(speculated) {
+    for item in judged.iter().chain(&speculated) {
         if let Item::Path { path, named, .. } = item {
             // A named path not found on the host yet: where the process sees it too.
-            match named && viewer.container.is_some() && !path.starts_with("/proc/") {
-                true => out.extend(viewer.requests(&path, Want::Stat)),
-                false => out.push(Request::stat(path)),
+            match *named && viewer.container.is_some() && !path.starts_with("/proc/") {
+                true => out.extend(viewer.requests(path, Want::Stat)),
+                false => out.push(Request::stat(path.clone())),
             }
         }
     }
@@ -490,7 +504,7 @@ impl FileCheck {
             let why = format!("it runs inside `{program}`, not from a pod specification: there is no {}", target.what);
             return (evidence(Some(true), None, Vec::new(), why), true);
         }
-        let items = paths(target, view, files, others, Mode::Judge);
+        let items = judged_paths(target, view, files, others);
         if items.is_empty() {
             let why = format!("no {} is in use here: nothing to check", target.what);
             return (evidence(Some(true), None, Vec::new(), why), true);
@@ -505,7 +519,7 @@ impl FileCheck {
         let accounts = host_accounts(files);
         let (mut bad, mut unknown, mut good, mut absent) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut checked = Vec::new();
-        for item in &items {
+        for item in items.iter() {
             let (path, named, note) = match item {
                 Item::Unknown(why) => {
                     unknown.push(format!("{}: {why}", target.what));

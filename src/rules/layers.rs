@@ -33,7 +33,8 @@ pub enum State {
     /// It applies but cannot be used; why, with the fix.
     Unusable(String),
     /// Documents in the order the component applies them (a drop-in directory: lexical order), by path.
-    Docs(Vec<(String, Doc)>),
+    /// Shared with the set's memo: loading a layer each round copies no document.
+    Docs(Vec<(String, std::sync::Arc<Doc>)>),
     /// Command-line arguments the component reads from the place (an args file, OpenShift's arguments, k3s's
     /// `--kube-apiserver-arg`), in order, with the place they came from.
     Args { place: String, tokens: Vec<String> },
@@ -249,11 +250,11 @@ fn read_doc(named: &str, a: &Applied<'_>, files: &FileSet, viewer: Viewer<'_>, p
     // Parsed once per host and parser, however many rounds and rules read it.
     let parsed = || {
         let key = format!("doc {:p} {path} {:x?}", parse as *const DocParser as *const (), content.sha256);
-        files.memo(&key, || parse(path, &content.bytes))
+        files.memo(&key, || parse(path, &content.bytes).map(std::sync::Arc::new))
     };
     match a.source.format {
         Format::Document => match &*parsed() {
-            Ok(doc) => State::Docs(vec![(path.to_owned(), doc.clone())]),
+            Ok(doc) => State::Docs(vec![(path.to_owned(), std::sync::Arc::clone(doc))]),
             Err(e) => State::Unusable(format!("{e}: the component could not read it either")),
         },
         Format::Args => State::Args { place: path.to_owned(), tokens: args_file(&content.bytes) },
