@@ -234,7 +234,11 @@ const REDACTED: &str = "<redacted>";
 pub fn is_secret_flag(name: &str) -> bool {
     const SECRET: [&str; 8] = ["password", "passwd", "secret", "token", "credential", "apikey", "api-key", "auth-key"];
     const PATHS: [&str; 4] = ["-file", "-path", "-dir", "-directory"];
-    let name = name.to_ascii_lowercase();
+    // Flag names are lower case: lowered only when one is not (this runs for every flag judged on every host).
+    let name: std::borrow::Cow<'_, str> = match name.bytes().any(|b| b.is_ascii_uppercase()) {
+        true => name.to_ascii_lowercase().into(),
+        false => name.into(),
+    };
     SECRET.iter().any(|s| name.contains(s)) && !PATHS.iter().any(|p| name.ends_with(p))
 }
 
@@ -264,28 +268,30 @@ fn redact_cmdline(argv: &[&str], args_from: usize, flags: &Flags<'_>) -> String 
 fn redact_evidence(mut e: FlagEvidence) -> FlagEvidence {
     let name = e.flag.trim_start_matches('-');
     let secret = is_secret_flag(name);
-    e.occurrences = e
-        .occurrences
-        .iter()
-        .map(|o| {
-            let (flag, value) = o.split_once(['=', ' ']).unwrap_or((o, ""));
-            match secret && !is_harmless_value(value) {
-                true => format!("{flag}={REDACTED}"),
-                false => redact_text(o),
-            }
-        })
-        .collect();
-    if let Some(v) = &e.value {
+    for o in e.occurrences.iter_mut() {
+        let (flag, value) = o.split_once(['=', ' ']).unwrap_or((o, ""));
+        match secret && !is_harmless_value(value) {
+            true => *o = format!("{flag}={REDACTED}"),
+            false => redact_in_place(o),
+        }
+    }
+    if let Some(v) = &mut e.value {
         if e.source == test::Source::CommandLine && secret && !is_harmless_value(v) {
-            let why = e.why.replace(v.as_str(), REDACTED);
-            e.why = why;
-            e.value = Some(REDACTED.to_owned());
+            e.why = e.why.replace(v.as_str(), REDACTED);
+            *v = REDACTED.to_owned();
         } else {
-            e.why = redact_text(&e.why);
-            e.value = Some(redact_text(v));
+            redact_in_place(&mut e.why);
+            redact_in_place(v);
         }
     }
     e
+}
+
+/// [`redact_text`] in place, copying only a text that holds a URL.
+fn redact_in_place(s: &mut String) {
+    if s.contains("://") {
+        *s = redact_text(s);
+    }
 }
 
 /// Replaces the `user:password@` part of any URL in `s`.
