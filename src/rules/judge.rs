@@ -57,8 +57,13 @@ pub fn judge(
 /// redacted), as planning its files did.
 pub(crate) fn judge_procs(set: &RuleSet, procs: &[Unloaded<'_>], files: &FileSet, roles: &[Role]) -> Vec<Finding> {
     // Load each component process's settings sources once, not once per rule.
-    let parsed: Vec<Parsed<'_>> = procs.iter().map(|p| Parsed::load(p, files)).collect();
-    let others = |component: &str, flag: &str| other_setting(set, &parsed, component, flag);
+    judge_parsed(set, &Parsed::load_all(procs, files), files, roles)
+}
+
+/// [`judge`] for a host whose component processes' sources were loaded from `files` already, as the last
+/// planning round did.
+pub(crate) fn judge_parsed(set: &RuleSet, parsed: &[Parsed<'_>], files: &FileSet, roles: &[Role]) -> Vec<Finding> {
+    let others = |component: &str, flag: &str| other_setting(set, parsed, component, flag);
     set.rules
         .iter()
         .enumerate()
@@ -148,6 +153,11 @@ impl<'a> Parsed<'a> {
     /// The process as the resolver sees it.
     pub(crate) fn process<'p>(&'p self, component: &'p super::pack::Component) -> layers::Process<'p, 'a> {
         layers::Process { flags: &self.base.flags, args: &self.base.args, component, layers: &self.layers }
+    }
+
+    /// Every process of `procs` with its sources loaded from `files`.
+    pub(crate) fn load_all(procs: &'a [Unloaded<'a>], files: &FileSet) -> Vec<Parsed<'a>> {
+        procs.iter().map(|p| Parsed::load(p, files)).collect()
     }
 
     /// `p` with its sources loaded from `files` (planning loads them each round, from what has come so far).

@@ -71,7 +71,8 @@ impl Engine {
         let found = self.detector.find(table, &self.rules.embeddings);
         let procs: Vec<judge::Unloaded<'_>> =
             found.iter().map(|f| judge::Unloaded::of(&self.rules, f, false)).collect();
-        self.gather_procs(&procs, fetch).await
+        let (files, rounds, _) = self.gather_procs(&procs, fetch, None).await;
+        (files, rounds)
     }
 
     /// [`Engine::gather`] then [`Engine::judge_with_files`], finding and parsing the host's component processes
@@ -84,23 +85,30 @@ impl Engine {
     ) -> (FileSet, usize, Vec<Finding>) {
         let found = self.detector.find(table, &self.rules.embeddings);
         let procs: Vec<judge::Unloaded<'_>> = found.iter().map(|f| judge::Unloaded::of(&self.rules, f, true)).collect();
-        let (files, rounds) = self.gather_procs(&procs, fetch).await;
-        let findings = judge::judge_procs(&self.rules, &procs, &files, roles);
+        let (files, rounds, findings) = self.gather_procs(&procs, fetch, Some(roles)).await;
+        let findings = findings.unwrap_or_else(|| judge::judge_procs(&self.rules, &procs, &files, roles));
         (files, rounds, findings)
     }
 
+    /// Plans, fetches and admits until nothing more is asked; with `roles`, also judges the host from the
+    /// last round's loaded sources (the files do not change after it).
     async fn gather_procs(
         &self,
         procs: &[judge::Unloaded<'_>],
         fetch: &mut impl crate::files::Fetch,
-    ) -> (FileSet, usize) {
+        roles: Option<&[Role]>,
+    ) -> (FileSet, usize, Option<Vec<Finding>>) {
         let mut files = FileSet::default();
         let mut rounds = 0;
+        let mut findings = None;
         while rounds < MAX_ROUNDS {
-            let batch = plan::plan_procs(&self.rules, procs, &files);
+            let parsed = judge::Parsed::load_all(procs, &files);
+            let batch = plan::plan_parsed(&self.rules, &parsed, plan::source_requests(procs, &files), &files);
             if batch.is_empty() {
+                findings = roles.map(|roles| judge::judge_parsed(&self.rules, &parsed, &files, roles));
                 break;
             }
+            drop(parsed);
             rounds += 1;
             tracing::trace!(round = rounds, requests = ?batch, "files asked");
             for (path, entry) in fetch.fetch(&batch).await {
@@ -120,9 +128,10 @@ impl Engine {
                 files.insert(path, entry);
             }
         }
-        // Nothing fetched (no component here): still "looked", so sources are missing rather than not read.
+        // Nothing fetched (no component here): still "looked", so sources are missing rather than not read (a
+        // new set is not `not_read`, so a judgement made in the loop saw the same).
         files.not_read = false;
-        (files, rounds)
+        (files, rounds, findings)
     }
 
     /// Judges one host's process table and the files read from it (admitted with [`Engine::admit`]) against

@@ -28,6 +28,12 @@ pub fn plan(set: &RuleSet, detector: &super::Detector, table: &ProcessTable, fil
 /// [`plan`] for a host whose component processes were already found and parsed: each round of a host's
 /// batches plans from the same processes, only the files grow.
 pub(crate) fn plan_procs(set: &RuleSet, procs: &[judge::Unloaded<'_>], files: &FileSet) -> Vec<Request> {
+    plan_parsed(set, &judge::Parsed::load_all(procs, files), source_requests(procs, files), files)
+}
+
+/// What the processes' settings sources need: their files, drop-in directories (and the drop-ins listed) and
+/// environments.
+pub(crate) fn source_requests(procs: &[judge::Unloaded<'_>], files: &FileSet) -> BTreeSet<Request> {
     let mut wanted: BTreeSet<Request> = BTreeSet::new();
     for p in procs {
         let f = p.found;
@@ -68,8 +74,18 @@ pub(crate) fn plan_procs(set: &RuleSet, procs: &[judge::Unloaded<'_>], files: &F
     }
     // The files file rules check, for the components that run here; with the host's account files for the
     // owners' names.
-    let parsed: Vec<judge::Parsed<'_>> = procs.iter().map(|p| judge::Parsed::load(p, files)).collect();
-    let others = |component: &str, flag: &str| judge::other_setting(set, &parsed, component, flag);
+    wanted
+}
+
+/// The rest of [`plan_procs`], from the processes' sources loaded from `files` (which judging the host, once
+/// nothing more is asked, reuses): `wanted` holds what the sources asked for.
+pub(crate) fn plan_parsed(
+    set: &RuleSet,
+    parsed: &[judge::Parsed<'_>],
+    mut wanted: BTreeSet<Request>,
+    files: &FileSet,
+) -> Vec<Request> {
+    let others = |component: &str, flag: &str| judge::other_setting(set, parsed, component, flag);
     let mut stats = Vec::new();
     // Rules share targets (a file's mode and its owner) and settings: each (target or setting, process) once.
     // Planning runs every round of every host; asking per rule was a fifth of a scan's CPU (perf).
