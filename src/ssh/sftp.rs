@@ -10,8 +10,9 @@
 //! Round trips of a batch, whatever its size (up to [`MAX_OPEN`] files and directories at once):
 //! 1. every stat, open and opendir;
 //! 2. every fstat with the first read of each file, two readdirs of each directory;
-//! 3. only for what is not done yet: the rest of a file over 64 KiB, the end of a `/proc` file (which reports
-//!    size 0), a directory of more than ~200 entries (OpenSSH sends at most 100 a reply).
+//! 3. only for what is not done yet: the rest of a file over 64 KiB, the end of a file that reports size 0
+//!    (`/proc`; except `environ` and `cgroup` from OpenSSH's server, see [`short_read_ends`]), a directory of
+//!    more than ~200 entries (OpenSSH sends at most 100 a reply).
 //!
 //! Closes are sent without waiting for their answers, and a round's requests leave in a few SSH packets, not
 //! one each. [`FileStats::round_trips`] counts what a batch really cost, as the requests are sent and answered.
