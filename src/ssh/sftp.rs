@@ -777,7 +777,10 @@ impl OpenFile {
         }
         // The end: an EOF answer, or a regular file's short read once its whole size has come (OpenSSH answers a
         // read with one read(2), which on a regular file is short only at the end of the file).
-        if eof || (short && meta.size > 0 && got >= meta.size) || (short && meta.size == 0 && self.short_ends) {
+        if eof
+            || (short && meta.size > 0 && got >= meta.size)
+            || (short && meta.size == 0 && self.short_ends && got < READ_LIMIT_FLOOR)
+        {
             return Some(Entry::Found {
                 meta,
                 content: Some(Content::plain(std::mem::take(&mut self.data))),
@@ -840,14 +843,20 @@ impl OpenDir {
     }
 }
 
+/// Below this, a short answer cannot be a server's own read limit: servers "SHOULD support packets of at least
+/// 34000 bytes" (draft-ietf-secsh-filexfer-02 §3), and the smallest limit among servers that greet with OpenSSH's
+/// extension names is Go's pkg/sftp (`maxTxPacket`, 32 KiB a read), which otherwise answers with ReadAt:
+/// whole up to its limit.
+const READ_LIMIT_FLOOR: u64 = 32 << 10;
+
 /// Whether a read of `path` that returns less than asked is its end although its size says 0: the two `/proc`
 /// files the engine reads. Linux answers a read of `/proc/PID/environ` with everything up to the count asked
 /// (`environ_read` in fs/proc/base.c loops page by page until the count or the end of the environment), and
 /// `/proc/PID/cgroup` is a `single_open` seq_file (`proc_cgroup_show`), whose one record `seq_read_iter`
 /// (fs/seq_file.c) builds whole before copying up to the count. OpenSSH's sftp-server answers a read with one
 /// read(2) of up to 64 KiB at least (255 KiB since 8.6), so from OpenSSH's server (see [`Sftp::whole_reads`])
-/// a short answer there is the end: no round trip to be told EOF. Any other file of size 0 (a
-/// seq_file of many records may stop at a page) is read until the server says EOF.
+/// a short answer there (under [`READ_LIMIT_FLOOR`]) is the end: no round trip to be told EOF. Any other file of
+/// size 0 (a seq_file of many records may stop at a page) is read until the server says EOF.
 fn short_read_ends(path: &str) -> bool {
     let Some(rest) = path.strip_prefix("/proc/") else { return false };
     let Some((pid, file)) = rest.split_once('/') else { return false };
@@ -1392,6 +1401,12 @@ mod tests {
             let (a, r) = drive(&mut fake, &[Request::read(path)], MIB);
             assert_eq!((a[0].content().unwrap().bytes.as_slice(), r), (&data[..3000], rounds), "{path}");
         }
+        // From a server that greets as OpenSSH but reads at most 32 KiB at a time (Go's pkg/sftp), a 40,000-byte
+        // environment comes back short at 32 KiB: not its end.
+        let mut fake =
+            Fake { per_read: 32 << 10, ..Fake::default() }.file("/proc/9/environ", 0, data[..40_000].to_vec());
+        let (a, _) = drive(&mut fake, &[Request::read("/proc/9/environ")], MIB);
+        assert_eq!(a[0].content().unwrap().bytes, &data[..40_000]);
         // From a server not known to answer reads whole (one with a small read limit would answer short), read
         // until EOF.
         let mut fake = Fake { per_read: 1000, ..Fake::default() }.file("/proc/9/environ", 0, data[..3000].to_vec());
