@@ -254,7 +254,9 @@ async fn a_proc_file_larger_than_the_first_read_is_read_to_its_end() {
     let answers = s.fetch(&[Request::read(format!("/proc/{}/environ", etcd.pid))]).await;
     let Entry::Found { content: Some(c), .. } = &answers[0].1 else { panic!("{answers:?}") };
     assert_eq!(c.bytes, format!("ETCD_NAME=node-1\0ETCD_BIG={big}\0").as_bytes(), "whole, not the first 64 KiB");
-    assert_eq!(s.file_stats().round_trips, 3, "{:?}", s.file_stats());
+    // Open; the first 64 KiB (a full answer); the rest, short but over 32 KiB, which a server reading 32 KiB at a
+    // time could also answer; the end.
+    assert_eq!(s.file_stats().round_trips, 4, "{:?}", s.file_stats());
     s.close().await;
 }
 
