@@ -13,6 +13,20 @@ pub mod redact;
 pub mod tar;
 pub mod yaml;
 
+/// `path` as the kernel reads it, written one way: empty and `.` components dropped (`/var/lib/rancher/etcd/`, an
+/// etcd `--data-dir` as RKE writes it, is `/var/lib/rancher/etcd`; `//` and `/./` are `/`). `..` stays: what it
+/// climbs to depends on symlinks only the host knows. A set holds each path once, under this spelling, and a
+/// snapshot can hold it. A relative path is left alone (the transport refuses it).
+pub fn clean(path: &str) -> std::borrow::Cow<'_, str> {
+    let untidy =
+        path.len() > 1 && (path.ends_with('/') || path.ends_with("/.") || path.contains("//") || path.contains("/./"));
+    if !path.starts_with('/') || !untidy {
+        return path.into();
+    }
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+    format!("/{}", parts.join("/")).into()
+}
+
 use std::collections::BTreeMap;
 
 use serde::Serialize;

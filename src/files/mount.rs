@@ -42,6 +42,7 @@ impl Viewer<'_> {
     /// The requests that find `path` as the process sees it: the host path, and for a process in a container
     /// the path through its root too, in the same batch (no round trip waits on the other).
     pub fn requests(&self, path: &str, want: Want) -> Vec<Request> {
+        let path = &*super::clean(path);
         let host = Request { path: path.to_owned(), want };
         match self.container {
             None => vec![host],
@@ -54,6 +55,7 @@ impl Viewer<'_> {
     /// static pods at the same paths); a host path that does not exist while the root could not be searched is
     /// not "missing" but unknown, with the fix.
     pub fn locate<'f>(&self, files: &'f FileSet, path: &str) -> Located<'f> {
+        let path = &*super::clean(path);
         let host = files.get(path);
         let Some(shim) = self.container else {
             return Located { at: path.to_owned(), entry: host, note: None };
@@ -108,6 +110,19 @@ mod tests {
             content: Some(Content::plain(b"{}".to_vec())),
             names: None,
         }
+    }
+
+    #[test]
+    fn a_path_is_asked_and_found_as_the_kernel_reads_it() {
+        let v = Viewer::host(7);
+        assert_eq!(v.requests("/var/lib/rancher/etcd/", Want::Stat), [Request::stat("/var/lib/rancher/etcd")]);
+        assert_eq!(v.requests("//etc/./kubernetes//pki/.", Want::List), [Request::list("/etc/kubernetes/pki")]);
+        let mut files = FileSet::default();
+        files.insert("/var/lib/rancher/etcd".into(), found());
+        assert!(v.locate(&files, "/var/lib/rancher/etcd/").entry.is_some());
+        assert_eq!(super::super::clean("/"), "/");
+        assert_eq!(super::super::clean("/a/../b/"), "/a/../b", "`..` is the host's to resolve");
+        assert_eq!(super::super::clean("rel/"), "rel/");
     }
 
     #[test]
