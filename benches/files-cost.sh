@@ -17,12 +17,9 @@ fa=${FA:-$repo/target/release/fleetaudit}
 base=${FA_BASE:?set FA_BASE to a fleetaudit binary that does not read files (see the header)}
 [ -x /usr/bin/time ] || { echo "files-cost.sh: needs /usr/bin/time (apt-get install time)" >&2; exit 2; }
 command -v sqlite3 >/dev/null || { echo "files-cost.sh: needs sqlite3 (apt-get install sqlite3)" >&2; exit 2; }
-rm -rf "$dir"; mkdir -p "$dir"
-"$fa" simulate --nodes "$n" --latency "$latency" --dir "$dir" >"$dir/simulate.log" 2>&1 &
-sim=$!
-trap 'kill "$sim" 2>/dev/null; wait "$sim" 2>/dev/null || true' EXIT
-for _ in $(seq 600); do [ -s "$dir/inventory.toml" ] && break; kill -0 "$sim" || { cat "$dir/simulate.log" >&2; exit 1; }; sleep 0.1; done
-[ -s "$dir/inventory.toml" ] || { echo "files-cost.sh: the simulator did not come up" >&2; exit 1; }
+# shellcheck source=benches/simulator.sh
+source "$repo/benches/simulator.sh"
+start_simulator "$fa" "$n" "$latency" "$dir"
 # The base binary knows no file settings: its inventory is the same without them.
 grep -v -E '^(sftp_command|max_file_bytes|max_files|file_budget) *=' "$dir/inventory.toml" >"$dir/inventory-base.toml"
 echo "$n simulated nodes, $latency a round trip, concurrency $conc; $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"

@@ -17,12 +17,9 @@ if [ -z "${FA:-}" ]; then
   (cd "$repo" && cargo build --release --locked --quiet)
   FA=$repo/target/release/fleetaudit
 fi
-rm -rf "$dir"; mkdir -p "$dir"
-"$FA" simulate --nodes "$n" --latency "$latency" --dir "$dir" >"$dir/simulate.log" 2>&1 &
-sim=$!
-trap 'kill "$sim" 2>/dev/null; wait "$sim" 2>/dev/null || true' EXIT
-for _ in $(seq 600); do [ -s "$dir/inventory.toml" ] && break; kill -0 "$sim" || { cat "$dir/simulate.log" >&2; exit 1; }; sleep 0.1; done
-[ -s "$dir/inventory.toml" ] || { echo "sim-scale.sh: the simulator did not come up" >&2; exit 1; }
+# shellcheck source=benches/simulator.sh
+source "$repo/benches/simulator.sh"
+start_simulator "$FA" "$n" "$latency" "$dir"
 hz=$(getconf CLK_TCK)
 sim_cpu() { awk -v hz="$hz" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$sim/stat"; }
 db=$dir/fleetaudit.db; size=0

@@ -233,10 +233,35 @@ pub struct FileSet {
     /// Set when files were not looked at all (an offline `eval` of a bare `ps` capture): every source then is
     /// "not read" rather than missing.
     pub not_read: bool,
-    accounts: AccountsOnce,
-    memo: Memo,
+    accounts: Cache<AccountsOnce>,
+    memo: Cache<Memo>,
     /// Like `memo`, for values derived from the whole set as it is: forgotten when it changes.
-    current: Memo,
+    current: Cache<Memo>,
+}
+
+/// Something a set keeps beside its entries to save work: not part of its value (any two are equal, a clone
+/// starts empty).
+#[derive(Default)]
+struct Cache<T>(T);
+
+impl<T: Default> Clone for Cache<T> {
+    fn clone(&self) -> Self {
+        Cache::default()
+    }
+}
+
+impl<T> PartialEq for Cache<T> {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl<T> Eq for Cache<T> {}
+
+impl<T> std::fmt::Debug for Cache<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Cache")
+    }
 }
 
 /// Values derived from the set's entries, computed once per key (a config document parsed once per host, not
@@ -245,12 +270,6 @@ pub struct FileSet {
 /// true. Not part of the set's value.
 #[derive(Default)]
 struct Memo(std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<dyn std::any::Any + Send + Sync>>>);
-
-impl std::fmt::Debug for Memo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Memo")
-    }
-}
 
 impl Memo {
     fn get<T: std::any::Any + Send + Sync>(&self, key: &str, make: impl FnOnce() -> T) -> std::sync::Arc<T> {
@@ -271,39 +290,10 @@ impl Memo {
     }
 }
 
-impl Clone for Memo {
-    fn clone(&self) -> Self {
-        Memo::default()
-    }
-}
-
-impl PartialEq for Memo {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl Eq for Memo {}
-
 /// The host's accounts, parsed from the set's /etc/passwd and /etc/group the first time a rule asks (every file
 /// rule of every process names owners: parsing them for each was the scan's hottest function, 2.5% of its CPU in
 /// `perf`). Forgotten when the set changes; not part of the set's value.
-#[derive(Debug, Default)]
-struct AccountsOnce(std::sync::OnceLock<Result<accounts::Accounts, String>>);
-
-impl Clone for AccountsOnce {
-    fn clone(&self) -> Self {
-        AccountsOnce::default()
-    }
-}
-
-impl PartialEq for AccountsOnce {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl Eq for AccountsOnce {}
+type AccountsOnce = std::sync::OnceLock<Result<accounts::Accounts, String>>;
 
 impl FileSet {
     /// No files: an offline judgement of a process table alone.
@@ -317,8 +307,8 @@ impl FileSet {
 
     pub fn insert(&mut self, path: String, entry: Entry) {
         self.not_read = false;
-        self.accounts = AccountsOnce::default();
-        self.current = Memo::default();
+        self.accounts = Cache::default();
+        self.current = Cache::default();
         self.entries.insert(path, entry);
     }
 
@@ -326,13 +316,13 @@ impl FileSet {
     /// planning and the judging both need), computed once until an entry is added.
     pub fn derived<T: std::any::Any + Send + Sync>(&self, key: &str, make: impl FnOnce() -> T) -> std::sync::Arc<T> {
         let key = format!("{key} {}", self.not_read);
-        Memo::get(&self.current, &key, make)
+        self.current.0.get(&key, make)
     }
 
     /// What `make` derives under `key`, computed the first time it is asked for. `key` must identify everything
     /// the value depends on (contents by their hash): it is kept however the set grows.
     pub fn memo<T: std::any::Any + Send + Sync>(&self, key: &str, make: impl FnOnce() -> T) -> std::sync::Arc<T> {
-        Memo::get(&self.memo, key, make)
+        self.memo.0.get(key, make)
     }
 
     /// The host's users and groups as `parse` reads them from this set (its /etc/passwd and /etc/group), or why

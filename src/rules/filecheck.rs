@@ -167,7 +167,6 @@ fn unit_of(files: &FileSet, pid: u32) -> Result<Option<String>, String> {
     if seen_systemd { Ok(None) } else { Err(format!("{path} names no systemd hierarchy")) }
 }
 
-/// The paths of a target for one process.
 /// [`paths`] to judge, derived once from the set as it is: the last batch's planning and the judging ask the
 /// same of every target and process (each was a few per cent of a scan's CPU in `perf`).
 fn judged_paths(
@@ -182,6 +181,7 @@ fn judged_paths(
     files.derived(&key, || paths(target, view, files, others, Mode::Judge))
 }
 
+/// The paths of a target for one process.
 fn paths(target: &Target, view: &View<'_, '_>, files: &FileSet, others: &Others<'_>, mode: Mode) -> Vec<Item> {
     let mut out = Vec::new();
     let viewer = view.viewer;

@@ -49,8 +49,7 @@ pub fn judge(
     roles: &[Role],
 ) -> Vec<Finding> {
     let found = detector.find(table, &set.embeddings);
-    let procs: Vec<Unloaded<'_>> = found.iter().map(|f| Unloaded::of(set, f, true)).collect();
-    judge_procs(set, &procs, files, roles)
+    judge_procs(set, &Unloaded::all(set, &found, true), files, roles)
 }
 
 /// [`judge`] for a host whose component processes were already found and parsed (with their command lines
@@ -71,9 +70,9 @@ pub(crate) fn judge_parsed(set: &RuleSet, parsed: &[Parsed<'_>], files: &FileSet
             let component = &set.components[rule.component];
             let mut evidence = Vec::new();
             let mut reasons: Vec<(Status, String)> = Vec::new();
-            for p in parsed.iter().filter(|p| p.found.component == rule.component) {
-                let proc = p.found.process;
-                let embedded_in = match &p.found.kind {
+            for p in parsed.iter().filter(|p| p.found().component == rule.component) {
+                let proc = p.found().process;
+                let embedded_in = match &p.found().kind {
                     Kind::Embedded { embedding, .. } => Some(set.embeddings[*embedding].title.as_str()),
                     Kind::Direct { .. } => None,
                 };
@@ -83,7 +82,7 @@ pub(crate) fn judge_parsed(set: &RuleSet, parsed: &[Parsed<'_>], files: &FileSet
                     files,
                     targets: &set.targets,
                     others: &others,
-                    viewer: p.found.viewer(),
+                    viewer: p.found().viewer(),
                 };
                 let outcome = rule.test.eval(&view);
                 let status = match outcome.passed {
@@ -143,13 +142,16 @@ pub(crate) fn judge_parsed(set: &RuleSet, parsed: &[Parsed<'_>], files: &FileSet
 
 /// One component process with its settings sources loaded from a host's files, for every rule.
 pub(crate) struct Parsed<'a> {
-    pub(crate) found: &'a Found<'a>,
     base: &'a Unloaded<'a>,
     /// The places besides the command line it reads settings from, loaded.
     layers: Vec<Layer<'a>>,
 }
 
 impl<'a> Parsed<'a> {
+    pub(crate) fn found(&self) -> &'a Found<'a> {
+        self.base.found
+    }
+
     /// The process as the resolver sees it.
     pub(crate) fn process<'p>(&'p self, component: &'p super::pack::Component) -> layers::Process<'p, 'a> {
         layers::Process { flags: &self.base.flags, args: &self.base.args, component, layers: &self.layers }
@@ -164,11 +166,16 @@ impl<'a> Parsed<'a> {
     pub(crate) fn load(p: &'a Unloaded<'a>, files: &FileSet) -> Parsed<'a> {
         let applied: Vec<Applied<'a>> = p.sources.iter().filter_map(|s| s.applied(&p.source_flags)).collect();
         let layers = layers::load(applied, files, p.found.viewer(), &super::doc::parse);
-        Parsed { found: p.found, base: p, layers }
+        Parsed { base: p, layers }
     }
 }
 
 impl<'t> Unloaded<'t> {
+    /// Each process of `found`, as [`Unloaded::of`] makes it.
+    pub(crate) fn all(set: &'t RuleSet, found: &'t [Found<'t>], redact: bool) -> Vec<Unloaded<'t>> {
+        found.iter().map(|f| Unloaded::of(set, f, redact)).collect()
+    }
+
     /// The process's own flags (or its embedding program's), and the sources its component reads; with its
     /// command line redacted for evidence when `redact` is set (empty otherwise: planning shows nothing).
     pub(crate) fn of(set: &'t RuleSet, found: &'t Found<'t>, redact: bool) -> Unloaded<'t> {
@@ -217,7 +224,7 @@ pub(crate) fn other_setting(
     flag: &str,
 ) -> Option<Result<Option<String>, String>> {
     let ci = set.components.iter().position(|c| c.id == component)?;
-    let p = parsed.iter().find(|p| p.found.component == ci)?;
+    let p = parsed.iter().find(|p| p.found().component == ci)?;
     let c = &set.components[ci];
     let decl = c.flags.get(flag)?;
     Some(match layers::resolve(&p.process(c), flag, None, decl) {

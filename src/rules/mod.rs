@@ -69,8 +69,7 @@ impl Engine {
     /// files and the number of batches.
     pub async fn gather(&self, table: &ProcessTable, fetch: &mut impl crate::files::Fetch) -> (FileSet, usize) {
         let found = self.detector.find(table, &self.rules.embeddings);
-        let procs: Vec<judge::Unloaded<'_>> =
-            found.iter().map(|f| judge::Unloaded::of(&self.rules, f, false)).collect();
+        let procs = judge::Unloaded::all(&self.rules, &found, false);
         let (files, rounds, _) = self.gather_procs(&procs, fetch, None).await;
         (files, rounds)
     }
@@ -84,7 +83,7 @@ impl Engine {
         roles: &[Role],
     ) -> (FileSet, usize, Vec<Finding>) {
         let found = self.detector.find(table, &self.rules.embeddings);
-        let procs: Vec<judge::Unloaded<'_>> = found.iter().map(|f| judge::Unloaded::of(&self.rules, f, true)).collect();
+        let procs = judge::Unloaded::all(&self.rules, &found, true);
         let (files, rounds, findings) = self.gather_procs(&procs, fetch, Some(roles)).await;
         let findings = findings.unwrap_or_else(|| judge::judge_procs(&self.rules, &procs, &files, roles));
         (files, rounds, findings)

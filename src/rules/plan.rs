@@ -21,14 +21,8 @@ use crate::ps::ProcessTable;
 /// The requests a host's files still need, given what `files` already holds; empty when nothing more is needed.
 pub fn plan(set: &RuleSet, detector: &super::Detector, table: &ProcessTable, files: &FileSet) -> Vec<Request> {
     let found = detector.find(table, &set.embeddings);
-    let procs: Vec<judge::Unloaded<'_>> = found.iter().map(|f| judge::Unloaded::of(set, f, false)).collect();
-    plan_procs(set, &procs, files)
-}
-
-/// [`plan`] for a host whose component processes were already found and parsed: each round of a host's
-/// batches plans from the same processes, only the files grow.
-pub(crate) fn plan_procs(set: &RuleSet, procs: &[judge::Unloaded<'_>], files: &FileSet) -> Vec<Request> {
-    plan_parsed(set, &judge::Parsed::load_all(procs, files), source_requests(procs, files), files)
+    let procs = judge::Unloaded::all(set, &found, false);
+    plan_parsed(set, &judge::Parsed::load_all(&procs, files), source_requests(&procs, files), files)
 }
 
 /// What the processes' settings sources need: their files, drop-in directories (and the drop-ins listed) and
@@ -77,7 +71,7 @@ pub(crate) fn source_requests(procs: &[judge::Unloaded<'_>], files: &FileSet) ->
     wanted
 }
 
-/// The rest of [`plan_procs`], from the processes' sources loaded from `files` (which judging the host, once
+/// The rest of [`plan`], from the processes' sources loaded from `files` (which judging the host, once
 /// nothing more is asked, reuses): `wanted` holds what the sources asked for.
 pub(crate) fn plan_parsed(
     set: &RuleSet,
@@ -96,7 +90,7 @@ pub(crate) fn plan_parsed(
         if checks.is_empty() && fields.is_empty() {
             continue;
         }
-        for (i, p) in parsed.iter().enumerate().filter(|(_, p)| p.found.component == rule.component) {
+        for (i, p) in parsed.iter().enumerate().filter(|(_, p)| p.found().component == rule.component) {
             let fields: Vec<_> = fields.iter().filter(|c| fields_done.insert((c.name(), i))).collect();
             let checks: Vec<_> = checks.iter().filter(|c| targets_done.insert((c.target, i))).collect();
             if checks.is_empty() && fields.is_empty() {
@@ -104,14 +98,14 @@ pub(crate) fn plan_parsed(
             }
             let view = View {
                 process: p.process(&set.components[rule.component]),
-                embedded_in: match p.found.kind {
+                embedded_in: match p.found().kind {
                     super::detect::Kind::Embedded { embedding, .. } => Some(set.embeddings[embedding].title.as_str()),
                     super::detect::Kind::Direct { .. } => None,
                 },
                 files,
                 targets: &set.targets,
                 others: &others,
-                viewer: p.found.viewer(),
+                viewer: p.found().viewer(),
             };
             // The document a field check reads, where the process sees it.
             for c in &fields {
