@@ -11,6 +11,10 @@
 #   CONC (default 64)  concurrency of every tool unless a TOOL:C says otherwise
 #   FLEET_KEX          passed to fleet-up: `curve25519-sha256` makes every client pay the same key exchange
 #   FA                 the fleetaudit binary (default: target/release/fleetaudit, built here)
+#   FILES=kubeadm      give the machine a kubeadm control plane's files first (benches/kubeadm-files.sh; taken
+#                      away again at exit): without them every file the fleet's processes name is missing, and
+#                      a scan reads no file and judges 43 rules a host `error` (SNAPSHOT_FA: the build that
+#                      makes them, when FA predates `snapshot`)
 #   OUT                results directory (default: /tmp/fleetaudit-peers-N)
 # Example:
 #   sudo FLEET_KEX=curve25519-sha256 benches/peers.sh 200 openssh custom pssh-lib
@@ -34,8 +38,13 @@ fi
 export FA
 out=${OUT:-/tmp/fleetaudit-peers-$n}; fleet=$out/fleet
 mkdir -p "$out"; results=$out/results.tsv; rm -f "$results" "$fleet"/fleetaudit-*.db*
+case ${FILES:-} in
+  '' | kubeadm) ;;
+  *) echo "peers.sh: FILES is kubeadm or unset, not '$FILES'" >&2; exit 2 ;;
+esac
+trap '"$bench/fleet-down" "$fleet" >&2; [ -z "${FILES:-}" ] || "$repo/benches/kubeadm-files.sh" remove "$out/files"' EXIT
+[ -z "${FILES:-}" ] || "$repo/benches/kubeadm-files.sh" plant "$out/files"
 "$bench/fleet-up" "$n" "$fleet" >&2
-trap '"$bench/fleet-down" "$fleet" >&2' EXIT
 
 # fleetaudit as the peers' `custom` tool: a full scan (connect, check host key, ps -ef, parse, judge 56 rules,
 # store, render the HTML report) into one database per concurrency, so rounds after the first are rescans, as
