@@ -662,15 +662,11 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
                 let (report, html, _) =
                     scan(&inventory, engine, &db, &ScanOptions::default(), Some(&after), false).await?;
                 write_scan_summary(&mut out, &report, &db, html.as_deref(), style)?;
-                writeln!(
-                    out,
-                    "\nA scan of this fleet exits {} (see `fleetaudit scan --help`). Next:\n  \
-                     sqlite3 {} 'SELECT host, rule_id, status FROM latest_findings WHERE status = \"fail\" LIMIT 10'\n  \
-                     fleetaudit scan -i {}\n  fleetaudit rules show apiserver-kubelet-certificate-authority",
-                    scan_exit(&report, false) as i32,
-                    db.display(),
-                    demo.inventory.display()
-                )?;
+                let code = scan_exit(&report, false) as i32;
+                writeln!(out, "\nA scan of this fleet exits {code} (`{} scan --help` says why). Next:", crate::demo::invoked_as())?;
+                for step in crate::demo::next_steps(&db, &dir) {
+                    writeln!(out, "  {step}")?;
+                }
                 drop(demo);
                 Ok::<_, anyhow::Error>(())
             })?;

@@ -52,3 +52,32 @@ fn demo_runs_and_the_readme_queries_answer() {
     assert!(unreachable.starts_with("prod-cp-3|127.0.0.1|") && unreachable.contains("|unreachable|"), "{unreachable}");
     assert_eq!(sqlite(&db, "SELECT count(*), group_concat(status) FROM scans").trim(), "2|complete,complete");
 }
+
+/// The commands `demo` prints after its summary run as typed, from the directory it ran in, with this build (not
+/// a `fleetaudit` on PATH: a `cargo run` user has none).
+#[test]
+fn the_demo_next_steps_run_as_typed() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = dir.path().join("my demo");
+    let out = fleetaudit(&["demo", "--dir", demo.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", text(&out.stderr));
+    let next = &stdout[stdout.find("Next:\n").unwrap_or_else(|| panic!("no Next: in\n{stdout}")) + 6..];
+    let steps: Vec<&str> = next.lines().take_while(|l| l.starts_with("  ")).map(str::trim).collect();
+    assert!(steps.len() >= 3, "{steps:?}");
+    assert!(!steps.iter().any(|s| s.contains(" scan -i ")), "the demo's nodes are gone once it exits: {steps:?}");
+    let exe = env!("CARGO_BIN_EXE_fleetaudit");
+    for step in &steps {
+        assert!(
+            step.starts_with("sqlite3 ") || step.starts_with("./") || step.starts_with(exe),
+            "{step}: this build, by a path the shell finds"
+        );
+        let run = std::process::Command::new("sh").args(["-c", step]).env("NO_COLOR", "1").output().unwrap();
+        let said = text(&run.stdout);
+        assert_eq!(run.status.code(), Some(0), "{step}\n{said}\n{}", text(&run.stderr));
+        assert!(!said.trim().is_empty(), "{step} printed nothing");
+    }
+    let history = steps.iter().find(|s| s.contains(" history ")).expect("a history step");
+    let said = text(&std::process::Command::new("sh").args(["-c", history]).output().unwrap().stdout);
+    assert!(said.contains("prod-cp-2") && said.contains("fail"), "{said}");
+}
