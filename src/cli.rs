@@ -133,7 +133,8 @@ enum Command {
                             fleetaudit scan -i inventory.toml --format json | jq '.findings[] | select(.status == \"fail\")'\n  \
                             fleetaudit scan -i inventory.toml --junit fleetaudit.xml --fail-on error\n  \
                             fleetaudit scan -i inventory.toml --shard 2/4\n  \
-                            fleetaudit scan -i inventory.toml --automated-only --quiet\n\n\
+                            fleetaudit scan -i inventory.toml --automated-only --quiet\n  \
+                            fleetaudit scan -i inventory.toml --changes\n\n\
                             Exit codes: 0 all pass, 1 a rule failed, 2 a host or rule could not be audited, \
                             3 bad configuration, 4 another scan holds the database. --fail-on error: failed rules \
                             exit 0; --fail-on never: 1 and 2 become 0.")]
@@ -149,6 +150,10 @@ enum Command {
         /// Print nothing (the exit code and the database say it all); for cron.
         #[arg(short, long)]
         quiet: bool,
+        /// Print only what changed since each host's previous scan (newly failing, newly passing, no longer
+        /// judged; hosts no longer audited, audited again, new), and nothing when nothing did: cron mails only news.
+        #[arg(long, conflicts_with_all = ["quiet", "format"])]
+        changes: bool,
         /// Extra rule pack(s) to load beside the embedded CIS pack.
         #[arg(long = "rules", value_name = "FILE")]
         rules: Vec<PathBuf>,
@@ -539,7 +544,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
     let style = Style { colour: cli.color.colour(io::stdout().is_terminal()) };
     let log_colour = cli.color.colour(io::stderr().is_terminal());
     match cli.command {
-        Command::Scan { fleet, db, concurrency, quiet, rules, prune, metrics_file, outputs } => {
+        Command::Scan { fleet, db, concurrency, quiet, changes, rules, prune, metrics_file, outputs } => {
             init_logging(cli.log_format, if io::stderr().is_terminal() { "warn" } else { "off" }, log_colour);
             if let Some(junit) = &outputs.junit {
                 // Before the scan, not after: a typo should not cost a whole scan.
@@ -552,7 +557,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
             let engine = Arc::new(Engine::new(RuleSet::load(&rules)?));
             let db = db.unwrap_or_else(|| inventory.settings.database.clone());
             // A bar only for a person watching: stderr a terminal, and no --quiet or JSON asked for.
-            let progress = (io::stderr().is_terminal() && !quiet && outputs.format == Format::Text)
+            let progress = (io::stderr().is_terminal() && !quiet && !changes && outputs.format == Format::Text)
                 .then(output::progress::Progress::start);
             let options = ScanOptions {
                 only: fleet.only,
@@ -572,13 +577,14 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
                 ssh_config: fleet.ssh_config.clone(),
                 shard: outputs.shard,
             };
-            let stored = outputs.format == Format::Json || outputs.junit.is_some();
-            let scanned = runtime()?.block_on(scan(&inventory, engine, &db, &options, Some(&after), stored));
+            let read_back =
+                ReadBack { results: outputs.format == Format::Json || outputs.junit.is_some(), news: changes };
+            let scanned = runtime()?.block_on(scan(&inventory, engine, &db, &options, Some(&after), read_back));
             drop(options);
             if let Some(progress) = progress {
                 progress.finish();
             }
-            let (report, html, results) = scanned?;
+            let (report, html, results, news) = scanned?;
             if let (Some(path), Some(results)) = (&outputs.junit, &results) {
                 crate::metrics::write_atomic_with(path, |w| output::junit::write(w, results))
                     .with_context(|| format!("cannot write the JUnit report {}", path.display()))?;
@@ -586,7 +592,10 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
             match (&results, outputs.format) {
                 (Some(results), Format::Json) => output::scan::write_json(&mut out, results)?,
                 _ if quiet => {}
-                _ => write_scan_summary(&mut out, &report, &db, html.as_deref(), style)?,
+                _ => match &news {
+                    Some(news) => news.write(&mut out, &db, html.as_deref())?,
+                    None => write_scan_summary(&mut out, &report, &db, html.as_deref(), style)?,
+                },
             }
             out.flush()?;
             Ok(scan_exit(&report, outputs.judge.automated_only).under(outputs.fail_on))
@@ -659,8 +668,8 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
                     ssh_config: None,
                     shard: None,
                 };
-                let (report, html, _) =
-                    scan(&inventory, engine, &db, &ScanOptions::default(), Some(&after), false).await?;
+                let (report, html, _, _) =
+                    scan(&inventory, engine, &db, &ScanOptions::default(), Some(&after), ReadBack::default()).await?;
                 write_scan_summary(&mut out, &report, &db, html.as_deref(), style)?;
                 let code = scan_exit(&report, false) as i32;
                 writeln!(out, "\nA scan of this fleet exits {code} (`{} scan --help` says why). Next:", crate::demo::invoked_as())?;
@@ -858,17 +867,26 @@ fn init_logging(format: LogFormat, default: &str, colour: bool) {
 
 /// What [`scan`] returns: the scheduler's report, the HTML report's index, and (when asked for) the scan as
 /// stored, for JSON and JUnit.
-type Scanned = (ScanReport, Option<PathBuf>, Option<output::scan::ScanResults>);
+type Scanned = (ScanReport, Option<PathBuf>, Option<output::scan::ScanResults>, Option<output::changes::News>);
+
+/// What [`scan`] reads back from the store once the scan is recorded.
+#[derive(Debug, Clone, Copy, Default)]
+struct ReadBack {
+    /// The whole scan, for JSON and JUnit.
+    results: bool,
+    /// What it changed, for `--changes`.
+    news: bool,
+}
 
 /// Takes the database's lock, runs one scan (stopping cleanly on signals), then retention, metrics and the
-/// report; with `stored`, reads the scan back from the store.
+/// report; then reads back from the store what `read_back` asks for.
 async fn scan(
     inventory: &crate::inventory::Inventory,
     engine: Arc<Engine>,
     db: &std::path::Path,
     options: &ScanOptions,
     after: Option<&crate::daemon::DaemonOptions>,
-    stored: bool,
+    read_back: ReadBack,
 ) -> anyhow::Result<Scanned> {
     let lock = Store::lock(db)?;
     let store = Store::open(db).await?;
@@ -879,13 +897,19 @@ async fn scan(
     if let (Ok(report), Some(after)) = (&report, after) {
         html = crate::daemon::after_scan(after, inventory, &store, &lock, report).await;
     }
-    let results = match (&report, stored) {
+    let results = match (&report, read_back.results) {
         (Ok(report), true) => Some(output::scan::ScanResults::load(store.pool(), report.scan_id).await),
+        _ => None,
+    };
+    let news = match (&report, read_back.news) {
+        (Ok(r), true) => Some(output::changes::News::load(store.pool(), r.scan_id, r.interrupted).await),
         _ => None,
     };
     store.close().await;
     drop(lock);
-    Ok((report?, html, results.transpose().context("reading the scan back from the database")?))
+    let results = results.transpose().context("reading the scan back from the database")?;
+    let news = news.transpose().context("reading what the scan changed from the database")?;
+    Ok((report?, html, results, news))
 }
 
 /// 2 if a host could not be audited or a rule judged, else 1 if a rule failed, else 0; with `automated_only`,

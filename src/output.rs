@@ -1,8 +1,10 @@
 //! Presenting verdicts and rules on a terminal (text) or to programs (JSON). Reads findings; judges nothing.
 //!
 //! Submodules: [`scan`] (a stored scan read back: its JSON document, and the verdicts [`junit`] writes as JUnit
-//! XML) and [`progress`] (the scan's progress bar on a terminal).
+//! XML), [`changes`] (what a scan changed, for `scan --changes`) and [`progress`] (the scan's progress bar on a
+//! terminal).
 
+pub mod changes;
 pub mod junit;
 pub mod progress;
 pub mod scan;

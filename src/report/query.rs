@@ -254,6 +254,36 @@ pub async fn newly_unaudited(pool: &SqlitePool, scan_id: i64) -> Result<Vec<(Str
     .map_err(q("read the hosts that became unreachable"))
 }
 
+/// A host whose outcome is news in a scan: audited or not, against its previous ended scan (`None`: it has none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct HostTransition {
+    pub host: String,
+    pub previous_outcome: Option<String>,
+    pub outcome: String,
+    pub error_kind: Option<String>,
+    pub error_message: Option<String>,
+}
+
+/// The scan's hosts that are new (no previous ended scan), no longer audited, or audited again, by name.
+pub async fn host_transitions(pool: &SqlitePool, scan_id: i64) -> Result<Vec<HostTransition>, ReportError> {
+    sqlx::query_as(
+        "SELECT name AS host, previous_outcome, outcome, error_kind, error_message FROM (
+           SELECT h.name, sh.outcome, sh.error_kind, sh.error_message,
+                  (SELECT l.outcome FROM scan_hosts l CROSS JOIN scans ls
+                    WHERE l.host_id = sh.host_id AND l.scan_id < sh.scan_id AND ls.id = l.scan_id
+                      AND ls.status <> 'running'
+                    ORDER BY l.scan_id DESC LIMIT 1) AS previous_outcome
+             FROM scan_hosts sh JOIN hosts h ON h.id = sh.host_id
+            WHERE sh.scan_id = ?1)
+          WHERE previous_outcome IS NULL OR previous_outcome <> outcome
+          ORDER BY name",
+    )
+    .bind(scan_id)
+    .fetch_all(pool)
+    .await
+    .map_err(q("read the hosts whose outcome changed"))
+}
+
 /// A verdict in the history (the `findings` view).
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct HistoryRow {

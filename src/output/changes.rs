@@ -1,0 +1,110 @@
+//! What a scan changed since each host's previous scan, for `fleetaudit scan --changes`: newly failing and newly
+//! passing rules, rules no longer judged, hosts no longer audited, audited again, or new; and nothing at all when
+//! nothing changed, so that a crontab mails only news.
+//!
+//! Owns: grouping a stored scan's changes for people. Must not touch: SQL (the reads are
+//! [`crate::report::query`]'s, shared with the report and `history`), the scan, the verdicts.
+
+use std::collections::HashSet;
+use std::io::{self, Write};
+use std::path::Path;
+
+use sqlx::SqlitePool;
+
+use crate::report::ReportError;
+use crate::report::query::{self, Change, HostTransition};
+
+/// A heading and what belongs under it.
+type Group<T> = (&'static str, fn(&T) -> bool);
+
+/// A scan's news, read back from the store.
+#[derive(Debug)]
+pub struct News {
+    pub scan_id: i64,
+    pub interrupted: bool,
+    /// Hosts new to the history, no longer audited, or audited again.
+    pub hosts: Vec<HostTransition>,
+    /// Verdicts that differ from the host's previous scan, for hosts audited both times.
+    pub changes: Vec<Change>,
+}
+
+impl News {
+    /// Reads scan `scan_id`'s news from the store.
+    pub async fn load(pool: &SqlitePool, scan_id: i64, interrupted: bool) -> Result<News, ReportError> {
+        let hosts = query::host_transitions(pool, scan_id).await?;
+        // A host that went from audited to not (or back) changed every verdict: it is news once, as a host.
+        let whole: HashSet<&str> =
+            hosts.iter().filter(|h| h.previous_outcome.is_some()).map(|h| h.host.as_str()).collect();
+        let changes = query::changes(pool, scan_id, None, None)
+            .await?
+            .into_iter()
+            .filter(|c| !whole.contains(c.host.as_str()))
+            .collect();
+        Ok(News { scan_id, interrupted, hosts, changes })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        !self.interrupted && self.hosts.is_empty() && self.changes.is_empty()
+    }
+
+    /// The news as text, or nothing when there is none.
+    pub fn write(&self, out: &mut dyn Write, db: &Path, report: Option<&Path>) -> io::Result<()> {
+        if self.is_empty() {
+            return Ok(());
+        }
+        writeln!(out, "scan {}: what changed since each host's previous scan", self.scan_id)?;
+        if self.interrupted {
+            writeln!(out, "\nthe scan was interrupted: the hosts it had not reached are not audited")?;
+        }
+        let groups: [Group<Change>; 4] = [
+            ("newly failing", |c| c.status == "fail"),
+            ("newly passing", |c| c.status == "pass"),
+            ("no longer judged (error)", |c| c.status == "error"),
+            ("other changes", |c| !matches!(c.status.as_str(), "fail" | "pass" | "error")),
+        ];
+        for (title, wanted) in groups {
+            let rows: Vec<&Change> = self.changes.iter().filter(|c| wanted(c)).collect();
+            if rows.is_empty() {
+                continue;
+            }
+            writeln!(out, "\n{title} ({}):", rows.len())?;
+            let width = rows.iter().map(|c| c.host.len()).max().unwrap_or(0);
+            for c in rows {
+                writeln!(
+                    out,
+                    "  {:<width$}  {}  {} -> {} (since scan {})",
+                    c.host, c.rule_id, c.previous_status, c.status, c.previous_scan_id
+                )?;
+            }
+        }
+        let outcome = |h: &HostTransition| match h.outcome.as_str() {
+            "audited" => "audited".to_owned(),
+            _ => format!(
+                "not audited: {}: {}",
+                h.error_kind.as_deref().unwrap_or("error"),
+                h.error_message.as_deref().unwrap_or("")
+            ),
+        };
+        let host_groups: [Group<HostTransition>; 3] = [
+            ("no longer audited", |h| h.previous_outcome.as_deref() == Some("audited")),
+            ("audited again", |h| h.previous_outcome.is_some() && h.outcome == "audited"),
+            ("new hosts", |h| h.previous_outcome.is_none()),
+        ];
+        for (title, wanted) in host_groups {
+            let rows: Vec<&HostTransition> = self.hosts.iter().filter(|h| wanted(h)).collect();
+            if rows.is_empty() {
+                continue;
+            }
+            writeln!(out, "\n{title} ({}):", rows.len())?;
+            let width = rows.iter().map(|h| h.host.len()).max().unwrap_or(0);
+            for h in rows {
+                writeln!(out, "  {:<width$}  {}", h.host, outcome(h))?;
+            }
+        }
+        writeln!(out, "\ndatabase: {}", db.display())?;
+        if let Some(report) = report {
+            writeln!(out, "report: {}", report.display())?;
+        }
+        Ok(())
+    }
+}
