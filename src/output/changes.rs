@@ -56,26 +56,17 @@ impl News {
         if self.interrupted {
             writeln!(out, "\nthe scan was interrupted: the hosts it had not reached are not audited")?;
         }
+        let changed = |c: &Change| {
+            format!("{}  {} -> {} (since scan {})", c.rule_id, c.previous_status, c.status, c.previous_scan_id)
+        };
         let groups: [Group<Change>; 4] = [
             ("newly failing", |c| c.status == "fail"),
             ("newly passing", |c| c.status == "pass"),
             ("no longer judged (error)", |c| c.status == "error"),
             ("other changes", |c| !matches!(c.status.as_str(), "fail" | "pass" | "error")),
         ];
-        for (title, wanted) in groups {
-            let rows: Vec<&Change> = self.changes.iter().filter(|c| wanted(c)).collect();
-            if rows.is_empty() {
-                continue;
-            }
-            writeln!(out, "\n{title} ({}):", rows.len())?;
-            let width = rows.iter().map(|c| c.host.len()).max().unwrap_or(0);
-            for c in rows {
-                writeln!(
-                    out,
-                    "  {:<width$}  {}  {} -> {} (since scan {})",
-                    c.host, c.rule_id, c.previous_status, c.status, c.previous_scan_id
-                )?;
-            }
+        for group in groups {
+            section(out, group, &self.changes, |c| &c.host, changed)?;
         }
         let outcome = |h: &HostTransition| match h.outcome.as_str() {
             "audited" => "audited".to_owned(),
@@ -90,16 +81,8 @@ impl News {
             ("audited again", |h| h.previous_outcome.is_some() && h.outcome == "audited"),
             ("new hosts", |h| h.previous_outcome.is_none()),
         ];
-        for (title, wanted) in host_groups {
-            let rows: Vec<&HostTransition> = self.hosts.iter().filter(|h| wanted(h)).collect();
-            if rows.is_empty() {
-                continue;
-            }
-            writeln!(out, "\n{title} ({}):", rows.len())?;
-            let width = rows.iter().map(|h| h.host.len()).max().unwrap_or(0);
-            for h in rows {
-                writeln!(out, "  {:<width$}  {}", h.host, outcome(h))?;
-            }
+        for group in host_groups {
+            section(out, group, &self.hosts, |h| &h.host, outcome)?;
         }
         writeln!(out, "\ndatabase: {}", db.display())?;
         if let Some(report) = report {
@@ -107,4 +90,24 @@ impl News {
         }
         Ok(())
     }
+}
+
+/// One heading and its rows (`host  what`, hosts aligned), or nothing when no row belongs under it.
+fn section<T>(
+    out: &mut dyn Write,
+    (title, wanted): Group<T>,
+    all: &[T],
+    host: impl Fn(&T) -> &str,
+    what: impl Fn(&T) -> String,
+) -> io::Result<()> {
+    let rows: Vec<&T> = all.iter().filter(|r| wanted(r)).collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "\n{title} ({}):", rows.len())?;
+    let width = rows.iter().map(|r| host(r).len()).max().unwrap_or(0);
+    for r in rows {
+        writeln!(out, "  {:<width$}  {}", host(r), what(r))?;
+    }
+    Ok(())
 }
