@@ -132,7 +132,21 @@ fn the_demo_report_says_what_the_database_says() {
     let marked = "<mark>--enable-admission-plugins=NodeRestriction</mark>";
     let rule = read(&scan.join("rules/apiserver-admission-always-pull-images.html"));
     assert!(rule.contains(">prod-cp-2</a>") && rule.contains(marked), "{rule}");
-    assert!(read(&scan.join("hosts/prod-cp-2.html")).contains(marked));
+    let cp2 = read(&scan.join("hosts/prod-cp-2.html"));
+    assert!(cp2.contains(marked));
+    // A host page puts what needs attention first, most severe first, each failure at full width; passes and
+    // rules that do not apply come after, collapsed.
+    let at = |needle: &str| cp2.find(needle).unwrap_or_else(|| panic!("no {needle} on prod-cp-2's page"));
+    let (attention, passed, na) =
+        (at("id=\"verdicts\""), at("<details id=\"passed\">"), at("<details id=\"not-applicable\">"));
+    let reference = at("<code>apiserver-kubelet-certificate-authority</code>");
+    assert!(
+        attention < reference && reference < passed && passed < na,
+        "the failing reference rule is in Needs attention"
+    );
+    assert!(at("high severity (") < at("medium severity ("), "high before medium");
+    assert!(cp2[attention..passed].contains("<article class=\"verdict v-fail\">"));
+    assert!(!cp2[passed..].contains("<article"), "no failure among the collapsed rows");
 
     assert_self_contained(&report);
 

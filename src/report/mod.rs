@@ -831,8 +831,52 @@ pub struct ProcessView {
 #[derive(Template)]
 #[template(path = "verdicts.html")]
 struct VerdictsFragment {
-    verdicts: Vec<Verdict>,
+    /// Failures and errors by severity, most severe first: (severity, its verdicts, failures before errors).
+    attention: Vec<(String, Vec<Verdict>)>,
+    failed: usize,
+    errors: usize,
+    /// Passes and rules that do not apply: (heading, anchor, verdicts), shown collapsed.
+    collapsed: [(&'static str, &'static str, Vec<Verdict>); 2],
     processes: Vec<ProcessView>,
+}
+
+impl VerdictsFragment {
+    /// A host's verdicts (in rule-id order) as its page shows them: what needs attention first, grouped by
+    /// severity, each at full width; passes and rules that do not apply collapsed below.
+    fn of(verdicts: Vec<Verdict>, processes: Vec<ProcessView>) -> VerdictsFragment {
+        let (mut failed, mut errors) = (0, 0);
+        let (mut passed, mut not_applicable) = (Vec::new(), Vec::new());
+        let mut attention: Vec<(String, Vec<Verdict>)> = Vec::new();
+        for v in verdicts {
+            match v.status.as_str() {
+                "pass" => passed.push(v),
+                "not_applicable" => not_applicable.push(v),
+                status => {
+                    if status == "fail" {
+                        failed += 1;
+                    } else {
+                        errors += 1;
+                    }
+                    match attention.iter_mut().find(|(s, _)| *s == v.severity) {
+                        Some((_, group)) => group.push(v),
+                        None => attention.push((v.severity.clone(), vec![v])),
+                    }
+                }
+            }
+        }
+        attention.sort_by_key(|(severity, _)| severity_rank(severity));
+        for (_, group) in &mut attention {
+            // Stable: rule-id order within failures and within errors.
+            group.sort_by_key(|v| v.status != "fail");
+        }
+        let collapsed = [("Passed", "passed", passed), ("Not applicable", "not-applicable", not_applicable)];
+        VerdictsFragment { attention, failed, errors, collapsed, processes }
+    }
+}
+
+/// Most severe first; a severity the pack does not know after the known ones.
+fn severity_rank(severity: &str) -> usize {
+    ["critical", "high", "medium", "low"].iter().position(|s| *s == severity).unwrap_or(4)
 }
 
 #[derive(Template)]
@@ -922,7 +966,7 @@ async fn write_host_pages(
                             }
                         })
                         .collect();
-                    slot.insert(VerdictsFragment { verdicts, processes }.render()?.into());
+                    slot.insert(VerdictsFragment::of(verdicts, processes).render()?.into());
                 }
                 let fragment = fragments[&set].clone();
                 if let Some(left) = uses.get_mut(&set) {
