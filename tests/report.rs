@@ -109,6 +109,37 @@ fn the_demo_report_says_what_the_database_says() {
     assert!(overview.contains("id=\"changes\"") && overview.contains("Newly failing"));
     assert!(overview.contains("<svg") && overview.contains("<polyline"), "the trend");
     assert!(overview.contains("href=\"rules/apiserver-kubelet-certificate-authority.html\""));
+    // "Fix first": failing rules ranked by severity weight × failing hosts, as the database counts them.
+    let fix = &overview[overview.find("id=\"fix-first\"").unwrap()..overview.find("id=\"worst-hosts\"").unwrap()];
+    let weight = "CASE severity WHEN 'critical' THEN 8 WHEN 'high' THEN 4 WHEN 'medium' THEN 2 ELSE 1 END";
+    let top = sqlite(
+        &db,
+        &format!(
+            "SELECT rule_id, fail, {weight} * fail FROM rule_compliance WHERE scan_id = 2 AND fail > 0
+              ORDER BY {weight} * fail DESC, fail DESC, rule_id LIMIT 10"
+        ),
+    );
+    let listed: Vec<&str> = fix.split("<li>").skip(1).collect();
+    assert_eq!(listed.len(), top.lines().count(), "{fix}");
+    for (item, row) in listed.iter().zip(top.lines()) {
+        let [rule, fail, score] = row.split('|').collect::<Vec<_>>()[..] else { panic!("{row}") };
+        assert!(item.contains(&format!("<code>{rule}</code>")), "rank of {rule}:\n{fix}");
+        assert!(item.contains(&format!("fails on {fail} host")) && item.contains(&format!("score {score}<")), "{item}");
+        assert!(item.contains("Fix:"), "with its remediation: {item}");
+    }
+    // The hosts with the most failures, worst first.
+    let worst = &overview[overview.find("id=\"worst-hosts\"").unwrap()..overview.find("<h2>Trend").unwrap()];
+    let first = sqlite(
+        &db,
+        "SELECT host, fail FROM host_status WHERE scan_id = 2 AND outcome = 'audited' ORDER BY fail DESC, error DESC, host LIMIT 1",
+    );
+    let (host, fail) = first.trim().split_once('|').unwrap();
+    let first_row = &worst[worst.find("<tbody>").unwrap()..];
+    assert!(
+        first_row.starts_with(&format!("<tbody>\n<tr><td><a href=\"hosts/{host}.html\">{host}</a></td>")),
+        "{worst}"
+    );
+    assert!(first_row.contains(&format!("<td class=\"n s-fail\">{fail}</td>")), "{worst}");
 
     // The reference rule: the failing host, why, the remediation from the database.
     let rule = read(&scan.join("rules/apiserver-kubelet-certificate-authority.html"));

@@ -486,6 +486,11 @@ struct OverviewPage {
     root: &'static str,
     title: String,
     scan: ScanView,
+    /// The failing rules to fix first: severity × failing hosts, highest first.
+    fix_first: Vec<FixFirst>,
+    fix_first_more: usize,
+    /// The hosts with the most failures (then errors), worst first.
+    worst_hosts: Vec<HostSummary>,
     rules: Vec<RuleSummary>,
     clusters: Vec<ClusterRow>,
     unaudited: Vec<ProblemHost>,
@@ -501,6 +506,39 @@ struct OverviewPage {
     other_changes: usize,
     file_changes: Vec<FileChangeView>,
     file_changes_more: usize,
+}
+
+/// A failing rule on the overview's "fix first" list.
+#[derive(Debug, Clone)]
+pub struct FixFirst {
+    pub file: String,
+    pub rule_id: String,
+    pub title: String,
+    pub severity: String,
+    pub fail: i64,
+    /// Severity weight × failing hosts: what the list is ranked by.
+    pub score: i64,
+    /// The remediation's first line.
+    pub remediation: String,
+}
+
+/// Rows the overview's "fix first" and "worst hosts" lists show.
+const TOP: usize = 10;
+
+/// How much a failure of this severity weighs in the "fix first" ranking: each step up doubles it.
+fn severity_weight(severity: &str) -> i64 {
+    match severity {
+        "critical" => 8,
+        "high" => 4,
+        "medium" => 2,
+        _ => 1,
+    }
+}
+
+/// The first non-empty line of a text, at most 200 characters.
+fn first_line(text: Option<&str>) -> String {
+    let line = text.unwrap_or_default().lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or_default();
+    crate::ps::truncate(line, 200)
 }
 
 fn truncate<T>(mut v: Vec<T>) -> (Vec<T>, usize) {
@@ -544,6 +582,29 @@ fn write_overview(
             bar: r.compliance_pct.map(|p| p.round() as i64).unwrap_or(0),
         })
         .collect();
+
+    let mut fix_first: Vec<FixFirst> = data
+        .rules
+        .iter()
+        .filter(|r| r.fail > 0)
+        .map(|r| FixFirst {
+            file: format!("rules/{}.html", file_name(&r.rule_id)),
+            rule_id: r.rule_id.clone(),
+            title: r.title.clone(),
+            severity: r.severity.clone(),
+            fail: r.fail,
+            score: severity_weight(&r.severity) * r.fail,
+            remediation: first_line(r.remediation.as_deref()),
+        })
+        .collect();
+    fix_first.sort_by(|a, b| (b.score, b.fail, &a.rule_id).cmp(&(a.score, a.fail, &b.rule_id)));
+    let fix_first_more = fix_first.len().saturating_sub(TOP);
+    fix_first.truncate(TOP);
+    let mut worst: Vec<(&ScanHost, [i64; 4])> =
+        data.hosts.iter().filter(|h| h.outcome == "audited").map(|h| (h, data.host_counts(h))).collect();
+    worst.retain(|(_, c)| c[1] + c[2] > 0);
+    worst.sort_by(|(a, x), (b, y)| (y[1], y[2], &a.name).cmp(&(x[1], x[2], &b.name)));
+    let worst_hosts = worst.into_iter().take(TOP).map(|(h, c)| HostSummary::of(h, c)).collect();
 
     let mut clusters: BTreeMap<String, ClusterRow> = BTreeMap::new();
     for h in data.hosts {
@@ -640,6 +701,9 @@ fn write_overview(
         root: "../",
         title: format!("Fleet overview, scan {}", scan.id),
         scan: ScanView::of(scan),
+        fix_first,
+        fix_first_more,
+        worst_hosts,
         rules,
         clusters,
         unaudited,
@@ -673,6 +737,27 @@ pub struct HostSummary {
     pub not_applicable: i64,
 }
 
+impl HostSummary {
+    /// A host's row in a host list, from its verdict counts (pass, fail, error, not applicable).
+    fn of(h: &ScanHost, c: [i64; 4]) -> HostSummary {
+        HostSummary {
+            file: format!("hosts/{}.html", file_name(&h.name)),
+            name: h.name.clone(),
+            cluster: h.cluster.clone().unwrap_or_else(|| "–".into()),
+            address: h.address.clone(),
+            outcome: h.outcome.clone(),
+            error: match (&h.error_kind, &h.error_message) {
+                (Some(k), Some(m)) => format!("{k}: {m}"),
+                _ => String::new(),
+            },
+            pass: c[0],
+            fail: c[1],
+            errors: c[2],
+            not_applicable: c[3],
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "hosts.html")]
 struct HostsPage {
@@ -687,26 +772,7 @@ fn write_host_lists(w: &mut Writer, dir: &Path, scan: &ScanRow, data: &ScanData<
     let pages = pages_of(data.hosts.len());
     for page in 1..=pages {
         let hosts = data.hosts.iter().skip((page - 1) * PAGE).take(PAGE);
-        let hosts = hosts
-            .map(|h| {
-                let c = data.host_counts(h);
-                HostSummary {
-                    file: format!("hosts/{}.html", file_name(&h.name)),
-                    name: h.name.clone(),
-                    cluster: h.cluster.clone().unwrap_or_else(|| "–".into()),
-                    address: h.address.clone(),
-                    outcome: h.outcome.clone(),
-                    error: match (&h.error_kind, &h.error_message) {
-                        (Some(k), Some(m)) => format!("{k}: {m}"),
-                        _ => String::new(),
-                    },
-                    pass: c[0],
-                    fail: c[1],
-                    errors: c[2],
-                    not_applicable: c[3],
-                }
-            })
-            .collect();
+        let hosts = hosts.map(|h| HostSummary::of(h, data.host_counts(h))).collect();
         let p = HostsPage {
             root: "../",
             title: format!("Hosts of scan {}", scan.id),
