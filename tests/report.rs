@@ -109,6 +109,18 @@ fn the_demo_report_says_what_the_database_says() {
     assert!(overview.contains("id=\"changes\"") && overview.contains("Newly failing"));
     assert!(overview.contains("<svg") && overview.contains("<polyline"), "the trend");
     assert!(overview.contains("href=\"rules/apiserver-kubelet-certificate-authority.html\""));
+    // Compliance apart: Automated and Manual checks over what was judged, and the share not judged.
+    let automated = sqlite(
+        &db,
+        "SELECT printf('%.1f', 100.0 * sum(pass) / (sum(pass) + sum(fail))), sum(pass), sum(pass) + sum(fail), sum(error)
+           FROM rule_compliance WHERE scan_id = 2 AND assessment = 'automated'",
+    );
+    let [pct, pass, judged, error] = automated.trim().split('|').collect::<Vec<_>>()[..] else { panic!("{automated}") };
+    let expected = format!(
+        "<dt>Automated checks</dt><dd><strong>{pct}\u{a0}%</strong> <span class=\"muted\">({pass} pass of {judged} judged; {error} more could not be judged)</span>"
+    );
+    assert!(overview.contains(&expected), "{expected}\n{overview}");
+    assert!(overview.contains("<dt>Manual checks</dt>") && overview.contains("<dt>Could not judge</dt>"));
     // "Fix first": failing rules ranked by severity weight × failing hosts, as the database counts them.
     let fix = &overview[overview.find("id=\"fix-first\"").unwrap()..overview.find("id=\"worst-hosts\"").unwrap()];
     let weight = "CASE severity WHEN 'critical' THEN 8 WHEN 'high' THEN 4 WHEN 'medium' THEN 2 ELSE 1 END";

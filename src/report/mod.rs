@@ -486,6 +486,8 @@ struct OverviewPage {
     root: &'static str,
     title: String,
     scan: ScanView,
+    /// Compliance apart: the Automated checks, the Manual ones, and the share that could not be judged.
+    shares: Vec<Share>,
     /// The failing rules to fix first: severity × failing hosts, highest first.
     fix_first: Vec<FixFirst>,
     fix_first_more: usize,
@@ -506,6 +508,44 @@ struct OverviewPage {
     other_changes: usize,
     file_changes: Vec<FileChangeView>,
     file_changes_more: usize,
+}
+
+/// One line of the overview's compliance breakdown.
+#[derive(Debug, Clone)]
+pub struct Share {
+    pub label: &'static str,
+    pub value: String,
+    pub detail: String,
+}
+
+/// Compliance of the Automated checks and of the Manual ones, each over the verdicts that were judged (pass or
+/// fail), and how many verdicts could not be judged at all, which the headline compliance counts as not passing.
+fn shares(rules: &[RuleRow]) -> Vec<Share> {
+    let sum = |manual: bool| {
+        rules
+            .iter()
+            .filter(|r| (r.assessment.as_deref() == Some("manual")) == manual)
+            .fold([0i64; 3], |a, r| [a[0] + r.pass, a[1] + r.fail, a[2] + r.error])
+    };
+    let judged = |label: &'static str, [pass, fail, error]: [i64; 3]| Share {
+        label,
+        value: pct_text(query::pct(pass, fail, 0)),
+        detail: format!("{pass} pass of {} judged; {error} more could not be judged", pass + fail),
+    };
+    let (automated, manual) = (sum(false), sum(true));
+    let errors = automated[2] + manual[2];
+    let all: i64 = automated.iter().chain(&manual).sum();
+    vec![
+        judged("Automated checks", automated),
+        judged("Manual checks", manual),
+        Share {
+            label: "Could not judge",
+            value: pct_text(query::pct(errors, all - errors, 0)),
+            detail: format!(
+                "{errors} of the {all} verdicts of rules that apply: a host not audited, or evidence that cannot decide"
+            ),
+        },
+    ]
 }
 
 /// A failing rule on the overview's "fix first" list.
@@ -701,6 +741,7 @@ fn write_overview(
         root: "../",
         title: format!("Fleet overview, scan {}", scan.id),
         scan: ScanView::of(scan),
+        shares: shares(data.rules),
         fix_first,
         fix_first_more,
         worst_hosts,
