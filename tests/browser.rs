@@ -1,6 +1,7 @@
 //! The report in a real browser: headless Debian Chromium loads the overview from `file://`, renders the
 //! heading and the compliance figure, reports no script error and no Content-Security-Policy violation, and
-//! draws a phone-sized screenshot.
+//! draws a phone-sized screenshot; the host page and the overview's fix-first list as the browser parsed them;
+//! screenshots of both at 1280 and 390 px left in `target/tmp/browser/` for review.
 
 mod support;
 
@@ -63,4 +64,35 @@ fn the_overview_renders_in_headless_chromium() {
     let files = dom.find("<table class=\"files\">").map(|i| &dom[i..i + dom[i..].find("</table>").unwrap()]);
     let files = files.unwrap_or_else(|| panic!("no files table in\n{dom}"));
     assert!(files.contains("<td><code>-rw-------</code></td><td>root:root</td>"), "{files}");
+    // As the browser parsed it: what needs attention first, failures as blocks; passes after, collapsed (closed).
+    let at = |needle: &str| dom.find(needle).unwrap_or_else(|| panic!("no {needle} in the host page's DOM"));
+    assert!(at("id=\"verdicts\"") < at("<article class=\"verdict v-fail\">"));
+    assert!(at("<article class=\"verdict v-fail\">") < at("<details id=\"passed\">"));
+    assert!(!dom.contains("<details id=\"passed\" open"), "passes start collapsed");
+    // The overview's fix-first list, as parsed: an ordered list whose items link to rule pages.
+    let dom = text(&chromium(&profile, &["--dump-dom", &url_of(&overview)]).stdout);
+    let fix = dom.find("<ol class=\"fix\">").map(|i| &dom[i..i + dom[i..].find("</ol>").unwrap()]);
+    let fix = fix.unwrap_or_else(|| panic!("no fix-first list in\n{dom}"));
+    assert!(fix.matches("<li>").count() >= 3 && fix.contains("<a href=\"rules/"), "{fix}");
+
+    // Screenshots for review, kept where cargo keeps test output: laptop and phone widths.
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    std::fs::create_dir_all(&shots).unwrap();
+    for (name, page) in [("overview", "index.html"), ("host", "hosts/prod-cp-2.html")] {
+        for width in [1280, 390] {
+            let png = shots.join(format!("{name}-{width}.png"));
+            let shot = format!("--screenshot={}", png.display());
+            let size = format!("--window-size={width},1600");
+            chromium(&profile, &[&shot, &size, &url_of(&demo.join("report/scan-1").join(page))]);
+            assert!(
+                std::fs::read(&png).is_ok_and(|b| b.starts_with(b"\x89PNG") && b.len() > 5_000),
+                "{}",
+                png.display()
+            );
+        }
+    }
+}
+
+fn url_of(path: &Path) -> String {
+    format!("file://{}", path.display())
 }
