@@ -893,16 +893,17 @@ async fn scan(
     let (stop, signals) = stop_on_signals();
     let report = crate::scan::run(inventory, engine, &store, &lock, options, stop).await;
     signals.abort();
+    // What changed is read before retention runs: `--prune 1` would delete the scan it is compared with.
+    let news = match (&report, read_back.news) {
+        (Ok(r), true) => Some(output::changes::News::load(store.pool(), r.scan_id, r.interrupted).await),
+        _ => None,
+    };
     let mut html = None;
     if let (Ok(report), Some(after)) = (&report, after) {
         html = crate::daemon::after_scan(after, inventory, &store, &lock, report).await;
     }
     let results = match (&report, read_back.results) {
         (Ok(report), true) => Some(output::scan::ScanResults::load(store.pool(), report.scan_id).await),
-        _ => None,
-    };
-    let news = match (&report, read_back.news) {
-        (Ok(r), true) => Some(output::changes::News::load(store.pool(), r.scan_id, r.interrupted).await),
         _ => None,
     };
     store.close().await;

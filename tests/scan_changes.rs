@@ -85,4 +85,18 @@ fn scan_changes_prints_only_news() {
     let back = changes(&hardened.inventory, &db);
     assert!(back.contains("audited again (1):\n  node-1  audited"), "{back}");
     assert!(!back.contains("newly passing"), "once, as a host:\n{back}");
+
+    // Retention keeping one scan deletes the previous scan only after the news is read from it.
+    let out = fleetaudit(&[
+        "scan",
+        "-i",
+        hardened.inventory.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--changes",
+        "--prune",
+        "1",
+    ]);
+    assert_eq!(text(&out.stdout), "", "unchanged, though --prune 1 leaves no earlier scan: {}", text(&out.stderr));
+    assert_eq!(support::sqlite(&db, "SELECT count(*) FROM scans").trim(), "1", "pruned to one scan");
 }
