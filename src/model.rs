@@ -78,6 +78,15 @@ pub enum Severity {
 }
 
 impl Severity {
+    pub fn parse(s: &str) -> Option<Severity> {
+        [Severity::Low, Severity::Medium, Severity::High, Severity::Critical].into_iter().find(|x| x.as_str() == s)
+    }
+
+    /// How much one failure weighs when failures are ranked (the report's "fix first"): each step up doubles it.
+    pub fn weight(self) -> i64 {
+        1 << (self as u32)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Severity::Low => "low",

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use askama::Template;
 use sqlx::SqlitePool;
 
+use crate::model::Severity;
 use crate::store::{Store, StoreError};
 use files::{ChangeCursor, FileChangeView, FilesFragment, SetCursor};
 use query::{Change, ResultRow, RuleRow, ScanHost, ScanRow};
@@ -565,14 +566,10 @@ pub struct FixFirst {
 /// Rows the overview's "fix first" and "worst hosts" lists show.
 const TOP: usize = 10;
 
-/// How much a failure of this severity weighs in the "fix first" ranking: each step up doubles it.
+/// How much a failure of this severity weighs in the "fix first" ranking ([`Severity::weight`]; 1 for a
+/// severity the pack does not know).
 fn severity_weight(severity: &str) -> i64 {
-    match severity {
-        "critical" => 8,
-        "high" => 4,
-        "medium" => 2,
-        _ => 1,
-    }
+    Severity::parse(severity).map_or(1, Severity::weight)
 }
 
 /// The first non-empty line of a text, at most 200 characters.
@@ -971,7 +968,8 @@ impl VerdictsFragment {
                 }
             }
         }
-        attention.sort_by_key(|(severity, _)| severity_rank(severity));
+        // Most severe first; a severity the pack does not know after the known ones.
+        attention.sort_by_key(|(severity, _)| std::cmp::Reverse(Severity::parse(severity)));
         for (_, group) in &mut attention {
             // Stable: rule-id order within failures and within errors.
             group.sort_by_key(|v| v.status != "fail");
@@ -979,11 +977,6 @@ impl VerdictsFragment {
         let collapsed = [("Passed", "passed", passed), ("Not applicable", "not-applicable", not_applicable)];
         VerdictsFragment { attention, failed, errors, collapsed, processes }
     }
-}
-
-/// Most severe first; a severity the pack does not know after the known ones.
-fn severity_rank(severity: &str) -> usize {
-    ["critical", "high", "medium", "low"].iter().position(|s| *s == severity).unwrap_or(4)
 }
 
 #[derive(Template)]

@@ -236,22 +236,14 @@ pub async fn changes(
     .map_err(q("read the changes"))
 }
 
-/// Hosts the scan could not audit that the host's previous ended scan did audit.
+/// Hosts the scan could not audit that the host's previous ended scan did audit: (name, error kind, message).
 pub async fn newly_unaudited(pool: &SqlitePool, scan_id: i64) -> Result<Vec<(String, String, String)>, ReportError> {
-    sqlx::query_as(
-        "SELECT h.name, sh.error_kind, sh.error_message
-           FROM scan_hosts sh JOIN hosts h ON h.id = sh.host_id
-          WHERE sh.scan_id = ?1 AND sh.outcome = 'error'
-            AND (SELECT l.outcome FROM scan_hosts l CROSS JOIN scans ls
-                  WHERE l.host_id = sh.host_id AND l.scan_id < sh.scan_id AND ls.id = l.scan_id
-                    AND ls.status <> 'running'
-                  ORDER BY l.scan_id DESC LIMIT 1) = 'audited'
-          ORDER BY h.name",
-    )
-    .bind(scan_id)
-    .fetch_all(pool)
-    .await
-    .map_err(q("read the hosts that became unreachable"))
+    Ok(host_transitions(pool, scan_id)
+        .await?
+        .into_iter()
+        .filter(|h| h.previous_outcome.as_deref() == Some("audited") && h.outcome == "error")
+        .map(|h| (h.host, h.error_kind.unwrap_or_default(), h.error_message.unwrap_or_default()))
+        .collect())
 }
 
 /// A host whose outcome is news in a scan: audited or not, against its previous ended scan (`None`: it has none).
