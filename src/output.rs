@@ -439,11 +439,11 @@ pub fn write_rule_text(out: &mut dyn Write, set: &RuleSet, r: &Rule) -> io::Resu
         let place = s.flag.as_deref().map(|f| format!("--{f}")).or_else(|| s.path.clone()).unwrap_or_default();
         writeln!(out, "Settings:    also from {} ({place})", s.what)?;
     }
-    writeln!(out, "\nRationale:\n{}\n", indent(&r.rationale))?;
+    writeln!(out, "\nRationale:\n{}\n", as_text(&r.rationale))?;
     if !r.audit.trim().is_empty() {
-        writeln!(out, "Audit:\n{}\n", indent(&r.audit))?;
+        writeln!(out, "Audit:\n{}\n", as_text(&r.audit))?;
     }
-    writeln!(out, "Remediation:\n{}", indent(&r.remediation))?;
+    writeln!(out, "Remediation:\n{}", as_text(&r.remediation))?;
     if !r.references.is_empty() {
         writeln!(out, "\nReferences:")?;
         for reference in &r.references {
@@ -453,8 +453,10 @@ pub fn write_rule_text(out: &mut dyn Write, set: &RuleSet, r: &Rule) -> io::Resu
     Ok(())
 }
 
-fn indent(text: &str) -> String {
-    text.trim().lines().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
+/// A rule text as the terminal shows it: its paragraphs, numbered steps and code ([`crate::rules::prose`]),
+/// indented under its heading.
+fn as_text(text: &str) -> String {
+    crate::rules::prose::to_text(&crate::rules::prose::parse(text), "  ")
 }
 
 /// One host as `fleetaudit check` reached it: its host key's fingerprint, or why not.

@@ -66,8 +66,8 @@ fn the_overview_renders_in_headless_chromium() {
     assert!(files.contains("<td><code>-rw-------</code></td><td>root:root</td>"), "{files}");
     // As the browser parsed it: what needs attention first, failures as blocks; passes after, collapsed (closed).
     let at = |needle: &str| dom.find(needle).unwrap_or_else(|| panic!("no {needle} in the host page's DOM"));
-    assert!(at("id=\"verdicts\"") < at("<article class=\"verdict v-fail\">"));
-    assert!(at("<article class=\"verdict v-fail\">") < at("<details id=\"passed\">"));
+    assert!(at("id=\"verdicts\"") < at("<article class=\"verdict v-fail\" id="));
+    assert!(at("<article class=\"verdict v-fail\" id=") < at("<details id=\"passed\">"));
     assert!(!dom.contains("<details id=\"passed\" open"), "passes start collapsed");
     // The overview's fix-first list, as parsed: an ordered list whose items link to rule pages.
     let dom = text(&chromium(&profile, &["--dump-dom", &url_of(&overview)]).stdout);

@@ -160,7 +160,35 @@ fn the_demo_report_says_what_the_database_says() {
     let remediation =
         sqlite(&db, "SELECT remediation FROM rules WHERE rule_id = 'apiserver-kubelet-certificate-authority'");
     assert!(remediation.trim().len() > 20, "the migration's column is filled: {remediation:?}");
-    assert!(rule.contains(&escape(remediation.trim_end_matches('\n'))), "remediation missing:\n{rule}");
+    // The rule texts keep their structure: the remediation's two numbered steps as a list, each flag line as code,
+    // and every word of it on the page.
+    let texts = &rule[rule.find("<h2>Remediation</h2>").unwrap()..rule.find("id=\"hosts\"").unwrap()];
+    assert_eq!(texts.matches("<ol><li>").count(), 1, "{texts}");
+    assert_eq!(texts.matches("<li>").count(), 2, "{texts}");
+    assert!(
+        texts.contains("<pre><code>--kubelet-certificate-authority=&#60;path/to/ca.crt&#62;</code></pre>"),
+        "{texts}"
+    );
+    assert!(texts.contains("<code>serverTLSBootstrap: true</code>"), "backticks as code: {texts}");
+    let words = |html: &str| {
+        let mut plain = String::new();
+        let mut tag = false;
+        for c in html.chars() {
+            match c {
+                '<' => tag = true,
+                '>' => tag = false,
+                c if !tag => plain.push(c),
+                _ => {}
+            }
+        }
+        let plain = plain.replace("&#60;", "<").replace("&#62;", ">").replace("&#39;", "'").replace("&#34;", "\"");
+        plain.replace("&#38;", "&").split_whitespace().collect::<String>()
+    };
+    // The steps' numbers are the list's own (`<ol>`), not text.
+    let step = |w: &&str| w.strip_suffix('.').is_some_and(|n| n.parse::<u32>().is_ok());
+    let stored = remediation.replace('`', "");
+    let stored = stored.split_whitespace().filter(|w| !step(w)).collect::<String>();
+    assert!(words(texts).contains(&stored), "remediation missing:\n{}\n{stored}", words(texts));
     assert!(!rule.contains(">prod-cp-1</a>"), "prod-cp-1 passes this rule");
 
     // A page per host, with its host key.
@@ -188,8 +216,51 @@ fn the_demo_report_says_what_the_database_says() {
         "the failing reference rule is in Needs attention"
     );
     assert!(at("high severity (") < at("medium severity ("), "high before medium");
-    assert!(cp2[attention..passed].contains("<article class=\"verdict v-fail\">"));
+    assert!(cp2[attention..passed].contains("<article class=\"verdict v-fail\" id="));
     assert!(!cp2[passed..].contains("<article"), "no failure among the collapsed rows");
+
+    // The fleet matrix: a row per host, a cell per rule with the database's status, linked to that verdict on the
+    // host's page (whose anchor exists); a host that could not be audited says why across the row.
+    let matrix = read(&scan.join("matrix.html"));
+    assert!(overview.contains("href=\"matrix.html\""), "the overview links the matrix");
+    let rules_n: usize = sqlite(&db, "SELECT count(*) FROM rule_compliance WHERE scan_id = 2").trim().parse().unwrap();
+    for row in
+        sqlite(&db, "SELECT host, rule_id, status FROM findings WHERE scan_id = 2 AND host = 'prod-cp-2'").lines()
+    {
+        let [host, rule_id, status] = row.split('|').collect::<Vec<_>>()[..] else { panic!("{row}") };
+        let symbol = match status {
+            "pass" => "✓",
+            "fail" => "✗",
+            "error" => "!",
+            _ => "·",
+        };
+        let anchor = format!("hosts/{host}.html#r-{rule_id}");
+        let cell = format!("<a href=\"{anchor}\" title=\"{}\">{symbol}</a>", status.replace('_', " "));
+        assert!(matrix.contains(&cell), "{cell}");
+        assert!(cp2.contains(&format!("id=\"r-{rule_id}\"")), "the host page has the anchor {anchor}");
+    }
+    let row = &matrix[matrix.find(">prod-cp-2</a></th>").unwrap()..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert_eq!(row.matches("<td class=").count(), rules_n + 1, "a cell per rule and the count: {row}");
+    let unaudited = &matrix[matrix.find(">prod-cp-3</a></th>").unwrap()..];
+    assert!(unaudited[..unaudited.find("</tr>").unwrap()].contains("not audited: unreachable: "), "{unaudited}");
+    let clusters = sqlite(&db, "SELECT count(DISTINCT cluster) FROM hosts WHERE cluster IS NOT NULL");
+    assert_eq!(matrix.matches("scope=\"rowgroup\"").count(), clusters.trim().parse::<usize>().unwrap());
+
+    // Clusters worst first, each with its trend: scan 1's compliance of the cluster, as scan 1's page has it.
+    let by_cluster = &overview[overview.find("id=\"clusters\"").unwrap()..overview.find("<h2>Trend").unwrap()];
+    let scan1 = read(&report.join("scan-1/index.html"));
+    let mut last = -1.0;
+    for row in by_cluster.split("<tr><td>").skip(1) {
+        let cells: Vec<&str> = row.split("</td>").collect();
+        let name = cells[0];
+        let now: f64 = cells[6].trim_start_matches("<td class=\"n\">").trim_end_matches("\u{a0}%").parse().unwrap();
+        assert!(now >= last, "worst first: {by_cluster}");
+        last = now;
+        let was = &scan1[scan1.find(&format!("<tr><td>{name}</td>")).unwrap()..];
+        let was = was.split("</td>").nth(6).unwrap().trim_start_matches("<td class=\"n\">");
+        assert!(row.contains(&format!("{was} at scan 1 → ")), "{name}: {was} in {row}");
+    }
 
     assert_self_contained(&report);
 

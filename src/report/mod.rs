@@ -9,6 +9,7 @@
 //! scripts and every external resource, and link only relatively, so they work from `file://`.
 
 mod files;
+mod matrix;
 pub mod query;
 
 use std::collections::{BTreeMap, HashMap};
@@ -20,6 +21,7 @@ use askama::Template;
 use sqlx::SqlitePool;
 
 use crate::model::Severity;
+use crate::rules::prose::{self, Block, Span};
 use crate::store::{Store, StoreError};
 use files::{ChangeCursor, FileChangeView, FilesFragment, SetCursor};
 use query::{Change, ResultRow, RuleRow, ScanHost, ScanRow};
@@ -76,6 +78,7 @@ pub async fn render(pool: &SqlitePool, scan_id: Option<i64>, out: &Path) -> Resu
     let rules = query::rules(pool, scan_id).await?;
     let changes = query::changes(pool, scan_id, None, None).await?;
     let unaudited_now = query::newly_unaudited(pool, scan_id).await?;
+    let cluster_trend = query::cluster_trend(pool, scan_id, TREND as i64).await?;
 
     let mut w = Writer::default();
     mkdir(out)?;
@@ -92,9 +95,10 @@ pub async fn render(pool: &SqlitePool, scan_id: Option<i64>, out: &Path) -> Resu
     let store = Store::from_pool(pool.clone());
     write_host_lists(&mut w, &tmp, &scan, &data)?;
     write_rule_pages(&mut w, &tmp, &scan, &data)?;
+    matrix::write(&mut w, &tmp, scan.id, &data)?;
     // The host pages walk the scan's file changes; the overview gets the first of them and their count.
     let file_changes = write_host_pages(&mut w, &tmp, &scan, &data, &store).await?;
-    write_overview(&mut w, &tmp, &scan, &scans, &data, &changes, &unaudited_now, &file_changes)?;
+    write_overview(&mut w, &tmp, &scan, &scans, &data, &changes, &unaudited_now, &file_changes, &cluster_trend)?;
 
     // Swap the fresh directory in: a reader sees the old scan pages or the new ones, never half of each.
     let dest = out.join(&dir_name);
@@ -453,6 +457,10 @@ pub struct ClusterRow {
     pub fail: i64,
     pub error: i64,
     pub compliance: String,
+    /// Compliance in the last scans up to this one (the sparkline's `x,y` points, 0–100 px by 0–24 px).
+    pub trend_points: String,
+    /// In words: `62.0 % at scan 3 → 75.0 % now`, or `first scan`.
+    pub trend: String,
 }
 
 #[derive(Debug, Clone)]
@@ -509,6 +517,7 @@ struct OverviewPage {
     other_changes: usize,
     file_changes: Vec<FileChangeView>,
     file_changes_more: usize,
+    trend_len: usize,
 }
 
 /// One line of the overview's compliance breakdown.
@@ -600,6 +609,7 @@ fn write_overview(
     changes: &[Change],
     newly_unaudited: &[(String, String, String)],
     file_changes: &FileChanges,
+    cluster_trend: &[query::ClusterCounts],
 ) -> Result<(), ReportError> {
     let rules = data
         .rules
@@ -654,6 +664,8 @@ fn write_overview(
             fail: 0,
             error: 0,
             compliance: String::new(),
+            trend_points: String::new(),
+            trend: String::new(),
         });
         let c = data.host_counts(h);
         row.hosts += 1;
@@ -662,13 +674,37 @@ fn write_overview(
         row.fail += c[1];
         row.error += c[2];
     }
-    let clusters = clusters
+    // Per cluster: compliance in each of the last TREND scans that had hosts of it.
+    let mut past: HashMap<String, Vec<(i64, f64)>> = HashMap::new();
+    for t in cluster_trend {
+        if let Some(p) = query::pct(t.pass, t.fail, t.error) {
+            past.entry(t.cluster.clone().unwrap_or_else(|| "(none)".into())).or_default().push((t.scan_id, p));
+        }
+    }
+    let mut clusters: Vec<ClusterRow> = clusters
         .into_values()
         .map(|mut c| {
-            c.compliance = pct_text(query::pct(c.pass, c.fail, c.error));
+            let now = query::pct(c.pass, c.fail, c.error);
+            c.compliance = pct_text(now);
+            let points = past.remove(&c.cluster).unwrap_or_default();
+            let step = if points.len() > 1 { 100.0 / (points.len() - 1) as f64 } else { 0.0 };
+            for (i, (_, p)) in points.iter().enumerate().filter(|_| points.len() > 1) {
+                let _ = write!(c.trend_points, "{:.1},{:.1} ", step * i as f64, 23.0 - p * 0.22);
+            }
+            c.trend = match (points.first(), now) {
+                (Some((first, was)), Some(now)) if points.len() > 1 => {
+                    format!("{} at scan {first} → {} now", pct_text(Some(*was)), pct_text(Some(now)))
+                }
+                _ => "no earlier scan".into(),
+            };
             c
         })
         .collect();
+    // Worst first: the lowest compliance, then the most failures; clusters with nothing judged last.
+    clusters.sort_by(|a, b| {
+        let key = |c: &ClusterRow| query::pct(c.pass, c.fail, c.error).unwrap_or(f64::INFINITY);
+        key(a).total_cmp(&key(b)).then(b.fail.cmp(&a.fail)).then(a.cluster.cmp(&b.cluster))
+    });
 
     let problem = |name: &str, cluster: Option<&str>, kind: &str, message: &str| ProblemHost {
         file: format!("hosts/{}.html", file_name(name)),
@@ -748,6 +784,7 @@ fn write_overview(
         unaudited_more,
         trend_points,
         trend,
+        trend_len: TREND,
         previous: scans.iter().find(|s| s.id < scan.id).map(|s| s.id),
         newly_failing,
         newly_failing_more,
@@ -833,6 +870,38 @@ pub struct RuleHost {
     pub lines: Vec<Line>,
 }
 
+/// What a block of a rule text is, for the templates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProseKind {
+    Para,
+    Steps,
+    Bullets,
+    Code,
+}
+
+/// A block of a rule text as the templates draw it ([`crate::rules::prose`]): a paragraph's lines or a list's
+/// items as spans, or a code block's text.
+#[derive(Debug, Clone)]
+pub struct Prose {
+    pub kind: ProseKind,
+    pub lines: Vec<Vec<Span>>,
+    pub code: String,
+}
+
+/// A stored rule text's blocks; none when the rule set stored no text.
+fn prose(text: Option<&str>) -> Vec<Prose> {
+    let block = |kind, lines| Prose { kind, lines, code: String::new() };
+    prose::parse(text.unwrap_or_default())
+        .into_iter()
+        .map(|b| match b {
+            Block::Para(lines) => block(ProseKind::Para, lines),
+            Block::List { ordered: true, items } => block(ProseKind::Steps, items),
+            Block::List { ordered: false, items } => block(ProseKind::Bullets, items),
+            Block::Code(code) => Prose { kind: ProseKind::Code, lines: Vec::new(), code },
+        })
+        .collect()
+}
+
 #[derive(Template)]
 #[template(path = "rule.html")]
 struct RulePage<'a> {
@@ -840,6 +909,8 @@ struct RulePage<'a> {
     title: String,
     scan_id: i64,
     rule: &'a RuleRow,
+    rationale: Vec<Prose>,
+    remediation: Vec<Prose>,
     compliance: String,
     flag: String,
     hosts: Vec<RuleHost>,
@@ -900,6 +971,8 @@ fn write_rule_pages(w: &mut Writer, dir: &Path, scan: &ScanRow, data: &ScanData<
                 title: format!("{} ({})", rule.title, rule.rule_id),
                 scan_id: scan.id,
                 rule,
+                rationale: prose(rule.rationale.as_deref()),
+                remediation: prose(rule.remediation.as_deref()),
                 compliance: pct_text(rule.compliance_pct),
                 flag: data.flags.get(rule.rule_id.as_str()).cloned().flatten().unwrap_or_default(),
                 hosts: chunk,

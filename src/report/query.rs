@@ -236,6 +236,47 @@ pub async fn changes(
     .map_err(q("read the changes"))
 }
 
+/// One cluster's verdict totals in one scan (as `scan_rule_counts` counts them: a host that could not be
+/// audited is an error for every rule of the scan's rule set). `cluster` is the host's current one, NULL for
+/// hosts without one.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ClusterCounts {
+    pub scan_id: i64,
+    pub cluster: Option<String>,
+    pub pass: i64,
+    pub fail: i64,
+    pub error: i64,
+}
+
+/// The verdict totals per cluster of the last `scans` scans up to `scan_id`, oldest first.
+pub async fn cluster_trend(pool: &SqlitePool, scan_id: i64, scans: i64) -> Result<Vec<ClusterCounts>, ReportError> {
+    sqlx::query_as(
+        "WITH past AS (SELECT id, rules_version FROM scans WHERE id <= ?1 ORDER BY id DESC LIMIT ?2),
+              sets AS (SELECT r.set_id, sum(r.status = 'pass') AS pass, sum(r.status = 'fail') AS fail,
+                              sum(r.status = 'error') AS error
+                         FROM results r
+                        WHERE r.set_id IN (SELECT DISTINCT result_set_id FROM scan_hosts
+                                            WHERE scan_id IN (SELECT id FROM past) AND result_set_id IS NOT NULL)
+                        GROUP BY r.set_id),
+              width AS (SELECT p.id, (SELECT count(*) FROM rules m WHERE m.rules_version = p.rules_version) AS n
+                          FROM past p)
+         SELECT sh.scan_id, h.cluster, coalesce(sum(c.pass), 0) AS pass, coalesce(sum(c.fail), 0) AS fail,
+                coalesce(sum(CASE WHEN sh.result_set_id IS NULL THEN w.n ELSE c.error END), 0) AS error
+           FROM scan_hosts sh
+           JOIN width w ON w.id = sh.scan_id
+           JOIN hosts h ON h.id = sh.host_id
+           LEFT JOIN sets c ON c.set_id = sh.result_set_id
+          WHERE sh.scan_id IN (SELECT id FROM past)
+          GROUP BY sh.scan_id, h.cluster
+          ORDER BY sh.scan_id, h.cluster",
+    )
+    .bind(scan_id)
+    .bind(scans)
+    .fetch_all(pool)
+    .await
+    .map_err(q("read the compliance per cluster over time"))
+}
+
 /// Hosts the scan could not audit that the host's previous ended scan did audit: (name, error kind, message).
 pub async fn newly_unaudited(pool: &SqlitePool, scan_id: i64) -> Result<Vec<(String, String, String)>, ReportError> {
     Ok(host_transitions(pool, scan_id)

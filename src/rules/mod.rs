@@ -1,7 +1,8 @@
 //! The rule engine: given a parsed process table (and the host's roles), decides which rules pass or fail.
 //!
 //! Owns: the rule-pack format and the embedded CIS pack ([`pack`]), finding components in a table by the program
-//! executed ([`detect`]), the operators ([`test`]) and verdicts with redacted evidence ([`judge`]).
+//! executed ([`detect`]), the operators ([`test`]), verdicts with redacted evidence ([`judge`]), and the format of
+//! the rules' texts ([`prose`]).
 //! Must not touch: SSH, the database or HTML. It sees only a [`ProcessTable`], so `fleetaudit eval` can judge a
 //! captured `ps -ef` offline with exactly the code a scan uses.
 
@@ -12,6 +13,7 @@ pub mod judge;
 pub mod layers;
 pub mod pack;
 pub mod plan;
+pub mod prose;
 pub mod settings;
 pub mod test;
 
