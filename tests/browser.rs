@@ -23,6 +23,8 @@ const AXE_PAGES: &[(&str, &str)] = &[
     ("overview", "index.html"),
     ("rule", "rules/apiserver-kubelet-certificate-authority.html"),
     ("host", "hosts/prod-cp-2.html"),
+    ("hosts", "hosts.html"),
+    ("scans", "../index.html"),
 ];
 
 /// Where the browser tests leave what a reviewer looks at: cargo's scratch directory for tests.
