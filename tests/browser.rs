@@ -1,16 +1,48 @@
 //! The report in a real browser: headless Debian Chromium loads the overview from `file://`, renders the
 //! heading and the compliance figure, reports no script error and no Content-Security-Policy violation, and
-//! draws a phone-sized screenshot; the host page and the overview's fix-first list as the browser parsed them;
-//! screenshots of both at 1280 and 390 px left in `target/tmp/browser/` for review.
+//! draws a phone-sized screenshot; the host page and the overview's fix-first list as the browser parsed them.
+//! Accessibility: axe-core (npm, `tests/axe/`) run in the same Chromium through playwright-core on the pages in
+//! [`AXE_PAGES`], at 1280 and 390 px, with the report's own CSP still in force: no serious or critical
+//! violation; its JSON and full-page screenshots of each page at both widths left in `target/tmp/browser/` for
+//! review (overwritten by each run). A page made inaccessible on purpose shows the check can fail.
 
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use serde_json::Value;
 
 use support::{fleetaudit, text};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// The report pages axe checks, as (name, path under `report/scan-1/`): the name is the stem of the page's
+/// screenshots (`NAME-1280.png`, `NAME-390.png`) and labels its results. Another page is one more line here.
+const AXE_PAGES: &[(&str, &str)] = &[
+    ("overview", "index.html"),
+    ("rule", "rules/apiserver-kubelet-certificate-authority.html"),
+    ("host", "hosts/prod-cp-2.html"),
+    ("matrix", "matrix.html"),
+    ("hosts", "hosts.html"),
+    ("scans", "../index.html"),
+];
+
+/// Where the browser tests leave what a reviewer looks at: cargo's scratch directory for tests.
+fn output_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `fleetaudit demo` run into `dir/demo` (each test its own: another checkout sharing the target directory
+/// may run these tests at the same time); returns that directory.
+fn demo(dir: &Path) -> PathBuf {
+    let demo = dir.join("demo");
+    let out = fleetaudit(&["demo", "--dir", demo.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    demo
+}
 
 fn chromium(profile: &Path, args: &[&str]) -> std::process::Output {
     assert!(Path::new(CHROMIUM).exists(), "install chromium: apt-get install -y chromium");
@@ -33,9 +65,7 @@ fn chromium(profile: &Path, args: &[&str]) -> std::process::Output {
 #[test]
 fn the_overview_renders_in_headless_chromium() {
     let dir = tempfile::tempdir().unwrap();
-    let demo = dir.path().join("demo");
-    let out = fleetaudit(&["demo", "--dir", demo.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let demo = demo(dir.path());
     let overview = demo.join("report/scan-1/index.html");
     let url = format!("file://{}", overview.display());
     let profile = dir.path().join("chromium-profile");
@@ -74,25 +104,140 @@ fn the_overview_renders_in_headless_chromium() {
     let fix = dom.find("<ol class=\"fix\">").map(|i| &dom[i..i + dom[i..].find("</ol>").unwrap()]);
     let fix = fix.unwrap_or_else(|| panic!("no fix-first list in\n{dom}"));
     assert!(fix.matches("<li>").count() >= 3 && fix.contains("<a href=\"rules/"), "{fix}");
-
-    // Screenshots for review, kept where cargo keeps test output: laptop and phone widths.
-    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
-    std::fs::create_dir_all(&shots).unwrap();
-    for (name, page) in [("overview", "index.html"), ("host", "hosts/prod-cp-2.html")] {
-        for width in [1280, 390] {
-            let png = shots.join(format!("{name}-{width}.png"));
-            let shot = format!("--screenshot={}", png.display());
-            let size = format!("--window-size={width},1600");
-            chromium(&profile, &[&shot, &size, &url_of(&demo.join("report/scan-1").join(page))]);
-            assert!(
-                std::fs::read(&png).is_ok_and(|b| b.starts_with(b"\x89PNG") && b.len() > 5_000),
-                "{}",
-                png.display()
-            );
-        }
-    }
+    // The matrix, as parsed: a body per cluster, a header cell per host, and prod-cp-2's failing reference rule
+    // as a red cell linking to that verdict on its page, where the anchor is.
+    let dom = text(&chromium(&profile, &["--dump-dom", &url_of(&demo.join("report/scan-1/matrix.html"))]).stdout);
+    assert!(dom.matches("<tbody>").count() >= 3, "a body per cluster");
+    assert!(dom.matches("<th scope=\"row\">").count() >= 9, "a row per host");
+    let cell = "<td class=\"f\"><a href=\"hosts/prod-cp-2.html#r-apiserver-kubelet-certificate-authority\" title=\"fail\">✗</a></td>";
+    assert!(dom.contains(cell), "no {cell} in the matrix's DOM");
+    let host = text(&chromium(&profile, &["--dump-dom", &url]).stdout);
+    assert!(host.contains("id=\"r-apiserver-kubelet-certificate-authority\""), "the verdict's anchor");
 }
 
 fn url_of(path: &Path) -> String {
     format!("file://{}", path.display())
+}
+
+/// Runs `tests/axe/run.mjs` on `pages` (name, file), writing screenshots into `out`; its JSON, parsed: one
+/// entry per page and width. A missing Node.js or `tests/axe/node_modules` fails with what to install.
+fn axe(out: &Path, pages: &[(&str, PathBuf)]) -> Vec<Value> {
+    let harness = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/axe");
+    let node = Command::new("node").arg("--version").output();
+    assert!(
+        node.is_ok_and(|o| o.status.success()),
+        "the accessibility check needs Node.js and npm: `apt-get install -y nodejs npm`, then \
+         `npm ci --prefix tests/axe` (.ci/run does both)"
+    );
+    for module in ["axe-core", "playwright-core"] {
+        assert!(
+            harness.join("node_modules").join(module).join("package.json").exists(),
+            "tests/axe/node_modules/{module} is missing: run `npm ci --prefix tests/axe` (.ci/run does)"
+        );
+    }
+    let mut cmd = Command::new("node");
+    cmd.arg(harness.join("run.mjs")).arg("--out").arg(out);
+    for (name, path) in pages {
+        cmd.arg(format!("{name}={}", path.display()));
+    }
+    let run = cmd.output().expect("run node");
+    assert!(run.status.success(), "tests/axe/run.mjs failed:\n{}", text(&run.stderr));
+    let results: Vec<Value> = serde_json::from_slice(&run.stdout)
+        .unwrap_or_else(|e| panic!("tests/axe/run.mjs printed no JSON ({e}):\n{}", text(&run.stdout)));
+    assert_eq!(results.len(), pages.len() * 2, "one result per page and width");
+    results
+}
+
+/// The violations of one result whose impact is serious or critical, one readable paragraph each.
+fn serious(result: &Value) -> Vec<String> {
+    let violations = result["violations"].as_array().expect("violations");
+    violations.iter().filter(|v| matches!(v["impact"].as_str(), Some("serious" | "critical"))).map(describe).collect()
+}
+
+fn describe(v: &Value) -> String {
+    let mut s = format!(
+        "{} ({}): {} <{}>",
+        v["id"].as_str().unwrap_or("?"),
+        v["impact"].as_str().unwrap_or("?"),
+        v["help"].as_str().unwrap_or(""),
+        v["helpUrl"].as_str().unwrap_or("")
+    );
+    for node in v["nodes"].as_array().into_iter().flatten() {
+        let summary = node["summary"].as_str().unwrap_or("").replace('\n', "\n        ");
+        s += &format!("\n    {}\n        {summary}", node["target"]);
+    }
+    s
+}
+
+fn label(result: &Value) -> String {
+    format!("{} at {} px", result["page"].as_str().unwrap_or("?"), result["width"])
+}
+
+#[test]
+fn the_report_has_no_serious_accessibility_violations() {
+    let dir = tempfile::tempdir().unwrap();
+    let scan = demo(dir.path()).join("report/scan-1");
+    let pages: Vec<(&str, PathBuf)> = AXE_PAGES.iter().map(|(name, page)| (*name, scan.join(page))).collect();
+    let out = output_dir();
+    let results = axe(&out, &pages);
+    let json = out.join("axe.json");
+    std::fs::write(&json, serde_json::to_string_pretty(&results).unwrap()).unwrap();
+
+    let mut failures = Vec::new();
+    for result in &results {
+        let page = label(result);
+        // axe went in through the DevTools protocol: the report's own policy still holds for its content.
+        let csp = &result["csp"];
+        assert!(csp["meta"].as_str().is_some_and(|m| m.starts_with("default-src 'none';")), "{page}: {csp}");
+        assert_eq!(csp["inlineScriptRan"], false, "{page}: the CSP let an inline script run");
+        let on_load = result["consoleOnLoad"].as_array().unwrap();
+        assert!(
+            !on_load.iter().any(|l| l.as_str().unwrap().contains("Content Security Policy")),
+            "{page}: {on_load:?}"
+        );
+        assert_eq!(result["pageErrors"], Value::Array(vec![]), "{page}");
+        assert_eq!(result["externalRequests"], Value::Array(vec![]), "{page}: the report loaded something");
+        // Reflow: wide tables scroll inside their own box; the page itself never scrolls sideways.
+        assert_eq!(result["horizontalOverflow"], false, "{page}: the page is wider than the window");
+        let png = Path::new(result["screenshot"].as_str().unwrap());
+        assert!(
+            std::fs::read(png).is_ok_and(|b| b.starts_with(b"\x89PNG") && b.len() > 5_000),
+            "{page}: no screenshot at {}",
+            png.display()
+        );
+        for v in result["violations"].as_array().unwrap() {
+            if !matches!(v["impact"].as_str(), Some("serious" | "critical")) {
+                println!("{page}: {}", describe(v));
+            }
+        }
+        failures.extend(serious(result).into_iter().map(|v| format!("{page}: {v}")));
+    }
+    assert!(
+        failures.is_empty(),
+        "axe-core found {} serious or critical violation(s) (all results: {}):\n\n{}",
+        failures.len(),
+        json.display(),
+        failures.join("\n\n")
+    );
+}
+
+/// The check can fail: a page with an image without alternative text and faint grey text on white.
+#[test]
+fn axe_reports_an_inaccessible_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("inaccessible.html");
+    std::fs::write(
+        &page,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Inaccessible</title></head>\n\
+         <body><main><h1>Inaccessible</h1><p style=\"color: #c8c8c8; background: #fff\">Faint text</p>\n\
+         <img src=\"data:image/gif;base64,R0lGODlhAQABAIAAAP///wAAACwAAAAAAQABAAACAkQBADs=\" width=\"40\" \
+         height=\"40\"></main></body></html>\n",
+    )
+    .unwrap();
+    let results = axe(dir.path(), &[("inaccessible", page)]);
+    for result in &results {
+        let found = serious(result);
+        let ids = |id: &str| found.iter().any(|v| v.starts_with(&format!("{id} (")));
+        assert!(ids("image-alt") && ids("color-contrast"), "{}: axe missed them: {found:#?}", label(result));
+    }
 }
