@@ -2,10 +2,12 @@
 //! the JUnit writer ([`super::junit`]) turns into test cases.
 //!
 //! Owns: assembling a scan's hosts × rules from the store's read queries ([`crate::report::query`], shared with
-//! the HTML report) and the JSON document's shape. Must not touch: SSH, rule evaluation, SQL of its own. It reads
-//! only what the store holds, so these outputs say exactly what the database says, and memory holds each distinct
-//! result set, evidence document and file set (without contents, through `Store::scan_files`) once however many
-//! hosts share them.
+//! the HTML report) and the JSON document's shape (format version 2, described exactly by
+//! schemas/scan-v2.schema.json: each rule's texts and each evidence document once, findings referring to them by
+//! id, so a verdict costs its host, rule id, status and reason rather than a rule's texts and a command line).
+//! Must not touch: SSH, rule evaluation, SQL of its own. It reads only what the store holds, so these outputs say
+//! exactly what the database says, and memory holds each distinct result set, evidence document and file set
+//! (without contents, through `Store::scan_files`) once however many hosts share them.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -54,6 +56,8 @@ pub struct Verdict<'a> {
     pub reason: Cow<'a, str>,
     /// The stored (redacted) evidence: a JSON array of `{pid, user, cmdline}`.
     pub evidence: Option<&'a serde_json::Value>,
+    /// The store's id of that evidence document (many verdicts share one); `Some` exactly when `evidence` is.
+    pub evidence_id: Option<i64>,
 }
 
 impl Verdict<'_> {
@@ -152,6 +156,7 @@ impl ScanResults {
                 status: Status::parse(&r.status).unwrap_or(Status::Error),
                 reason: Cow::Borrowed(&r.reason),
                 evidence: r.evidence_id.and_then(|id| self.evidence.get(&id)),
+                evidence_id: r.evidence_id.filter(|id| self.evidence.contains_key(id)),
             })),
             None => {
                 let reason = format!(
@@ -166,9 +171,15 @@ impl ScanResults {
                     status: Status::Error,
                     reason: Cow::Owned(reason.clone()),
                     evidence: None,
+                    evidence_id: None,
                 }))
             }
         }
+    }
+
+    /// The scan's rule set with its texts, in rule-id order.
+    pub fn rules(&self) -> &[RuleRow] {
+        &self.rules
     }
 
     /// Every verdict of the scan, host by host.
@@ -205,11 +216,20 @@ impl ScanResults {
     }
 }
 
+/// The version of the document [`write_json`] writes, its top-level `format_version`. It changes when a field is
+/// removed, renamed or changes meaning; the schema that describes it is `schemas/scan-v{N}.schema.json`.
+pub const FORMAT_VERSION: u32 = 2;
+
 #[derive(Serialize)]
 struct Doc<'a> {
+    format_version: u32,
     scan: ScanJson<'a>,
     summary: SummaryJson,
+    /// Each rule's texts once, keyed by rule id.
+    rules: RulesJson<'a>,
     hosts: Vec<HostJson<'a>>,
+    /// Each distinct evidence document once, keyed by the store's id (as a string).
+    evidence: EvidenceJson<'a>,
     findings: Findings<'a>,
 }
 
@@ -339,21 +359,70 @@ struct ErrorJson<'a> {
     message: &'a str,
 }
 
+/// The scan's rules, keyed by id, in id order.
+struct RulesJson<'a>(&'a [RuleRow]);
+
 #[derive(Serialize)]
-struct VerdictJson<'a> {
-    host: &'a str,
-    cluster: Option<&'a str>,
-    rule_id: &'a str,
-    cis: Option<&'a str>,
-    title: Option<&'a str>,
-    component: Option<&'a str>,
-    severity: Option<&'a str>,
-    /// `automated` or `manual` (CIS's assessment); absent for rules stored before assessments were.
+struct RuleJson<'a> {
+    cis: &'a str,
+    title: &'a str,
+    component: &'a str,
+    severity: &'a str,
+    /// `automated` or `manual` (CIS's assessment); `null` for rules stored before assessments were.
     assessment: Option<&'a str>,
-    status: Status,
-    reason: &'a str,
-    evidence: Option<&'a serde_json::Value>,
+    /// What the rule tests, in words.
+    test: Option<&'a str>,
+    rationale: Option<&'a str>,
     remediation: Option<&'a str>,
+}
+
+impl Serialize for RulesJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|r| {
+            let rule = RuleJson {
+                cis: &r.cis,
+                title: &r.title,
+                component: &r.component,
+                severity: &r.severity,
+                assessment: r.assessment.as_deref(),
+                test: r.test.as_deref(),
+                rationale: r.rationale.as_deref(),
+                remediation: r.remediation.as_deref(),
+            };
+            (&r.rule_id, rule)
+        }))
+    }
+}
+
+/// The scan's evidence documents, keyed by the store's id, in id order.
+struct EvidenceJson<'a>(&'a HashMap<i64, serde_json::Value>);
+
+impl Serialize for EvidenceJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut ids: Vec<i64> = self.0.keys().copied().collect();
+        ids.sort_unstable();
+        s.collect_map(ids.into_iter().map(|id| (EvidenceId(id), &self.0[&id])))
+    }
+}
+
+/// An evidence document's key: the store's id, written as a JSON string (an object key, and a finding's reference
+/// to it) without an allocation per finding.
+struct EvidenceId(i64);
+
+impl Serialize for EvidenceId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+/// One finding: the rule and the evidence by reference (`rules[rule_id]`, `evidence[evidence]`).
+#[derive(Serialize)]
+struct FindingJson<'a> {
+    host: &'a str,
+    rule_id: &'a str,
+    status: Status,
+    reason: Cow<'a, str>,
+    evidence: Option<EvidenceId>,
 }
 
 /// The findings, serialized one by one as they are assembled (never all in memory at once).
@@ -361,36 +430,23 @@ struct Findings<'a>(&'a ScanResults);
 
 impl Serialize for Findings<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.all_verdicts())
+        s.collect_seq(self.0.all_verdicts().map(|v| FindingJson {
+            host: &v.host.name,
+            rule_id: v.rule_id,
+            status: v.status,
+            reason: v.reason,
+            evidence: v.evidence_id.map(EvidenceId),
+        }))
     }
 }
 
-impl Serialize for Verdict<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let rule = self.rule;
-        VerdictJson {
-            host: &self.host.name,
-            cluster: self.host.cluster.as_deref(),
-            rule_id: self.rule_id,
-            cis: rule.map(|r| r.cis.as_str()),
-            title: rule.map(|r| r.title.as_str()),
-            component: rule.map(|r| r.component.as_str()),
-            severity: rule.map(|r| r.severity.as_str()),
-            assessment: rule.and_then(|r| r.assessment.as_deref()),
-            status: self.status,
-            reason: &self.reason,
-            evidence: self.evidence,
-            remediation: rule.and_then(|r| r.remediation.as_deref()),
-        }
-        .serialize(s)
-    }
-}
-
-/// Writes the scan as one JSON document: `scan`, `summary`, `hosts`, `findings` (README "Outputs").
+/// Writes the scan as one compact JSON document (format version [`FORMAT_VERSION`]): `format_version`, `scan`,
+/// `summary`, `rules`, `hosts`, `evidence`, `findings` (README "Outputs"; schemas/scan-v2.schema.json).
 pub fn write_json(out: &mut dyn Write, r: &ScanResults) -> io::Result<()> {
     let s = &r.scan;
     let totals = r.totals();
     let doc = Doc {
+        format_version: FORMAT_VERSION,
         scan: ScanJson {
             id: s.id,
             started_at: &s.started_at,
@@ -435,11 +491,13 @@ pub fn write_json(out: &mut dyn Write, r: &ScanResults) -> io::Result<()> {
                 file_changes: FileChangesJson(r.file_changes(h)),
             })
             .collect(),
+        rules: RulesJson(&r.rules),
+        evidence: EvidenceJson(&r.evidence),
         findings: Findings(r),
     };
     // stdout is line-buffered: without this, every line of the document would be a write(2).
     let mut w = io::BufWriter::with_capacity(1 << 16, out);
-    serde_json::to_writer_pretty(&mut w, &doc)?;
+    serde_json::to_writer(&mut w, &doc)?;
     writeln!(w)?;
     w.flush()
 }
