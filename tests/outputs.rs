@@ -596,3 +596,92 @@ fn a_progress_bar_only_on_a_terminal() {
     assert!(!has_sgr(&stdout) && !has_sgr(&stderr), "{stdout}");
     assert!(stdout.contains("FAIL"), "{stdout}");
 }
+
+#[test]
+fn sarif_says_what_the_database_says() {
+    let fleet = Fleet::start(Duration::ZERO);
+    let out = fleetaudit(&["scan", "-i", fleet.inv(), "--format", "sarif"]);
+    assert_eq!(code(&out), 2, "a host is down: {}", text(&out.stderr));
+    let log: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+    let db = &fleet.db;
+    let scan_id: i64 = sqlite(db, "SELECT max(id) FROM scans").trim().parse().unwrap();
+    assert_eq!(log["version"], "2.1.0");
+    assert_eq!(log["$schema"], "https://json.schemastore.org/sarif-2.1.0.json");
+    let runs = log["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1);
+    let run = &runs[0];
+    assert_eq!(run["automationDetails"]["id"], format!("fleetaudit/scan/{scan_id}"));
+    assert_eq!(run["invocations"][0]["executionSuccessful"], true);
+
+    // The driver's rules: the scan's rule set, with the database's texts.
+    let driver = &run["tool"]["driver"];
+    assert_eq!(driver["name"], "fleetaudit");
+    let rules = driver["rules"].as_array().unwrap();
+    let stored = sqlite(
+        db,
+        "SELECT rule_id, title, severity, cis, replace(remediation, char(10), '\\n') FROM rules
+          WHERE rules_version = (SELECT rules_version FROM scans ORDER BY id DESC LIMIT 1) ORDER BY rule_id",
+    );
+    let from_sarif: String = rules
+        .iter()
+        .map(|r| {
+            let help = r["help"]["text"].as_str().unwrap_or("").replace('\n', "\\n");
+            let (title, props) = (&r["shortDescription"]["text"], &r["properties"]);
+            format!(
+                "{}|{}|{}|{}|{help}\n",
+                r["id"].as_str().unwrap(),
+                title.as_str().unwrap(),
+                props["severity"].as_str().unwrap(),
+                props["cis"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(from_sarif.trim_end(), stored.trim_end());
+    for r in rules {
+        let level = match r["properties"]["severity"].as_str().unwrap() {
+            "critical" | "high" => "error",
+            _ => "warning",
+        };
+        assert_eq!(r["defaultConfiguration"]["level"], level, "{r}");
+    }
+
+    // Results: a failed rule is `fail` at its severity's level, one that could not be judged is `open` (level
+    // `none`, as SARIF requires for any kind but `fail`); passes and rules that do not apply are left out.
+    let results = run["results"].as_array().unwrap();
+    let counts = db_counts(db, scan_id, "");
+    let of_kind = |k: &str| results.iter().filter(|r| r["kind"] == k).count();
+    assert_eq!(of_kind("fail"), counts["fail"]);
+    assert_eq!(of_kind("open"), counts["error"]);
+    assert_eq!(results.len(), counts["fail"] + counts["error"]);
+    let hosts: BTreeSet<&str> = NODES.iter().map(|n| n.0).chain(["down"]).collect();
+    let mut verdicts = BTreeSet::new();
+    for r in results {
+        let index = r["ruleIndex"].as_u64().unwrap() as usize;
+        assert_eq!(rules[index]["id"], r["ruleId"], "{r}");
+        let expected = match r["kind"].as_str().unwrap() {
+            "fail" => rules[index]["defaultConfiguration"]["level"].as_str().unwrap(),
+            _ => "none",
+        };
+        assert_eq!(r["level"], expected, "{r}");
+        assert!(!r["message"]["text"].as_str().unwrap().is_empty(), "{r}");
+        let location = &r["locations"][0];
+        let host = location["logicalLocations"][0]["name"].as_str().unwrap();
+        assert!(hosts.contains(host), "{r}");
+        let uri = location["physicalLocation"]["artifactLocation"]["uri"].as_str().unwrap();
+        assert!(uri.starts_with("ssh://127.0.0.1:") && uri.ends_with('/'), "{uri}");
+        let status = if r["kind"] == "fail" { "fail" } else { "error" };
+        verdicts.insert((host.to_owned(), r["ruleId"].as_str().unwrap().to_owned(), status.to_owned()));
+    }
+    let problems: BTreeSet<_> =
+        db_verdicts(db, scan_id).into_iter().filter(|v| v.2 == "fail" || v.2 == "error").collect();
+    assert_eq!(verdicts, problems, "one result per failed or unjudged (host, rule), as the database has them");
+    let down = results.iter().find(|r| r["locations"][0]["logicalLocations"][0]["name"] == "down").unwrap();
+    assert!(down["message"]["text"].as_str().unwrap().starts_with("unreachable: "), "{down}");
+    let fqn = &down["locations"][0]["logicalLocations"][0]["fullyQualifiedName"];
+    assert_eq!(fqn, "prod/down");
+
+    // SARIF is the scan's alone: other commands refuse it.
+    let out = fleetaudit(&["check", "-i", fleet.inv(), "--format", "sarif"]);
+    assert_eq!(code(&out), 3, "an unknown value is bad input: {}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("sarif"), "{}", text(&out.stderr));
+}

@@ -1,5 +1,5 @@
 //! One stored scan as data for programs: the JSON document of `fleetaudit scan --format json`, and the verdicts
-//! the JUnit writer ([`super::junit`]) turns into test cases.
+//! the JUnit ([`super::junit`]) and SARIF ([`super::sarif`]) writers turn into test cases and results.
 //!
 //! Owns: assembling a scan's hosts × rules from the store's read queries ([`crate::report::query`], shared with
 //! the HTML report) and the JSON document's shape (format version 2, described exactly by
