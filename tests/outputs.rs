@@ -181,8 +181,26 @@ fn json_and_junit_say_what_the_database_says() {
     assert!(!cp["files"].as_array().unwrap().is_empty(), "the kubeadm node's files were read: {cp}");
     assert!(down["files"].is_null());
 
-    // Findings: exactly the database's verdicts, and its counts.
-    let findings = doc["findings"].as_array().unwrap();
+    // Findings: each distinct verdict once with its hosts; one object per host and rule again (as the README's
+    // jq `{host: .hosts[], ...}` makes them), exactly the database's verdicts, and its counts.
+    let shared = doc["findings"].as_array().unwrap();
+    let distinct: BTreeSet<String> =
+        shared.iter().map(|f| format!("{}|{}|{}|{}", f["rule_id"], f["status"], f["reason"], f["evidence"])).collect();
+    assert_eq!(distinct.len(), shared.len(), "each distinct verdict once");
+    let findings: Vec<serde_json::Value> = shared
+        .iter()
+        .flat_map(|f| {
+            f["hosts"].as_array().unwrap().iter().map(move |h| {
+                let mut one = f.clone();
+                one.as_object_mut().unwrap().remove("hosts");
+                one["host"] = h.clone();
+                one
+            })
+        })
+        .collect();
+    // (These five hosts differ; the report bench's 10,000 share a few hundred verdicts.)
+    assert!(findings.len() > shared.len(), "some hosts share a verdict: {} for {}", shared.len(), findings.len());
+    let findings = &findings;
     let from_json: BTreeSet<(String, String, String)> = findings
         .iter()
         .map(|f| {
@@ -399,7 +417,7 @@ fn the_schema_rejects_what_it_does_not_describe() {
                      "files": [ { "path": "/etc/x", "problem": "denied", "problem_message": "no" } ],
                      "file_changes": [] } ],
         "evidence": { "7": [ { "pid": 1, "user": "root", "cmdline": "kube-apiserver" } ] },
-        "findings": [ { "host": "h", "rule_id": "r1", "status": "fail", "reason": "r", "evidence": "7" } ]
+        "findings": [ { "rule_id": "r1", "status": "fail", "reason": "r", "evidence": "7", "hosts": ["h"] } ]
     });
     let schema = scan_schema();
     assert!(schema.is_valid(&valid), "{:?}", schema.iter_errors(&valid).map(|e| e.to_string()).collect::<Vec<_>>());
@@ -408,6 +426,11 @@ fn the_schema_rejects_what_it_does_not_describe() {
         ("an unknown status", |d| d["findings"][0]["status"] = "failed".into()),
         ("a finding with the rule's texts again", |d| d["findings"][0]["title"] = "T".into()),
         ("evidence inline", |d| d["findings"][0]["evidence"] = serde_json::json!([{ "pid": 1 }])),
+        ("a finding without hosts", |d| d["findings"][0]["hosts"] = serde_json::json!([])),
+        ("a finding of one host in the version 1 shape", |d| {
+            d["findings"][0].as_object_mut().unwrap().remove("hosts");
+            d["findings"][0]["host"] = "h".into();
+        }),
         ("another format version", |d| d["format_version"] = 1.into()),
         ("no format version", |d| drop(d.as_object_mut().unwrap().remove("format_version"))),
         ("an unknown severity", |d| d["rules"]["r1"]["severity"] = "severe".into()),

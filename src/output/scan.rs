@@ -3,8 +3,9 @@
 //!
 //! Owns: assembling a scan's hosts × rules from the store's read queries ([`crate::report::query`], shared with
 //! the HTML report) and the JSON document's shape (format version 2, described exactly by
-//! schemas/scan-v2.schema.json: each rule's texts and each evidence document once, findings referring to them by
-//! id, so a verdict costs its host, rule id, status and reason rather than a rule's texts and a command line).
+//! schemas/scan-v2.schema.json: each rule's texts and each evidence document once, and each distinct verdict once
+//! with the names of the hosts that got it, so a (host, rule) pair costs a host name, not a rule's texts, a reason
+//! and a command line).
 //! Must not touch: SSH, rule evaluation, SQL of its own. It reads only what the store holds, so these outputs say
 //! exactly what the database says, and memory holds each distinct result set, evidence document and file set
 //! (without contents, through `Store::scan_files`) once however many hosts share them.
@@ -159,11 +160,7 @@ impl ScanResults {
                 evidence_id: r.evidence_id.filter(|id| self.evidence.contains_key(id)),
             })),
             None => {
-                let reason = format!(
-                    "{}: {}",
-                    host.error_kind.as_deref().unwrap_or("error"),
-                    host.error_message.as_deref().unwrap_or("")
-                );
+                let reason = error_reason(host);
                 Box::new(self.rules.iter().map(move |r| Verdict {
                     host,
                     rule_id: &r.rule_id,
@@ -415,27 +412,103 @@ impl Serialize for EvidenceId {
     }
 }
 
-/// One finding: the rule and the evidence by reference (`rules[rule_id]`, `evidence[evidence]`).
-#[derive(Serialize)]
-struct FindingJson<'a> {
-    host: &'a str,
-    rule_id: &'a str,
-    status: Status,
-    reason: Cow<'a, str>,
-    evidence: Option<EvidenceId>,
+/// One finding as the document has it: a verdict (rule, status, reason, evidence) with every host that got it.
+/// Hosts that share a result set share its verdicts, so a fleet's hundreds of thousands of (host, rule) verdicts
+/// are a few hundred distinct ones: written once each with their hosts' names, not once per host.
+pub struct SharedVerdict<'a> {
+    pub rule_id: &'a str,
+    pub status: Status,
+    pub reason: Cow<'a, str>,
+    /// The store's id of the evidence document (a key of [`ScanResults`]'s evidence).
+    pub evidence_id: Option<i64>,
+    /// In name order.
+    pub hosts: Vec<&'a str>,
 }
 
-/// The findings, serialized one by one as they are assembled (never all in memory at once).
-struct Findings<'a>(&'a ScanResults);
+impl ScanResults {
+    /// The scan's verdicts, each distinct (rule, status, reason, evidence) once with the hosts that got it, in
+    /// rule-id, status and reason order; together they are exactly [`ScanResults::all_verdicts`].
+    pub fn shared_verdicts(&self) -> Vec<SharedVerdict<'_>> {
+        // Hosts by result set, and hosts that could not be audited by their error: each group judged alike.
+        let mut by_set: HashMap<i64, Vec<&str>> = HashMap::new();
+        let mut by_error: HashMap<String, Vec<&str>> = HashMap::new();
+        for h in &self.hosts {
+            match h.result_set_id {
+                Some(set) => by_set.entry(set).or_default().push(&h.name),
+                None => by_error.entry(error_reason(h)).or_default().push(&h.name),
+            }
+        }
+        let mut index: HashMap<VerdictKey<'_>, usize> = HashMap::new();
+        let mut shared: Vec<SharedVerdict<'_>> = Vec::new();
+        for (set, hosts) in &by_set {
+            for r in self.sets.get(set).into_iter().flatten() {
+                let status = Status::parse(&r.status).unwrap_or(Status::Error);
+                let evidence_id = r.evidence_id.filter(|id| self.evidence.contains_key(id));
+                let key = (r.rule_id.as_str(), status, Cow::Borrowed(r.reason.as_str()), evidence_id);
+                share(&mut index, &mut shared, key, hosts);
+            }
+        }
+        for (reason, hosts) in by_error {
+            for rule in &self.rules {
+                let key = (rule.rule_id.as_str(), Status::Error, Cow::Owned(reason.clone()), None);
+                share(&mut index, &mut shared, key, &hosts);
+            }
+        }
+        for v in &mut shared {
+            v.hosts.sort_unstable();
+        }
+        shared.sort_by(|a, b| (a.rule_id, a.status, &a.reason).cmp(&(b.rule_id, b.status, &b.reason)));
+        shared
+    }
+}
+
+/// A verdict's identity: rule, status, reason, evidence.
+type VerdictKey<'a> = (&'a str, Status, Cow<'a, str>, Option<i64>);
+
+/// Adds `hosts` to the shared verdict `key`, which is new or already in `shared` (at `index[key]`).
+fn share<'a>(
+    index: &mut HashMap<VerdictKey<'a>, usize>,
+    shared: &mut Vec<SharedVerdict<'a>>,
+    key: VerdictKey<'a>,
+    hosts: &[&'a str],
+) {
+    let i = match index.get(&key) {
+        Some(&i) => i,
+        None => {
+            let (rule_id, status, reason, evidence_id) = key.clone();
+            shared.push(SharedVerdict { rule_id, status, reason, evidence_id, hosts: Vec::new() });
+            index.insert(key, shared.len() - 1);
+            shared.len() - 1
+        }
+    };
+    shared[i].hosts.extend_from_slice(hosts);
+}
+
+/// The verdict of every rule on a host that could not be audited: `<error_kind>: <error_message>`.
+fn error_reason(host: &ScanHost) -> String {
+    format!("{}: {}", host.error_kind.as_deref().unwrap_or("error"), host.error_message.as_deref().unwrap_or(""))
+}
+
+/// One finding: the rule and the evidence by reference (`rules[rule_id]`, `evidence[evidence]`), and the hosts.
+#[derive(Serialize)]
+struct FindingJson<'a> {
+    rule_id: &'a str,
+    status: Status,
+    reason: &'a str,
+    evidence: Option<EvidenceId>,
+    hosts: &'a [&'a str],
+}
+
+struct Findings<'a>(Vec<SharedVerdict<'a>>);
 
 impl Serialize for Findings<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.all_verdicts().map(|v| FindingJson {
-            host: &v.host.name,
+        s.collect_seq(self.0.iter().map(|v| FindingJson {
             rule_id: v.rule_id,
             status: v.status,
-            reason: v.reason,
+            reason: &v.reason,
             evidence: v.evidence_id.map(EvidenceId),
+            hosts: &v.hosts,
         }))
     }
 }
@@ -493,7 +566,7 @@ pub fn write_json(out: &mut dyn Write, r: &ScanResults) -> io::Result<()> {
             .collect(),
         rules: RulesJson(&r.rules),
         evidence: EvidenceJson(&r.evidence),
-        findings: Findings(r),
+        findings: Findings(r.shared_verdicts()),
     };
     // stdout is line-buffered: without this, every line of the document would be a write(2).
     let mut w = io::BufWriter::with_capacity(1 << 16, out);
