@@ -57,8 +57,6 @@ pub struct Verdict<'a> {
     pub reason: Cow<'a, str>,
     /// The stored (redacted) evidence: a JSON array of `{pid, user, cmdline}`.
     pub evidence: Option<&'a serde_json::Value>,
-    /// The store's id of that evidence document (many verdicts share one); `Some` exactly when `evidence` is.
-    pub evidence_id: Option<i64>,
 }
 
 impl Verdict<'_> {
@@ -157,7 +155,6 @@ impl ScanResults {
                 status: Status::parse(&r.status).unwrap_or(Status::Error),
                 reason: Cow::Borrowed(&r.reason),
                 evidence: r.evidence_id.and_then(|id| self.evidence.get(&id)),
-                evidence_id: r.evidence_id.filter(|id| self.evidence.contains_key(id)),
             })),
             None => {
                 let reason = error_reason(host);
@@ -168,7 +165,6 @@ impl ScanResults {
                     status: Status::Error,
                     reason: Cow::Owned(reason.clone()),
                     evidence: None,
-                    evidence_id: None,
                 }))
             }
         }
