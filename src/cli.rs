@@ -124,6 +124,17 @@ enum Format {
     Json,
 }
 
+/// What `scan` prints: its own list, since SARIF describes a scan and nothing else the other commands print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ScanFormat {
+    /// A line per host, then the totals.
+    Text,
+    /// The scan as one JSON document (README "Outputs", schemas/scan-v2.schema.json).
+    Json,
+    /// The scan's failed and unjudged rules as a SARIF 2.1.0 log, for code-scanning dashboards.
+    Sarif,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Audit every host of an inventory over SSH, store the verdicts, print a summary.
@@ -132,6 +143,7 @@ enum Command {
                             fleetaudit scan -i inventory.toml --db /var/lib/fleetaudit/history.db --quiet\n  \
                             fleetaudit scan -i inventory.toml --format json | jq '.findings[] | select(.status == \"fail\")'\n  \
                             fleetaudit scan -i inventory.toml --junit fleetaudit.xml --fail-on error\n  \
+                            fleetaudit scan -i inventory.toml --format sarif > fleetaudit.sarif\n  \
                             fleetaudit scan -i inventory.toml --shard 2/4\n  \
                             fleetaudit scan -i inventory.toml --automated-only --quiet\n  \
                             fleetaudit scan -i inventory.toml --changes\n\n\
@@ -363,9 +375,10 @@ enum Command {
 /// What `scan` prints and writes besides the database, and how it exits.
 #[derive(Debug, clap::Args)]
 struct ScanOutputs {
-    /// stdout: a summary per host (text) or the whole scan as one JSON document (json; see README "Outputs").
-    #[arg(long, value_enum, default_value_t = Format::Text, conflicts_with = "quiet")]
-    format: Format,
+    /// stdout: a summary per host (text), the whole scan as one JSON document (json), or its failed and unjudged
+    /// rules as SARIF 2.1.0 (sarif); see README "Outputs".
+    #[arg(long, value_enum, default_value_t = ScanFormat::Text, conflicts_with = "quiet")]
+    format: ScanFormat,
     /// Also write the scan as JUnit XML to FILE (atomically): a test suite per cluster, a test case per host and rule.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
@@ -557,7 +570,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
             let engine = Arc::new(Engine::new(RuleSet::load(&rules)?));
             let db = db.unwrap_or_else(|| inventory.settings.database.clone());
             // A bar only for a person watching: stderr a terminal, and no --quiet or JSON asked for.
-            let progress = (io::stderr().is_terminal() && !quiet && !changes && outputs.format == Format::Text)
+            let progress = (io::stderr().is_terminal() && !quiet && !changes && outputs.format == ScanFormat::Text)
                 .then(output::progress::Progress::start);
             let options = ScanOptions {
                 only: fleet.only,
@@ -578,7 +591,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
                 shard: outputs.shard,
             };
             let read_back =
-                ReadBack { results: outputs.format == Format::Json || outputs.junit.is_some(), news: changes };
+                ReadBack { results: outputs.format != ScanFormat::Text || outputs.junit.is_some(), news: changes };
             let scanned = runtime()?.block_on(scan(&inventory, engine, &db, &options, Some(&after), read_back));
             drop(options);
             if let Some(progress) = progress {
@@ -590,7 +603,8 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
                     .with_context(|| format!("cannot write the JUnit report {}", path.display()))?;
             }
             match (&results, outputs.format) {
-                (Some(results), Format::Json) => output::scan::write_json(&mut out, results)?,
+                (Some(results), ScanFormat::Json) => output::scan::write_json(&mut out, results)?,
+                (Some(results), ScanFormat::Sarif) => output::sarif::write(&mut out, results)?,
                 _ if quiet => {}
                 _ => match &news {
                     Some(news) => news.write(&mut out, &db, html.as_deref())?,

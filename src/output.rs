@@ -1,12 +1,13 @@
 //! Presenting verdicts and rules on a terminal (text) or to programs (JSON). Reads findings; judges nothing.
 //!
 //! Submodules: [`scan`] (a stored scan read back: its JSON document, and the verdicts [`junit`] writes as JUnit
-//! XML), [`changes`] (what a scan changed, for `scan --changes`) and [`progress`] (the scan's progress bar on a
-//! terminal).
+//! XML and [`sarif`] as SARIF 2.1.0), [`changes`] (what a scan changed, for `scan --changes`) and [`progress`]
+//! (the scan's progress bar on a terminal).
 
 pub mod changes;
 pub mod junit;
 pub mod progress;
+pub mod sarif;
 pub mod scan;
 
 use std::collections::BTreeMap;

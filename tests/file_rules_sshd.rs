@@ -409,14 +409,21 @@ fn scan(inventory: &Path) -> Scanned {
     assert!(matches!(code, Some(0..=2)), "scan exited {code:?}:\n{json}\n{err}");
     assert!(!err.contains("panicked"), "{err}");
     let doc: serde_json::Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}\n{err}"));
+    support::assert_valid(&doc);
     for h in doc["hosts"].as_array().unwrap() {
         assert_eq!(h["outcome"], "audited", "{h}");
     }
     let (mut by_cis, mut by_rule) = (BTreeMap::new(), BTreeMap::new());
+    // Format version 2: a finding is a verdict with the hosts that got it, and names its rule, whose CIS number
+    // is in `rules`.
     for f in doc["findings"].as_array().unwrap() {
         let s = |k: &str| f[k].as_str().unwrap_or_default().to_owned();
-        by_cis.insert((s("host"), s("cis")), Verdict { status: s("status"), reason: s("reason") });
-        by_rule.insert((s("host"), s("rule_id")), s("status"));
+        let cis = doc["rules"][s("rule_id")]["cis"].as_str().unwrap_or_else(|| panic!("a rule for {f}")).to_owned();
+        for host in f["hosts"].as_array().unwrap_or_else(|| panic!("hosts in {f}")) {
+            let host = host.as_str().unwrap().to_owned();
+            by_cis.insert((host.clone(), cis.clone()), Verdict { status: s("status"), reason: s("reason") });
+            by_rule.insert((host, s("rule_id")), s("status"));
+        }
     }
     Scanned { by_cis, by_rule, json, max_rss_kib, elapsed }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use fleetaudit::sim::{self, Behavior, NodeSpec, RunningNode};
 use fleetaudit::ssh::known_hosts;
-use support::{fleetaudit, on_a_terminal, sqlite, text, write};
+use support::{assert_valid, fleetaudit, on_a_terminal, scan_schema, sqlite, text, write};
 
 /// A process line with markup and quotes in a flag value, as a hostile node could show.
 const HOSTILE: &str = "--anonymous-auth=<script>alert(1)</script>&\"'";
@@ -130,8 +130,10 @@ fn json_and_junit_say_what_the_database_says() {
     let junit = fleet.path("junit.xml");
     let out = fleetaudit(&["scan", "-i", fleet.inv(), "--format", "json", "--junit", junit.to_str().unwrap()]);
     assert_eq!(code(&out), 2, "a host is down: {}", text(&out.stderr));
-    // ONE JSON document on stdout, nothing else.
+    // ONE JSON document on stdout, nothing else, and the schema in the repository describes it.
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+    assert_eq!(doc["format_version"], 2);
+    assert_valid(&doc);
     let db = &fleet.db;
     let scan_id: i64 = sqlite(db, "SELECT max(id) FROM scans").trim().parse().unwrap();
     assert_eq!(doc["scan"]["id"], scan_id);
@@ -179,8 +181,26 @@ fn json_and_junit_say_what_the_database_says() {
     assert!(!cp["files"].as_array().unwrap().is_empty(), "the kubeadm node's files were read: {cp}");
     assert!(down["files"].is_null());
 
-    // Findings: exactly the database's verdicts, and its counts.
-    let findings = doc["findings"].as_array().unwrap();
+    // Findings: each distinct verdict once with its hosts; one object per host and rule again (as the README's
+    // jq `{host: .hosts[], ...}` makes them), exactly the database's verdicts, and its counts.
+    let shared = doc["findings"].as_array().unwrap();
+    let distinct: BTreeSet<String> =
+        shared.iter().map(|f| format!("{}|{}|{}|{}", f["rule_id"], f["status"], f["reason"], f["evidence"])).collect();
+    assert_eq!(distinct.len(), shared.len(), "each distinct verdict once");
+    let findings: Vec<serde_json::Value> = shared
+        .iter()
+        .flat_map(|f| {
+            f["hosts"].as_array().unwrap().iter().map(move |h| {
+                let mut one = f.clone();
+                one.as_object_mut().unwrap().remove("hosts");
+                one["host"] = h.clone();
+                one
+            })
+        })
+        .collect();
+    // (These five hosts differ; the report bench's 10,000 share a few hundred verdicts.)
+    assert!(findings.len() > shared.len(), "some hosts share a verdict: {} for {}", shared.len(), findings.len());
+    let findings = &findings;
     let from_json: BTreeSet<(String, String, String)> = findings
         .iter()
         .map(|f| {
@@ -202,29 +222,47 @@ fn json_and_junit_say_what_the_database_says() {
         assert_eq!(n, automated.get(status).copied().unwrap_or(0), "automated {status}");
     }
     assert!(doc["summary"]["automated"]["fail"].as_u64() < doc["summary"]["fail"].as_u64(), "manual failures exist");
-    let anonymous = findings.iter().find(|f| f["rule_id"] == "apiserver-anonymous-auth").unwrap();
-    assert_eq!(anonymous["assessment"], "manual");
+    let rules = doc["rules"].as_object().unwrap();
+    assert_eq!(rules["apiserver-anonymous-auth"]["assessment"], "manual");
+
+    // References resolve: every finding's host, rule and evidence is in the document, each rule's texts and each
+    // evidence document are there once, and nothing is there that no finding refers to.
+    let host_names: BTreeSet<&str> = hosts.iter().map(|h| h["name"].as_str().unwrap()).collect();
+    let evidence_docs = doc["evidence"].as_object().unwrap();
+    let mut referred = BTreeSet::new();
+    for f in findings {
+        assert!(host_names.contains(f["host"].as_str().unwrap()), "{f}");
+        assert!(rules.contains_key(f["rule_id"].as_str().unwrap()), "{f}");
+        if let Some(id) = f["evidence"].as_str() {
+            assert!(evidence_docs.contains_key(id), "{f}");
+            referred.insert(id);
+        }
+    }
+    assert_eq!(referred, evidence_docs.keys().map(String::as_str).collect(), "no evidence nothing refers to");
+    let rule_ids: BTreeSet<String> =
+        sqlite(db, "SELECT DISTINCT rule_id FROM findings").lines().map(str::to_owned).collect();
+    assert_eq!(rules.keys().cloned().collect::<BTreeSet<_>>(), rule_ids);
 
     // The reference rule fails on the kubeadm default node: evidence (redacted as stored) and remediation.
     let rule = "apiserver-kubelet-certificate-authority";
     let f = findings.iter().find(|f| f["host"] == "cp-default" && f["rule_id"] == rule).unwrap();
     assert_eq!(f["status"], "fail");
-    assert_eq!(f["cis"], "1.2.5");
-    assert_eq!(f["severity"], sqlite(db, &format!("SELECT severity FROM rules WHERE rule_id = '{rule}'")).trim());
+    assert_eq!(rules[rule]["cis"], "1.2.5");
+    let severity = sqlite(db, &format!("SELECT severity FROM rules WHERE rule_id = '{rule}'"));
+    assert_eq!(rules[rule]["severity"], severity.trim());
     let remediation = sqlite(db, &format!("SELECT remediation FROM rules WHERE rule_id = '{rule}'"));
-    assert_eq!(f["remediation"].as_str().unwrap(), remediation.trim_end_matches('\n'));
+    assert_eq!(rules[rule]["remediation"].as_str().unwrap(), remediation.trim_end_matches('\n'));
     let evidence =
         sqlite(db, &format!("SELECT evidence FROM findings WHERE host = 'cp-default' AND rule_id = '{rule}'"));
     let stored: serde_json::Value = serde_json::from_str(evidence.trim()).unwrap();
-    assert_eq!(f["evidence"], stored);
-    assert!(f["evidence"][0]["cmdline"].as_str().unwrap().contains(HOSTILE));
+    let shown = &evidence_docs[f["evidence"].as_str().unwrap()];
+    assert_eq!(*shown, stored);
+    assert!(shown[0]["cmdline"].as_str().unwrap().contains(HOSTILE));
     let unreachable = findings.iter().filter(|f| f["host"] == "down").collect::<Vec<_>>();
     assert!(!unreachable.is_empty());
-    assert!(
-        unreachable
-            .iter()
-            .all(|f| f["status"] == "error" && f["reason"].as_str().unwrap().starts_with("unreachable: "))
-    );
+    assert!(unreachable.iter().all(|f| f["status"] == "error"
+        && f["reason"].as_str().unwrap().starts_with("unreachable: ")
+        && f["evidence"].is_null()));
 
     // JUnit: well-formed, counts equal the database's, overall and per cluster.
     let xml = std::fs::read_to_string(&junit).unwrap();
@@ -322,6 +360,95 @@ fn json_and_junit_say_what_the_database_says() {
     assert_eq!(sqlite(db, "SELECT count(*) FROM scans"), scans);
     // --quiet and --format json ask for opposite things.
     assert_eq!(code(&fleetaudit(&["scan", "-i", fleet.inv(), "--quiet", "--format", "json"])), 3);
+
+    // The README's jq examples, run as typed (in the directory of an inventory.toml, with fleetaudit on PATH).
+    let examples = readme_jq_examples();
+    assert!(examples.len() >= 3, "{examples:?}");
+    let mut said = String::new();
+    for example in &examples {
+        let out = as_typed(&fleet, example);
+        assert!(out.status.success(), "{example}\n{}", text(&out.stderr));
+        assert!(!text(&out.stderr).contains("jq: error"), "{example}\n{}", text(&out.stderr));
+        said += &text(&out.stdout);
+    }
+    assert!(said.contains(&format!("cp-default {rule} {}\n", severity.trim())), "{said}");
+    assert!(said.contains("down unreachable\n"), "{said}");
+    assert!(said.contains("kube-apiserver "), "a failure's command line: {said}");
+}
+
+/// The README's `fleetaudit scan ... | jq ...` lines of the Outputs section.
+fn readme_jq_examples() -> Vec<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let outputs = &readme[readme.find("\n## Outputs\n").unwrap()..];
+    let outputs = &outputs[..outputs[1..].find("\n## ").unwrap()];
+    outputs
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("fleetaudit scan ") && l.contains("| jq "))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Runs a README command line with sh in the fleet's directory, this build's fleetaudit first on PATH.
+fn as_typed(fleet: &Fleet, line: &str) -> Output {
+    support::need("jq", "jq");
+    let bin = Path::new(env!("CARGO_BIN_EXE_fleetaudit")).parent().unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    Command::new("sh").arg("-c").arg(line).current_dir(fleet.dir.path()).env("PATH", path).output().unwrap()
+}
+
+#[test]
+fn the_schema_rejects_what_it_does_not_describe() {
+    // A small document as the scan writes it, then broken one way at a time: each must be refused.
+    let valid = serde_json::json!({
+        "format_version": 2,
+        "scan": { "id": 1, "started_at": "2026-12-02T10:00:00.000Z", "finished_at": "2026-12-02T10:00:01.000Z",
+                  "status": "complete", "interrupted": false, "elapsed_seconds": 1.0, "inventory": "inv.toml",
+                  "rules_version": "cis@1", "fleetaudit_version": "0.1.0", "hosts_total": 1 },
+        "summary": { "hosts": 1, "audited": 1, "not_audited": 0, "pass": 0, "fail": 1, "error": 0,
+                     "not_applicable": 0, "automated": { "pass": 0, "fail": 1, "error": 0, "not_applicable": 0 } },
+        "rules": { "r1": { "cis": "1.2.5", "title": "T", "component": "apiserver", "severity": "high",
+                           "assessment": "automated", "test": "t", "rationale": "why", "remediation": "fix" } },
+        "hosts": [ { "name": "h", "cluster": null, "address": "10.0.0.1", "port": 22, "roles": ["control-plane"],
+                     "outcome": "audited", "error": null, "started_at": "2026-12-02T10:00:00.000Z",
+                     "duration_ms": 5, "host_key_fingerprint": "SHA256:x", "host_certificate": null,
+                     "ps_format": "ps -ef", "processes": 3,
+                     "summary": { "pass": 0, "fail": 1, "error": 0, "not_applicable": 0 },
+                     "files": [ { "path": "/etc/x", "problem": "denied", "problem_message": "no" } ],
+                     "file_changes": [] } ],
+        "evidence": { "7": [ { "pid": 1, "user": "root", "cmdline": "kube-apiserver" } ] },
+        "findings": [ { "rule_id": "r1", "status": "fail", "reason": "r", "evidence": "7", "hosts": ["h"] } ]
+    });
+    let schema = scan_schema();
+    assert!(schema.is_valid(&valid), "{:?}", schema.iter_errors(&valid).map(|e| e.to_string()).collect::<Vec<_>>());
+    type Breaks = fn(&mut serde_json::Value);
+    let broken: Vec<(&str, Breaks)> = vec![
+        ("an unknown status", |d| d["findings"][0]["status"] = "failed".into()),
+        ("a finding with the rule's texts again", |d| d["findings"][0]["title"] = "T".into()),
+        ("evidence inline", |d| d["findings"][0]["evidence"] = serde_json::json!([{ "pid": 1 }])),
+        ("a finding without hosts", |d| d["findings"][0]["hosts"] = serde_json::json!([])),
+        ("a finding of one host in the version 1 shape", |d| {
+            d["findings"][0].as_object_mut().unwrap().remove("hosts");
+            d["findings"][0]["host"] = "h".into();
+        }),
+        ("another format version", |d| d["format_version"] = 1.into()),
+        ("no format version", |d| drop(d.as_object_mut().unwrap().remove("format_version"))),
+        ("an unknown severity", |d| d["rules"]["r1"]["severity"] = "severe".into()),
+        ("an unknown assessment", |d| d["rules"]["r1"]["assessment"] = "both".into()),
+        ("an unknown outcome", |d| d["hosts"][0]["outcome"] = "skipped".into()),
+        ("an unaudited host without its error", |d| d["hosts"][0]["outcome"] = "error".into()),
+        ("a file both read and not", |d| d["hosts"][0]["files"][0]["kind"] = "file".into()),
+        ("a negative count", |d| d["summary"]["fail"] = (-1).into()),
+        ("an evidence id that is no number", |d| {
+            let e = d["evidence"].as_object_mut().unwrap().remove("7").unwrap();
+            d["evidence"]["seven"] = e;
+        }),
+    ];
+    for (what, breaks) in broken {
+        let mut doc = valid.clone();
+        breaks(&mut doc);
+        assert!(!schema.is_valid(&doc), "the schema accepts {what}: {doc}");
+    }
 }
 
 #[test]
@@ -491,4 +618,93 @@ fn a_progress_bar_only_on_a_terminal() {
     assert!(!stderr.contains(&bar) && !stdout.contains(&bar), "{stderr}");
     assert!(!has_sgr(&stdout) && !has_sgr(&stderr), "{stdout}");
     assert!(stdout.contains("FAIL"), "{stdout}");
+}
+
+#[test]
+fn sarif_says_what_the_database_says() {
+    let fleet = Fleet::start(Duration::ZERO);
+    let out = fleetaudit(&["scan", "-i", fleet.inv(), "--format", "sarif"]);
+    assert_eq!(code(&out), 2, "a host is down: {}", text(&out.stderr));
+    let log: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+    let db = &fleet.db;
+    let scan_id: i64 = sqlite(db, "SELECT max(id) FROM scans").trim().parse().unwrap();
+    assert_eq!(log["version"], "2.1.0");
+    assert_eq!(log["$schema"], "https://json.schemastore.org/sarif-2.1.0.json");
+    let runs = log["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1);
+    let run = &runs[0];
+    assert_eq!(run["automationDetails"]["id"], format!("fleetaudit/scan/{scan_id}"));
+    assert_eq!(run["invocations"][0]["executionSuccessful"], true);
+
+    // The driver's rules: the scan's rule set, with the database's texts.
+    let driver = &run["tool"]["driver"];
+    assert_eq!(driver["name"], "fleetaudit");
+    let rules = driver["rules"].as_array().unwrap();
+    let stored = sqlite(
+        db,
+        "SELECT rule_id, title, severity, cis, replace(remediation, char(10), '\\n') FROM rules
+          WHERE rules_version = (SELECT rules_version FROM scans ORDER BY id DESC LIMIT 1) ORDER BY rule_id",
+    );
+    let from_sarif: String = rules
+        .iter()
+        .map(|r| {
+            let help = r["help"]["text"].as_str().unwrap_or("").replace('\n', "\\n");
+            let (title, props) = (&r["shortDescription"]["text"], &r["properties"]);
+            format!(
+                "{}|{}|{}|{}|{help}\n",
+                r["id"].as_str().unwrap(),
+                title.as_str().unwrap(),
+                props["severity"].as_str().unwrap(),
+                props["cis"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(from_sarif.trim_end(), stored.trim_end());
+    for r in rules {
+        let level = match r["properties"]["severity"].as_str().unwrap() {
+            "critical" | "high" => "error",
+            _ => "warning",
+        };
+        assert_eq!(r["defaultConfiguration"]["level"], level, "{r}");
+    }
+
+    // Results: a failed rule is `fail` at its severity's level, one that could not be judged is `open` (level
+    // `none`, as SARIF requires for any kind but `fail`); passes and rules that do not apply are left out.
+    let results = run["results"].as_array().unwrap();
+    let counts = db_counts(db, scan_id, "");
+    let of_kind = |k: &str| results.iter().filter(|r| r["kind"] == k).count();
+    assert_eq!(of_kind("fail"), counts["fail"]);
+    assert_eq!(of_kind("open"), counts["error"]);
+    assert_eq!(results.len(), counts["fail"] + counts["error"]);
+    let hosts: BTreeSet<&str> = NODES.iter().map(|n| n.0).chain(["down"]).collect();
+    let mut verdicts = BTreeSet::new();
+    for r in results {
+        let index = r["ruleIndex"].as_u64().unwrap() as usize;
+        assert_eq!(rules[index]["id"], r["ruleId"], "{r}");
+        let expected = match r["kind"].as_str().unwrap() {
+            "fail" => rules[index]["defaultConfiguration"]["level"].as_str().unwrap(),
+            _ => "none",
+        };
+        assert_eq!(r["level"], expected, "{r}");
+        assert!(!r["message"]["text"].as_str().unwrap().is_empty(), "{r}");
+        let location = &r["locations"][0];
+        let host = location["logicalLocations"][0]["name"].as_str().unwrap();
+        assert!(hosts.contains(host), "{r}");
+        let uri = location["physicalLocation"]["artifactLocation"]["uri"].as_str().unwrap();
+        assert!(uri.starts_with("ssh://127.0.0.1:") && uri.ends_with('/'), "{uri}");
+        let status = if r["kind"] == "fail" { "fail" } else { "error" };
+        verdicts.insert((host.to_owned(), r["ruleId"].as_str().unwrap().to_owned(), status.to_owned()));
+    }
+    let problems: BTreeSet<_> =
+        db_verdicts(db, scan_id).into_iter().filter(|v| v.2 == "fail" || v.2 == "error").collect();
+    assert_eq!(verdicts, problems, "one result per failed or unjudged (host, rule), as the database has them");
+    let down = results.iter().find(|r| r["locations"][0]["logicalLocations"][0]["name"] == "down").unwrap();
+    assert!(down["message"]["text"].as_str().unwrap().starts_with("unreachable: "), "{down}");
+    let fqn = &down["locations"][0]["logicalLocations"][0]["fullyQualifiedName"];
+    assert_eq!(fqn, "prod/down");
+
+    // SARIF is the scan's alone: other commands refuse it.
+    let out = fleetaudit(&["check", "-i", fleet.inv(), "--format", "sarif"]);
+    assert_eq!(code(&out), 3, "an unknown value is bad input: {}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("sarif"), "{}", text(&out.stderr));
 }

@@ -127,7 +127,9 @@ fn json(store: &Store, scan_id: i64) -> serde_json::Value {
     let results = tokio::task::block_in_place(|| rt.block_on(ScanResults::load(store.pool(), scan_id))).unwrap();
     let mut out = Vec::new();
     write_json(&mut out, &results).unwrap();
-    serde_json::from_slice(&out).unwrap()
+    let doc = serde_json::from_slice(&out).unwrap();
+    support::assert_valid(&doc);
+    doc
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,11 +1,14 @@
 //! One stored scan as data for programs: the JSON document of `fleetaudit scan --format json`, and the verdicts
-//! the JUnit writer ([`super::junit`]) turns into test cases.
+//! the JUnit ([`super::junit`]) and SARIF ([`super::sarif`]) writers turn into test cases and results.
 //!
 //! Owns: assembling a scan's hosts × rules from the store's read queries ([`crate::report::query`], shared with
-//! the HTML report) and the JSON document's shape. Must not touch: SSH, rule evaluation, SQL of its own. It reads
-//! only what the store holds, so these outputs say exactly what the database says, and memory holds each distinct
-//! result set, evidence document and file set (without contents, through `Store::scan_files`) once however many
-//! hosts share them.
+//! the HTML report) and the JSON document's shape (format version 2, described exactly by
+//! schemas/scan-v2.schema.json: each rule's texts and each evidence document once, and each distinct verdict once
+//! with the names of the hosts that got it, so a (host, rule) pair costs a host name, not a rule's texts, a reason
+//! and a command line).
+//! Must not touch: SSH, rule evaluation, SQL of its own. It reads only what the store holds, so these outputs say
+//! exactly what the database says, and memory holds each distinct result set, evidence document and file set
+//! (without contents, through `Store::scan_files`) once however many hosts share them.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -154,11 +157,7 @@ impl ScanResults {
                 evidence: r.evidence_id.and_then(|id| self.evidence.get(&id)),
             })),
             None => {
-                let reason = format!(
-                    "{}: {}",
-                    host.error_kind.as_deref().unwrap_or("error"),
-                    host.error_message.as_deref().unwrap_or("")
-                );
+                let reason = error_reason(host);
                 Box::new(self.rules.iter().map(move |r| Verdict {
                     host,
                     rule_id: &r.rule_id,
@@ -169,6 +168,11 @@ impl ScanResults {
                 }))
             }
         }
+    }
+
+    /// The scan's rule set with its texts, in rule-id order.
+    pub fn rules(&self) -> &[RuleRow] {
+        &self.rules
     }
 
     /// Every verdict of the scan, host by host.
@@ -205,11 +209,20 @@ impl ScanResults {
     }
 }
 
+/// The version of the document [`write_json`] writes, its top-level `format_version`. It changes when a field is
+/// removed, renamed or changes meaning; the schema that describes it is `schemas/scan-v{N}.schema.json`.
+pub const FORMAT_VERSION: u32 = 2;
+
 #[derive(Serialize)]
 struct Doc<'a> {
+    format_version: u32,
     scan: ScanJson<'a>,
     summary: SummaryJson,
+    /// Each rule's texts once, keyed by rule id.
+    rules: RulesJson<'a>,
     hosts: Vec<HostJson<'a>>,
+    /// Each distinct evidence document once, keyed by the store's id (as a string).
+    evidence: EvidenceJson<'a>,
     findings: Findings<'a>,
 }
 
@@ -339,58 +352,170 @@ struct ErrorJson<'a> {
     message: &'a str,
 }
 
+/// The scan's rules, keyed by id, in id order.
+struct RulesJson<'a>(&'a [RuleRow]);
+
 #[derive(Serialize)]
-struct VerdictJson<'a> {
-    host: &'a str,
-    cluster: Option<&'a str>,
-    rule_id: &'a str,
-    cis: Option<&'a str>,
-    title: Option<&'a str>,
-    component: Option<&'a str>,
-    severity: Option<&'a str>,
-    /// `automated` or `manual` (CIS's assessment); absent for rules stored before assessments were.
+struct RuleJson<'a> {
+    cis: &'a str,
+    title: &'a str,
+    component: &'a str,
+    severity: &'a str,
+    /// `automated` or `manual` (CIS's assessment); `null` for rules stored before assessments were.
     assessment: Option<&'a str>,
-    status: Status,
-    reason: &'a str,
-    evidence: Option<&'a serde_json::Value>,
+    /// What the rule tests, in words.
+    test: Option<&'a str>,
+    rationale: Option<&'a str>,
     remediation: Option<&'a str>,
 }
 
-/// The findings, serialized one by one as they are assembled (never all in memory at once).
-struct Findings<'a>(&'a ScanResults);
+impl Serialize for RulesJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|r| {
+            let rule = RuleJson {
+                cis: &r.cis,
+                title: &r.title,
+                component: &r.component,
+                severity: &r.severity,
+                assessment: r.assessment.as_deref(),
+                test: r.test.as_deref(),
+                rationale: r.rationale.as_deref(),
+                remediation: r.remediation.as_deref(),
+            };
+            (&r.rule_id, rule)
+        }))
+    }
+}
+
+/// The scan's evidence documents, keyed by the store's id, in id order.
+struct EvidenceJson<'a>(&'a HashMap<i64, serde_json::Value>);
+
+impl Serialize for EvidenceJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut ids: Vec<i64> = self.0.keys().copied().collect();
+        ids.sort_unstable();
+        s.collect_map(ids.into_iter().map(|id| (EvidenceId(id), &self.0[&id])))
+    }
+}
+
+/// An evidence document's key: the store's id, written as a JSON string (an object key, and a finding's reference
+/// to it) without an allocation per finding.
+struct EvidenceId(i64);
+
+impl Serialize for EvidenceId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+/// One finding as the document has it: a verdict (rule, status, reason, evidence) with every host that got it.
+/// Hosts that share a result set share its verdicts, so a fleet's hundreds of thousands of (host, rule) verdicts
+/// are a few hundred distinct ones: written once each with their hosts' names, not once per host.
+pub struct SharedVerdict<'a> {
+    pub rule_id: &'a str,
+    pub status: Status,
+    pub reason: Cow<'a, str>,
+    /// The store's id of the evidence document (a key of [`ScanResults`]'s evidence).
+    pub evidence_id: Option<i64>,
+    /// In name order.
+    pub hosts: Vec<&'a str>,
+}
+
+impl ScanResults {
+    /// The scan's verdicts, each distinct (rule, status, reason, evidence) once with the hosts that got it, in
+    /// rule-id, status and reason order; together they are exactly [`ScanResults::all_verdicts`].
+    pub fn shared_verdicts(&self) -> Vec<SharedVerdict<'_>> {
+        // Hosts by result set, and hosts that could not be audited by their error: each group judged alike.
+        let mut by_set: HashMap<i64, Vec<&str>> = HashMap::new();
+        let mut by_error: HashMap<String, Vec<&str>> = HashMap::new();
+        for h in &self.hosts {
+            match h.result_set_id {
+                Some(set) => by_set.entry(set).or_default().push(&h.name),
+                None => by_error.entry(error_reason(h)).or_default().push(&h.name),
+            }
+        }
+        let mut index: HashMap<VerdictKey<'_>, usize> = HashMap::new();
+        let mut shared: Vec<SharedVerdict<'_>> = Vec::new();
+        for (set, hosts) in &by_set {
+            for r in self.sets.get(set).into_iter().flatten() {
+                let status = Status::parse(&r.status).unwrap_or(Status::Error);
+                let evidence_id = r.evidence_id.filter(|id| self.evidence.contains_key(id));
+                let key = (r.rule_id.as_str(), status, Cow::Borrowed(r.reason.as_str()), evidence_id);
+                share(&mut index, &mut shared, key, hosts);
+            }
+        }
+        for (reason, hosts) in by_error {
+            for rule in &self.rules {
+                let key = (rule.rule_id.as_str(), Status::Error, Cow::Owned(reason.clone()), None);
+                share(&mut index, &mut shared, key, &hosts);
+            }
+        }
+        for v in &mut shared {
+            v.hosts.sort_unstable();
+        }
+        shared.sort_by(|a, b| (a.rule_id, a.status, &a.reason).cmp(&(b.rule_id, b.status, &b.reason)));
+        shared
+    }
+}
+
+/// A verdict's identity: rule, status, reason, evidence.
+type VerdictKey<'a> = (&'a str, Status, Cow<'a, str>, Option<i64>);
+
+/// Adds `hosts` to the shared verdict `key`, which is new or already in `shared` (at `index[key]`).
+fn share<'a>(
+    index: &mut HashMap<VerdictKey<'a>, usize>,
+    shared: &mut Vec<SharedVerdict<'a>>,
+    key: VerdictKey<'a>,
+    hosts: &[&'a str],
+) {
+    let i = match index.get(&key) {
+        Some(&i) => i,
+        None => {
+            let (rule_id, status, reason, evidence_id) = key.clone();
+            shared.push(SharedVerdict { rule_id, status, reason, evidence_id, hosts: Vec::new() });
+            index.insert(key, shared.len() - 1);
+            shared.len() - 1
+        }
+    };
+    shared[i].hosts.extend_from_slice(hosts);
+}
+
+/// The verdict of every rule on a host that could not be audited: `<error_kind>: <error_message>`.
+fn error_reason(host: &ScanHost) -> String {
+    format!("{}: {}", host.error_kind.as_deref().unwrap_or("error"), host.error_message.as_deref().unwrap_or(""))
+}
+
+/// One finding: the rule and the evidence by reference (`rules[rule_id]`, `evidence[evidence]`), and the hosts.
+#[derive(Serialize)]
+struct FindingJson<'a> {
+    rule_id: &'a str,
+    status: Status,
+    reason: &'a str,
+    evidence: Option<EvidenceId>,
+    hosts: &'a [&'a str],
+}
+
+struct Findings<'a>(Vec<SharedVerdict<'a>>);
 
 impl Serialize for Findings<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.all_verdicts())
+        s.collect_seq(self.0.iter().map(|v| FindingJson {
+            rule_id: v.rule_id,
+            status: v.status,
+            reason: &v.reason,
+            evidence: v.evidence_id.map(EvidenceId),
+            hosts: &v.hosts,
+        }))
     }
 }
 
-impl Serialize for Verdict<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let rule = self.rule;
-        VerdictJson {
-            host: &self.host.name,
-            cluster: self.host.cluster.as_deref(),
-            rule_id: self.rule_id,
-            cis: rule.map(|r| r.cis.as_str()),
-            title: rule.map(|r| r.title.as_str()),
-            component: rule.map(|r| r.component.as_str()),
-            severity: rule.map(|r| r.severity.as_str()),
-            assessment: rule.and_then(|r| r.assessment.as_deref()),
-            status: self.status,
-            reason: &self.reason,
-            evidence: self.evidence,
-            remediation: rule.and_then(|r| r.remediation.as_deref()),
-        }
-        .serialize(s)
-    }
-}
-
-/// Writes the scan as one JSON document: `scan`, `summary`, `hosts`, `findings` (README "Outputs").
+/// Writes the scan as one compact JSON document (format version [`FORMAT_VERSION`]): `format_version`, `scan`,
+/// `summary`, `rules`, `hosts`, `evidence`, `findings` (README "Outputs"; schemas/scan-v2.schema.json).
 pub fn write_json(out: &mut dyn Write, r: &ScanResults) -> io::Result<()> {
     let s = &r.scan;
     let totals = r.totals();
     let doc = Doc {
+        format_version: FORMAT_VERSION,
         scan: ScanJson {
             id: s.id,
             started_at: &s.started_at,
@@ -435,11 +560,13 @@ pub fn write_json(out: &mut dyn Write, r: &ScanResults) -> io::Result<()> {
                 file_changes: FileChangesJson(r.file_changes(h)),
             })
             .collect(),
-        findings: Findings(r),
+        rules: RulesJson(&r.rules),
+        evidence: EvidenceJson(&r.evidence),
+        findings: Findings(r.shared_verdicts()),
     };
     // stdout is line-buffered: without this, every line of the document would be a write(2).
     let mut w = io::BufWriter::with_capacity(1 << 16, out);
-    serde_json::to_writer_pretty(&mut w, &doc)?;
+    serde_json::to_writer(&mut w, &doc)?;
     writeln!(w)?;
     w.flush()
 }

@@ -398,6 +398,20 @@ impl Silent {
     }
 }
 
+/// The schema in the repository, compiled.
+pub fn scan_schema() -> jsonschema::Validator {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/scan-v2.schema.json");
+    let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    jsonschema::draft202012::new(&schema).expect("the schema is a valid draft 2020-12 schema")
+}
+
+/// Asserts that `doc` is what schemas/scan-v2.schema.json describes, listing every violation.
+pub fn assert_valid(doc: &serde_json::Value) {
+    let errors: Vec<String> =
+        scan_schema().iter_errors(doc).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+    assert!(errors.is_empty(), "the document breaks schemas/scan-v2.schema.json:\n{}", errors.join("\n"));
+}
+
 /// Runs the fleetaudit binary (without the caller's ssh-agent: each test decides which agent, if any).
 pub fn fleetaudit(args: &[&str]) -> std::process::Output {
     fleetaudit_env(args, &[])
