@@ -136,6 +136,8 @@ impl KnownHosts {
         let mut candidates: Vec<usize> = self.scanned.clone();
         candidates.extend(self.by_name.get(&name.to_ascii_lowercase()).into_iter().flatten());
         candidates.sort_unstable();
+        // A line naming the host twice (`n1,N1`) is indexed under the name twice, and is still one line.
+        candidates.dedup();
         candidates.into_iter().map(|i| &self.entries[i]).filter(move |e| e.hosts.matches(&name))
     }
 
@@ -398,6 +400,16 @@ mod tests {
             linear.scanned = (0..linear.entries.len()).collect();
             let k = key(if with_a { A } else { B });
             proptest::prop_assert_eq!(indexed.check(&host, port, &k), linear.check(&host, port, &k), "{}", text);
+        }
+    }
+
+    #[test]
+    fn a_line_naming_the_host_twice_is_one_line() {
+        // Found by the property below: the index held the line under `n1` twice.
+        let kh = kh(&format!("n1,N1 {B}\n"));
+        match kh.check("n1", 22, &key(A)) {
+            Verdict::Changed(lines) => assert_eq!(lines.len(), 1, "{lines:?}"),
+            v => panic!("{v:?}"),
         }
     }
 
