@@ -157,7 +157,7 @@ impl ScanResults {
                 evidence: r.evidence_id.and_then(|id| self.evidence.get(&id)),
             })),
             None => {
-                let reason = error_reason(host);
+                let reason = host.error_reason();
                 Box::new(self.rules.iter().map(move |r| Verdict {
                     host,
                     rule_id: &r.rule_id,
@@ -431,7 +431,7 @@ impl ScanResults {
         for h in &self.hosts {
             match h.result_set_id {
                 Some(set) => by_set.entry(set).or_default().push(&h.name),
-                None => by_error.entry(error_reason(h)).or_default().push(&h.name),
+                None => by_error.entry(h.error_reason()).or_default().push(&h.name),
             }
         }
         let mut index: HashMap<VerdictKey<'_>, usize> = HashMap::new();
@@ -478,11 +478,6 @@ fn share<'a>(
         }
     };
     shared[i].hosts.extend_from_slice(hosts);
-}
-
-/// The verdict of every rule on a host that could not be audited: `<error_kind>: <error_message>`.
-fn error_reason(host: &ScanHost) -> String {
-    format!("{}: {}", host.error_kind.as_deref().unwrap_or("error"), host.error_message.as_deref().unwrap_or(""))
 }
 
 /// One finding: the rule and the evidence by reference (`rules[rule_id]`, `evidence[evidence]`), and the hosts.

@@ -163,17 +163,7 @@ pub(super) fn write(
                         .collect();
                     Row { file, name: h.name.clone(), error: String::new(), cells, fail: data.host_counts(h)[1] }
                 }
-                None => Row {
-                    file,
-                    name: h.name.clone(),
-                    error: format!(
-                        "{}: {}",
-                        h.error_kind.as_deref().unwrap_or("error"),
-                        h.error_message.as_deref().unwrap_or("")
-                    ),
-                    cells: Vec::new(),
-                    fail: 0,
-                },
+                None => Row { file, name: h.name.clone(), error: h.error_reason(), cells: Vec::new(), fail: 0 },
             };
             let cluster = cluster_of(h);
             match clusters.last_mut() {

@@ -688,8 +688,10 @@ fn write_overview(
             c.compliance = pct_text(now);
             let points = past.remove(&c.cluster).unwrap_or_default();
             let step = if points.len() > 1 { 100.0 / (points.len() - 1) as f64 } else { 0.0 };
-            for (i, (_, p)) in points.iter().enumerate().filter(|_| points.len() > 1) {
-                let _ = write!(c.trend_points, "{:.1},{:.1} ", step * i as f64, 23.0 - p * 0.22);
+            if points.len() > 1 {
+                for (i, (_, p)) in points.iter().enumerate() {
+                    let _ = write!(c.trend_points, "{:.1},{:.1} ", step * i as f64, 23.0 - p * 0.22);
+                }
             }
             c.trend = match (points.first(), now) {
                 (Some((first, was)), Some(now)) if points.len() > 1 => {
@@ -940,11 +942,7 @@ fn write_rule_pages(w: &mut Writer, dir: &Path, scan: &ScanRow, data: &ScanData<
     let row = |(h, verdict): (&ScanHost, Option<&ResultRow>)| {
         let (status, reason, lines) = match verdict {
             Some(r) => (r.status.clone(), r.reason.clone(), data.lines(r.evidence_id, &r.rule_id, true)),
-            None => (
-                "error".to_owned(),
-                format!("{}: {}", h.error_kind.as_deref().unwrap_or("error"), h.error_message.as_deref().unwrap_or("")),
-                Vec::new(),
-            ),
+            None => ("error".to_owned(), h.error_reason(), Vec::new()),
         };
         RuleHost {
             file: format!("../hosts/{}.html", file_name(&h.name)),

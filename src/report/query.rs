@@ -101,6 +101,14 @@ pub struct ScanHost {
     pub file_set_id: Option<i64>,
 }
 
+impl ScanHost {
+    /// The reason of every verdict of a host that could not be audited: `<error_kind>: <error_message>` (as
+    /// the `findings` view has it).
+    pub fn error_reason(&self) -> String {
+        format!("{}: {}", self.error_kind.as_deref().unwrap_or("error"), self.error_message.as_deref().unwrap_or(""))
+    }
+}
+
 pub async fn scan_hosts(pool: &SqlitePool, scan_id: i64) -> Result<Vec<ScanHost>, ReportError> {
     sqlx::query_as(
         "SELECT h.name, h.cluster, h.address, h.port, h.roles, sh.outcome, sh.error_kind, sh.error_message,
