@@ -23,7 +23,7 @@ use crate::scan::{ScanError, ScanOptions, ScanReport, Shard};
 use crate::store::{Store, StoreError};
 
 /// Exit codes, as documented in the README: a script can tell "non-compliant" from "could not tell".
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Exit {
     /// Every rule passed or did not apply.
     Ok = 0,
@@ -933,7 +933,11 @@ fn scan_exit(report: &ScanReport, automated_only: bool) -> Exit {
     if report.unreachable() > 0 || report.interrupted {
         return Exit::Error;
     }
-    Exit::for_summary(report.totals().judged(automated_only))
+    let hosts = Exit::for_summary(report.totals().judged(automated_only));
+    // A cluster the scan's --only or --shard left in part is open by the user's choice, not the fleet's state.
+    let judged = report.clusters.iter().filter(|c| !report.partial_clusters.contains(&c.cluster));
+    let clusters = Exit::for_summary(&crate::output::Summary::of(judged.map(|c| c.status)));
+    hosts.max(clusters)
 }
 
 fn write_scan_summary(
@@ -969,6 +973,13 @@ fn write_scan_summary(
                     style.status(Status::Error)
                 )?;
             }
+        }
+    }
+    if !report.clusters.is_empty() {
+        let width = report.clusters.iter().map(|c| c.cluster.len()).max().unwrap_or(7).max(7);
+        writeln!(out, "\n{:<width$}  CLUSTER RULE", "CLUSTER")?;
+        for c in &report.clusters {
+            writeln!(out, "{:<width$}  {}  {}: {}", c.cluster, style.status(c.status), c.rule_id, c.reason)?;
         }
     }
     let t = report.totals();

@@ -110,6 +110,11 @@ pub fn utc_now() -> String {
     rfc3339(now.as_secs() as i64, now.subsec_millis())
 }
 
+/// Seconds since the epoch, now.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or_default()
+}
+
 /// Formats seconds since the epoch (UTC) as RFC 3339.
 pub fn rfc3339(secs: i64, millis: u32) -> String {
     let days = secs.div_euclid(86_400);

@@ -204,8 +204,8 @@ impl<'a> FileJson<'a> {
 }
 
 /// A host's files as the store keeps them, for JSON output.
-pub fn files_json(files: &crate::files::FileSet) -> Vec<serde_json::Value> {
-    crate::scan::file_records(files)
+pub fn files_json(files: &crate::files::FileSet, certs: &crate::rules::CertRoles) -> Vec<serde_json::Value> {
+    crate::scan::file_records(files, certs)
         .iter()
         .map(|f| serde_json::to_value(FileJson::new(f)).unwrap_or(serde_json::Value::Null))
         .collect()

@@ -137,6 +137,10 @@ pub struct ScanReport {
     pub rules: std::collections::BTreeMap<String, Summary>,
     /// The rules CIS assesses manually.
     pub manual: std::collections::BTreeSet<String>,
+    /// The cluster rules' verdicts, by cluster then rule (`cluster::judge_scan`).
+    pub clusters: Vec<crate::store::ClusterFinding>,
+    /// Clusters with hosts that `--only` or `--shard` left out of this scan: their verdicts are open by choice.
+    pub partial_clusters: std::collections::BTreeSet<String>,
 }
 
 impl ScanReport {
@@ -176,6 +180,7 @@ pub async fn run(
 ) -> Result<ScanReport, ScanError> {
     let started = Instant::now();
     let hosts = select_hosts(inventory, &options.only, options.shard)?;
+    let hosts_selected: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
     let transport = Arc::new(Transport::for_inventory(inventory).map_err(ScanError::KnownHosts)?);
     let rules = rule_meta(&engine);
     // The store has no shard column; the scan's inventory label says which slice it audited.
@@ -302,6 +307,23 @@ pub async fn run(
             return Err(e.into());
         }
     };
+    // Every host of the scan is recorded: the cluster rules judge what the store holds of them, for each cluster
+    // with a host in this scan (one `--only` or `--shard` left out in part is judged open, naming the rest).
+    let selected: std::collections::BTreeSet<&str> = hosts_selected.iter().map(String::as_str).collect();
+    let mut members = cluster_members(inventory);
+    members.retain(|_, names| names.iter().any(|n| selected.contains(n.as_str())));
+    let partial: std::collections::BTreeSet<String> = members
+        .iter()
+        .filter(|(_, names)| names.iter().any(|n| !selected.contains(n.as_str())))
+        .map(|(c, _)| c.clone())
+        .collect();
+    let clusters = match crate::cluster::judge_scan(store, scan_id, &engine.rules, &members, model::unix_now()).await {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = store.finish_scan(scan_id, true).await;
+            return Err(e.into());
+        }
+    };
     store.finish_scan(scan_id, interrupted).await?;
     let (reports, rules) = reports;
     let manual = engine
@@ -311,7 +333,16 @@ pub async fn run(
         .filter(|r| r.assessment == crate::rules::pack::Assessment::Manual)
         .map(|r| r.id.clone())
         .collect();
-    let report = ScanReport { scan_id, hosts: reports, interrupted, elapsed: started.elapsed(), rules, manual };
+    let report = ScanReport {
+        scan_id,
+        hosts: reports,
+        interrupted,
+        elapsed: started.elapsed(),
+        rules,
+        manual,
+        clusters,
+        partial_clusters: partial,
+    };
     let t = report.totals().all;
     tracing::info!(
         scan_id,
@@ -325,6 +356,17 @@ pub async fn run(
         "scan finished"
     );
     Ok(report)
+}
+
+/// Every host the inventory puts in each cluster (hosts without a `cluster` are not judged together).
+pub fn cluster_members(inventory: &Inventory) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut members: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for h in &inventory.hosts {
+        if let Some(c) = &h.cluster {
+            members.entry(c.clone()).or_default().push(h.name.clone());
+        }
+    }
+    members
 }
 
 /// The metadata of every rule in force, as the store keeps it with each scan.
@@ -399,11 +441,11 @@ async fn audit_host(transport: &Transport, engine: &Engine, host: &Host) -> (Hos
                 Ok(stdout) => match table_of(host, &stdout) {
                     Err(result) => result,
                     Ok(table) => {
-                        let (files, rounds, findings) = engine.audit(&table, &mut session, &host.roles).await;
+                        let (files, rounds, findings, certs) = engine.audit(&table, &mut session, &host.roles).await;
                         let stats = session.file_stats();
                         tracing::debug!(host = %host.name, rounds, requests = stats.requests,
                             round_trips = stats.round_trips, bytes = stats.bytes, "files read");
-                        host_result(engine, &table, &files, findings)
+                        host_result(engine, &table, &files, &certs, findings)
                     }
                 },
             };
@@ -504,7 +546,8 @@ pub fn judge_with_files(
     table: &ps::ProcessTable,
     files: &crate::files::FileSet,
 ) -> HostResult {
-    host_result(engine, table, files, engine.judge_with_files(table, files, &host.roles))
+    let certs = engine.certificate_roles(table, files);
+    host_result(engine, table, files, &certs, engine.judge_with_files(table, files, &host.roles))
 }
 
 /// What the store keeps of one host's verdicts and files.
@@ -512,6 +555,7 @@ fn host_result(
     engine: &Engine,
     table: &ps::ProcessTable,
     files: &crate::files::FileSet,
+    certs: &crate::rules::CertRoles,
     findings: Vec<crate::rules::Finding>,
 ) -> HostResult {
     // The rules of one component share its processes as evidence: serialise each distinct list once.
@@ -545,43 +589,47 @@ fn host_result(
         ps_format: table.format.to_string(),
         processes: table.processes.len() as u32,
         findings,
-        files: file_records(files),
+        files: file_records(files, certs),
     }
 }
 
 /// What the store keeps of a host's files: every path asked, with owners named from the host's own account
-/// files when they were read.
-pub fn file_records(files: &crate::files::FileSet) -> Vec<FileRecord> {
+/// files when they were read, and the roles of its certificate files.
+pub fn file_records(files: &crate::files::FileSet, certs: &crate::rules::CertRoles) -> Vec<FileRecord> {
     use crate::files::{Entry, Kind};
     // The accounts the file rules parsed (kept in the set); numbers where the host's names are unknown.
     let unknown = crate::files::accounts::Accounts::default();
     let accounts = crate::rules::filecheck::host_accounts(files).as_ref().unwrap_or(&unknown);
     files
         .iter()
-        .map(|(path, entry)| match entry {
-            Entry::Found { meta, content, .. } => FileRecord {
-                path: path.clone(),
-                kind: Some(
-                    match meta.kind {
-                        Kind::File => "file",
-                        Kind::Dir => "dir",
-                        Kind::Symlink => "symlink",
-                        Kind::Other => "other",
-                    }
-                    .to_owned(),
-                ),
-                mode: Some(meta.mode),
-                uid: Some(meta.uid),
-                gid: Some(meta.gid),
-                owner: Some(accounts.owner(meta.uid, meta.gid)),
-                size: Some(meta.size),
-                sha256: content.as_ref().map(|c| c.sha256.iter().map(|b| format!("{b:02x}")).collect()),
-                redacted: content.as_ref().is_some_and(|c| c.redacted),
-                content: content.as_ref().map(|c| c.bytes.clone()),
-                problem: None,
-                problem_message: None,
-            },
-            Entry::Problem(p) => FileRecord::of_problem(path, p.kind(), &p.to_string()),
+        .map(|(path, entry)| {
+            let roles = certs.get(path).map(|r| r.iter().cloned().collect()).unwrap_or_default();
+            match entry {
+                Entry::Found { meta, content, .. } => FileRecord {
+                    path: path.clone(),
+                    kind: Some(
+                        match meta.kind {
+                            Kind::File => "file",
+                            Kind::Dir => "dir",
+                            Kind::Symlink => "symlink",
+                            Kind::Other => "other",
+                        }
+                        .to_owned(),
+                    ),
+                    mode: Some(meta.mode),
+                    uid: Some(meta.uid),
+                    gid: Some(meta.gid),
+                    owner: Some(accounts.owner(meta.uid, meta.gid)),
+                    size: Some(meta.size),
+                    sha256: content.as_ref().map(|c| c.sha256.iter().map(|b| format!("{b:02x}")).collect()),
+                    redacted: content.as_ref().is_some_and(|c| c.redacted),
+                    content: content.as_ref().map(|c| c.bytes.clone()),
+                    problem: None,
+                    problem_message: None,
+                    roles,
+                },
+                Entry::Problem(p) => FileRecord { roles, ..FileRecord::of_problem(path, p.kind(), &p.to_string()) },
+            }
         })
         .collect()
 }

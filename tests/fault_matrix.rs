@@ -170,10 +170,23 @@ fn every_fault_is_recorded_with_its_own_kind_and_healthy_nodes_are_audited() {
     // its own.
     let stopping: Vec<&Behavior> = Behavior::FAULTS.iter().filter(|b| b.expected_kind().is_some()).collect();
     assert_eq!(kinds.len(), stopping.len() - 1, "{kinds:?}");
-    // The faults that do not stop the audit: non-UTF-8 lines, and those that show only in the files (SFTP refused
-    // or denied, a huge or hostile kubelet config), whose rules the scanner judges `error`.
+    // The faults that do not stop the audit: non-UTF-8 lines, those that show only in the files (SFTP refused
+    // or denied, a huge or hostile kubelet config), whose rules the scanner judges `error`, and the kubelet
+    // certificates that expire soon or expired, which their cluster's rules judge.
     let audited_faults = Behavior::FAULTS.len() - stopping.len();
-    assert_eq!(audited_faults, 5, "non-UTF-8 and the four file faults");
+    assert_eq!(audited_faults, 7, "non-UTF-8, the four file faults and the two certificate faults");
+    let expiry = sqlite(
+        &db,
+        "SELECT cluster || '|' || status || '|' || reason FROM cluster_findings \
+          WHERE rule_id = 'cluster-kubelet-serving-certificates-expiry'",
+    );
+    for (fault, says) in [("cert-expiring", "expires on "), ("cert-expired", "expired on ")] {
+        let host = inventory.hosts.iter().find(|h| h.name.starts_with(fault)).unwrap();
+        let cluster = host.cluster.as_deref().unwrap();
+        let line = expiry.lines().find(|l| l.starts_with(&format!("{cluster}|"))).unwrap_or_else(|| panic!("{expiry}"));
+        assert!(line.contains("|fail|") && line.contains(says), "{fault}: {line}");
+        assert!(line.contains(&format!("at {}:", host.name)), "{fault} names its host: {line}");
+    }
     assert_eq!(audited.len(), 4 + audited_faults, "four healthy nodes and the faults that are still audited");
 
     // Each audited node has exactly the verdicts `fleetaudit eval` gives a `fleetaudit snapshot` of it (its

@@ -341,6 +341,17 @@ impl Fleet {
 
     /// The inventory of every node started, `extra` lines in `[defaults]`.
     fn inventory(&self, extra: &str) -> PathBuf {
+        self.inventory_in(extra, &|_| None, &[])
+    }
+
+    /// The same, each node in the cluster `cluster_of` names, and `absent` hosts (name, cluster) that no server
+    /// answers for.
+    fn inventory_in(
+        &self,
+        extra: &str,
+        cluster_of: &dyn Fn(&str) -> Option<&'static str>,
+        absent: &[(&str, &str)],
+    ) -> PathBuf {
         let known = self.path("known_hosts");
         write(&known, &self.nodes.iter().map(|n| n.sshd.known_hosts_line("127.0.0.1")).collect::<String>());
         let mut inv = format!(
@@ -355,6 +366,22 @@ impl Fleet {
             inv += &format!(
                 "\n[[hosts]]\nname = \"{}\"\naddress = \"127.0.0.1\"\nport = {}\nroles = [\"control-plane\", \"etcd\", \"worker\"]\n",
                 n.name, n.sshd.port
+            );
+            if let Some(c) = cluster_of(n.name) {
+                inv += &format!("cluster = \"{c}\"\n");
+            }
+        }
+        let mut clusters: Vec<&str> = self.nodes.iter().filter_map(|n| cluster_of(n.name)).collect();
+        clusters.extend(absent.iter().map(|(_, c)| *c));
+        clusters.sort_unstable();
+        clusters.dedup();
+        for c in clusters {
+            inv += &format!("\n[[clusters]]\nname = \"{c}\"\n");
+        }
+        for (name, cluster) in absent {
+            inv += &format!(
+                "\n[[hosts]]\nname = \"{name}\"\naddress = \"127.0.0.1\"\nport = {}\nroles = [\"worker\"]\ncluster = \"{cluster}\"\n",
+                support::free_port()
             );
         }
         let path = self.path("inventory.toml");
@@ -969,4 +996,171 @@ fn the_readme_hand_made_snapshot_judges_as_the_scan_did() {
         );
     }
     eprintln!("hand-made tar: {same} rules as the scan, {} error for what it leaves out: {differ:?}", differ.len());
+}
+
+/// Certificates as a cluster's PKI and its kubelets make them (rcgen, P-256).
+mod pki {
+    pub struct Ca {
+        pub pem: String,
+        issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    }
+
+    fn params(cn: &str, sans: &[&str], ca: bool) -> rcgen::CertificateParams {
+        let mut p = rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        if ca {
+            p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            p.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::DigitalSignature];
+        } else {
+            p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        }
+        p
+    }
+
+    /// A CA (`ca`), or a certificate that is none (basicConstraints CA:FALSE) whose key still signs.
+    pub fn ca(cn: &str, ca: bool) -> Ca {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let p = params(cn, &[], ca);
+        let pem = p.self_signed(&key).unwrap().pem();
+        Ca { pem, issuer: rcgen::Issuer::new(p, key) }
+    }
+
+    /// A serving certificate for `sans`, signed by `by`, valid until `days` from now (negative: expired).
+    pub fn serving(cn: &str, sans: &[&str], by: &Ca, days: i64) -> String {
+        let mut p = params(cn, sans, false);
+        let now = time::OffsetDateTime::now_utc();
+        p.not_before = now - time::Duration::days(400);
+        p.not_after = now + time::Duration::days(days);
+        p.signed_by(&rcgen::KeyPair::generate().unwrap(), &by.issuer).unwrap().pem()
+    }
+
+    /// What a kubelet without a serving certificate writes to kubelet.crt at start
+    /// (client-go util/cert GenerateSelfSignedCertKey): a leaf for the host, then the `HOST-ca@TIME` CA that
+    /// issued it, neither known to the cluster.
+    pub fn kubelet_generated(host: &str) -> String {
+        let ca = ca(&format!("{host}-ca@1764662400"), true);
+        format!("{}{}", serving(&format!("{host}@1764662400"), &[host, "127.0.0.1"], &ca, 365), ca.pem)
+    }
+}
+
+/// A kubelet run from kubeadm's config file (no tlsCertFile, no serverTLSBootstrap: it serves kubelet.crt).
+const KUBELET_ARGV: &str =
+    "/usr/bin/kubelet --config=/var/lib/kubelet/config.yaml --kubeconfig=/etc/kubernetes/kubelet.conf";
+
+/// A node's kubelet files with this kubelet.crt, and the cluster CA as its client CA.
+fn kubelet_node(l: &Layout, ca: &pki::Ca, kubelet_crt: &str) {
+    l.file("/var/lib/kubelet/config.yaml", KUBELET_CONFIG.as_bytes(), 0o644, ROOT);
+    l.file("/etc/kubernetes/kubelet.conf", b"apiVersion: v1\nkind: Config\n", 0o600, ROOT);
+    l.file("/etc/kubernetes/pki/ca.crt", ca.pem.as_bytes(), 0o644, ROOT);
+    l.file("/var/lib/kubelet/pki/kubelet.crt", kubelet_crt.as_bytes(), 0o644, ROOT);
+    l.file(
+        "/var/lib/kubelet/pki/kubelet.key",
+        b"-----BEGIN PRIVATE KEY-----\nCANARY-KUBELET-KEY\n-----END PRIVATE KEY-----\n",
+        0o600,
+        ROOT,
+    );
+}
+
+/// The API server of kubeadm's capture, verifying kubelets with the CA file kubeadm has.
+fn apiserver_verifying() -> String {
+    format!("{} --kubelet-certificate-authority=/etc/kubernetes/pki/ca.crt", argv(1302))
+}
+
+/// Cluster verdicts of the latest scan, by (cluster, rule id): (status, reason).
+fn cluster_verdicts(db: &Path) -> BTreeMap<(String, String), (String, String)> {
+    let out = sqlite(
+        db,
+        ".mode json\nSELECT cluster, rule_id, status, reason FROM cluster_findings WHERE scan_id = (SELECT max(id) FROM scans);",
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_str(if out.trim().is_empty() { "[]" } else { &out }).unwrap();
+    rows.iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap().to_owned();
+            ((s("cluster"), s("rule_id")), (s("status"), s("reason")))
+        })
+        .collect()
+}
+
+#[test]
+fn the_seed_rule_for_a_whole_cluster_chains_every_kubelet_to_the_ca_its_api_server_trusts() {
+    let mut fleet = Fleet::new();
+    let ca = pki::ca("kubernetes", true);
+    // prod: a control plane whose API server verifies kubelets with the cluster CA, and five kubelets.
+    let serving = |host: &str, days: i64| pki::serving(host, &[host, "127.0.0.1"], &ca, days);
+    let prod: [(&'static str, String); 6] = [
+        ("cp", serving("cp", 365)),
+        ("w-good", serving("w-good", 365)),
+        ("w-self", pki::kubelet_generated("w-self")),
+        ("w-san", pki::serving("w-san", &["elsewhere", "10.9.9.9"], &ca, 365)),
+        ("w-soon", serving("w-soon", 7)),
+        ("w-expired", serving("w-expired", -2)),
+    ];
+    for (name, crt) in &prod {
+        let l = fleet.layout(name);
+        kubelet_node(&l, &ca, crt);
+        let processes = match *name {
+            "cp" => vec![apiserver_verifying(), KUBELET_ARGV.to_owned()],
+            _ => vec![KUBELET_ARGV.to_owned()],
+        };
+        fleet.start(name, &l, &processes, SshdOptions::default());
+    }
+    // odd: the API server's CA file is a certificate that is no CA, though its key signed the kubelet's.
+    let not_a_ca = pki::ca("not-a-ca", false);
+    let l = fleet.layout("odd-cp");
+    kubelet_node(&l, &not_a_ca, &pki::serving("odd-cp", &["odd-cp"], &not_a_ca, 365));
+    fleet.start("odd-cp", &l, &[apiserver_verifying(), KUBELET_ARGV.to_owned()], SshdOptions::default());
+
+    let cluster_of = |n: &str| Some(if n == "odd-cp" { "odd" } else { "prod" });
+    let inventory = fleet.inventory_in("", &cluster_of, &[]);
+    scan(&inventory);
+    let v = cluster_verdicts(&fleet.db());
+    let get =
+        |c: &str, r: &str| v.get(&(c.to_owned(), r.to_owned())).unwrap_or_else(|| panic!("{c} {r} in {v:?}")).clone();
+
+    // The seed rule names exactly the kubelets the API server would refuse, each with why.
+    let (status, reason) = get("prod", "cluster-kubelet-serving-certificates");
+    assert_eq!(status, "fail", "{reason}");
+    assert!(reason.starts_with("3 of 6 kubelets would fail"), "{reason}");
+    assert!(reason.contains("w-self (not verified with /etc/kubernetes/pki/ca.crt of the API server on cp: self-signed by the kubelet (CN=w-self-ca@1764662400)"), "{reason}");
+    assert!(reason.contains("w-san (names elsewhere, 10.9.9.9 but not the node (w-san at 127.0.0.1))"), "{reason}");
+    assert!(reason.contains("w-expired (expired on "), "{reason}");
+    for fine in ["cp (", "w-good", "w-soon"] {
+        assert!(!reason.contains(fine), "{fine} chains: {reason}");
+    }
+    assert!(reason.contains("serverTLSBootstrap"), "the fix: {reason}");
+    // Expiry: the kubelet certificate within 30 days and the expired one; the CA is far from it.
+    let (status, reason) = get("prod", "cluster-kubelet-serving-certificates-expiry");
+    assert_eq!(status, "fail", "{reason}");
+    assert!(reason.starts_with("2 of "), "{reason}");
+    assert!(reason.contains("CN=w-expired expired on ") && reason.contains("CN=w-soon expires on "), "{reason}");
+    assert!(reason.find("w-expired").unwrap() < reason.find("w-soon").unwrap(), "soonest first: {reason}");
+    let (status, reason) = get("prod", "cluster-ca-certificates-expiry");
+    assert_eq!(status, "pass", "{reason}");
+    // A CA file that is not a CA verifies nothing, whatever signed what.
+    let (status, reason) = get("odd", "cluster-kubelet-serving-certificates");
+    assert_eq!(status, "fail", "{reason}");
+    assert!(reason.contains("CN=not-a-ca is not a CA certificate"), "{reason}");
+
+    // The certificates are in the history, queryable; the kubelets' keys were never read.
+    let rows = sqlite(
+        &fleet.db(),
+        "SELECT host, path, subject, is_ca FROM host_x509_certificates WHERE roles LIKE '%kubelet-serving%' AND position = 0 ORDER BY host;",
+    );
+    assert!(rows.contains("w-self|/var/lib/kubelet/pki/kubelet.crt|CN=w-self@1764662400|0"), "{rows}");
+    assert_eq!(rows.lines().count(), 7, "{rows}");
+    let bytes = std::fs::read(fleet.db()).unwrap();
+    assert!(find(&bytes, b"CANARY-KUBELET-KEY").is_none(), "a kubelet key in the database");
+
+    // A cluster with a host this scan could not reach leaves the seed rule open, never a pass.
+    let nodes = ["cp", "w-good"];
+    let cluster_of = |n: &str| nodes.contains(&n).then_some("partial");
+    let inventory = fleet.inventory_in("", &cluster_of, &[("w-gone", "partial")]);
+    let out = fleetaudit(&["scan", "-i", inventory.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}{}", text(&out.stdout), text(&out.stderr));
+    let v = cluster_verdicts(&fleet.db());
+    let (status, reason) = v[&("partial".to_owned(), "cluster-kubelet-serving-certificates".to_owned())].clone();
+    assert_eq!(status, "error", "{reason}");
+    assert!(reason.contains("hosts of the cluster this scan did not audit: w-gone not audited ("), "{reason}");
+    assert!(text(&out.stdout).contains("cluster-kubelet-serving-certificates"), "{}", text(&out.stdout));
 }

@@ -119,7 +119,10 @@ pub(super) fn run(args: EvalArgs<'_>, out: &mut dyn Write, style: Style) -> anyh
                     "made_by": match made_by { MadeBy::Fleetaudit => "fleetaudit", MadeBy::Hand => "hand" },
                     "notes": notes,
                 });
-                doc["files"] = serde_json::to_value(output::files_json(&input.files))?;
+                doc["files"] = serde_json::to_value(output::files_json(
+                    &input.files,
+                    &engine.certificate_roles(table, &input.files),
+                ))?;
             }
             serde_json::to_writer_pretty(&mut *out, &doc)?;
             writeln!(out)?;

@@ -11,6 +11,7 @@ pub mod accounts;
 pub mod mount;
 pub mod redact;
 pub mod tar;
+pub mod x509;
 pub mod yaml;
 
 /// `path` as the kernel reads it, written one way: empty and `.` components dropped (`/var/lib/rancher/etcd/`, an
@@ -45,6 +46,9 @@ pub enum Want {
     Read,
     /// Stat and a directory's entry names.
     List,
+    /// Stat and the leading certificate blocks of a PEM file, never a byte past them: the kubelet's rotated
+    /// `kubelet-server-current.pem` holds its private key after its certificate.
+    Certs,
 }
 
 /// A path the engine needs, and what for.
@@ -66,6 +70,10 @@ impl Request {
 
     pub fn list(path: impl Into<String>) -> Request {
         Request { path: path.into(), want: Want::List }
+    }
+
+    pub fn certs(path: impl Into<String>) -> Request {
+        Request { path: path.into(), want: Want::Certs }
     }
 }
 
@@ -353,7 +361,14 @@ impl FileSet {
         match self.entries.get(&request.path) {
             Some(Entry::Found { meta, content, names }) => Entry::Found {
                 meta: *meta,
-                content: if request.want == Want::Read { content.clone() } else { None },
+                content: match request.want {
+                    Want::Read => content.clone(),
+                    // A hand-made tar may hold the whole file: only its leading certificates are kept.
+                    Want::Certs => {
+                        content.as_ref().map(|c| Content::plain(x509::leading_certificates(&c.bytes).to_vec()))
+                    }
+                    Want::Stat | Want::List => None,
+                },
                 names: if request.want == Want::List { names.clone() } else { None },
             },
             Some(problem) => problem.clone(),
@@ -381,7 +396,7 @@ impl FileSet {
             // A read of a directory (or a listing of a file) is answered by its stat: there is nothing more.
             Some(Entry::Found { meta, content, names }) => match request.want {
                 Want::Stat => true,
-                Want::Read => content.is_some() || meta.kind != Kind::File,
+                Want::Read | Want::Certs => content.is_some() || meta.kind != Kind::File,
                 Want::List => names.is_some() || meta.kind != Kind::Dir,
             },
         }

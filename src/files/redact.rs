@@ -4,7 +4,8 @@
 //! [`Content`] everything downstream sees: in config documents every value under a key that names a secret
 //! (`secret:` in an EncryptionConfiguration, k3s's `token:` and `agent-token:`, `password`), and the password
 //! of any `scheme://user:password@` URL, replaced by `"<redacted>"`; of a process environment only the
-//! variables the rules read, the rest dropped unread. It keeps line numbers and the document's shape, so the
+//! variables the rules read, the rest dropped unread; of a PEM file only its certificate blocks (a private key
+//! beside a certificate is dropped). It keeps line numbers and the document's shape, so the
 //! redacted text still parses and evidence lines still point at the right line.
 //! Must not touch: SSH, rules, the database. Kubeconfigs and private keys never reach it: they are only
 //! stat'ed.
@@ -27,6 +28,10 @@ pub fn admit(path: &str, raw: Vec<u8>, keep_env: &dyn Fn(&str) -> bool) -> Conte
         environ(&raw, keep_env)
     } else if matches!(path, "/etc/passwd" | "/etc/group") || is_proc(path, "cgroup") {
         None
+    } else if raw.trim_ascii_start().starts_with(b"-----BEGIN ") {
+        // PEM: only certificate blocks are kept (a key beside them, as in the kubelet's rotated
+        // kubelet-server-current.pem, never is).
+        super::x509::certificates_only(&raw)
     } else {
         document(&raw)
     };

@@ -335,6 +335,7 @@ mod tests {
             content: Some(b"top secret".to_vec()),
             problem: None,
             problem_message: None,
+            roles: Vec::new(),
         };
         let html = FilesFragment::of(&[record]).render().unwrap();
         assert!(html.contains("<td><code>-rw-------</code></td><td>root:root</td><td class=\"n\">3</td>"), "{html}");

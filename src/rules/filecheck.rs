@@ -39,6 +39,23 @@ pub enum Place {
     /// kubelet.service`), or `default` when the cgroup was not readable: the unit file and its drop-ins
     /// (`UNIT.d/*.conf`) in systemd's unit directories, each checked if it exists.
     Unit { default: String },
+    /// The certificate a kubelet serves (cmd/kubelet/app/server.go, `InitializeTLS` and
+    /// `ListenAndServeKubeletServer`, which loads the file when one is given; the certificate manager's
+    /// `GetCertificate` answers only without one): its `cert` setting (`--tls-cert-file` / `tlsCertFile`) when
+    /// set; otherwise, when it rotates its serving certificate
+    /// (`rotate`: `--rotate-server-certificates` / `serverTLSBootstrap`, with the RotateKubeletServerCertificate
+    /// feature gate on), the certificate manager's `kubelet-server-current.pem` in its `dir` setting
+    /// (`--cert-dir`; pkg/kubelet/certificate/kubelet.go, store pair name `kubelet-server`), which holds the
+    /// private key after the certificate; else the `kubelet.crt` it generated there at start
+    /// (`GenerateSelfSignedCertKey`).
+    KubeletServing { cert: String, dir: String, rotate: String },
+}
+
+/// The file the kubelet's certificate manager keeps a rotated certificate in: the certificate, then its private
+/// key, in one file (k8s.io/client-go/util/certificate/certificate_store.go, `Update`). Never read whole: only its
+/// leading certificates ([`Want::Certs`]).
+pub fn holds_key(path: &str) -> bool {
+    path.rsplit('/').next().is_some_and(|name| name.ends_with("-current.pem"))
 }
 
 /// systemd's system unit directories a unit file or its drop-ins can be in (systemd.unit(5), "System Unit
@@ -64,6 +81,9 @@ pub struct Target {
     /// The file exists only when the component runs as a static pod (its pod specification): a component run
     /// inside another program (`k3s server`) has none, and the check does not apply.
     pub static_pod: bool,
+    /// For a certificate file: the role its certificates play (`kubelet-serving`, `apiserver-kubelet-ca`),
+    /// which cluster rules select by. Its files are read (certificates are public), not only stat'ed.
+    pub certificate: Option<String>,
 }
 
 /// What a file check requires.
@@ -224,6 +244,15 @@ fn paths(target: &Target, view: &View<'_, '_>, files: &FileSet, others: &Others<
                 Ok(None) => {}
                 Err(why) => out.push(Item::Unknown(format!("the directory is that of --{flag}, set by {why}"))),
             },
+            Place::KubeletServing { cert, dir, rotate } => match kubelet_serving(view, cert, dir, rotate) {
+                Ok((path, true)) => out.push(named(&path)),
+                Ok((path, false)) => out.push(Item::Path { path, named: false, note: None }),
+                Err(why) if mode == Mode::Speculate => {
+                    let _ = why;
+                    out.push(host(format!("{}/kubelet.crt", DEFAULT_CERT_DIR)));
+                }
+                Err(why) => out.push(Item::Unknown(why)),
+            },
             Place::Unit { default } => {
                 // Not in a service (a container, a shell): no unit file starts it.
                 let Some(unit) = unit_or(files, viewer.pid, default) else { continue };
@@ -253,6 +282,31 @@ fn setting(view: &View<'_, '_>, flag: &str) -> Result<Option<String>, String> {
     Ok(match s.from.is_given() {
         true => s.value.map(|v| v.text()).filter(|v| !v.is_empty()),
         false => None,
+    })
+}
+
+/// The kubelet's default `--cert-dir` (cmd/kubelet/app/options/options.go).
+const DEFAULT_CERT_DIR: &str = "/var/lib/kubelet/pki";
+
+/// Where the kubelet's serving certificate is (see [`Place::KubeletServing`]), and whether the process names it.
+fn kubelet_serving(view: &View<'_, '_>, cert: &str, dir: &str, rotate: &str) -> Result<(String, bool), String> {
+    if let Some(path) = setting(view, cert)? {
+        return Ok((path, true));
+    }
+    let dir = setting(view, dir)?.unwrap_or_else(|| DEFAULT_CERT_DIR.to_owned());
+    let dir = dir.trim_end_matches('/');
+    let truth = |flag: &str, key: Option<&str>| -> Result<bool, String> {
+        let decl = view.process.component.flags.get(flag).ok_or_else(|| format!("--{flag} is not declared"))?;
+        let s = layers::resolve(&view.process, flag, key, decl).map_err(|u| u.text())?;
+        Ok(s.value.is_some_and(|v| super::settings::go_bool(&v.text()) == Some(true)))
+    };
+    let gate = match view.process.component.flags.contains_key("feature-gates") {
+        true => truth("feature-gates", Some("RotateKubeletServerCertificate"))?,
+        false => true,
+    };
+    Ok(match truth(rotate, None)? && gate {
+        true => (format!("{dir}/kubelet-server-current.pem"), true),
+        false => (format!("{dir}/kubelet.crt"), true),
     })
 }
 
@@ -331,6 +385,19 @@ fn tree(dir: &str, shape: Shape<'_>, files: &FileSet, depth: usize, out: &mut Ve
     }
 }
 
+/// The paths of a certificate target for the process, as judged (a path that could not be known is left out:
+/// the cluster rules find no certificate of that role on the host and say so).
+pub fn certificate_paths(target: &Target, view: &View<'_, '_>, files: &FileSet) -> Vec<String> {
+    let items = judged_paths(target, view, files, view.others);
+    items
+        .iter()
+        .filter_map(|i| match i {
+            Item::Path { path, .. } => Some(path.clone()),
+            Item::Unknown(_) => None,
+        })
+        .collect()
+}
+
 /// The requests a target needs: a stat of each path, a listing of each tree (and of its subdirectories as
 /// they appear). Defaults not yet known to be overridden are asked for at once (see [`Mode::Speculate`]).
 pub fn requests(target: &Target, view: &View<'_, '_>, files: &FileSet, others: &Others<'_>, out: &mut Vec<Request>) {
@@ -383,10 +450,16 @@ pub fn requests(target: &Target, view: &View<'_, '_>, files: &FileSet, others: &
     };
     for item in judged.iter().chain(&speculated) {
         if let Item::Path { path, named, .. } = item {
+            // A certificate is read; of a file that holds its key too, only the certificates before the key.
+            let want = match (target.certificate.is_some(), holds_key(path)) {
+                (true, false) => Want::Read,
+                (true, true) => Want::Certs,
+                (false, _) => Want::Stat,
+            };
             // A named path not found on the host yet: where the process sees it too.
             match *named && viewer.container.is_some() && !path.starts_with("/proc/") {
-                true => out.extend(viewer.requests(path, Want::Stat)),
-                false => out.push(Request::stat(path.clone())),
+                true => out.extend(viewer.requests(path, want)),
+                false => out.push(Request { path: path.clone(), want }),
             }
         }
     }

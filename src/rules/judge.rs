@@ -215,6 +215,50 @@ impl<'t> Unloaded<'t> {
     }
 }
 
+/// Hands `f` each of the host's processes of `component` as checks see it.
+pub(crate) fn each_view(
+    set: &RuleSet,
+    parsed: &[Parsed<'_>],
+    files: &FileSet,
+    component: usize,
+    mut f: impl FnMut(&View<'_, '_>),
+) {
+    let others = |c: &str, flag: &str| other_setting(set, parsed, c, flag);
+    for p in parsed.iter().filter(|p| p.found().component == component) {
+        let view = View {
+            process: p.process(&set.components[component]),
+            embedded_in: match &p.found().kind {
+                Kind::Embedded { embedding, .. } => Some(set.embeddings[*embedding].title.as_str()),
+                Kind::Direct { .. } => None,
+            },
+            files,
+            targets: &set.targets,
+            others: &others,
+            viewer: p.found().viewer(),
+        };
+        f(&view);
+    }
+}
+
+/// The certificate files of the host's processes, each with the roles its certificates play there (the API
+/// server's `--client-ca-file` and the kubelet's are often one `ca.crt`): what cluster rules select by.
+pub(crate) fn certificate_roles(
+    set: &RuleSet,
+    parsed: &[Parsed<'_>],
+    files: &FileSet,
+) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let mut roles: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> = Default::default();
+    for target in &set.targets {
+        let Some(role) = &target.certificate else { continue };
+        each_view(set, parsed, files, target.component, |view| {
+            for path in super::filecheck::certificate_paths(target, view, files) {
+                roles.entry(path).or_default().insert(role.clone());
+            }
+        });
+    }
+    roles
+}
+
 /// A setting of another component's process on the host (the first one), for file rules that find a file in
 /// a directory it names.
 pub(crate) fn other_setting(

@@ -19,7 +19,7 @@ pub mod test;
 
 pub use detect::Detector;
 pub use judge::{Evidence, Finding};
-pub use pack::{PackError, Rule, RuleSet};
+pub use pack::{CertClass, ClusterCheck, ClusterRule, PackError, Rule, RuleSet};
 
 use crate::files::FileSet;
 use crate::model::Role;
@@ -29,6 +29,10 @@ use crate::ps::ProcessTable;
 /// answers name (a config's staticPodPath, a listed drop-in directory's files, a subdirectory). Defaults are
 /// asked in the first batch, so a kubeadm node needs one; a drop-in directory two.
 pub const MAX_ROUNDS: usize = 4;
+
+/// A host's certificate files (path as the host sees it) and the roles their certificates play there
+/// (`kubelet-serving`, `apiserver-kubelet-ca`; pack `[[file]] certificate`): what cluster rules select by.
+pub type CertRoles = std::collections::BTreeMap<String, std::collections::BTreeSet<String>>;
 
 /// A rule set ready to judge many hosts: the rules plus the index used to find components.
 #[derive(Debug, Clone)]
@@ -83,12 +87,26 @@ impl Engine {
         table: &ProcessTable,
         fetch: &mut impl crate::files::Fetch,
         roles: &[Role],
-    ) -> (FileSet, usize, Vec<Finding>) {
+    ) -> (FileSet, usize, Vec<Finding>, CertRoles) {
         let found = self.detector.find(table, &self.rules.embeddings);
         let procs = judge::Unloaded::all(&self.rules, &found, true);
-        let (files, rounds, findings) = self.gather_procs(&procs, fetch, Some(roles)).await;
-        let findings = findings.unwrap_or_else(|| judge::judge_procs(&self.rules, &procs, &files, roles));
-        (files, rounds, findings)
+        let (files, rounds, judged) = self.gather_procs(&procs, fetch, Some(roles)).await;
+        let (findings, certs) = judged.unwrap_or_else(|| {
+            let parsed = judge::Parsed::load_all(&procs, &files);
+            (
+                judge::judge_parsed(&self.rules, &parsed, &files, roles),
+                judge::certificate_roles(&self.rules, &parsed, &files),
+            )
+        });
+        (files, rounds, findings, certs)
+    }
+
+    /// The certificate files of a host's processes and their roles (see [`CertRoles`]), from its table and the
+    /// files read: what `fleetaudit eval` and a snapshot give the cluster rules.
+    pub fn certificate_roles(&self, table: &ProcessTable, files: &FileSet) -> CertRoles {
+        let found = self.detector.find(table, &self.rules.embeddings);
+        let procs = judge::Unloaded::all(&self.rules, &found, false);
+        judge::certificate_roles(&self.rules, &judge::Parsed::load_all(&procs, files), files)
     }
 
     /// Plans, fetches and admits until nothing more is asked; with `roles`, also judges the host from the
@@ -98,7 +116,7 @@ impl Engine {
         procs: &[judge::Unloaded<'_>],
         fetch: &mut impl crate::files::Fetch,
         roles: Option<&[Role]>,
-    ) -> (FileSet, usize, Option<Vec<Finding>>) {
+    ) -> (FileSet, usize, Option<(Vec<Finding>, CertRoles)>) {
         let mut files = FileSet::default();
         let mut rounds = 0;
         let mut findings = None;
@@ -106,7 +124,10 @@ impl Engine {
             let parsed = judge::Parsed::load_all(procs, &files);
             let batch = plan::plan_parsed(&self.rules, &parsed, plan::source_requests(procs, &files), &files);
             if batch.is_empty() {
-                findings = roles.map(|roles| judge::judge_parsed(&self.rules, &parsed, &files, roles));
+                findings = roles.map(|roles| {
+                    let certs = judge::certificate_roles(&self.rules, &parsed, &files);
+                    (judge::judge_parsed(&self.rules, &parsed, &files, roles), certs)
+                });
                 break;
             }
             drop(parsed);

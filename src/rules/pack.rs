@@ -162,6 +162,43 @@ pub struct RuleSet {
     /// The files file rules check.
     pub targets: Vec<Target>,
     pub rules: Vec<Rule>,
+    /// Rules judged per cluster once every host of it is recorded (`[[cluster_rule]]`).
+    pub cluster_rules: Vec<ClusterRule>,
+}
+
+/// A rule judged on a whole cluster from what its hosts' scans stored: the certificates their processes name.
+#[derive(Debug, Clone)]
+pub struct ClusterRule {
+    pub id: String,
+    /// The CIS number of the host rule it completes (`1.2.5` for the seed rule), or empty.
+    pub cis: String,
+    pub pack: String,
+    pub title: String,
+    pub severity: Severity,
+    pub rationale: String,
+    pub remediation: String,
+    pub check: ClusterCheck,
+}
+
+/// What a cluster rule judges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterCheck {
+    /// Every kubelet's serving certificate chains to the CA each API server verifies kubelets with
+    /// (`apiserver-kubelet-ca`), covers the node's name or address and is within its validity.
+    KubeletServing,
+    /// No certificate of the `roles` (of the `class`) has expired, is not yet valid, or expires within
+    /// `warn_days`.
+    Expiry { roles: Vec<String>, class: CertClass, warn_days: u32 },
+}
+
+/// Which certificates of a file an expiry rule looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CertClass {
+    /// CA certificates (basicConstraints CA:TRUE).
+    Ca,
+    /// Every other certificate.
+    Leaf,
 }
 
 /// How a rule id given by a user (`rules show ID`) matched a rule.
@@ -196,6 +233,26 @@ struct RawPack {
     file: Vec<Spanned<RawTarget>>,
     #[serde(default)]
     rule: Vec<RawRule>,
+    #[serde(default)]
+    cluster_rule: Vec<Spanned<RawClusterRule>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClusterRule {
+    id: String,
+    #[serde(default)]
+    cis: String,
+    title: String,
+    severity: Severity,
+    rationale: String,
+    remediation: String,
+    /// `kubelet-serving` or `expiry`.
+    check: String,
+    #[serde(default)]
+    roles: Vec<String>,
+    class: Option<CertClass>,
+    warn_days: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -207,6 +264,8 @@ struct RawTarget {
     at: Vec<RawPlace>,
     #[serde(default)]
     static_pod: bool,
+    #[serde(default)]
+    certificate: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -241,6 +300,11 @@ enum RawPlace {
     },
     Unit {
         unit_of_process: String,
+    },
+    KubeletServing {
+        serving_cert: String,
+        cert_dir: String,
+        rotate: String,
     },
 }
 
@@ -400,6 +464,7 @@ impl RuleSet {
             embeddings: Vec::new(),
             targets: Vec::new(),
             rules: Vec::new(),
+            cluster_rules: Vec::new(),
         };
         set.add(Path::new(EMBEDDED_NAME), EMBEDDED_CIS)?;
         Ok(set)
@@ -671,9 +736,30 @@ impl RuleSet {
                         }
                         Place::Unit { default: unit_of_process }
                     }
+                    RawPlace::KubeletServing { serving_cert, cert_dir, rotate } => Place::KubeletServing {
+                        cert: declared(component, &serving_cert)?,
+                        dir: declared(component, &cert_dir)?,
+                        rotate: declared(component, &rotate)?,
+                    },
                 });
             }
-            set.targets.push(Target { id: t.id, component, what: t.what, at, static_pod: t.static_pod });
+            if let Some(role) = &t.certificate
+                && (role.is_empty() || !role.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'))
+            {
+                return Err(invalid(
+                    span,
+                    "file.certificate",
+                    format!("{role:?}: a role is lower-case words joined by '-'"),
+                ));
+            }
+            set.targets.push(Target {
+                id: t.id,
+                component,
+                what: t.what,
+                at,
+                static_pod: t.static_pod,
+                certificate: t.certificate,
+            });
         }
         for r in raw.rule {
             let id_span = r.id.span();
@@ -729,6 +815,54 @@ impl RuleSet {
                 remediation: r.remediation.into_inner(),
                 references: r.references,
                 test,
+            });
+        }
+        for r in raw.cluster_rule {
+            let span = r.span();
+            let r = r.into_inner();
+            let bad =
+                |field: &str, msg: String| invalid(span.clone(), field, format!("cluster rule {:?}: {msg}", r.id));
+            if r.id.is_empty() || !r.id.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+                return Err(bad("cluster_rule.id", "use letters, digits, '.', '_' and '-'".into()));
+            }
+            if set.cluster_rules.iter().any(|k| k.id == r.id) || set.rules.iter().any(|k| k.id == r.id) {
+                return Err(bad("cluster_rule.id", "already defined".into()));
+            }
+            let known: std::collections::BTreeSet<&str> =
+                set.targets.iter().filter_map(|t| t.certificate.as_deref()).collect();
+            if let Some(role) = r.roles.iter().find(|role| !known.contains(role.as_str())) {
+                return Err(bad("cluster_rule.roles", format!("no [[file]] has certificate = {role:?}")));
+            }
+            let check = match (r.check.as_str(), r.class, r.warn_days) {
+                ("kubelet-serving", None, None) if r.roles.is_empty() => ClusterCheck::KubeletServing,
+                ("kubelet-serving", ..) => {
+                    return Err(bad("cluster_rule.check", "kubelet-serving takes no roles, class or warn_days".into()));
+                }
+                ("expiry", Some(class), Some(warn_days)) if !r.roles.is_empty() => {
+                    ClusterCheck::Expiry { roles: r.roles.clone(), class, warn_days }
+                }
+                ("expiry", ..) => {
+                    return Err(bad(
+                        "cluster_rule.check",
+                        "expiry needs roles, class (\"ca\" or \"leaf\") and warn_days".into(),
+                    ));
+                }
+                (other, ..) => {
+                    return Err(bad(
+                        "cluster_rule.check",
+                        format!("{other:?}: write \"kubelet-serving\" or \"expiry\""),
+                    ));
+                }
+            };
+            set.cluster_rules.push(ClusterRule {
+                id: r.id,
+                cis: r.cis,
+                pack: raw.pack.id.clone(),
+                title: r.title,
+                severity: r.severity,
+                rationale: r.rationale,
+                remediation: r.remediation,
+                check,
             });
         }
         set.packs.push(raw.pack);

@@ -127,6 +127,12 @@ pub(crate) fn plan_parsed(
             wanted.insert(Request::read("/etc/group"));
         }
     }
+    // The certificates cluster rules judge, whatever rules this host's processes have.
+    for target in set.targets.iter().filter(|t| t.certificate.is_some()) {
+        judge::each_view(set, parsed, files, target.component, |view| {
+            filecheck::requests(target, view, files, view.others, &mut stats);
+        });
+    }
     wanted.extend(stats);
     // One request a path: the transport answers each separately, and a stat and a read of one unreadable file
     // would answer twice. A read (or a listing) answers a stat too.
@@ -134,6 +140,8 @@ pub(crate) fn plan_parsed(
     for r in wanted {
         let want = by_path.entry(r.path).or_insert(r.want);
         *want = match (*want, r.want) {
+            // Never more than the leading certificates of a file that holds a key.
+            (Want::Certs, _) | (_, Want::Certs) => Want::Certs,
             (Want::Read, _) | (_, Want::Read) => Want::Read,
             (Want::List, _) | (_, Want::List) => Want::List,
             _ => Want::Stat,

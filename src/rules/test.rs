@@ -695,6 +695,7 @@ mod tests {
             embeddings: Vec::new(),
             targets: Vec::new(),
             rules: Vec::new(),
+            cluster_rules: Vec::new(),
         };
         set.add(Path::new("t.toml"), &text).unwrap();
         set.components.remove(0)

@@ -235,7 +235,10 @@ pub fn plan(o: &SimulateOptions) -> Vec<Member> {
         Some(p) => PROFILES.iter().position(|q| q.name == p.name).unwrap_or(0),
         None => (0..PROFILES.len())
             .map(|k| (i + k) % PROFILES.len())
-            .find(|k| !behavior.replaces_kubelet_config() || PROFILES[*k].files().kubelet_config().is_some())
+            .find(|k| {
+                (!behavior.replaces_kubelet_config() || PROFILES[*k].files().kubelet_config().is_some())
+                    && (!behavior.replaces_kubelet_certificate() || PROFILES[*k].files().kubelet_serving().is_some())
+            })
             .unwrap_or(i % PROFILES.len()),
     };
     let width = o.nodes.max(1).to_string().len();
@@ -352,6 +355,10 @@ mod tests {
             if member.spec.behavior.replaces_kubelet_config() {
                 let profile = super::super::find_profile(&member.cluster).unwrap();
                 assert!(profile.files().kubelet_config().is_some(), "{} on {}", member.spec.name, member.cluster);
+            }
+            if member.spec.behavior.replaces_kubelet_certificate() {
+                let profile = super::super::find_profile(&member.cluster).unwrap();
+                assert!(profile.files().kubelet_serving().is_some(), "{} on {}", member.spec.name, member.cluster);
             }
         }
         assert_eq!(duration_text(o.connect_timeout), "1s");

@@ -13,6 +13,7 @@
 
 pub mod fleet;
 mod output;
+pub mod pki;
 mod sftp;
 pub mod tree;
 mod wire;
@@ -194,6 +195,10 @@ pub enum Behavior {
     HugeFile,
     /// The kubelet's config file is a "billion laughs" YAML: nine levels of nine aliases (9^9 strings).
     YamlBomb,
+    /// The kubelet's serving certificate expires in a week ([`pki::EXPIRING_DAYS`]).
+    CertExpiring,
+    /// The kubelet's serving certificate expired two days ago ([`pki::EXPIRED_DAYS`]).
+    CertExpired,
 }
 
 /// How much a [`Behavior::Flood`] node sends: far above any limit a scanner should accept.
@@ -218,6 +223,8 @@ impl Behavior {
         Behavior::SftpDenied,
         Behavior::HugeFile,
         Behavior::YamlBomb,
+        Behavior::CertExpiring,
+        Behavior::CertExpired,
     ];
 
     /// The name used on the command line and in simulated host names.
@@ -240,6 +247,8 @@ impl Behavior {
             Behavior::SftpDenied => "sftp-denied",
             Behavior::HugeFile => "huge-file",
             Behavior::YamlBomb => "yaml-bomb",
+            Behavior::CertExpiring => "cert-expiring",
+            Behavior::CertExpired => "cert-expired",
         }
     }
 
@@ -258,7 +267,9 @@ impl Behavior {
             | Behavior::SftpRefused
             | Behavior::SftpDenied
             | Behavior::HugeFile
-            | Behavior::YamlBomb => None,
+            | Behavior::YamlBomb
+            | Behavior::CertExpiring
+            | Behavior::CertExpired => None,
             Behavior::Refused => Some("unreachable"),
             Behavior::Silent | Behavior::Drip => Some("timeout"),
             Behavior::AuthRefused => Some("auth_failed"),
@@ -279,6 +290,12 @@ impl Behavior {
             Behavior::SftpDenied => Some("every file permission denied: rules that read a file are error"),
             Behavior::HugeFile => Some("the kubelet config exceeds the size limit: refused, its rules error"),
             Behavior::YamlBomb => Some("the kubelet config is a YAML bomb: refused quickly, its rules error"),
+            Behavior::CertExpiring => {
+                Some("the kubelet's serving certificate expires in 7 days: its cluster's expiry rule fails")
+            }
+            Behavior::CertExpired => {
+                Some("the kubelet's serving certificate expired: its cluster's seed and expiry rules fail")
+            }
             _ => None,
         }
     }
@@ -286,6 +303,11 @@ impl Behavior {
     /// Whether the fault replaces the kubelet's config file (a node showing it needs a profile with one).
     pub fn replaces_kubelet_config(self) -> bool {
         matches!(self, Behavior::HugeFile | Behavior::YamlBomb)
+    }
+
+    /// Whether the fault replaces the kubelet's serving certificate (a node showing it needs a profile with one).
+    pub fn replaces_kubelet_certificate(self) -> bool {
+        matches!(self, Behavior::CertExpiring | Behavior::CertExpired)
     }
 }
 

@@ -90,7 +90,9 @@ impl Answer {
             | Behavior::SftpRefused
             | Behavior::SftpDenied
             | Behavior::HugeFile
-            | Behavior::YamlBomb => self.finish(table, b"", 0).await,
+            | Behavior::YamlBomb
+            | Behavior::CertExpiring
+            | Behavior::CertExpired => self.finish(table, b"", 0).await,
         }
     }
 

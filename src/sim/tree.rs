@@ -161,14 +161,23 @@ pub enum ManifestError {
 pub struct FileTree {
     entries: BTreeMap<String, Inode>,
     kubelet_config: Option<String>,
+    /// The kubelet's serving certificate file and the generator that made it (see [`super::pki`]).
+    kubelet_serving: Option<(String, String)>,
     /// The derived trees of the content faults, built once per tree and shared by every node with that fault.
     huge: OnceLock<Arc<FileTree>>,
     bomb: OnceLock<Arc<FileTree>>,
+    expiring: OnceLock<Arc<FileTree>>,
+    expired: OnceLock<Arc<FileTree>>,
 }
 
 impl Clone for FileTree {
     fn clone(&self) -> FileTree {
-        FileTree { entries: self.entries.clone(), kubelet_config: self.kubelet_config.clone(), ..FileTree::default() }
+        FileTree {
+            entries: self.entries.clone(),
+            kubelet_config: self.kubelet_config.clone(),
+            kubelet_serving: self.kubelet_serving.clone(),
+            ..FileTree::default()
+        }
     }
 }
 
@@ -190,6 +199,11 @@ impl FileTree {
     /// The inode at exactly `path` (no resolution: for tests and for building trees).
     pub fn get(&self, path: &str) -> Option<&Inode> {
         self.entries.get(path)
+    }
+
+    /// The kubelet's serving certificate file, when the profile has one (what the certificate faults age).
+    pub fn kubelet_serving(&self) -> Option<&str> {
+        self.kubelet_serving.as_ref().map(|(p, _)| p.as_str())
     }
 
     /// The colon-separated records of an account database in the tree (`/etc/passwd`, `/etc/group`).
@@ -260,9 +274,21 @@ impl FileTree {
             tree.insert_file(&path, mode, uid, gid, data);
             Arc::new(tree)
         };
+        // The kubelet's serving certificate made again, living `days` from now.
+        let aged = |days: i64| {
+            let Some((path, generator)) = &self.kubelet_serving else { return self.clone() };
+            let mut tree = (**self).clone();
+            let data = super::pki::generate(generator, path, days, || pem("EC PRIVATE KEY", &secret_bytes(path, 121)))
+                .unwrap_or_default();
+            let (mode, uid, gid) = tree.get(path).map(|i| (i.mode, i.uid, i.gid)).unwrap_or((0o644, 0, 0));
+            tree.insert_file(path, mode, uid, gid, data);
+            Arc::new(tree)
+        };
         match behavior {
             Behavior::HugeFile => self.huge.get_or_init(|| derive(huge_config(self.get(&target())))).clone(),
             Behavior::YamlBomb => self.bomb.get_or_init(|| derive(yaml_bomb(self.get(&target())))).clone(),
+            Behavior::CertExpiring => self.expiring.get_or_init(|| aged(super::pki::EXPIRING_DAYS)).clone(),
+            Behavior::CertExpired => self.expired.get_or_init(|| aged(super::pki::EXPIRED_DAYS)).clone(),
             _ => self.clone(),
         }
     }
@@ -421,6 +447,9 @@ impl FileTree {
             // /proc/PID/environ: each VAR=value followed by a NUL.
             Some(Bytes::from(vars.iter().flat_map(|v| v.bytes().chain([0])).collect::<Vec<u8>>()))
         } else if let Some(generator) = &spec.generate {
+            if super::pki::is_kubelet_serving(generator) {
+                self.kubelet_serving = Some((path.clone(), generator.clone()));
+            }
             Some(Bytes::from(generate(generator, &path)?))
         } else {
             spec.kubeconfig.as_ref().map(|kc| Bytes::from(kubeconfig(kc, &path)))
@@ -553,13 +582,19 @@ struct KubeconfigSpec {
 
 /// Contents made up for files fleetaudit must never read (keys) or only stats: realistic in shape and size, the
 /// keys marked [`SECRET_CANARY`] so a test can prove they never reach the database or a report.
+/// Certificates are real, made at start ([`super::pki`]); a rotated kubelet certificate's key beside it is made up.
 fn generate(generator: &str, path: &str) -> Result<Vec<u8>, String> {
+    let key = || pem("EC PRIVATE KEY", &secret_bytes(path, 121));
+    if let Some(pem) = super::pki::generate(generator, path, super::pki::KUBELET_DAYS, key) {
+        return Ok(pem);
+    }
     match generator {
         "private-key" => Ok(pem("RSA PRIVATE KEY", &secret_bytes(path, 1190)).into_bytes()),
         "public-key" => Ok(pem("PUBLIC KEY", &pseudo_random(path, 294)).into_bytes()),
-        // Shaped like a certificate, not one: the profiles whose certificates a rule may read carry real ones.
-        "certificate" => Ok(pem("CERTIFICATE", &pseudo_random(path, 800)).into_bytes()),
-        _ => Err(format!("{path}: unknown generator {generator:?} (private-key, public-key, certificate)")),
+        _ => Err(format!(
+            "{path}: unknown generator {generator:?} (private-key, public-key, ca-certificate, certificate, \
+             kubelet-certificate, kubelet-serving, kubelet-serving-rotated)"
+        )),
     }
 }
 
@@ -730,7 +765,6 @@ static DATA: &[(&str, &[u8])] = embed![
     "kubeadm/pki/apiserver-etcd-client.crt",
     "kubeadm/pki/apiserver-kubelet-client.crt",
     "kubeadm/pki/apiserver.crt",
-    "kubeadm/pki/ca.crt",
     "kubeadm/pki/etcd/ca.crt",
     "kubeadm/pki/etcd/healthcheck-client.crt",
     "kubeadm/pki/etcd/peer.crt",

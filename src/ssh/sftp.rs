@@ -277,7 +277,7 @@ fn assemble(
                 Want::Stat => works[w].stat_answer(),
                 Want::List => works[w].list_answer(),
                 // A file's contents are moved out once; a second read of the same path gets a copy.
-                Want::Read => match given.get(&w) {
+                Want::Read | Want::Certs => match given.get(&w) {
                     Some(&first) => Some(out[first].1.clone()),
                     None => {
                         given.insert(w, i);
@@ -362,6 +362,8 @@ struct Work<'r> {
     children: Vec<(String, Meta)>,
     /// A short read of this file is its end (see [`short_read_ends`]).
     short_ends: bool,
+    /// Only its leading certificates are read ([`Want::Certs`], see [`Cut`]).
+    certs: bool,
 }
 
 enum Stat {
@@ -385,6 +387,8 @@ struct OpenFile {
     handle: String,
     /// A short read is the end even though the size says 0 (see [`short_read_ends`]).
     short_ends: bool,
+    /// Reading only the leading certificates: where that stands.
+    cut: Option<Cut>,
     /// From `fstat` on the handle: the inode actually read.
     meta: Option<Meta>,
     data: Vec<u8>,
@@ -414,13 +418,25 @@ impl<'r> Work<'r> {
     /// (`whole_reads`).
     fn new(path: &'r str, whole_reads: bool) -> Work<'r> {
         let short_ends = whole_reads && short_read_ends(path);
-        Work { path, stat: Stat::No, read: Reading::No, list: Listing::No, children: Vec::new(), short_ends }
+        Work {
+            path,
+            stat: Stat::No,
+            read: Reading::No,
+            list: Listing::No,
+            children: Vec::new(),
+            short_ends,
+            certs: false,
+        }
     }
 
     fn want(&mut self, want: Want) {
         match want {
             Want::Stat => self.stat = Stat::Todo,
             Want::Read => self.read = Reading::Todo,
+            Want::Certs => {
+                self.read = Reading::Todo;
+                self.certs = true;
+            }
             // A listing needs the directory's own stat (a file asked to be listed is answered by its stat).
             Want::List => {
                 self.stat = Stat::Todo;
@@ -557,6 +573,15 @@ fn plan(works: &mut [Work<'_>], cap: u64) -> Vec<Op> {
                 w.read = Reading::Opening;
                 open += 1;
             }
+            Reading::Open(f) if f.cut.is_some() => {
+                if f.meta.is_none() {
+                    ops.push(Op::new(i, OpKind::Fstat, &f.handle));
+                }
+                if let Some((offset, len)) = f.cut.and_then(|c| c.next_read(f.data.len() as u64)) {
+                    ops.push(Op { offset, len, ..Op::new(i, OpKind::Read, &f.handle) });
+                    bytes += u64::from(len);
+                }
+            }
             Reading::Open(f) if bytes < ROUND_BYTES => match f.meta {
                 // Just opened: its fstat and the first read together.
                 None => {
@@ -668,7 +693,8 @@ fn absorb(
             OpKind::Open => match reply {
                 Some(Ok(Answer::Handle(handle))) => {
                     let short_ends = w.short_ends;
-                    w.read = Reading::Open(OpenFile { handle, short_ends, meta: None, data: Vec::new() });
+                    let cut = w.certs.then_some(Cut::Header { at: 0 });
+                    w.read = Reading::Open(OpenFile { handle, short_ends, cut, meta: None, data: Vec::new() });
                 }
                 Some(Ok(_)) => w.read = Reading::Done(Entry::Problem(unexpected()), None),
                 Some(Err(e)) => w.read = Reading::Done(Entry::Problem(problem(&e)), None),
@@ -750,6 +776,9 @@ impl OpenFile {
         if meta.kind != Kind::File {
             return Some(Entry::Found { meta, content: None, names: None });
         }
+        if let Some(cut) = self.cut {
+            return self.absorb_cut(cut, meta, reads, cap);
+        }
         if meta.size > cap {
             return Some(Entry::Problem(Problem::TooLarge { size: meta.size, limit: cap, meta: Some(meta) }));
         }
@@ -788,6 +817,142 @@ impl OpenFile {
             });
         }
         None
+    }
+}
+
+impl OpenFile {
+    /// Applies a round's read of a file whose leading certificates alone are wanted (see [`Cut`]).
+    fn absorb_cut(&mut self, cut: Cut, meta: Meta, reads: Vec<(u64, u32, Option<Reply>)>, cap: u64) -> Option<Entry> {
+        use crate::files::x509::{MAX_CERTS, PEM_BEGIN};
+        let (offset, asked, reply) = reads.into_iter().next()?;
+        let eof = match reply? {
+            Ok(Answer::Data(d)) if d.len() <= asked as usize && offset == self.data.len() as u64 => {
+                self.data.extend_from_slice(&d);
+                // Short is not the end: a server may answer less than asked.
+                d.is_empty()
+            }
+            Ok(_) => return Some(Entry::Problem(unexpected())),
+            Err(SftpError::Status(s)) if s.status_code == StatusCode::Eof => true,
+            Err(e) => return Some(Entry::Problem(problem(&e))),
+        };
+        let got = self.data.len() as u64;
+        let layout = |why: &str| {
+            Some(Entry::Problem(Problem::Failed {
+                message: format!(
+                    "{why}: fleetaudit reads a file that holds a key only up to its certificates, as Go's pem.Encode                      and OpenSSL write them (64 base64 characters a line, LF line ends), and this one is not laid                      out so"
+                ),
+            }))
+        };
+        let done = |data: &mut Vec<u8>, kept: u64| {
+            data.truncate(kept as usize);
+            Some(Entry::Found { meta, content: Some(Content::plain(std::mem::take(data))), names: None })
+        };
+        if got < cut.target() && !eof {
+            return None;
+        }
+        match cut {
+            Cut::Header { at } => {
+                if self.data.get(at as usize..).is_some_and(|h| h == PEM_BEGIN) {
+                    self.cut = Some(Cut::Length { at });
+                    None
+                } else {
+                    // Another block's BEGIN line, or the end: header text only was read, and is not kept.
+                    done(&mut self.data, at)
+                }
+            }
+            Cut::Length { at } => {
+                let line = &self.data[(at as usize + PEM_BEGIN.len()).min(self.data.len())..];
+                let Some(end) = Cut::block_end(at, line) else {
+                    return layout("the first line of a certificate does not say its length");
+                };
+                if end > cap || end - at > CHUNK {
+                    return Some(Entry::Problem(Problem::TooLarge { size: end, limit: cap, meta: Some(meta) }));
+                }
+                self.cut = Some(Cut::Rest { at, end, blocks: 1 + self.blocks_before(at) });
+                None
+            }
+            Cut::Rest { at, end, blocks } => {
+                if got < end {
+                    return layout("the file ends inside a certificate");
+                }
+                let footer = &self.data[end as usize - crate::files::x509::PEM_END.len() - 1..end as usize];
+                if !footer.starts_with(crate::files::x509::PEM_END) || footer.last() != Some(&b'\n') {
+                    return layout("a certificate's END line is not where its length puts it");
+                }
+                let next = &self.data[end as usize..];
+                if next == PEM_BEGIN && blocks < MAX_CERTS {
+                    self.cut = Some(Cut::Length { at: end });
+                    let _ = at;
+                    None
+                } else {
+                    done(&mut self.data, end)
+                }
+            }
+        }
+    }
+
+    /// Certificates read whole before the one at `at` (each ends where the next begins).
+    fn blocks_before(&self, at: u64) -> usize {
+        let begin = crate::files::x509::PEM_BEGIN;
+        self.data[..at as usize].windows(begin.len()).filter(|w| *w == begin).count()
+    }
+}
+
+/// Where reading only a PEM file's leading certificates stands ([`Want::Certs`]). Each step reads exactly
+/// what it must and never past the last certificate's END line, whatever follows it: a private key is never
+/// sent. A block that is not a certificate is recognised by its BEGIN line alone (27 bytes of header text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    /// The 27 bytes at `at` must be a certificate's BEGIN line (read with the fstat for the first).
+    Header { at: u64 },
+    /// The certificate at `at` (its BEGIN line read): its first base64 line, which gives the DER's length.
+    Length { at: u64 },
+    /// The rest of the certificate at `at`, which ends at `end`, and the 27 bytes after it (the next BEGIN line,
+    /// if a certificate follows).
+    Rest { at: u64, end: u64, blocks: usize },
+}
+
+impl Cut {
+    /// How far this step reads: the BEGIN line; the newline and first line of 64 base64 characters after it
+    /// (inside the certificate, whatever it is); the certificate's end and the next 27 bytes.
+    fn target(self) -> u64 {
+        let begin = crate::files::x509::PEM_BEGIN.len() as u64;
+        match self {
+            Cut::Header { at } => at + begin,
+            Cut::Length { at } => at + begin + 65,
+            Cut::Rest { end, .. } => end + begin,
+        }
+    }
+
+    /// The next read, given `got` bytes so far: (offset, length), from where the last answer ended.
+    fn next_read(self, got: u64) -> Option<(u64, u32)> {
+        let want = self.target().saturating_sub(got).min(CHUNK);
+        (want > 0).then_some((got, want as u32))
+    }
+
+    /// Where the certificate whose BEGIN line is at `at` ends (after its END line's newline), from its first
+    /// base64 line (`line`, starting with the newline after BEGIN), laid out as Go's `pem.Encode` writes it:
+    /// 64 characters a line, the last line shorter, LF.
+    fn block_end(at: u64, line: &[u8]) -> Option<u64> {
+        use base64::Engine;
+        let b64 = line.strip_prefix(b"\n")?;
+        let head = base64::engine::general_purpose::STANDARD.decode(b64.get(..8)?).ok()?;
+        // A DER SEQUENCE: tag 0x30, then its length (short form, or 0x81..0x83 and that many bytes).
+        if head[0] != 0x30 {
+            return None;
+        }
+        let der = match head[1] {
+            n @ 0..=0x7f => 2 + u64::from(n),
+            0x81 => 3 + u64::from(head[2]),
+            0x82 => 4 + (u64::from(head[2]) << 8 | u64::from(head[3])),
+            0x83 => 5 + (u64::from(head[2]) << 16 | u64::from(head[3]) << 8 | u64::from(head[4])),
+            _ => return None,
+        };
+        let chars = der.div_ceil(3) * 4;
+        let lines = chars.div_ceil(64);
+        let begin = crate::files::x509::PEM_BEGIN.len() as u64 + 1;
+        let end = crate::files::x509::PEM_END.len() as u64 + 1;
+        Some(at + begin + chars + lines + end)
     }
 }
 
@@ -1245,6 +1410,8 @@ mod tests {
         cursor: HashMap<String, usize>,
         /// Bytes of each file asked for, over all reads.
         asked: HashMap<String, u64>,
+        /// The furthest offset any read of each file reached.
+        furthest: HashMap<String, u64>,
     }
 
     fn status(code: StatusCode) -> SftpError {
@@ -1293,6 +1460,8 @@ mod tests {
                 OpKind::Open | OpKind::OpenDir => Err(status(StatusCode::NoSuchFile)),
                 OpKind::Read => {
                     *self.asked.entry(path.clone()).or_default() += u64::from(op.len);
+                    let far = self.furthest.entry(path.clone()).or_default();
+                    *far = (*far).max(op.offset + u64::from(op.len));
                     let data = &self.files[&path].2;
                     let at = op.offset as usize;
                     if at >= data.len() {
@@ -1369,6 +1538,48 @@ mod tests {
             a[0]
         );
         assert_eq!(fake.asked["/lies"], MIB + 1, "asked for the cap and one byte, no more");
+    }
+
+    /// A serving certificate as a kubelet's certificate manager keeps it, PEM as Go writes it.
+    fn certificate(cn: &str) -> String {
+        let mut p = rcgen::CertificateParams::new(vec![cn.to_owned()]).unwrap();
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        p.self_signed(&rcgen::KeyPair::generate().unwrap()).unwrap().pem()
+    }
+
+    #[test]
+    fn of_a_file_that_holds_a_key_only_its_certificates_are_ever_asked_for() {
+        let key =
+            "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIKEYKEYKEYSECRETSECRETSECRET\n-----END EC PRIVATE KEY-----\n";
+        let one = certificate("node-1");
+        let two = format!("{}{}", certificate("node-2"), certificate("intermediate"));
+        for (certs, rounds) in [(one.as_str(), 4), (two.as_str(), 6)] {
+            let data = format!("{certs}{key}").into_bytes();
+            let mut fake = Fake::default().file("/k.pem", data.len() as u64, data);
+            let (a, r) = drive(&mut fake, &[Request::certs("/k.pem")], MIB);
+            let content = a[0].content().unwrap();
+            assert_eq!(String::from_utf8_lossy(&content.bytes), certs);
+            // Every byte of the certificates, and the next block's BEGIN line (27 bytes of header text): no more.
+            assert_eq!(fake.asked["/k.pem"], certs.len() as u64 + 27, "asked");
+            assert_eq!(r, rounds, "rounds: open, fstat + BEGIN line, first line, rest + next BEGIN line");
+            // A server answering a few bytes a read is read the same way, only in more rounds.
+            let data = format!("{certs}{key}").into_bytes();
+            let mut fake = Fake { per_read: 100, ..Fake::default() }.file("/k.pem", data.len() as u64, data);
+            let (a, _) = drive(&mut fake, &[Request::certs("/k.pem")], MIB);
+            assert_eq!(String::from_utf8_lossy(&a[0].content().unwrap().bytes), certs);
+            assert_eq!(fake.furthest["/k.pem"], certs.len() as u64 + 27, "asked at 100 bytes a read");
+        }
+        // A key first: its BEGIN line alone is looked at, nothing is kept.
+        let data = format!("{key}{one}").into_bytes();
+        let mut fake = Fake::default().file("/k.pem", data.len() as u64, data);
+        let (a, _) = drive(&mut fake, &[Request::certs("/k.pem")], MIB);
+        assert!(a[0].content().unwrap().bytes.is_empty());
+        assert_eq!(fake.asked["/k.pem"], 27);
+        // A certificate not laid out as Go writes it (CRLF): refused, saying why.
+        let data = one.replace('\n', "\r\n").into_bytes();
+        let mut fake = Fake::default().file("/k.pem", data.len() as u64, data);
+        let (a, _) = drive(&mut fake, &[Request::certs("/k.pem")], MIB);
+        assert!(a[0].problem().unwrap().to_string().contains("LF line ends"), "{:?}", a[0]);
     }
 
     #[test]

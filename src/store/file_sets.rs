@@ -110,6 +110,11 @@ pub struct FileChange {
 }
 
 impl FileRecord {
+    /// The roles as the `roles` column holds them: space-separated, `None` when there are none.
+    pub fn roles_text(&self) -> Option<String> {
+        (!self.roles.is_empty()).then(|| self.roles.join(" "))
+    }
+
     /// The path's type and mode as `ls -l` prints them (`-rw-------`, `drwx------`, `lrwxrwxrwx`; `?` for a type
     /// `other`), as the `file_attributes` view computes them; `None` for a path that could not be learned.
     pub fn permissions(&self) -> Option<String> {
@@ -201,6 +206,11 @@ fn check(f: &FileRecord) -> Result<(), &'static str> {
         }
         _ => return Err("exactly one of kind and problem must be set"),
     }
+    let role_word =
+        |r: &String| !r.is_empty() && r.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !f.roles.iter().all(role_word) || f.roles.windows(2).any(|w| w[0] >= w[1]) {
+        return Err("roles must be distinct lower-case words in name order");
+    }
     match (&f.sha256, &f.content) {
         (Some(sha), _) if !hex(sha) => Err("sha256 must be 64 lowercase hex digits"),
         (None, Some(_)) => Err("contents kept need their sha256"),
@@ -232,6 +242,11 @@ fn observation_key(f: &FileRecord) -> [u8; 32] {
     hasher.update([u8::from(f.redacted), u8::from(f.content.is_some())]);
     optional(&mut hasher, f.problem.as_deref().map(str::as_bytes));
     optional(&mut hasher, f.problem_message.as_deref().map(str::as_bytes));
+    // Only certificate files have roles; every other observation keeps the key it had before roles existed.
+    if let Some(roles) = f.roles_text() {
+        hasher.update(b"roles\0");
+        field(&mut hasher, roles.as_bytes());
+    }
     hasher.finalize().into()
 }
 
@@ -278,10 +293,10 @@ pub(super) async fn intern_file_sets(
     let inserted = insert_returning(
         conn,
         "INSERT INTO file_observations (sha256, path, kind, mode, uid, gid, owner, size, content_sha256, redacted, \
-         content_id, problem, problem_message) ",
+         content_id, problem, problem_message, roles) ",
         " RETURNING sha256, id",
         &rows,
-        13,
+        14,
         |b, ((file, key, _), content_id)| {
             b.push_bind(key.to_vec())
                 .push_bind(file.path.clone())
@@ -296,7 +311,8 @@ pub(super) async fn intern_file_sets(
                 .push_bind(file.redacted)
                 .push_bind(*content_id)
                 .push_bind(file.problem.clone())
-                .push_bind(file.problem_message.clone());
+                .push_bind(file.problem_message.clone())
+                .push_bind(file.roles_text());
         },
         what,
     )
@@ -400,6 +416,7 @@ type ObservationRow = (
     Option<Vec<u8>>,
     Option<String>,
     Option<String>,
+    Option<String>,
 );
 
 /// A stored integer that does not fit the Rust type: only a database written by something else holds one.
@@ -421,13 +438,13 @@ async fn set_files(
     for chunk in set_ids.chunks(MAX_BINDS) {
         let mut query = QueryBuilder::<Sqlite>::new(if content {
             "SELECT m.set_id, o.path, o.kind, o.mode, o.uid, o.gid, o.owner, o.size, o.content_sha256, o.redacted,
-                    c.body, o.problem, o.problem_message
+                    c.body, o.problem, o.problem_message, o.roles
                FROM file_set_members m JOIN file_observations o ON o.id = m.observation_id
                LEFT JOIN file_contents c ON c.id = o.content_id
               WHERE m.set_id IN ("
         } else {
             "SELECT m.set_id, o.path, o.kind, o.mode, o.uid, o.gid, o.owner, o.size, o.content_sha256, o.redacted,
-                    NULL, o.problem, o.problem_message
+                    NULL, o.problem, o.problem_message, o.roles
                FROM file_set_members m JOIN file_observations o ON o.id = m.observation_id
               WHERE m.set_id IN ("
         });
@@ -437,7 +454,22 @@ async fn set_files(
         }
         list.push_unseparated(") ORDER BY m.set_id, o.path");
         let rows: Vec<ObservationRow> = query.build_query_as().fetch_all(&mut *conn).await.map_err(query_err(what))?;
-        for (set_id, path, kind, mode, uid, gid, owner, size, sha256, redacted, body, problem, problem_message) in rows
+        for (
+            set_id,
+            path,
+            kind,
+            mode,
+            uid,
+            gid,
+            owner,
+            size,
+            sha256,
+            redacted,
+            body,
+            problem,
+            problem_message,
+            roles,
+        ) in rows
         {
             let u32_of =
                 |v: Option<i64>, column| v.map(|v| u32::try_from(v).map_err(|_| decode_err(what, column))).transpose();
@@ -454,6 +486,7 @@ async fn set_files(
                 content: body,
                 problem,
                 problem_message,
+                roles: roles.map(|r| r.split(' ').map(str::to_owned).collect()).unwrap_or_default(),
             };
             sets.entry(set_id).or_default().push(record);
         }

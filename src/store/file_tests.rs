@@ -18,6 +18,7 @@ pub(super) fn stat(path: &str, kind: &str, mode: u32, owner: &str) -> FileRecord
         content: None,
         problem: None,
         problem_message: None,
+        roles: Vec::new(),
     }
 }
 

@@ -79,8 +79,10 @@ use crate::model::Status;
 mod file_sets;
 #[cfg(test)]
 mod tests;
+mod x509;
 
 pub use file_sets::{FileChange, FileChangeKind, FilesPage};
+pub use x509::{CertFile, ClusterFinding, ClusterHost, ClusterInputs, ClusterRuleMeta, ExpiringCertificate};
 
 /// The schema, embedded at build time (`build.rs` makes a new migration file trigger a rebuild).
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -197,6 +199,9 @@ pub struct FileRecord {
     /// `unavailable`, `failed`, `not_in_snapshot`) and what to do.
     pub problem: Option<String>,
     pub problem_message: Option<String>,
+    /// For a certificate file: the roles its certificates play on the host (`kubelet-serving`), in name order;
+    /// empty for every other file.
+    pub roles: Vec<String>,
 }
 
 impl FileRecord {
@@ -215,6 +220,7 @@ impl FileRecord {
             content: None,
             problem: Some(kind.to_owned()),
             problem_message: Some(message.to_owned()),
+            roles: Vec::new(),
         }
     }
 }
@@ -479,6 +485,7 @@ impl Store {
         let [
             _,
             _,
+            _,
             scans,
             _,
             result_sets,
@@ -488,7 +495,10 @@ impl Store {
             _,
             file_sets,
             file_observations,
+            _,
+            _,
             file_contents,
+            _,
             hosts,
         ] = deleted;
         let host_keys = host_keys + certificates;
@@ -530,7 +540,10 @@ impl Store {
 /// NULL of a host that was not audited would make `NOT IN` unknown and nothing would be deleted. SQLite looks up
 /// every deleted parent row in its child tables; `migrations/20261129010000_prune_indexes.sql` makes those
 /// look-ups index searches (`prune_searches_the_history_by_index` checks the plans).
-const PRUNE_STATEMENTS: [&str; 13] = [
+const PRUNE_STATEMENTS: [&str; 17] = [
+    "DELETE FROM cluster_results WHERE scan_id IN (
+         SELECT id FROM scans WHERE status <> 'running' AND id NOT IN (
+             SELECT id FROM scans WHERE status <> 'running' ORDER BY id DESC LIMIT ?1))",
     "DELETE FROM scan_rule_counts WHERE scan_id IN (
          SELECT id FROM scans WHERE status <> 'running' AND id NOT IN (
              SELECT id FROM scans WHERE status <> 'running' ORDER BY id DESC LIMIT ?1))",
@@ -544,7 +557,8 @@ const PRUNE_STATEMENTS: [&str; 13] = [
          SELECT id FROM result_sets WHERE id NOT IN (
              SELECT result_set_id FROM scan_hosts WHERE result_set_id IS NOT NULL))",
     "DELETE FROM result_sets WHERE id NOT IN (SELECT result_set_id FROM scan_hosts WHERE result_set_id IS NOT NULL)",
-    "DELETE FROM evidence WHERE id NOT IN (SELECT evidence_id FROM results WHERE evidence_id IS NOT NULL)",
+    "DELETE FROM evidence WHERE id NOT IN (SELECT evidence_id FROM results WHERE evidence_id IS NOT NULL)
+         AND id NOT IN (SELECT evidence_id FROM cluster_results WHERE evidence_id IS NOT NULL)",
     "DELETE FROM host_keys WHERE id NOT IN (SELECT host_key_id FROM scan_hosts WHERE host_key_id IS NOT NULL)",
     "DELETE FROM host_certificates WHERE id NOT IN (
          SELECT host_certificate_id FROM scan_hosts WHERE host_certificate_id IS NOT NULL)",
@@ -553,7 +567,12 @@ const PRUNE_STATEMENTS: [&str; 13] = [
          SELECT id FROM file_sets WHERE id NOT IN (SELECT file_set_id FROM scan_hosts WHERE file_set_id IS NOT NULL))",
     "DELETE FROM file_sets WHERE id NOT IN (SELECT file_set_id FROM scan_hosts WHERE file_set_id IS NOT NULL)",
     "DELETE FROM file_observations WHERE id NOT IN (SELECT observation_id FROM file_set_members)",
+    "DELETE FROM content_certificates WHERE content_id NOT IN (
+         SELECT content_id FROM file_observations WHERE content_id IS NOT NULL)",
+    "DELETE FROM x509_contents WHERE content_id NOT IN (
+         SELECT content_id FROM file_observations WHERE content_id IS NOT NULL)",
     "DELETE FROM file_contents WHERE id NOT IN (SELECT content_id FROM file_observations WHERE content_id IS NOT NULL)",
+    "DELETE FROM x509_certificates WHERE id NOT IN (SELECT certificate_id FROM content_certificates)",
     "DELETE FROM hosts WHERE id NOT IN (SELECT host_id FROM scan_hosts)",
 ];
 

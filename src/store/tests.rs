@@ -163,6 +163,10 @@ async fn open_creates_a_private_migrated_database() {
     .unwrap();
     let expected = [
         "changes",
+        "cluster_findings",
+        "cluster_results",
+        "cluster_rules",
+        "content_certificates",
         "evidence",
         "file_attributes",
         "file_changes",
@@ -175,6 +179,7 @@ async fn open_creates_a_private_migrated_database() {
         "host_files",
         "host_keys",
         "host_status",
+        "host_x509_certificates",
         "hosts",
         "latest_findings",
         "latest_host_files",
@@ -185,6 +190,8 @@ async fn open_creates_a_private_migrated_database() {
         "scan_hosts",
         "scan_rule_counts",
         "scans",
+        "x509_certificates",
+        "x509_contents",
     ];
     assert_eq!(names, expected);
 

@@ -29,6 +29,7 @@ pub fn stat(path: &str, kind: &str, mode: u32) -> FileRecord {
         content: None,
         problem: None,
         problem_message: None,
+        roles: Vec::new(),
     }
 }
 

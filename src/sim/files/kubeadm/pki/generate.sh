@@ -34,3 +34,6 @@ leaf etcd/server etcd/ca "/CN=cp1" serverAuth,clientAuth "DNS:cp1,DNS:localhost,
 leaf etcd/peer etcd/ca "/CN=cp1" serverAuth,clientAuth "DNS:cp1,DNS:localhost,IP:192.168.56.10,IP:127.0.0.1,IP:0:0:0:0:0:0:0:1"
 leaf etcd/healthcheck-client etcd/ca "/CN=kube-etcd-healthcheck-client" clientAuth
 rm -f ./*.srl etcd/*.srl
+# The cluster CA itself is made when the simulator starts (src/sim/pki.rs), so that it signs the kubelets'
+# serving certificates: ca.crt only signs the leaves above here.
+rm -f ca.crt

@@ -1,0 +1,439 @@
+//! Cluster rules: judged once every host of a cluster is recorded, from what the store holds of them.
+//!
+//! Owns: the stage between the store and the report that no single-node tool has: [`judge_scan`] parses the
+//! certificate files the scan read (once each, into the store), reads the scan's hosts and certificate files
+//! back as domain types, and judges every `[[cluster_rule]]` of the pack on every cluster of the inventory
+//! ([`judge`], pure): whether each kubelet's serving certificate chains to the CA each API server verifies
+//! kubelets with, covers the node and is valid (CIS 1.2.5 as it works, not only as it is set), and which
+//! certificates have expired or expire within a rule's window. A cluster with hosts this scan did not audit
+//! never passes: the verdict names them.
+//! Must not touch: SSH, SQL (the store runs every statement), how a certificate is parsed (`files::x509`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::json;
+
+use crate::files::x509::Certificate;
+use crate::model::Status;
+use crate::rules::{CertClass, ClusterCheck, ClusterRule, RuleSet};
+use crate::store::{CertFile, ClusterFinding, ClusterHost, ClusterInputs, ClusterRuleMeta, Store, StoreError};
+
+/// How many nodes or certificates a reason names before "and N more" (the evidence has them all).
+const NAMED: usize = 5;
+
+/// The cluster stage of a scan: parses what is new, judges every cluster rule on every cluster that has hosts
+/// in `members` (cluster → every host the inventory puts in it), stores the verdicts and returns them.
+pub async fn judge_scan(
+    store: &Store,
+    scan_id: i64,
+    set: &RuleSet,
+    members: &BTreeMap<String, Vec<String>>,
+    now: i64,
+) -> Result<Vec<ClusterFinding>, StoreError> {
+    if set.cluster_rules.is_empty() || members.is_empty() {
+        return Ok(Vec::new());
+    }
+    let unparsed = store.unparsed_certificates(scan_id).await?;
+    let parsed: Vec<_> = unparsed.into_iter().map(|(id, body)| (id, crate::files::x509::parse_pem(&body))).collect();
+    store.record_certificates(&parsed).await?;
+    let inputs = store.cluster_inputs(scan_id).await?;
+    let findings = judge(&set.cluster_rules, &inputs, members, now);
+    store.record_cluster_results(scan_id, &set.version(), &rule_meta(set), &findings).await?;
+    Ok(findings)
+}
+
+/// The cluster rules as the store keeps them.
+pub fn rule_meta(set: &RuleSet) -> Vec<ClusterRuleMeta> {
+    set.cluster_rules
+        .iter()
+        .map(|r| ClusterRuleMeta {
+            rule_id: r.id.clone(),
+            cis: r.cis.clone(),
+            title: r.title.clone(),
+            severity: r.severity.as_str().to_owned(),
+            rationale: r.rationale.clone(),
+            remediation: r.remediation.clone(),
+        })
+        .collect()
+}
+
+/// Every cluster rule on every cluster of `members`, judged from `inputs` at time `now` (Unix seconds).
+pub fn judge(
+    rules: &[ClusterRule],
+    inputs: &ClusterInputs,
+    members: &BTreeMap<String, Vec<String>>,
+    now: i64,
+) -> Vec<ClusterFinding> {
+    let mut out = Vec::new();
+    for (cluster, names) in members {
+        let view = Cluster::of(cluster, names, inputs);
+        for rule in rules {
+            let (status, reason, evidence) = match &rule.check {
+                ClusterCheck::KubeletServing => kubelet_serving(&view, now),
+                ClusterCheck::Expiry { roles, class, warn_days } => expiry(&view, roles, *class, *warn_days, now),
+            };
+            out.push(ClusterFinding {
+                cluster: cluster.clone(),
+                rule_id: rule.id.clone(),
+                cis: rule.cis.clone(),
+                title: rule.title.clone(),
+                severity: rule.severity.as_str().to_owned(),
+                status,
+                reason,
+                evidence: Some(evidence.to_string()),
+            });
+        }
+    }
+    out
+}
+
+/// One cluster's part of a scan.
+struct Cluster<'a> {
+    /// Audited hosts.
+    hosts: Vec<&'a ClusterHost>,
+    /// Hosts of the cluster this scan did not audit, with why.
+    open: Vec<(String, String)>,
+    files: BTreeMap<&'a str, Vec<&'a CertFile>>,
+}
+
+impl<'a> Cluster<'a> {
+    fn of(cluster: &str, names: &[String], inputs: &'a ClusterInputs) -> Cluster<'a> {
+        let recorded: BTreeMap<&str, &ClusterHost> = inputs
+            .hosts
+            .iter()
+            .filter(|h| h.cluster.as_deref() == Some(cluster))
+            .map(|h| (h.name.as_str(), h))
+            .collect();
+        let mut hosts = Vec::new();
+        let mut open = Vec::new();
+        for name in names {
+            match recorded.get(name.as_str()) {
+                Some(h) => match &h.audited {
+                    Ok(()) => hosts.push(*h),
+                    Err(why) => open.push((name.clone(), format!("not audited ({why})"))),
+                },
+                None => open.push((name.clone(), "not in this scan".to_owned())),
+            }
+        }
+        let mut files: BTreeMap<&str, Vec<&CertFile>> = BTreeMap::new();
+        for f in &inputs.files {
+            if hosts.iter().any(|h| h.name == f.host) {
+                files.entry(f.host.as_str()).or_default().push(f);
+            }
+        }
+        Cluster { hosts, open, files }
+    }
+
+    fn running(&self, component: &str) -> Vec<&'a ClusterHost> {
+        self.hosts.iter().copied().filter(|h| h.components.contains(component)).collect()
+    }
+
+    fn with_role(&self, host: &str, role: &str) -> Vec<&'a CertFile> {
+        self.files.get(host).into_iter().flatten().copied().filter(|f| f.roles.iter().any(|r| r == role)).collect()
+    }
+
+    fn open_text(&self) -> String {
+        names(self.open.iter().map(|(h, why)| format!("{h} {why}")))
+    }
+}
+
+/// `a, b, c, d, e and 3 more`.
+fn names(items: impl Iterator<Item = String>) -> String {
+    let all: Vec<String> = items.collect();
+    let shown = all.iter().take(NAMED).cloned().collect::<Vec<_>>().join("; ");
+    match all.len() > NAMED {
+        true => format!("{shown}; and {} more", all.len() - NAMED),
+        false => shown,
+    }
+}
+
+fn day(secs: i64) -> String {
+    crate::model::rfc3339(secs, 0).get(..10).unwrap_or_default().to_owned()
+}
+
+fn cert_json(c: &Certificate) -> serde_json::Value {
+    json!({
+        "subject": c.subject, "issuer": c.issuer, "serial": c.serial, "fingerprint": c.fingerprint,
+        "not_before": c.not_before_text(), "not_after": c.not_after_text(), "is_ca": c.is_ca,
+        "dns_names": c.dns_names, "ip_addresses": c.ip_addresses,
+    })
+}
+
+/// Why a certificate file of a role says nothing: its problem, or a rotated certificate's file that holds its key.
+fn unread(f: &CertFile, why: &str) -> String {
+    if crate::rules::filecheck::holds_key(&f.path) {
+        return format!(
+            "{}: the kubelet rotates its serving certificate (serverTLSBootstrap) into {}, which holds its private \
+             key beside it; fleetaudit does not read that file, so the certificate is not judged",
+            f.host, f.path
+        );
+    }
+    format!("{}: {} ({why})", f.host, f.path)
+}
+
+/// The seed rule as it works: see [`ClusterCheck::KubeletServing`].
+fn kubelet_serving(c: &Cluster<'_>, now: i64) -> (Status, String, serde_json::Value) {
+    let apis = c.running("apiserver");
+    let kubelets = c.running("kubelet");
+    let mut fails: Vec<String> = Vec::new();
+    let mut undecided: Vec<String> = Vec::new();
+    // Each API server's CA bundle for kubelets.
+    let mut bundles: Vec<(&str, &str, &[Certificate])> = Vec::new();
+    let mut api_json = Vec::new();
+    for api in &apis {
+        let files = c.with_role(&api.name, "apiserver-kubelet-ca");
+        if files.is_empty() {
+            fails.push(format!(
+                "{}: the API server does not set --kubelet-certificate-authority, so it verifies no kubelet's \
+                 serving certificate",
+                api.name
+            ));
+            api_json.push(json!({ "host": api.name, "kubelet_certificate_authority": null }));
+        }
+        for f in files {
+            match &f.certificates {
+                Ok(certs) if !certs.is_empty() => {
+                    bundles.push((api.name.as_str(), f.path.as_str(), certs));
+                    api_json.push(json!({ "host": api.name, "kubelet_certificate_authority": f.path,
+                        "certificates": certs.iter().map(cert_json).collect::<Vec<_>>() }));
+                }
+                Ok(_) => undecided.push(unread(f, "no certificate in it")),
+                Err(why) => {
+                    undecided.push(unread(f, why));
+                    api_json.push(json!({ "host": api.name, "kubelet_certificate_authority": f.path, "error": why }));
+                }
+            }
+        }
+    }
+    if apis.is_empty() && !kubelets.is_empty() {
+        undecided.push(
+            "no API server of the cluster was audited: add its control plane nodes to the inventory (a managed \
+             control plane cannot be judged from its nodes)"
+                .to_owned(),
+        );
+    }
+    let mut broken: Vec<String> = Vec::new();
+    let mut kubelet_json = Vec::new();
+    for k in &kubelets {
+        let files = c.with_role(&k.name, "kubelet-serving");
+        if files.is_empty() {
+            undecided.push(format!("{}: the kubelet's serving certificate was not among the files read", k.name));
+        }
+        for f in files {
+            let leaf_and_chain = match &f.certificates {
+                Ok(certs) if !certs.is_empty() => certs,
+                Ok(_) => {
+                    undecided.push(unread(f, "no certificate in it"));
+                    continue;
+                }
+                Err(why) => {
+                    undecided.push(unread(f, why));
+                    kubelet_json.push(json!({ "host": k.name, "path": f.path, "error": why }));
+                    continue;
+                }
+            };
+            let leaf = &leaf_and_chain[0];
+            let mut problems: Vec<String> = Vec::new();
+            for (api, path, cas) in &bundles {
+                if let Err(why) = chains(leaf, &leaf_and_chain[1..], cas) {
+                    problems.push(format!("not verified with {path} of the API server on {api}: {why}"));
+                }
+            }
+            if !leaf.covers(&k.name) && !leaf.covers(&k.address) {
+                let mut named: Vec<&str> = leaf.dns_names.iter().map(String::as_str).collect();
+                named.extend(leaf.ip_addresses.iter().map(String::as_str));
+                problems.push(format!(
+                    "names {} but not the node ({} at {})",
+                    if named.is_empty() { "nothing".to_owned() } else { named.join(", ") },
+                    k.name,
+                    k.address
+                ));
+            }
+            if leaf.not_after < now {
+                problems.push(format!("expired on {}", day(leaf.not_after)));
+            } else if leaf.not_before > now {
+                problems.push(format!("not valid before {}", day(leaf.not_before)));
+            }
+            kubelet_json.push(json!({ "host": k.name, "address": k.address, "path": f.path,
+                "certificate": cert_json(leaf), "self_signed": leaf.self_signed(), "problems": problems }));
+            if !problems.is_empty() {
+                broken.push(format!("{} ({})", k.name, problems.join("; ")));
+            }
+        }
+    }
+    let evidence = json!({ "api_servers": api_json, "kubelets": kubelet_json,
+        "not_audited": c.open.iter().map(|(h, why)| json!({ "host": h, "why": why })).collect::<Vec<_>>() });
+    if apis.is_empty() && kubelets.is_empty() {
+        return match c.open.is_empty() {
+            true => {
+                (Status::NotApplicable, "no API server or kubelet runs on the cluster's hosts".to_owned(), evidence)
+            }
+            false => (
+                Status::Error,
+                format!("open: no audited host runs an API server or a kubelet, and {}", c.open_text()),
+                evidence,
+            ),
+        };
+    }
+    if !fails.is_empty() || !broken.is_empty() {
+        let mut reason = String::new();
+        if !broken.is_empty() {
+            reason.push_str(&format!(
+                "{} of {} kubelets would fail the API server's verification (kubectl logs, exec and port-forward \
+                 break for them once it verifies): {}",
+                broken.len(),
+                kubelets.len(),
+                names(broken.iter().cloned())
+            ));
+        }
+        if !fails.is_empty() {
+            if !reason.is_empty() {
+                reason.push_str(". ");
+            }
+            reason.push_str(&names(fails.iter().cloned()));
+        }
+        reason.push_str(
+            ". Fix: serverTLSBootstrap: true on the kubelets, approve their certificate requests, and \
+                         --kubelet-certificate-authority set to the CA that signs them",
+        );
+        return (Status::Fail, reason, evidence);
+    }
+    if !undecided.is_empty() || !c.open.is_empty() {
+        let mut parts: Vec<String> = undecided;
+        if !c.open.is_empty() {
+            parts.push(format!("hosts of the cluster this scan did not audit: {}", c.open_text()));
+        }
+        return (Status::Error, format!("cannot be judged: {}", names(parts.into_iter())), evidence);
+    }
+    (
+        Status::Pass,
+        format!(
+            "all {} kubelets' serving certificates chain to the CA the {} API server{} verif{} kubelets with, cover \
+             their nodes and are valid",
+            kubelets.len(),
+            apis.len(),
+            if apis.len() == 1 { "" } else { "s" },
+            if apis.len() == 1 { "ies" } else { "y" }
+        ),
+        evidence,
+    )
+}
+
+/// Whether `leaf` chains to one of `cas`, directly or through the intermediates its file holds after it (as
+/// Go's `x509.Certificate.Verify` builds a chain from the intermediates the TLS peer sends). Signatures, not names,
+/// decide.
+fn chains(leaf: &Certificate, intermediates: &[Certificate], cas: &[Certificate]) -> Result<(), String> {
+    let mut first_why = None;
+    for ca in cas {
+        match leaf.signed_by(ca) {
+            Ok(()) => return Ok(()),
+            Err(why) => {
+                first_why.get_or_insert(why);
+            }
+        }
+    }
+    for mid in intermediates.iter().filter(|m| m.is_ca) {
+        if leaf.signed_by(mid).is_ok() && cas.iter().any(|ca| mid.signed_by(ca).is_ok()) {
+            return Ok(());
+        }
+    }
+    let why = first_why.unwrap_or_else(|| "the CA file holds no certificate".to_owned());
+    Err(match leaf.self_signed() || leaf.issuer.contains("-ca@") {
+        true => format!("self-signed by the kubelet ({}), {why}", leaf.issuer),
+        false => why,
+    })
+}
+
+/// No certificate of `roles` and `class` expired, not yet valid, or expiring within `warn_days`.
+fn expiry(
+    c: &Cluster<'_>,
+    roles: &[String],
+    class: CertClass,
+    warn_days: u32,
+    now: i64,
+) -> (Status, String, serde_json::Value) {
+    let window = i64::from(warn_days) * 86_400;
+    // Each certificate once, with every host and path holding it.
+    let mut certs: BTreeMap<&str, (&Certificate, BTreeSet<String>)> = BTreeMap::new();
+    let mut undecided = Vec::new();
+    for (host, files) in &c.files {
+        for f in files.iter().filter(|f| f.roles.iter().any(|r| roles.contains(r))) {
+            match &f.certificates {
+                Ok(list) => {
+                    for cert in list.iter().filter(|x| x.is_ca == (class == CertClass::Ca)) {
+                        certs
+                            .entry(cert.fingerprint.as_str())
+                            .or_insert((cert, BTreeSet::new()))
+                            .1
+                            .insert(format!("{host}:{}", f.path));
+                    }
+                }
+                // A file absent where the process or the pack's default names one is not a certificate to judge.
+                Err(why) if why.starts_with("missing") => {}
+                Err(why) => undecided.push(unread(f, why)),
+            }
+        }
+    }
+    let mut sorted: Vec<&(&Certificate, BTreeSet<String>)> = certs.values().collect();
+    sorted.sort_by_key(|(cert, _)| (cert.not_after, cert.fingerprint.clone()));
+    let mut bad = Vec::new();
+    let mut json_certs = Vec::new();
+    for (cert, at) in &sorted {
+        let problem = if cert.not_after < now {
+            Some(format!("expired on {}", day(cert.not_after)))
+        } else if cert.not_before > now {
+            Some(format!("not valid before {}", day(cert.not_before)))
+        } else if cert.not_after < now + window {
+            Some(format!("expires on {} (in {} days)", day(cert.not_after), (cert.not_after - now) / 86_400))
+        } else {
+            None
+        };
+        let mut v = cert_json(cert);
+        v["at"] = json!(at);
+        v["problem"] = json!(problem);
+        json_certs.push(v);
+        if let Some(p) = problem {
+            let first = at.iter().next().cloned().unwrap_or_default();
+            let more = match at.len() {
+                1 => String::new(),
+                n => format!(" and {} more places", n - 1),
+            };
+            bad.push(format!("{} {p}, at {first}{more}", cert.subject));
+        }
+    }
+    let evidence = json!({ "warn_days": warn_days, "certificates": json_certs,
+        "not_audited": c.open.iter().map(|(h, why)| json!({ "host": h, "why": why })).collect::<Vec<_>>() });
+    if !bad.is_empty() {
+        return (
+            Status::Fail,
+            format!("{} of {} certificates: {}", bad.len(), sorted.len(), names(bad.into_iter())),
+            evidence,
+        );
+    }
+    if !undecided.is_empty() || !c.open.is_empty() {
+        let mut parts = undecided;
+        if !c.open.is_empty() {
+            parts.push(format!("hosts of the cluster this scan did not audit: {}", c.open_text()));
+        }
+        return (Status::Error, format!("cannot be judged: {}", names(parts.into_iter())), evidence);
+    }
+    match sorted.first() {
+        None => (
+            Status::NotApplicable,
+            "no certificate of this kind among the files the cluster's processes name".to_owned(),
+            evidence,
+        ),
+        Some((first, at)) => (
+            Status::Pass,
+            format!(
+                "{} certificates valid for {} days or more; the first to expire: {} on {} ({})",
+                sorted.len(),
+                warn_days,
+                first.subject,
+                day(first.not_after),
+                at.iter().next().cloned().unwrap_or_default()
+            ),
+            evidence,
+        ),
+    }
+}

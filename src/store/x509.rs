@@ -1,0 +1,349 @@
+//! Certificates and cluster verdicts in the history: what the cluster stage reads and writes.
+//!
+//! Owns: the statements behind [`Store::unparsed_certificates`] and [`Store::record_certificates`] (each
+//! certificate file's contents parsed once into `x509_certificates`), [`Store::cluster_inputs`] (a scan's hosts
+//! and their certificate files, as domain types), [`Store::record_cluster_results`] and the reads the outputs make
+//! ([`Store::cluster_findings`], [`Store::expiring_certificates`]). Schema:
+//! `migrations/20261202100000_x509_cluster_results.sql`.
+//! Must not touch: what a certificate means (`files::x509` parses, `cluster` judges).
+
+use std::collections::BTreeSet;
+
+use sha2::{Digest, Sha256};
+
+use super::{Store, StoreError, query_err};
+use crate::files::x509::Certificate;
+use crate::model::Status;
+
+/// A host of a scan, as the cluster stage needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterHost {
+    pub name: String,
+    pub cluster: Option<String>,
+    pub address: String,
+    /// `Err("kind: message")` for a host the scan could not audit.
+    pub audited: Result<(), String>,
+    /// The components that run on the host: those with a verdict whose evidence is one of its processes (a rule
+    /// of a component that does not run has none, whatever its status).
+    pub components: BTreeSet<String>,
+}
+
+/// A certificate file of a host in a scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertFile {
+    pub host: String,
+    pub path: String,
+    pub roles: Vec<String>,
+    /// What the scan learned: the certificates in file order, or why there are none (the path's problem, a file
+    /// only stat'ed, contents that are no certificate).
+    pub certificates: Result<Vec<Certificate>, String>,
+}
+
+/// A scan's hosts and their certificate files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterInputs {
+    pub hosts: Vec<ClusterHost>,
+    pub files: Vec<CertFile>,
+}
+
+/// A cluster rule as the history keeps it beside its verdicts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterRuleMeta {
+    pub rule_id: String,
+    pub cis: String,
+    pub title: String,
+    pub severity: String,
+    pub rationale: String,
+    pub remediation: String,
+}
+
+/// One cluster rule's verdict on one cluster, to store or as read back (with its rule's title and CIS number).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterFinding {
+    pub cluster: String,
+    pub rule_id: String,
+    pub cis: String,
+    pub title: String,
+    pub severity: String,
+    pub status: Status,
+    pub reason: String,
+    /// A JSON document.
+    pub evidence: Option<String>,
+}
+
+/// A certificate of a scan and where it is, for "expiring soonest" lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiringCertificate {
+    pub not_after: String,
+    pub subject: String,
+    pub host: String,
+    pub cluster: Option<String>,
+    pub path: String,
+    pub fingerprint: String,
+}
+
+impl Store {
+    /// The contents of the scan's certificate files not parsed yet, by `file_contents` id.
+    pub async fn unparsed_certificates(&self, scan_id: i64) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+        sqlx::query_as(
+            "SELECT DISTINCT c.id, c.body
+               FROM scan_hosts sh
+               JOIN file_set_members m ON m.set_id = sh.file_set_id
+               JOIN file_observations o ON o.id = m.observation_id
+               JOIN file_contents c ON c.id = o.content_id
+              WHERE sh.scan_id = ?1 AND o.roles IS NOT NULL
+                AND NOT EXISTS (SELECT 1 FROM x509_contents x WHERE x.content_id = c.id)",
+        )
+        .bind(scan_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("read the certificate files to parse"))
+    }
+
+    /// Stores what each contents parsed to: its certificates (each once however many files hold it), or why it
+    /// holds none.
+    pub async fn record_certificates(
+        &self,
+        parsed: &[(i64, Result<Vec<Certificate>, String>)],
+    ) -> Result<(), StoreError> {
+        let what = "store certificates";
+        let mut tx = self.pool.begin().await.map_err(query_err(what))?;
+        for (content_id, result) in parsed {
+            sqlx::query("INSERT OR IGNORE INTO x509_contents (content_id, error) VALUES (?1, ?2)")
+                .bind(content_id)
+                .bind(result.as_ref().err())
+                .execute(&mut *tx)
+                .await
+                .map_err(query_err(what))?;
+            let Ok(certs) = result else { continue };
+            for (position, c) in certs.iter().enumerate() {
+                sqlx::query(
+                    "INSERT INTO x509_certificates (fingerprint, subject, issuer, serial, not_before, not_after, is_ca,
+                                                    usages, dns_names, ip_addresses, der)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (fingerprint) DO NOTHING",
+                )
+                .bind(&c.fingerprint)
+                .bind(&c.subject)
+                .bind(&c.issuer)
+                .bind(&c.serial)
+                .bind(c.not_before_text())
+                .bind(c.not_after_text())
+                .bind(c.is_ca)
+                .bind(c.usages.join(","))
+                .bind(serde_json::to_string(&c.dns_names).unwrap_or_else(|_| "[]".into()))
+                .bind(serde_json::to_string(&c.ip_addresses).unwrap_or_else(|_| "[]".into()))
+                .bind(&c.der)
+                .execute(&mut *tx)
+                .await
+                .map_err(query_err(what))?;
+                sqlx::query(
+                    "INSERT OR IGNORE INTO content_certificates (content_id, position, certificate_id)
+                     SELECT ?1, ?2, id FROM x509_certificates WHERE fingerprint = ?3",
+                )
+                .bind(content_id)
+                .bind(position as i64)
+                .bind(&c.fingerprint)
+                .execute(&mut *tx)
+                .await
+                .map_err(query_err(what))?;
+            }
+        }
+        tx.commit().await.map_err(query_err(what))
+    }
+
+    /// The scan's hosts and their certificate files, certificates parsed (see [`Store::record_certificates`]).
+    pub async fn cluster_inputs(&self, scan_id: i64) -> Result<ClusterInputs, StoreError> {
+        let what = "read the scan's hosts for the cluster rules";
+        type HostRow = (String, Option<String>, String, String, Option<String>, Option<String>, Option<String>);
+        let rows: Vec<HostRow> = sqlx::query_as(
+            "SELECT h.name, h.cluster, h.address, sh.outcome, sh.error_kind, sh.error_message,
+                    (SELECT group_concat(DISTINCT m.component)
+                       FROM results r JOIN rules m ON m.rules_version = s.rules_version AND m.rule_id = r.rule_id
+                      WHERE r.set_id = sh.result_set_id AND r.evidence_id IS NOT NULL)
+               FROM scan_hosts sh JOIN hosts h ON h.id = sh.host_id JOIN scans s ON s.id = sh.scan_id
+              WHERE sh.scan_id = ?1 ORDER BY h.name",
+        )
+        .bind(scan_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err(what))?;
+        let hosts = rows
+            .into_iter()
+            .map(|(name, cluster, address, outcome, kind, message, components)| ClusterHost {
+                name,
+                cluster,
+                address,
+                audited: match outcome.as_str() {
+                    "audited" => Ok(()),
+                    _ => Err(format!("{}: {}", kind.unwrap_or_default(), message.unwrap_or_default())),
+                },
+                components: components.map(|c| c.split(',').map(str::to_owned).collect()).unwrap_or_default(),
+            })
+            .collect();
+
+        let what = "read the scan's certificate files";
+        type FileRow =
+            (String, String, String, Option<String>, Option<String>, Option<i64>, Option<String>, Option<Vec<u8>>);
+        let rows: Vec<FileRow> = sqlx::query_as(
+            "SELECT h.name, o.path, o.roles, o.problem, o.problem_message, o.content_id, x.error, c.der
+               FROM scan_hosts sh
+               JOIN hosts h ON h.id = sh.host_id
+               JOIN file_set_members m ON m.set_id = sh.file_set_id
+               JOIN file_observations o ON o.id = m.observation_id
+               LEFT JOIN x509_contents x ON x.content_id = o.content_id
+               LEFT JOIN content_certificates cc ON cc.content_id = o.content_id
+               LEFT JOIN x509_certificates c ON c.id = cc.certificate_id
+              WHERE sh.scan_id = ?1 AND o.roles IS NOT NULL
+              ORDER BY h.name, o.path, cc.position",
+        )
+        .bind(scan_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err(what))?;
+        let mut files: Vec<CertFile> = Vec::new();
+        for (host, path, roles, problem, message, content_id, error, der) in rows {
+            let same = files.last().is_some_and(|f| f.host == host && f.path == path);
+            if !same {
+                let certificates = match (&problem, content_id, &error) {
+                    (Some(kind), ..) => Err(format!("{kind}: {}", message.clone().unwrap_or_default())),
+                    (None, None, _) => Err("only stat'ed, not read".to_owned()),
+                    (None, Some(_), Some(e)) => Err(e.clone()),
+                    (None, Some(_), None) => Ok(Vec::new()),
+                };
+                files.push(CertFile {
+                    host: host.clone(),
+                    path: path.clone(),
+                    roles: roles.split(' ').map(str::to_owned).collect(),
+                    certificates,
+                });
+            }
+            if let (Some(der), Some(Ok(certs))) = (der, files.last_mut().map(|f| &mut f.certificates)) {
+                // Stored by fleetaudit after parsing: a failure here is a database written by something else.
+                certs.push(crate::files::x509::parse_der(&der).map_err(|e| StoreError::Query {
+                    what,
+                    source: sqlx::Error::Decode(format!("stored certificate: {e}").into()),
+                })?);
+            }
+        }
+        Ok(ClusterInputs { hosts, files })
+    }
+
+    /// Stores the cluster verdicts of a scan, with their rules.
+    pub async fn record_cluster_results(
+        &self,
+        scan_id: i64,
+        rules_version: &str,
+        rules: &[ClusterRuleMeta],
+        findings: &[ClusterFinding],
+    ) -> Result<(), StoreError> {
+        let what = "store the cluster verdicts";
+        let mut tx = self.pool.begin().await.map_err(query_err(what))?;
+        for r in rules {
+            sqlx::query(
+                "INSERT OR IGNORE INTO cluster_rules (rules_version, rule_id, cis, title, severity, rationale,
+                                                      remediation)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .bind(rules_version)
+            .bind(&r.rule_id)
+            .bind(&r.cis)
+            .bind(&r.title)
+            .bind(&r.severity)
+            .bind(&r.rationale)
+            .bind(&r.remediation)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_err(what))?;
+        }
+        for f in findings {
+            let evidence_id: Option<i64> = match &f.evidence {
+                None => None,
+                Some(body) => {
+                    let sha: [u8; 32] = Sha256::digest(body.as_bytes()).into();
+                    sqlx::query("INSERT INTO evidence (sha256, body) VALUES (?1, ?2) ON CONFLICT (sha256) DO NOTHING")
+                        .bind(sha.to_vec())
+                        .bind(body)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(query_err(what))?;
+                    sqlx::query_scalar("SELECT id FROM evidence WHERE sha256 = ?1")
+                        .bind(sha.to_vec())
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(query_err(what))?
+                }
+            };
+            sqlx::query(
+                "INSERT INTO cluster_results (scan_id, cluster, rule_id, status, reason, evidence_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (scan_id, cluster, rule_id) DO UPDATE
+                    SET status = excluded.status, reason = excluded.reason, evidence_id = excluded.evidence_id",
+            )
+            .bind(scan_id)
+            .bind(&f.cluster)
+            .bind(&f.rule_id)
+            .bind(f.status.as_str())
+            .bind(&f.reason)
+            .bind(evidence_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_err(what))?;
+        }
+        tx.commit().await.map_err(query_err(what))
+    }
+
+    /// A scan's cluster verdicts, by cluster then rule.
+    pub async fn cluster_findings(&self, scan_id: i64) -> Result<Vec<ClusterFinding>, StoreError> {
+        type Row = (String, String, Option<String>, Option<String>, Option<String>, String, String, Option<String>);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT cluster, rule_id, cis, title, severity, status, reason, evidence FROM cluster_findings
+              WHERE scan_id = ?1 ORDER BY cluster, rule_id",
+        )
+        .bind(scan_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("read the cluster verdicts"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(cluster, rule_id, cis, title, severity, status, reason, evidence)| ClusterFinding {
+                cluster,
+                title: title.unwrap_or_else(|| rule_id.clone()),
+                rule_id,
+                cis: cis.unwrap_or_default(),
+                severity: severity.unwrap_or_default(),
+                status: Status::parse(&status).unwrap_or(Status::Error),
+                reason,
+                evidence,
+            })
+            .collect())
+    }
+
+    /// The scan's certificates that expire first (each certificate once per host and path), soonest first.
+    pub async fn expiring_certificates(
+        &self,
+        scan_id: i64,
+        limit: i64,
+    ) -> Result<Vec<ExpiringCertificate>, StoreError> {
+        type Row = (String, String, String, Option<String>, String, String);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT not_after, subject, host, cluster, path, fingerprint FROM host_x509_certificates
+              WHERE scan_id = ?1 GROUP BY host, path, fingerprint ORDER BY not_after, host, path LIMIT ?2",
+        )
+        .bind(scan_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("read the certificates expiring first"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(not_after, subject, host, cluster, path, fingerprint)| ExpiringCertificate {
+                not_after,
+                subject,
+                host,
+                cluster,
+                path,
+                fingerprint,
+            })
+            .collect())
+    }
+}
