@@ -18,6 +18,10 @@ use crate::model::Status;
 use crate::rules::{CertClass, ClusterCheck, ClusterRule, RuleSet};
 use crate::store::{CertFile, ClusterFinding, ClusterHost, ClusterInputs, ClusterRuleMeta, Store, StoreError};
 
+/// The host rule the seed rule completes: whether each API server sets --kubelet-certificate-authority at all
+/// (an API server inside k3s sets it from defaults fleetaudit does not model: that host rule says `error`).
+const SEED_HOST_RULE: &str = "apiserver-kubelet-certificate-authority";
+
 /// How many nodes or certificates a reason names before "and N more" (the evidence has them all).
 const NAMED: usize = 5;
 
@@ -36,7 +40,7 @@ pub async fn judge_scan(
     let unparsed = store.unparsed_certificates(scan_id).await?;
     let parsed: Vec<_> = unparsed.into_iter().map(|(id, body)| (id, crate::files::x509::parse_pem(&body))).collect();
     store.record_certificates(&parsed).await?;
-    let inputs = store.cluster_inputs(scan_id).await?;
+    let inputs = store.cluster_inputs(scan_id, SEED_HOST_RULE).await?;
     let findings = judge(&set.cluster_rules, &inputs, members, now);
     store.record_cluster_results(scan_id, &set.version(), &rule_meta(set), &findings).await?;
     Ok(findings)
@@ -183,11 +187,19 @@ fn kubelet_serving(c: &Cluster<'_>, now: i64) -> (Status, String, serde_json::Va
     for api in &apis {
         let files = c.with_role(&api.name, "apiserver-kubelet-ca");
         if files.is_empty() {
-            fails.push(format!(
-                "{}: the API server does not set --kubelet-certificate-authority, so it verifies no kubelet's \
-                 serving certificate",
-                api.name
-            ));
+            // Unset, or not known to be set: the host's own verdict of the flag decides which.
+            match &api.host_rule {
+                Some((Status::Fail, _)) => fails.push(format!(
+                    "{}: the API server does not set --kubelet-certificate-authority, so it verifies no kubelet's \
+                     serving certificate",
+                    api.name
+                )),
+                Some((_, why)) => undecided.push(format!(
+                    "{}: the API server's CA file for kubelets is not known ({SEED_HOST_RULE}: {why})",
+                    api.name
+                )),
+                None => undecided.push(format!("{}: the host has no verdict of {SEED_HOST_RULE}", api.name)),
+            }
             api_json.push(json!({ "host": api.name, "kubelet_certificate_authority": null }));
         }
         for f in files {

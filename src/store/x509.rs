@@ -26,6 +26,8 @@ pub struct ClusterHost {
     /// The components that run on the host: those with a verdict whose evidence is one of its processes (a rule
     /// of a component that does not run has none, whatever its status).
     pub components: BTreeSet<String>,
+    /// The host's verdict of the rule [`Store::cluster_inputs`] was asked about (status, reason).
+    pub host_rule: Option<(Status, String)>,
 }
 
 /// A certificate file of a host in a scan.
@@ -152,24 +154,40 @@ impl Store {
     }
 
     /// The scan's hosts and their certificate files, certificates parsed (see [`Store::record_certificates`]).
-    pub async fn cluster_inputs(&self, scan_id: i64) -> Result<ClusterInputs, StoreError> {
+    /// `host_rule`: a host rule whose verdict on each host the cluster rules need (the seed rule's
+    /// `apiserver-kubelet-certificate-authority`: whether the flag is set, unset, or cannot be known).
+    pub async fn cluster_inputs(&self, scan_id: i64, host_rule: &str) -> Result<ClusterInputs, StoreError> {
         let what = "read the scan's hosts for the cluster rules";
-        type HostRow = (String, Option<String>, String, String, Option<String>, Option<String>, Option<String>);
+        type HostRow = (
+            String,
+            Option<String>,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
         let rows: Vec<HostRow> = sqlx::query_as(
             "SELECT h.name, h.cluster, h.address, sh.outcome, sh.error_kind, sh.error_message,
                     (SELECT group_concat(DISTINCT m.component)
                        FROM results r JOIN rules m ON m.rules_version = s.rules_version AND m.rule_id = r.rule_id
-                      WHERE r.set_id = sh.result_set_id AND r.evidence_id IS NOT NULL)
+                      WHERE r.set_id = sh.result_set_id AND r.evidence_id IS NOT NULL),
+                    (SELECT r.status FROM results r WHERE r.set_id = sh.result_set_id AND r.rule_id = ?2),
+                    (SELECT r.reason FROM results r WHERE r.set_id = sh.result_set_id AND r.rule_id = ?2)
                FROM scan_hosts sh JOIN hosts h ON h.id = sh.host_id JOIN scans s ON s.id = sh.scan_id
               WHERE sh.scan_id = ?1 ORDER BY h.name",
         )
         .bind(scan_id)
+        .bind(host_rule)
         .fetch_all(&self.pool)
         .await
         .map_err(query_err(what))?;
         let hosts = rows
             .into_iter()
-            .map(|(name, cluster, address, outcome, kind, message, components)| ClusterHost {
+            .map(|(name, cluster, address, outcome, kind, message, components, status, reason)| ClusterHost {
+                host_rule: status.and_then(|s| Status::parse(&s)).map(|s| (s, reason.unwrap_or_default())),
                 name,
                 cluster,
                 address,
