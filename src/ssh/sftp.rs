@@ -871,7 +871,7 @@ impl OpenFile {
                 self.cut = Some(Cut::Rest { at, end, blocks: 1 + self.blocks_before(at) });
                 None
             }
-            Cut::Rest { at, end, blocks } => {
+            Cut::Rest { end, blocks, .. } => {
                 if got < end {
                     return layout("the file ends inside a certificate");
                 }
@@ -882,7 +882,6 @@ impl OpenFile {
                 let next = &self.data[end as usize..];
                 if next == PEM_BEGIN && blocks < MAX_CERTS {
                     self.cut = Some(Cut::Length { at: end });
-                    let _ = at;
                     None
                 } else {
                     done(&mut self.data, end)
