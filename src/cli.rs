@@ -277,15 +277,20 @@ enum Command {
         #[command(flatten)]
         source: DbArgs,
     },
-    /// The verdicts of a host and/or rule over time, and what changed in the latest scan.
+    /// The verdicts of a host, rule or cluster over time, and what changed in the latest scan.
     #[command(after_help = "Examples:\n  fleetaudit history -i inventory.toml --host prod-cp-2\n  \
-                            fleetaudit history --db history.db --rule apiserver-anonymous-auth --format json")]
+                            fleetaudit history --db history.db --rule apiserver-anonymous-auth --format json\n  \
+                            fleetaudit history --db history.db --cluster prod\n  \
+                            fleetaudit history --db history.db --rule cluster-kubelet-serving-certificates")]
     History {
         #[command(flatten)]
         source: DbArgs,
         /// Only this host.
         #[arg(long, value_name = "NAME")]
         host: Option<String>,
+        /// The cluster rules' verdicts on this cluster (with `--rule`, of that cluster rule only).
+        #[arg(long, value_name = "NAME", conflicts_with = "host")]
+        cluster: Option<String>,
         /// Only this rule id.
         #[arg(long, value_name = "ID")]
         rule: Option<String>,
@@ -739,43 +744,74 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
             )?;
             Ok(Exit::Ok)
         }
-        Command::History { source, host, rule, format } => {
+        Command::History { source, host, rule, cluster, format } => {
             let (db, _) = source.resolve()?;
-            if host.is_none() && rule.is_none() {
-                bail!(BadInput("give --host NAME and/or --rule ID".into()));
+            if host.is_none() && rule.is_none() && cluster.is_none() {
+                bail!(BadInput("give --host NAME and/or --rule ID, or --cluster NAME".into()));
             }
-            let (rows, latest, changes) = runtime()?.block_on(async {
+            // Host verdicts unless a cluster is asked for; cluster verdicts for a cluster, or for a rule alone
+            // (a cluster rule's id has only cluster verdicts, a host rule's only host verdicts).
+            let hosts_too = cluster.is_none();
+            let clusters_too = cluster.is_some() || host.is_none();
+            let (rows, cluster_rows, latest, changes) = runtime()?.block_on(async {
                 let store = Store::open(&db).await?;
                 let pool = store.pool();
-                let rows = crate::report::query::history(pool, host.as_deref(), rule.as_deref()).await?;
+                let rows = match hosts_too {
+                    true => crate::report::query::history(pool, host.as_deref(), rule.as_deref()).await?,
+                    false => Vec::new(),
+                };
+                let cluster_rows = match clusters_too {
+                    true => store.cluster_history(cluster.as_deref(), rule.as_deref()).await?,
+                    false => Vec::new(),
+                };
                 // The latest ended scan and what changed in it since each host's previous scan.
                 let latest = crate::report::query::scans(pool).await?.into_iter().find(|s| s.status != "running");
-                let changes = match &latest {
-                    Some(s) => crate::report::query::changes(pool, s.id, host.as_deref(), rule.as_deref()).await?,
-                    None => Vec::new(),
+                let changes = match (&latest, hosts_too) {
+                    (Some(s), true) => {
+                        crate::report::query::changes(pool, s.id, host.as_deref(), rule.as_deref()).await?
+                    }
+                    _ => Vec::new(),
                 };
                 store.close().await;
-                anyhow::Ok((rows, latest.map(|s| s.id), changes))
+                anyhow::Ok((rows, cluster_rows, latest.map(|s| s.id), changes))
             })?;
             match format {
                 Format::Json => {
                     let doc = serde_json::json!({
-                        "host": host, "rule": rule, "findings": rows, "latest_scan": latest, "changes": changes,
+                        "host": host, "rule": rule, "cluster": cluster, "findings": rows,
+                        "cluster_findings": cluster_rows, "latest_scan": latest, "changes": changes,
                     });
                     serde_json::to_writer_pretty(&mut out, &doc)?;
                     writeln!(out)?;
                 }
                 Format::Text => {
-                    writeln!(out, "SCAN  STARTED                   HOST  RULE  STATUS  REASON")?;
-                    for r in &rows {
-                        writeln!(
-                            out,
-                            "{:<5} {:<25} {}  {}  {}  {}",
-                            r.scan_id, r.started_at, r.host, r.rule_id, r.status, r.reason
-                        )?;
+                    // A cluster rule's id alone has no host verdicts: only its cluster table is shown.
+                    let host_table = hosts_too && (!rows.is_empty() || cluster_rows.is_empty());
+                    if host_table {
+                        writeln!(out, "SCAN  STARTED                   HOST  RULE  STATUS  REASON")?;
+                        for r in &rows {
+                            writeln!(
+                                out,
+                                "{:<5} {:<25} {}  {}  {}  {}",
+                                r.scan_id, r.started_at, r.host, r.rule_id, r.status, r.reason
+                            )?;
+                        }
                     }
-                    match latest {
-                        Some(id) => {
+                    if clusters_too && (!cluster_rows.is_empty() || !hosts_too) {
+                        if host_table {
+                            writeln!(out)?;
+                        }
+                        writeln!(out, "SCAN  STARTED                   CLUSTER  RULE  STATUS  REASON")?;
+                        for r in &cluster_rows {
+                            writeln!(
+                                out,
+                                "{:<5} {:<25} {}  {}  {}  {}",
+                                r.scan_id, r.started_at, r.cluster, r.rule_id, r.status, r.reason
+                            )?;
+                        }
+                    }
+                    match (latest, hosts_too) {
+                        (Some(id), true) => {
                             writeln!(out, "\nchanges in scan {id}: {}", changes.len())?;
                             for c in &changes {
                                 writeln!(
@@ -785,7 +821,8 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
                                 )?;
                             }
                         }
-                        None => writeln!(out, "\nno ended scan yet")?,
+                        (None, _) => writeln!(out, "\nno ended scan yet")?,
+                        (Some(_), false) => {}
                     }
                 }
             }

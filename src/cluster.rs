@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use crate::files::x509::Certificate;
 use crate::model::Status;
@@ -155,12 +155,113 @@ fn day(secs: i64) -> String {
     crate::model::rfc3339(secs, 0).get(..10).unwrap_or_default().to_owned()
 }
 
-fn cert_json(c: &Certificate) -> serde_json::Value {
-    json!({
-        "subject": c.subject, "issuer": c.issuer, "serial": c.serial, "fingerprint": c.fingerprint,
-        "not_before": c.not_before_text(), "not_after": c.not_after_text(), "is_ca": c.is_ca,
-        "dns_names": c.dns_names, "ip_addresses": c.ip_addresses,
-    })
+/// A certificate as a cluster verdict's evidence names it (the store keeps the whole of it in `x509_certificates`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CertSummary {
+    pub subject: String,
+    pub issuer: String,
+    pub serial: String,
+    /// SHA-256 of the DER, lowercase hex.
+    pub fingerprint: String,
+    /// RFC 3339 UTC.
+    pub not_before: String,
+    pub not_after: String,
+    pub is_ca: bool,
+    #[serde(default)]
+    pub dns_names: Vec<String>,
+    #[serde(default)]
+    pub ip_addresses: Vec<String>,
+}
+
+impl CertSummary {
+    fn of(c: &Certificate) -> CertSummary {
+        CertSummary {
+            subject: c.subject.clone(),
+            issuer: c.issuer.clone(),
+            serial: c.serial.clone(),
+            fingerprint: c.fingerprint.clone(),
+            not_before: c.not_before_text(),
+            not_after: c.not_after_text(),
+            is_ca: c.is_ca,
+            dns_names: c.dns_names.clone(),
+            ip_addresses: c.ip_addresses.clone(),
+        }
+    }
+}
+
+/// A host of the cluster this scan did not audit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenHost {
+    pub host: String,
+    pub why: String,
+}
+
+/// An API server in the seed rule's evidence: the CA file it verifies kubelets with (`None`: the flag is not
+/// set, or not known to be), and what that file holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiServerEvidence {
+    pub host: String,
+    pub kubelet_certificate_authority: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<CertSummary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A kubelet in the seed rule's evidence: its serving certificate and what would break with it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KubeletEvidence {
+    pub host: String,
+    #[serde(default)]
+    pub address: String,
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<CertSummary>,
+    #[serde(default)]
+    pub self_signed: bool,
+    /// Empty: it chains to every API server's CA, covers the node and is valid.
+    #[serde(default)]
+    pub problems: Vec<String>,
+    /// The file could not be read or parsed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The evidence of a [`ClusterCheck::KubeletServing`] verdict, stored as JSON beside it (`cluster_findings`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct KubeletServingEvidence {
+    pub api_servers: Vec<ApiServerEvidence>,
+    pub kubelets: Vec<KubeletEvidence>,
+    #[serde(default)]
+    pub not_audited: Vec<OpenHost>,
+}
+
+/// A certificate in an expiry verdict's evidence, with every `host:path` that holds it and its problem.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExpiryCertificate {
+    #[serde(flatten)]
+    pub certificate: CertSummary,
+    pub at: Vec<String>,
+    pub problem: Option<String>,
+}
+
+/// The evidence of a [`ClusterCheck::Expiry`] verdict.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExpiryEvidence {
+    pub warn_days: u32,
+    pub certificates: Vec<ExpiryCertificate>,
+    #[serde(default)]
+    pub not_audited: Vec<OpenHost>,
+}
+
+impl Cluster<'_> {
+    fn open_hosts(&self) -> Vec<OpenHost> {
+        self.open.iter().map(|(host, why)| OpenHost { host: host.clone(), why: why.clone() }).collect()
+    }
+}
+
+fn to_json(v: &impl Serialize) -> serde_json::Value {
+    serde_json::to_value(v).expect("evidence serializes")
 }
 
 /// Why a certificate file of a role says nothing: its problem, or a rotated certificate's file that holds its key.
@@ -200,19 +301,33 @@ fn kubelet_serving(c: &Cluster<'_>, now: i64) -> (Status, String, serde_json::Va
                 )),
                 None => undecided.push(format!("{}: the host has no verdict of {SEED_HOST_RULE}", api.name)),
             }
-            api_json.push(json!({ "host": api.name, "kubelet_certificate_authority": null }));
+            api_json.push(ApiServerEvidence {
+                host: api.name.clone(),
+                kubelet_certificate_authority: None,
+                certificates: Vec::new(),
+                error: None,
+            });
         }
         for f in files {
             match &f.certificates {
                 Ok(certs) if !certs.is_empty() => {
                     bundles.push((api.name.as_str(), f.path.as_str(), certs));
-                    api_json.push(json!({ "host": api.name, "kubelet_certificate_authority": f.path,
-                        "certificates": certs.iter().map(cert_json).collect::<Vec<_>>() }));
+                    api_json.push(ApiServerEvidence {
+                        host: api.name.clone(),
+                        kubelet_certificate_authority: Some(f.path.clone()),
+                        certificates: certs.iter().map(CertSummary::of).collect(),
+                        error: None,
+                    });
                 }
                 Ok(_) => undecided.push(unread(f, "no certificate in it")),
                 Err(why) => {
                     undecided.push(unread(f, why));
-                    api_json.push(json!({ "host": api.name, "kubelet_certificate_authority": f.path, "error": why }));
+                    api_json.push(ApiServerEvidence {
+                        host: api.name.clone(),
+                        kubelet_certificate_authority: Some(f.path.clone()),
+                        certificates: Vec::new(),
+                        error: Some(why.clone()),
+                    });
                 }
             }
         }
@@ -240,7 +355,15 @@ fn kubelet_serving(c: &Cluster<'_>, now: i64) -> (Status, String, serde_json::Va
                 }
                 Err(why) => {
                     undecided.push(unread(f, why));
-                    kubelet_json.push(json!({ "host": k.name, "path": f.path, "error": why }));
+                    kubelet_json.push(KubeletEvidence {
+                        host: k.name.clone(),
+                        address: k.address.clone(),
+                        path: f.path.clone(),
+                        certificate: None,
+                        self_signed: false,
+                        problems: Vec::new(),
+                        error: Some(why.clone()),
+                    });
                     continue;
                 }
             };
@@ -266,15 +389,22 @@ fn kubelet_serving(c: &Cluster<'_>, now: i64) -> (Status, String, serde_json::Va
             } else if leaf.not_before > now {
                 problems.push(format!("not valid before {}", day(leaf.not_before)));
             }
-            kubelet_json.push(json!({ "host": k.name, "address": k.address, "path": f.path,
-                "certificate": cert_json(leaf), "self_signed": leaf.self_signed(), "problems": problems }));
             if !problems.is_empty() {
                 broken.push(format!("{} ({})", k.name, problems.join("; ")));
             }
+            kubelet_json.push(KubeletEvidence {
+                host: k.name.clone(),
+                address: k.address.clone(),
+                path: f.path.clone(),
+                certificate: Some(CertSummary::of(leaf)),
+                self_signed: leaf.self_signed(),
+                problems,
+                error: None,
+            });
         }
     }
-    let evidence = json!({ "api_servers": api_json, "kubelets": kubelet_json,
-        "not_audited": c.open.iter().map(|(h, why)| json!({ "host": h, "why": why })).collect::<Vec<_>>() });
+    let evidence =
+        to_json(&KubeletServingEvidence { api_servers: api_json, kubelets: kubelet_json, not_audited: c.open_hosts() });
     if apis.is_empty() && kubelets.is_empty() {
         return match c.open.is_empty() {
             true => {
@@ -400,11 +530,7 @@ fn expiry(
         } else {
             None
         };
-        let mut v = cert_json(cert);
-        v["at"] = json!(at);
-        v["problem"] = json!(problem);
-        json_certs.push(v);
-        if let Some(p) = problem {
+        if let Some(p) = &problem {
             let first = at.iter().next().cloned().unwrap_or_default();
             let more = match at.len() {
                 1 => String::new(),
@@ -412,9 +538,13 @@ fn expiry(
             };
             bad.push(format!("{} {p}, at {first}{more}", cert.subject));
         }
+        json_certs.push(ExpiryCertificate {
+            certificate: CertSummary::of(cert),
+            at: at.iter().cloned().collect(),
+            problem,
+        });
     }
-    let evidence = json!({ "warn_days": warn_days, "certificates": json_certs,
-        "not_audited": c.open.iter().map(|(h, why)| json!({ "host": h, "why": why })).collect::<Vec<_>>() });
+    let evidence = to_json(&ExpiryEvidence { warn_days, certificates: json_certs, not_audited: c.open_hosts() });
     if !bad.is_empty() {
         return (
             Status::Fail,

@@ -25,6 +25,10 @@ const NODES: &[(&str, &str, &str)] = &[
     ("appliance-1", "edge", "busybox"),
 ];
 
+/// A node whose kubelet serves a certificate that expires in a week (the `cert-expiring` fault), so the demo's
+/// expiry rules and the report's expiry list have something to say.
+const EXPIRING: &str = "prod-worker-1";
+
 /// A host of the demo inventory that nothing answers on.
 const UNREACHABLE: &str = "prod-cp-3";
 
@@ -43,7 +47,8 @@ pub async fn prepare(dir: &Path) -> Result<Demo, SimError> {
         .iter()
         .filter_map(|(name, cluster, profile)| {
             let p = sim::find_profile(profile)?;
-            Some(member(name, cluster, p.roles, Behavior::Normal, p.capture.as_bytes(), p.name))
+            let behavior = if *name == EXPIRING { Behavior::CertExpiring } else { Behavior::Normal };
+            Some(member(name, cluster, p.roles, behavior, p.capture.as_bytes(), p.name))
         })
         .collect();
     members.push(member(UNREACHABLE, "prod", &["control-plane"], Behavior::Refused, b"", "nothing listens here"));

@@ -132,8 +132,47 @@ pub fn rfc3339(secs: i64, millis: u32) -> String {
     format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
+/// Seconds since the epoch of an RFC 3339 UTC time as [`rfc3339`] writes it (`2026-11-29T02:30:00Z`, fractions
+/// ignored); `None` for anything else.
+pub fn unix_of_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    if !s.ends_with('Z') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, m, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || h > 23 || m > 59 || sec > 60 {
+        return None;
+    }
+    // Howard Hinnant's days-from-civil algorithm, the inverse of the one in `rfc3339`.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = if month > 2 { month - 3 } else { month + 9 };
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + m * 60 + sec)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rfc3339_read_back() {
+        for secs in [0, 951_782_400, 1_795_919_400, 4_102_444_799, 1_709_164_800] {
+            let text = super::rfc3339(secs, 0);
+            assert_eq!(super::unix_of_rfc3339(&text), Some(secs), "{text}");
+            assert_eq!(super::unix_of_rfc3339(text.replace(".000", "").as_str()), Some(secs), "{text}");
+        }
+        assert_eq!(super::unix_of_rfc3339("2026-13-01T00:00:00Z"), None);
+        assert_eq!(super::unix_of_rfc3339("2026-11-29 02:30:00"), None);
+        assert_eq!(super::unix_of_rfc3339("2026-11-29T02:30:00+01:00"), None);
+    }
+
     #[test]
     fn rfc3339_dates() {
         assert_eq!(super::rfc3339(0, 0), "1970-01-01T00:00:00.000Z");

@@ -44,6 +44,19 @@ impl Summary {
     }
 }
 
+impl std::ops::Add for Summary {
+    type Output = Summary;
+
+    fn add(self, o: Summary) -> Summary {
+        Summary {
+            pass: self.pass + o.pass,
+            fail: self.fail + o.fail,
+            error: self.error + o.error,
+            not_applicable: self.not_applicable + o.not_applicable,
+        }
+    }
+}
+
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(

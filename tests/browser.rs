@@ -23,6 +23,7 @@ const AXE_PAGES: &[(&str, &str)] = &[
     ("overview", "index.html"),
     ("rule", "rules/apiserver-kubelet-certificate-authority.html"),
     ("host", "hosts/prod-cp-2.html"),
+    ("cluster", "clusters/prod.html"),
     ("matrix", "matrix.html"),
     ("hosts", "hosts.html"),
     ("scans", "../index.html"),
@@ -113,6 +114,64 @@ fn the_overview_renders_in_headless_chromium() {
     assert!(dom.contains(cell), "no {cell} in the matrix's DOM");
     let host = text(&chromium(&profile, &["--dump-dom", &url]).stdout);
     assert!(host.contains("id=\"r-apiserver-kubelet-certificate-authority\""), "the verdict's anchor");
+}
+
+/// The cluster page and the overview's cluster sections, as the browser parsed them: prod's seed rule names the
+/// two kubelets that serve kubeadm's self-signed certificate, the kubelet table puts them first, and the week-old
+/// certificate of prod-worker-1 leads the overview's expiry list and is marked on prod's calendar.
+#[test]
+fn the_cluster_page_shows_which_kubelets_break_and_what_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = demo(dir.path());
+    let profile = dir.path().join("chromium-profile");
+    let dom =
+        text(&chromium(&profile, &["--dump-dom", &url_of(&demo.join("report/scan-1/clusters/prod.html"))]).stdout);
+    let section = |id: &str| {
+        let at = dom.find(&format!("id=\"{id}\"")).unwrap_or_else(|| panic!("no #{id} in\n{dom}"));
+        let end = dom[at..].find("<h2").map_or(dom.len(), |e| at + e);
+        &dom[at..end]
+    };
+    let verdicts = section("verdicts");
+    let seed = verdicts.find("id=\"r-cluster-kubelet-serving-certificates\"").expect("the seed rule's verdict");
+    assert!(verdicts[..seed].rfind("<article class=\"verdict v-fail\"").is_some(), "{verdicts}");
+    assert!(verdicts.contains("2 of 3 kubelets would fail"), "{verdicts}");
+    let apis = section("api-servers");
+    assert!(
+        apis.contains("prod-cp-1") && apis.contains("/etc/kubernetes/pki/ca.crt") && apis.contains("CN=kubernetes")
+    );
+    assert!(apis.contains("prod-cp-2") && apis.contains("not set"), "{apis}");
+    let kubelets = section("kubelets");
+    let rows: Vec<&str> = kubelets.split("<tr>").skip(2).collect();
+    assert_eq!(rows.len(), 3, "{kubelets}");
+    for (row, (host, status)) in
+        rows.iter().zip([("prod-cp-2", "fail"), ("prod-worker-1", "fail"), ("prod-cp-1", "pass")])
+    {
+        assert!(row.contains(&format!(">{host}</a>")) && row.contains(&format!("class=\"s-{status}\"")), "{row}");
+    }
+    assert!(rows[0].contains("(by the kubelet's own CA)") && !rows[2].contains("(by the"), "{kubelets}");
+    let calendar = section("calendar");
+    // The month the week-old certificate expires in is marked; its row says so, and later months are not marked.
+    let months = &calendar[..calendar.find("</table>").unwrap()];
+    assert_eq!(months.matches("<td class=\"s-fail\">").count(), 1, "{months}");
+    let soon = calendar.split("<tr>").find(|r| r.contains("prod-worker-1:/var/lib/kubelet/pki/kubelet.crt"));
+    assert!(soon.is_some_and(|r| r.contains("class=\"s-fail\"") && r.contains("expires soon")), "{calendar}");
+    assert!(calendar.contains("prod-worker-1:/var/lib/kubelet/pki/kubelet.crt"), "{calendar}");
+
+    let dom = text(&chromium(&profile, &["--dump-dom", &url_of(&demo.join("report/scan-1/index.html"))]).stdout);
+    let at = dom.find("id=\"cluster-rules\"").expect("the overview's cluster rules");
+    let table = &dom[at..at + dom[at..].find("</table>").unwrap()];
+    assert!(
+        table.contains("<a href=\"clusters/prod.html\">prod</a>")
+            && table.contains("<a href=\"clusters/kops.html\">kops</a>")
+    );
+    assert!(table.find("clusters/prod.html").unwrap() < table.find("clusters/kops.html").unwrap(), "failing first");
+    let at = dom.find("id=\"expiring\"").expect("the overview's expiry list");
+    let list = &dom[at..at + dom[at..].find("</table>").unwrap()];
+    let first = list.split("<tr>").nth(2).expect("a certificate");
+    assert!(
+        first.contains("expires soon") && first.contains("prod-worker-1:/var/lib/kubelet/pki/kubelet.crt"),
+        "{first}"
+    );
 }
 
 fn url_of(path: &Path) -> String {

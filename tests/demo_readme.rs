@@ -51,6 +51,25 @@ fn demo_runs_and_the_readme_queries_answer() {
     let unreachable = sqlite(&db, query("FROM host_status WHERE outcome = 'error'"));
     assert!(unreachable.starts_with("prod-cp-3|127.0.0.1|") && unreachable.contains("|unreachable|"), "{unreachable}");
     assert_eq!(sqlite(&db, "SELECT count(*), group_concat(status) FROM scans").trim(), "2|complete,complete");
+
+    // `history --cluster`, as the README's Cluster rules section types it: prod's cluster verdicts of both scans;
+    // the seed rule fails on kubeadm's self-signed kubelets, and the week-old certificate fails the expiry rule.
+    let out = fleetaudit(&["history", "--db", db.to_str().unwrap(), "--cluster", "prod"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    for scan in ["1", "2"] {
+        let line = |rule: &str| {
+            said.lines()
+                .find(|l| l.starts_with(&format!("{scan:<5} ")) && l.contains(&format!(" prod  {rule}  ")))
+                .unwrap_or_else(|| panic!("no scan {scan} line of {rule}:\n{said}"))
+                .to_owned()
+        };
+        let seed = line("cluster-kubelet-serving-certificates");
+        assert!(seed.contains("  fail  2 of 3 kubelets") && seed.contains("prod-cp-2 ("), "{seed}");
+        let expiry = line("cluster-kubelet-serving-certificates-expiry");
+        assert!(expiry.contains("  fail  ") && expiry.contains(" days), at prod-worker-1:"), "{expiry}");
+    }
+    assert!(!said.contains(" kops "), "only prod's: {said}");
 }
 
 /// The commands `demo` prints after its summary run as typed, from the directory it ran in, with this build (not

@@ -124,6 +124,28 @@ fn db_counts(db: &Path, scan_id: i64, filter: &str) -> BTreeMap<String, usize> {
         .collect()
 }
 
+/// The cluster verdicts' counts by status, from the database's `cluster_findings` view.
+fn db_cluster_counts(db: &Path, scan_id: i64, filter: &str) -> BTreeMap<String, usize> {
+    sqlite(
+        db,
+        &format!("SELECT status, count(*) FROM cluster_findings WHERE scan_id = {scan_id} {filter} GROUP BY status"),
+    )
+    .lines()
+    .map(|l| {
+        let (s, n) = l.split_once('|').unwrap();
+        (s.to_owned(), n.parse().unwrap())
+    })
+    .collect()
+}
+
+fn sum(a: &BTreeMap<String, usize>, b: &BTreeMap<String, usize>) -> BTreeMap<String, usize> {
+    let mut out = a.clone();
+    for (k, v) in b {
+        *out.entry(k.clone()).or_default() += v;
+    }
+    out
+}
+
 #[test]
 fn json_and_junit_say_what_the_database_says() {
     let fleet = Fleet::start(Duration::ZERO);
@@ -264,7 +286,34 @@ fn json_and_junit_say_what_the_database_says() {
         && f["reason"].as_str().unwrap().starts_with("unreachable: ")
         && f["evidence"].is_null()));
 
-    // JUnit: well-formed, counts equal the database's, overall and per cluster.
+    // Cluster verdicts: each of the database's, with its stored evidence; prod's down host leaves them open.
+    let stored: BTreeSet<String> = sqlite(
+        db,
+        &format!("SELECT cluster || '|' || rule_id || '|' || status || '|' || evidence FROM cluster_findings WHERE scan_id = {scan_id}"),
+    )
+    .lines()
+    .map(str::to_owned)
+    .collect();
+    let clusters = doc["cluster_findings"].as_array().unwrap();
+    let from_json: BTreeSet<String> = clusters
+        .iter()
+        .map(|c| {
+            let s = |k: &str| c[k].as_str().unwrap().to_owned();
+            format!("{}|{}|{}|{}", s("cluster"), s("rule_id"), s("status"), c["evidence"])
+        })
+        .collect();
+    assert!(!stored.is_empty(), "the scan judged its clusters");
+    assert_eq!(from_json, stored);
+    let seed = clusters
+        .iter()
+        .find(|c| c["cluster"] == "prod" && c["rule_id"] == "cluster-kubelet-serving-certificates")
+        .unwrap();
+    assert_ne!(seed["status"], "pass", "a host of prod is down: {seed}");
+    assert_eq!(seed["cis"], "1.2.5");
+    assert!(seed["evidence"]["not_audited"].as_array().unwrap().iter().any(|h| h["host"] == "down"), "{seed}");
+
+    // JUnit: well-formed, counts equal the database's, overall and per cluster (host and cluster verdicts).
+    let counts = sum(&counts, &db_cluster_counts(db, scan_id, ""));
     let xml = std::fs::read_to_string(&junit).unwrap();
     let parsed = roxmltree::Document::parse(&xml).expect("well-formed XML");
     let root = parsed.root_element();
@@ -285,7 +334,10 @@ fn json_and_junit_say_what_the_database_says() {
             "(no cluster)" => "AND cluster IS NULL".to_owned(),
             c => format!("AND cluster = '{c}'"),
         };
-        let c = db_counts(db, scan_id, &filter);
+        let c = match name {
+            "(no cluster)" => db_counts(db, scan_id, &filter),
+            _ => sum(&db_counts(db, scan_id, &filter), &db_cluster_counts(db, scan_id, &filter)),
+        };
         let cases: Vec<roxmltree::Node> = suite.children().filter(|n| n.has_tag_name("testcase")).collect();
         let with = |tag: &str| cases.iter().filter(|c| c.children().any(|n| n.has_tag_name(tag))).count();
         assert_eq!(attr(*suite, "tests"), cases.len(), "{name}");
@@ -315,6 +367,14 @@ fn json_and_junit_say_what_the_database_says() {
             })
             .unwrap_or_else(|| panic!("no test case {host} {rule}"))
     };
+    // A cluster verdict is a test case of its cluster's suite, named for the whole cluster.
+    let seed_case = parsed
+        .descendants()
+        .find(|n| n.attribute("classname") == Some("prod.cluster-kubelet-serving-certificates"))
+        .expect("a test case of prod's seed rule");
+    assert_eq!(seed_case.attribute("name"), Some("(cluster)"));
+    let outcome = seed_case.children().find(|n| n.is_element()).map(|n| n.tag_name().name());
+    assert_eq!(outcome, Some(if seed["status"] == "fail" { "failure" } else { "error" }), "{seed}");
     let failing = case("cp-default", rule);
     assert_eq!(failing.attribute("classname"), Some(format!("prod.{rule}").as_str()));
     let failure = failing.children().find(|n| n.has_tag_name("failure")).unwrap();
@@ -417,7 +477,11 @@ fn the_schema_rejects_what_it_does_not_describe() {
                      "files": [ { "path": "/etc/x", "problem": "denied", "problem_message": "no" } ],
                      "file_changes": [] } ],
         "evidence": { "7": [ { "pid": 1, "user": "root", "cmdline": "kube-apiserver" } ] },
-        "findings": [ { "rule_id": "r1", "status": "fail", "reason": "r", "evidence": "7", "hosts": ["h"] } ]
+        "findings": [ { "rule_id": "r1", "status": "fail", "reason": "r", "evidence": "7", "hosts": ["h"] } ],
+        "cluster_findings": [ { "cluster": "c", "rule_id": "cluster-kubelet-serving-certificates", "cis": "1.2.5",
+                                "title": "T", "severity": "high", "status": "fail", "reason": "r",
+                                "evidence": { "api_servers": [ { "host": "h", "kubelet_certificate_authority": null } ],
+                                              "kubelets": [], "not_audited": [] } } ]
     });
     let schema = scan_schema();
     assert!(schema.is_valid(&valid), "{:?}", schema.iter_errors(&valid).map(|e| e.to_string()).collect::<Vec<_>>());
@@ -439,6 +503,12 @@ fn the_schema_rejects_what_it_does_not_describe() {
         ("an unaudited host without its error", |d| d["hosts"][0]["outcome"] = "error".into()),
         ("a file both read and not", |d| d["hosts"][0]["files"][0]["kind"] = "file".into()),
         ("a negative count", |d| d["summary"]["fail"] = (-1).into()),
+        ("no cluster verdicts", |d| drop(d.as_object_mut().unwrap().remove("cluster_findings"))),
+        ("a cluster verdict with an unknown status", |d| d["cluster_findings"][0]["status"] = "open".into()),
+        ("a cluster verdict without its cluster", |d| {
+            drop(d["cluster_findings"][0].as_object_mut().unwrap().remove("cluster"))
+        }),
+        ("seed evidence with an unknown key", |d| d["cluster_findings"][0]["evidence"]["nodes"] = 1.into()),
         ("an evidence id that is no number", |d| {
             let e = d["evidence"].as_object_mut().unwrap().remove("7").unwrap();
             d["evidence"]["seven"] = e;

@@ -248,7 +248,8 @@ fn the_demo_report_says_what_the_database_says() {
     assert_eq!(matrix.matches("scope=\"rowgroup\"").count(), clusters.trim().parse::<usize>().unwrap());
 
     // Clusters worst first, each with its trend: scan 1's compliance of the cluster, as scan 1's page has it.
-    let by_cluster = &overview[overview.find("id=\"clusters\"").unwrap()..overview.find("<h2>Trend").unwrap()];
+    let by_cluster =
+        &overview[overview.find("id=\"clusters\"").unwrap()..overview.find("<h2 id=\"cluster-rules\"").unwrap()];
     let scan1 = read(&report.join("scan-1/index.html"));
     let mut last = -1.0;
     for row in by_cluster.split("<tr><td>").skip(1) {

@@ -10,6 +10,10 @@
 //! scan to the next, which both use for "failing since" and flaky-test history. A suite per cluster keeps the
 //! number of suites small (a suite per rule would give 56 suites each as long as the fleet).
 //!
+//! A cluster rule's verdict is a test case of its cluster's suite too: `classname="CLUSTER.RULE_ID"`,
+//! `name="(cluster)"`, so it sits beside the host verdicts of its cluster (no host is named `(cluster)`: the
+//! inventory refuses parentheses in names).
+//!
 //! Verdicts: `fail` → `<failure>` (reason as the message; title, evidence and remediation in the body),
 //! `error` → `<error>` (a host that could not be audited: its error kind as the type, for every rule; a rule
 //! that could not be judged: type `not_judged`), `not_applicable` → `<skipped>`, `pass` → an empty test case.
@@ -25,9 +29,13 @@ use super::Summary;
 use super::scan::{ScanResults, Verdict};
 use crate::model::Status;
 use crate::report::query::ScanHost;
+use crate::store::ClusterFinding;
 
 /// The suite name of hosts that belong to no cluster.
 pub const NO_CLUSTER: &str = "(no cluster)";
+
+/// The test-case name of a cluster rule's verdict on the whole cluster.
+pub const WHOLE_CLUSTER: &str = "(cluster)";
 
 /// Writes the scan as a JUnit XML document.
 pub fn write(out: &mut dyn Write, r: &ScanResults) -> io::Result<()> {
@@ -35,7 +43,12 @@ pub fn write(out: &mut dyn Write, r: &ScanResults) -> io::Result<()> {
     for h in &r.hosts {
         clusters.entry(h.cluster.as_deref()).or_default().push(h);
     }
-    let totals = r.totals();
+    let mut cluster_findings: BTreeMap<&str, Vec<&ClusterFinding>> = BTreeMap::new();
+    for f in &r.clusters {
+        cluster_findings.entry(&f.cluster).or_default().push(f);
+        clusters.entry(Some(&f.cluster)).or_default();
+    }
+    let totals = r.totals() + Summary::of(r.clusters.iter().map(|f| f.status));
     writeln!(out, r#"<?xml version="1.0" encoding="UTF-8"?>"#)?;
     writeln!(
         out,
@@ -45,7 +58,10 @@ pub fn write(out: &mut dyn Write, r: &ScanResults) -> io::Result<()> {
         r.elapsed_seconds().unwrap_or(0.0)
     )?;
     for (cluster, hosts) in &clusters {
-        let summary = Summary::of(hosts.iter().flat_map(|h| r.verdicts(h)).map(|v| v.status));
+        let judged = cluster.and_then(|c| cluster_findings.get(c)).map_or(&[][..], Vec::as_slice);
+        let summary = Summary::of(
+            hosts.iter().flat_map(|h| r.verdicts(h)).map(|v| v.status).chain(judged.iter().map(|f| f.status)),
+        );
         let time: i64 = hosts.iter().map(|h| h.duration_ms).sum();
         writeln!(
             out,
@@ -67,6 +83,9 @@ pub fn write(out: &mut dyn Write, r: &ScanResults) -> io::Result<()> {
             writeln!(out, r#"      <property name="{name}" value="{}"/>"#, attr(value))?;
         }
         writeln!(out, "    </properties>")?;
+        for f in judged {
+            cluster_testcase(out, f)?;
+        }
         for host in hosts {
             for v in r.verdicts(host) {
                 testcase(out, *cluster, &v)?;
@@ -128,6 +147,36 @@ fn testcase(out: &mut dyn Write, cluster: Option<&str>, v: &Verdict<'_>) -> io::
             )?;
             writeln!(out, "{}</error>\n    </testcase>", text(&body(v)))
         }
+    }
+}
+
+fn cluster_testcase(out: &mut dyn Write, f: &ClusterFinding) -> io::Result<()> {
+    let open = format!(
+        r#"    <testcase classname="{}" name="{WHOLE_CLUSTER}""#,
+        attr(&format!("{}.{}", f.cluster, f.rule_id))
+    );
+    let body = || {
+        let cis = if f.cis.is_empty() { String::new() } else { format!(" (CIS {})", f.cis) };
+        text(&format!("{}{cis}\n\n{}", f.title, f.reason)).into_owned()
+    };
+    match f.status {
+        Status::Pass => writeln!(out, "{open}/>"),
+        Status::NotApplicable => {
+            writeln!(out, "{open}>\n      <skipped message=\"{}\"/>\n    </testcase>", attr(&f.reason))
+        }
+        Status::Fail => writeln!(
+            out,
+            "{open}>\n      <failure message=\"{}\" type=\"{}\">{}</failure>\n    </testcase>",
+            attr(&f.reason),
+            attr(&f.severity),
+            body()
+        ),
+        Status::Error => writeln!(
+            out,
+            "{open}>\n      <error message=\"{}\" type=\"not_judged\">{}</error>\n    </testcase>",
+            attr(&f.reason),
+            body()
+        ),
     }
 }
 

@@ -23,7 +23,7 @@ use super::Summary;
 use crate::model::Status;
 use crate::report::ReportError;
 use crate::report::query::{self, ResultRow, RuleRow, ScanHost, ScanMeta};
-use crate::store::{FileChange, FileRecord, Store};
+use crate::store::{ClusterFinding, FileChange, FileRecord, Store};
 
 /// Hosts (and file changes) read per page from the store.
 const FILES_PAGE: u32 = 500;
@@ -44,6 +44,8 @@ pub struct ScanResults {
     file_sets: HashMap<i64, Vec<Arc<FileRecord>>>,
     /// Each host's file changes since its previous scan with files, in path order.
     file_changes: HashMap<String, Vec<FileChange>>,
+    /// The cluster verdicts, by cluster then rule.
+    pub clusters: Vec<ClusterFinding>,
 }
 
 /// One (host, rule) verdict, as the `findings` view has it: a host that could not be audited has an `error`
@@ -130,7 +132,8 @@ impl ScanResults {
                 break;
             }
         }
-        Ok(ScanResults { scan, hosts, sets, evidence, rules, rule_index, file_sets, file_changes })
+        let clusters = store.cluster_findings(scan_id).await?;
+        Ok(ScanResults { scan, hosts, sets, evidence, rules, rule_index, file_sets, file_changes, clusters })
     }
 
     /// What the scan saw of `host`'s files, in path order (without contents); `None` when it has none for the
@@ -224,6 +227,22 @@ struct Doc<'a> {
     /// Each distinct evidence document once, keyed by the store's id (as a string).
     evidence: EvidenceJson<'a>,
     findings: Findings<'a>,
+    /// The cluster rules' verdicts, one per cluster and rule, each with its evidence.
+    cluster_findings: Vec<ClusterFindingJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct ClusterFindingJson<'a> {
+    cluster: &'a str,
+    rule_id: &'a str,
+    cis: &'a str,
+    title: &'a str,
+    severity: &'a str,
+    status: Status,
+    reason: &'a str,
+    /// The document `cluster::judge` stored (`api_servers` and `kubelets`, or `certificates`); its text when it
+    /// is not JSON.
+    evidence: Option<serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -505,7 +524,7 @@ impl Serialize for Findings<'_> {
 }
 
 /// Writes the scan as one compact JSON document (format version [`FORMAT_VERSION`]): `format_version`, `scan`,
-/// `summary`, `rules`, `hosts`, `evidence`, `findings` (README "Outputs"; schemas/scan-v2.schema.json).
+/// `summary`, `rules`, `hosts`, `evidence`, `findings`, `cluster_findings` (README "Outputs"; schemas/scan-v2.schema.json).
 pub fn write_json(out: &mut dyn Write, r: &ScanResults) -> io::Result<()> {
     let s = &r.scan;
     let totals = r.totals();
@@ -558,6 +577,23 @@ pub fn write_json(out: &mut dyn Write, r: &ScanResults) -> io::Result<()> {
         rules: RulesJson(&r.rules),
         evidence: EvidenceJson(&r.evidence),
         findings: Findings(r.shared_verdicts()),
+        cluster_findings: r
+            .clusters
+            .iter()
+            .map(|c| ClusterFindingJson {
+                cluster: &c.cluster,
+                rule_id: &c.rule_id,
+                cis: &c.cis,
+                title: &c.title,
+                severity: &c.severity,
+                status: c.status,
+                reason: &c.reason,
+                evidence: c
+                    .evidence
+                    .as_deref()
+                    .map(|e| serde_json::from_str(e).unwrap_or_else(|_| serde_json::Value::String(e.to_owned()))),
+            })
+            .collect(),
     };
     // stdout is line-buffered: without this, every line of the document would be a write(2).
     let mut w = io::BufWriter::with_capacity(1 << 16, out);

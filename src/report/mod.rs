@@ -8,6 +8,7 @@
 //! is escaped by the templates (askama, `templates/`); pages carry a Content-Security-Policy that forbids
 //! scripts and every external resource, and link only relatively, so they work from `file://`.
 
+mod clusters;
 mod files;
 mod matrix;
 pub mod query;
@@ -93,12 +94,23 @@ pub async fn render(pool: &SqlitePool, scan_id: Option<i64>, out: &Path) -> Resu
 
     let data = ScanData::new(&hosts, &results, &evidence, &rules);
     let store = Store::from_pool(pool.clone());
+    let cluster_findings = store.cluster_findings(scan_id).await?;
+    let cluster_texts = store.cluster_rule_texts(scan_id).await?;
+    let held = store.held_certificates(scan_id).await?;
+    let cluster_data = clusters::ClusterData {
+        findings: &cluster_findings,
+        texts: &cluster_texts,
+        held: &held,
+        now: crate::model::unix_of_rfc3339(&scan.started_at).unwrap_or_else(crate::model::unix_now),
+    };
     write_host_lists(&mut w, &tmp, &scan, &data)?;
     write_rule_pages(&mut w, &tmp, &scan, &data)?;
     matrix::write(&mut w, &tmp, scan.id, &data)?;
+    clusters::write(&mut w, &tmp, scan.id, &hosts, &cluster_data)?;
     // The host pages walk the scan's file changes; the overview gets the first of them and their count.
     let file_changes = write_host_pages(&mut w, &tmp, &scan, &data, &store).await?;
-    write_overview(&mut w, &tmp, &scan, &scans, &data, &changes, &unaudited_now, &file_changes, &cluster_trend)?;
+    let trend = (&changes[..], &unaudited_now[..], &file_changes, &cluster_trend[..]);
+    write_overview(&mut w, &tmp, &scan, &scans, &data, trend, &cluster_data)?;
 
     // Swap the fresh directory in: a reader sees the old scan pages or the new ones, never half of each.
     let dest = out.join(&dir_name);
@@ -451,6 +463,8 @@ pub struct RuleSummary {
 #[derive(Debug, Clone)]
 pub struct ClusterRow {
     pub cluster: String,
+    /// Its cluster page, when the scan judged cluster rules on it.
+    pub file: String,
     pub hosts: usize,
     pub unaudited: usize,
     pub pass: i64,
@@ -518,6 +532,10 @@ struct OverviewPage {
     file_changes: Vec<FileChangeView>,
     file_changes_more: usize,
     trend_len: usize,
+    /// The cluster rules (`(rule_id, heading, title)`) and each cluster's verdicts of them.
+    cluster_rule_heads: Vec<(String, String, String)>,
+    cluster_rules: Vec<clusters::ClusterRulesRow>,
+    expiring: Vec<clusters::CertView>,
 }
 
 /// One line of the overview's compliance breakdown.
@@ -599,17 +617,17 @@ struct FileChanges {
     total: usize,
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What changed since the previous scan: verdicts, newly unaudited hosts, files, and each cluster's trend.
+type Since<'a> = (&'a [Change], &'a [(String, String, String)], &'a FileChanges, &'a [query::ClusterCounts]);
+
 fn write_overview(
     w: &mut Writer,
     dir: &Path,
     scan: &ScanRow,
     scans: &[ScanRow],
     data: &ScanData<'_>,
-    changes: &[Change],
-    newly_unaudited: &[(String, String, String)],
-    file_changes: &FileChanges,
-    cluster_trend: &[query::ClusterCounts],
+    (changes, newly_unaudited, file_changes, cluster_trend): Since<'_>,
+    cluster_data: &clusters::ClusterData<'_>,
 ) -> Result<(), ReportError> {
     let rules = data
         .rules
@@ -657,6 +675,10 @@ fn write_overview(
     for h in data.hosts {
         let name = h.cluster.clone().unwrap_or_else(|| "(none)".into());
         let row = clusters.entry(name.clone()).or_insert_with(|| ClusterRow {
+            file: match cluster_data.findings.iter().any(|f| f.cluster == name) {
+                true => format!("clusters/{}.html", file_name(&name)),
+                false => String::new(),
+            },
             cluster: name,
             hosts: 0,
             unaudited: 0,
@@ -796,6 +818,9 @@ fn write_overview(
         other_changes,
         file_changes: file_changes.first.iter().map(FileChangeView::of).collect(),
         file_changes_more: file_changes.total - file_changes.first.len(),
+        cluster_rule_heads: clusters::rule_heads(cluster_data),
+        cluster_rules: clusters::overview_rows(cluster_data),
+        expiring: clusters::soonest(cluster_data),
     };
     w.page(&dir.join("index.html"), &page)
 }

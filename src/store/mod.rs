@@ -82,7 +82,9 @@ mod tests;
 mod x509;
 
 pub use file_sets::{FileChange, FileChangeKind, FilesPage};
-pub use x509::{CertFile, ClusterFinding, ClusterHost, ClusterInputs, ClusterRuleMeta, ExpiringCertificate};
+pub use x509::{
+    CertFile, ClusterFinding, ClusterHistoryRow, ClusterHost, ClusterInputs, ClusterRuleMeta, HeldCertificate,
+};
 
 /// The schema, embedded at build time (`build.rs` makes a new migration file trigger a rebuild).
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -3,7 +3,8 @@
 //! Owns: the statements behind [`Store::unparsed_certificates`] and [`Store::record_certificates`] (each
 //! certificate file's contents parsed once into `x509_certificates`), [`Store::cluster_inputs`] (a scan's hosts
 //! and their certificate files, as domain types), [`Store::record_cluster_results`] and the reads the outputs make
-//! ([`Store::cluster_findings`], [`Store::expiring_certificates`]). Schema:
+//! ([`Store::cluster_findings`], [`Store::held_certificates`], [`Store::cluster_rule_texts`],
+//! [`Store::cluster_history`]). Schema:
 //! `migrations/20261202100000_x509_cluster_results.sql`.
 //! Must not touch: what a certificate means (`files::x509` parses, `cluster` judges).
 
@@ -73,15 +74,34 @@ pub struct ClusterFinding {
     pub evidence: Option<String>,
 }
 
-/// A certificate of a scan and where it is, for "expiring soonest" lists.
+/// A certificate of a scan, once per cluster however many files hold it, for expiry lists and calendars.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExpiringCertificate {
-    pub not_after: String,
-    pub subject: String,
-    pub host: String,
+pub struct HeldCertificate {
+    /// `None`: hosts the inventory puts in no cluster.
     pub cluster: Option<String>,
-    pub path: String,
     pub fingerprint: String,
+    pub subject: String,
+    pub issuer: String,
+    /// RFC 3339 UTC.
+    pub not_before: String,
+    pub not_after: String,
+    pub is_ca: bool,
+    /// The roles of the files holding it, deduplicated, in name order (`apiserver-kubelet-ca pki`).
+    pub roles: Vec<String>,
+    /// The first `host:path` that holds it (by host, then path) and how many files hold it in all.
+    pub first_place: String,
+    pub places: i64,
+}
+
+/// A cluster verdict of one scan, for `history`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ClusterHistoryRow {
+    pub scan_id: i64,
+    pub started_at: String,
+    pub cluster: String,
+    pub rule_id: String,
+    pub status: String,
+    pub reason: String,
 }
 
 impl Store {
@@ -336,31 +356,92 @@ impl Store {
             .collect())
     }
 
-    /// The scan's certificates that expire first (each certificate once per host and path), soonest first.
-    pub async fn expiring_certificates(
-        &self,
-        scan_id: i64,
-        limit: i64,
-    ) -> Result<Vec<ExpiringCertificate>, StoreError> {
-        type Row = (String, String, String, Option<String>, String, String);
+    /// The scan's certificates, each once per cluster, soonest to expire first (then by cluster and subject).
+    pub async fn held_certificates(&self, scan_id: i64) -> Result<Vec<HeldCertificate>, StoreError> {
+        type Row = (Option<String>, String, String, String, String, String, i64, String, String, i64);
         let rows: Vec<Row> = sqlx::query_as(
-            "SELECT not_after, subject, host, cluster, path, fingerprint FROM host_x509_certificates
-              WHERE scan_id = ?1 GROUP BY host, path, fingerprint ORDER BY not_after, host, path LIMIT ?2",
+            "SELECT cluster, fingerprint, min(subject), min(issuer), min(not_before), min(not_after), max(is_ca),
+                    group_concat(DISTINCT roles), min(host || ':' || path), count(*)
+               FROM host_x509_certificates
+              WHERE scan_id = ?1
+              GROUP BY cluster, fingerprint
+              ORDER BY min(not_after), cluster, min(subject), fingerprint",
         )
         .bind(scan_id)
-        .bind(limit)
         .fetch_all(&self.pool)
         .await
-        .map_err(query_err("read the certificates expiring first"))?;
+        .map_err(query_err("read the scan's certificates"))?;
         Ok(rows
             .into_iter()
-            .map(|(not_after, subject, host, cluster, path, fingerprint)| ExpiringCertificate {
-                not_after,
-                subject,
-                host,
+            .map(|(cluster, fingerprint, subject, issuer, not_before, not_after, is_ca, roles, first_place, places)| {
+                let roles: BTreeSet<String> =
+                    roles.split([',', ' ']).filter(|r| !r.is_empty()).map(str::to_owned).collect();
+                HeldCertificate {
+                    cluster,
+                    fingerprint,
+                    subject,
+                    issuer,
+                    not_before,
+                    not_after,
+                    is_ca: is_ca != 0,
+                    roles: roles.into_iter().collect(),
+                    first_place,
+                    places,
+                }
+            })
+            .collect())
+    }
+
+    /// The cluster rules' texts of the rule set scan `scan_id` ran.
+    pub async fn cluster_rule_texts(&self, scan_id: i64) -> Result<Vec<ClusterRuleMeta>, StoreError> {
+        let rows: Vec<(String, String, String, String, String, String)> = sqlx::query_as(
+            "SELECT m.rule_id, m.cis, m.title, m.severity, m.rationale, m.remediation
+               FROM cluster_rules m JOIN scans s ON s.rules_version = m.rules_version
+              WHERE s.id = ?1 ORDER BY m.rule_id",
+        )
+        .bind(scan_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("read the cluster rules"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(rule_id, cis, title, severity, rationale, remediation)| ClusterRuleMeta {
+                rule_id,
+                cis,
+                title,
+                severity,
+                rationale,
+                remediation,
+            })
+            .collect())
+    }
+
+    /// Cluster verdicts over time: of `cluster` and/or `rule` (`None`: any), oldest scan first.
+    pub async fn cluster_history(
+        &self,
+        cluster: Option<&str>,
+        rule: Option<&str>,
+    ) -> Result<Vec<ClusterHistoryRow>, StoreError> {
+        let rows: Vec<(i64, String, String, String, String, String)> = sqlx::query_as(
+            "SELECT f.scan_id, s.started_at, f.cluster, f.rule_id, f.status, f.reason
+               FROM cluster_findings f JOIN scans s ON s.id = f.scan_id
+              WHERE (?1 IS NULL OR f.cluster = ?1) AND (?2 IS NULL OR f.rule_id = ?2)
+              ORDER BY f.scan_id, f.cluster, f.rule_id",
+        )
+        .bind(cluster)
+        .bind(rule)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("read the cluster verdicts' history"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(scan_id, started_at, cluster, rule_id, status, reason)| ClusterHistoryRow {
+                scan_id,
+                started_at,
                 cluster,
-                path,
-                fingerprint,
+                rule_id,
+                status,
+                reason,
             })
             .collect())
     }
