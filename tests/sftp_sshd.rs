@@ -485,3 +485,150 @@ async fn limits_refuse_rather_than_read() {
     assert!(matches!(a[0].1.problem(), Some(Problem::OverBudget { .. })), "the budget is per host and scan: {a:?}");
     s.close().await;
 }
+
+/// The reads sftp-server served of `path`, in order: (offset, length) as asked.
+fn reads_of(log: &Path, path: &str) -> Vec<(u64, u64)> {
+    let text = std::fs::read_to_string(log).unwrap();
+    let read =
+        regex::Regex::new(r#"^debug\d: request \d+: read "([^"]*)" \(handle \d+\) off (\d+) len (\d+)$"#).unwrap();
+    let reads: Vec<(u64, u64)> = text
+        .lines()
+        .filter_map(|l| read.captures(l))
+        .filter(|c| &c[1] == path)
+        .map(|c| (c[2].parse().unwrap(), c[3].parse().unwrap()))
+        .collect();
+    assert!(!reads.is_empty(), "no read of {path} in the log:\n{text}");
+    reads
+}
+
+/// The bytes sftp-server read of `path` in all, as it logs them when the handle is closed.
+fn bytes_read(log: &Path, path: &str) -> u64 {
+    let text = std::fs::read_to_string(log).unwrap();
+    let close = regex::Regex::new(r#"^close "([^"]*)" bytes read (\d+) written \d+$"#).unwrap();
+    let read = text.lines().filter_map(|l| close.captures(l)).find(|c| &c[1] == path);
+    read.unwrap_or_else(|| panic!("no close of {path} in the log:\n{text}"))[2].parse().unwrap()
+}
+
+/// Whether `pem` is laid out as Go's `pem.Encode` writes it: LF line ends, 64 base64 characters a line, the
+/// last line of a block no longer.
+fn go_layout(pem: &str) -> bool {
+    let mut block: Vec<&str> = Vec::new();
+    for line in pem.split_inclusive('\n') {
+        let Some(line) = line.strip_suffix('\n') else { return false };
+        if line.contains('\r') {
+            return false;
+        }
+        if line.starts_with("-----BEGIN ") {
+            block.clear();
+        } else if line.starts_with("-----END ") {
+            let Some((last, full)) = block.split_last() else { return false };
+            if full.iter().any(|l| l.len() != 64) || last.is_empty() || last.len() > 64 {
+                return false;
+            }
+        } else {
+            block.push(line);
+        }
+    }
+    pem.ends_with('\n')
+}
+
+/// The kubelet's rotated serving certificate (`kubelet-server-current.pem`: its certificates, then its private
+/// key) asked for as certificates: the answer is the certificates alone, and sftp-server's own log shows it was
+/// never asked for a byte past the key's BEGIN line (the 27 bytes that tell it is no certificate); of a file that
+/// starts with its key, for that line alone.
+#[tokio::test]
+async fn a_rotated_serving_certificate_is_read_up_to_its_key_and_never_past_it() {
+    let audit = ensure_user(TEST_USER);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), PermissionsExt::from_mode(0o755)).unwrap();
+    let (subsystem, log) = logged_sftp_server(dir.path());
+    let node = Node::start_in(dir, &[], &SshdOptions { sftp_subsystem: Some(&subsystem), ..SshdOptions::default() });
+
+    // The cluster CA, and the node's serving certificate it signed, with its key, as rcgen writes them.
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "kubernetes");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap().pem();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let mut leaf_params = rcgen::CertificateParams::new(vec!["node-1".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    leaf_params.distinguished_name.push(rcgen::DnType::CommonName, "system:node:node-1");
+    let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap().pem();
+    let key = leaf_key.serialize_pem();
+    for pem in [&ca, &leaf, &key] {
+        assert!(go_layout(pem), "rcgen no longer writes PEM as Go does:\n{pem}");
+    }
+    assert!(key.starts_with("-----BEGIN PRIVATE KEY-----\n"), "{key}");
+    // The key's base64, which must never come back.
+    let secret: Vec<&str> = key.lines().filter(|l| !l.starts_with("-----")).collect();
+
+    let certs = format!("{leaf}{ca}");
+    let current = format!("{certs}{key}");
+    let key_first = format!("{key}{leaf}");
+    let p = |name: &str| node.dir.path().join(name);
+    put(&p("kubelet-server-current.pem"), current.as_bytes(), 0o600, audit);
+    put(&p("key-first.pem"), key_first.as_bytes(), 0o600, audit);
+    put(&p("ca.crt"), ca.as_bytes(), 0o644, audit);
+
+    let t = node.transport();
+    let (mut s, _) = node.session(&t, &FileAccess::default()).await;
+    let no_key = |bytes: &[u8]| {
+        let text = String::from_utf8_lossy(bytes);
+        assert!(!text.contains("PRIVATE KEY") && !secret.iter().any(|l| text.contains(l)), "the key came back: {text}");
+    };
+
+    // The chain of two, then the key: both certificates, nothing of the key.
+    let before = s.file_stats();
+    let a = s.fetch(&[Request::certs(node.path("kubelet-server-current.pem"))]).await;
+    assert_eq!(found(&a[0].1), &meta(Kind::File, 0o600, audit, current.len() as u64), "the file's own stat");
+    let c = a[0].1.content().unwrap_or_else(|| panic!("{:?}", a[0]));
+    no_key(&c.bytes);
+    assert_eq!(String::from_utf8_lossy(&c.bytes), certs, "exactly the certificates, in order");
+    let stats = s.file_stats();
+    // Open; fstat and the first BEGIN line; each certificate's first line, then its rest and the next 27 bytes.
+    assert_eq!(stats.round_trips - before.round_trips, 6, "{stats:?}");
+    assert_eq!(stats.bytes - before.bytes, certs.len() as u64 + 27, "the key's BEGIN line came, no more: {stats:?}");
+
+    // The key first: its BEGIN line alone is read, and nothing is kept (a file of no certificates).
+    let before = s.file_stats();
+    let a = s.fetch(&[Request::certs(node.path("key-first.pem"))]).await;
+    let Entry::Found { meta: m, content: Some(c), names: None } = &a[0].1 else { panic!("{:?}", a[0]) };
+    assert_eq!(m, &meta(Kind::File, 0o600, audit, key_first.len() as u64));
+    assert!(c.bytes.is_empty(), "{c:?}");
+    let stats = s.file_stats();
+    assert_eq!(stats.round_trips - before.round_trips, 2, "open; fstat and the BEGIN line: {stats:?}");
+    assert_eq!(stats.bytes - before.bytes, 27, "{stats:?}");
+
+    // A certificate alone: read whole, the lookahead past it answered by the end of the file.
+    let before = s.file_stats();
+    let a = s.fetch(&[Request::certs(node.path("ca.crt"))]).await;
+    assert_eq!(found(&a[0].1), &meta(Kind::File, 0o644, audit, ca.len() as u64));
+    assert_eq!(String::from_utf8_lossy(&a[0].1.content().unwrap().bytes), ca);
+    let stats = s.file_stats();
+    assert_eq!(stats.bytes - before.bytes, ca.len() as u64, "{stats:?}");
+    assert_eq!(stats.round_trips - before.round_trips, 5, "and a last read of the lookahead, the end: {stats:?}");
+    // A last batch makes sure the closes (sent without waiting) have reached the server, which logs its tally.
+    s.fetch(&[Request::stat(node.path("ca.crt"))]).await;
+    s.close().await;
+
+    // The server's side: what it was asked to read, whatever it answered, and what it read in all.
+    let furthest = |reads: &[(u64, u64)]| reads.iter().map(|(off, len)| off + len).max().unwrap();
+    let path = node.path("kubelet-server-current.pem");
+    let reads = reads_of(&log, &path);
+    let key_at = certs.len() as u64;
+    assert_eq!(furthest(&reads), key_at + 27, "up to the key's BEGIN line and not a byte into it: {reads:?}");
+    assert!(reads.windows(2).all(|w| w[1].0 == w[0].0 + w[0].1), "each from where the last ended: {reads:?}");
+    assert_eq!(reads.len(), 5, "the BEGIN line; for each certificate its first line and its rest: {reads:?}");
+    assert_eq!(bytes_read(&log, &path), key_at + 27);
+    let path = node.path("key-first.pem");
+    assert_eq!(reads_of(&log, &path), [(0, 27)], "the key's BEGIN line alone");
+    assert_eq!(bytes_read(&log, &path), 27);
+    // The lookahead past a file's last certificate asks past its end, and is answered by the end.
+    let path = node.path("ca.crt");
+    let reads = reads_of(&log, &path);
+    let size = ca.len() as u64;
+    assert_eq!(furthest(&reads), size + 27, "{reads:?}");
+    assert_eq!(reads.last(), Some(&(size, 27)), "{reads:?}");
+    assert_eq!(bytes_read(&log, &path), size);
+}
