@@ -317,6 +317,7 @@ pub async fn run(
         .filter(|(_, names)| names.iter().any(|n| !selected.contains(n.as_str())))
         .map(|(c, _)| c.clone())
         .collect();
+    let stage = Instant::now();
     let clusters = match crate::cluster::judge_scan(store, scan_id, &engine.rules, &members, model::unix_now()).await {
         Ok(c) => c,
         Err(e) => {
@@ -324,6 +325,14 @@ pub async fn run(
             return Err(e.into());
         }
     };
+    // What benches/sim-scale.sh reports as the cluster stage's share of the scan (FLEETAUDIT_LOG=info).
+    tracing::info!(
+        scan_id,
+        clusters = members.len(),
+        verdicts = clusters.len(),
+        seconds = stage.elapsed().as_secs_f64(),
+        "cluster stage finished"
+    );
     store.finish_scan(scan_id, interrupted).await?;
     let (reports, rules) = reports;
     let manual = engine
