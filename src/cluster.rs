@@ -119,9 +119,10 @@ impl<'a> Cluster<'a> {
                 None => open.push((name.clone(), "not in this scan".to_owned())),
             }
         }
+        let audited: BTreeSet<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
         let mut files: BTreeMap<&str, Vec<&CertFile>> = BTreeMap::new();
         for f in &inputs.files {
-            if hosts.iter().any(|h| h.name == f.host) {
+            if audited.contains(f.host.as_str()) {
                 files.entry(f.host.as_str()).or_default().push(f);
             }
         }
@@ -276,14 +277,23 @@ fn unread(f: &CertFile, why: &str) -> String {
     format!("{}: {} ({why})", f.host, f.path)
 }
 
+/// A CA file the API servers in `apis` verify kubelets with; `key`: the fingerprints of what it holds.
+struct Bundle<'a> {
+    path: &'a str,
+    key: Vec<&'a str>,
+    cas: &'a [Certificate],
+    apis: Vec<&'a str>,
+}
+
 /// The seed rule as it works: see [`ClusterCheck::KubeletServing`].
 fn kubelet_serving(c: &Cluster<'_>, now: i64) -> (Status, String, serde_json::Value) {
     let apis = c.running("apiserver");
     let kubelets = c.running("kubelet");
     let mut fails: Vec<String> = Vec::new();
     let mut undecided: Vec<String> = Vec::new();
-    // Each API server's CA bundle for kubelets.
-    let mut bundles: Vec<(&str, &str, &[Certificate])> = Vec::new();
+    // The CA bundles the API servers verify kubelets with, each once with every API server that uses it: a
+    // control plane of N API servers sharing one CA file costs each kubelet one chain check, not N.
+    let mut bundles: Vec<Bundle<'_>> = Vec::new();
     let mut api_json = Vec::new();
     for api in &apis {
         let files = c.with_role(&api.name, "apiserver-kubelet-ca");
@@ -311,7 +321,11 @@ fn kubelet_serving(c: &Cluster<'_>, now: i64) -> (Status, String, serde_json::Va
         for f in files {
             match &f.certificates {
                 Ok(certs) if !certs.is_empty() => {
-                    bundles.push((api.name.as_str(), f.path.as_str(), certs));
+                    let key: Vec<&str> = certs.iter().map(|c| c.fingerprint.as_str()).collect();
+                    match bundles.iter_mut().find(|b| b.path == f.path && b.key == key) {
+                        Some(b) => b.apis.push(api.name.as_str()),
+                        None => bundles.push(Bundle { path: &f.path, key, cas: certs, apis: vec![api.name.as_str()] }),
+                    }
                     api_json.push(ApiServerEvidence {
                         host: api.name.clone(),
                         kubelet_certificate_authority: Some(f.path.clone()),
@@ -369,9 +383,17 @@ fn kubelet_serving(c: &Cluster<'_>, now: i64) -> (Status, String, serde_json::Va
             };
             let leaf = &leaf_and_chain[0];
             let mut problems: Vec<String> = Vec::new();
-            for (api, path, cas) in &bundles {
-                if let Err(why) = chains(leaf, &leaf_and_chain[1..], cas) {
-                    problems.push(format!("not verified with {path} of the API server on {api}: {why}"));
+            for b in &bundles {
+                if let Err(why) = chains(leaf, &leaf_and_chain[1..], b.cas) {
+                    let servers = match b.apis.len() {
+                        1 => "server",
+                        _ => "servers",
+                    };
+                    problems.push(format!(
+                        "not verified with {} of the API {servers} on {}: {why}",
+                        b.path,
+                        names(b.apis.iter().map(|a| a.to_string()))
+                    ));
                 }
             }
             if !leaf.covers(&k.name) && !leaf.covers(&k.address) {
@@ -577,5 +599,71 @@ fn expiry(
             ),
             evidence,
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::files::x509::parse_pem;
+    use crate::rules::RuleSet;
+    use crate::sim::pki;
+
+    fn host(name: &str, components: &[&str]) -> ClusterHost {
+        ClusterHost {
+            name: name.to_owned(),
+            cluster: Some("prod".to_owned()),
+            address: "127.0.0.1".to_owned(),
+            audited: Ok(()),
+            components: components.iter().map(|c| c.to_string()).collect(),
+            host_rule: Some((Status::Pass, "set".to_owned())),
+        }
+    }
+
+    fn file(host: &str, path: &str, role: &str, pem: &[u8]) -> CertFile {
+        CertFile {
+            host: host.to_owned(),
+            path: path.to_owned(),
+            roles: vec![role.to_owned()],
+            certificates: Ok(parse_pem(pem).expect("a generated certificate parses")),
+        }
+    }
+
+    /// Three API servers sharing one CA file: each kubelet is checked against that bundle once, and a kubelet
+    /// that fails it is named once, with every API server that would refuse it (not three times over).
+    #[test]
+    fn api_servers_sharing_a_ca_file_judge_each_kubelet_once_and_are_named_together() {
+        let ca = pki::generate("ca-certificate", "/etc/kubernetes/pki/ca.crt", 365, String::new).unwrap();
+        let good = pki::generate("kubelet-serving", "/var/lib/kubelet/pki/kubelet.crt", 365, String::new).unwrap();
+        let own = pki::generate("kubelet-certificate", "/var/lib/kubelet/pki/kubelet.crt", 365, String::new).unwrap();
+        let mut inputs = ClusterInputs::default();
+        for api in ["cp-a", "cp-b", "cp-c"] {
+            inputs.hosts.push(host(api, &["apiserver"]));
+            inputs.files.push(file(api, "/etc/kubernetes/pki/ca.crt", "apiserver-kubelet-ca", &ca));
+        }
+        inputs.hosts.push(host("w-good", &["kubelet"]));
+        inputs.files.push(file("w-good", "/var/lib/kubelet/pki/kubelet.crt", "kubelet-serving", &good));
+        inputs.hosts.push(host("w-self", &["kubelet"]));
+        inputs.files.push(file("w-self", "/var/lib/kubelet/pki/kubelet.crt", "kubelet-serving", &own));
+        let members = BTreeMap::from([(
+            "prod".to_owned(),
+            ["cp-a", "cp-b", "cp-c", "w-good", "w-self"].map(str::to_owned).to_vec(),
+        )]);
+        let set = RuleSet::embedded().unwrap();
+        let findings = judge(&set.cluster_rules, &inputs, &members, crate::model::unix_now());
+        let seed = findings.iter().find(|f| f.rule_id == "cluster-kubelet-serving-certificates").unwrap();
+        assert_eq!(seed.status, Status::Fail, "{}", seed.reason);
+        assert!(seed.reason.starts_with("1 of 2 kubelets would fail"), "{}", seed.reason);
+        assert_eq!(seed.reason.matches("not verified with").count(), 1, "{}", seed.reason);
+        assert!(
+            seed.reason.contains("/etc/kubernetes/pki/ca.crt of the API servers on cp-a; cp-b; cp-c: self-signed"),
+            "{}",
+            seed.reason
+        );
+        let evidence: KubeletServingEvidence = serde_json::from_str(seed.evidence.as_deref().unwrap()).unwrap();
+        assert_eq!(evidence.api_servers.len(), 3, "each API server keeps its own entry");
+        let problems = |h: &str| evidence.kubelets.iter().find(|k| k.host == h).unwrap().problems.clone();
+        assert!(problems("w-good").is_empty(), "{:?}", problems("w-good"));
+        assert_eq!(problems("w-self").len(), 1, "{:?}", problems("w-self"));
     }
 }

@@ -220,10 +220,19 @@ impl Store {
             .collect();
 
         let what = "read the scan's certificate files";
-        type FileRow =
-            (String, String, String, Option<String>, Option<String>, Option<i64>, Option<String>, Option<Vec<u8>>);
+        type FileRow = (
+            String,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<i64>,
+            Option<String>,
+            Option<i64>,
+            Option<Vec<u8>>,
+        );
         let rows: Vec<FileRow> = sqlx::query_as(
-            "SELECT h.name, o.path, o.roles, o.problem, o.problem_message, o.content_id, x.error, c.der
+            "SELECT h.name, o.path, o.roles, o.problem, o.problem_message, o.content_id, x.error, c.id, c.der
                FROM scan_hosts sh
                JOIN hosts h ON h.id = sh.host_id
                JOIN file_set_members m ON m.set_id = sh.file_set_id
@@ -239,7 +248,9 @@ impl Store {
         .await
         .map_err(query_err(what))?;
         let mut files: Vec<CertFile> = Vec::new();
-        for (host, path, roles, problem, message, content_id, error, der) in rows {
+        // A fleet's files hold few distinct certificates (every node has the cluster CA): each is parsed once.
+        let mut parsed: std::collections::HashMap<i64, Certificate> = std::collections::HashMap::new();
+        for (host, path, roles, problem, message, content_id, error, cert_id, der) in rows {
             let same = files.last().is_some_and(|f| f.host == host && f.path == path);
             if !same {
                 let certificates = match (&problem, content_id, &error) {
@@ -255,12 +266,21 @@ impl Store {
                     certificates,
                 });
             }
-            if let (Some(der), Some(Ok(certs))) = (der, files.last_mut().map(|f| &mut f.certificates)) {
-                // Stored by fleetaudit after parsing: a failure here is a database written by something else.
-                certs.push(crate::files::x509::parse_der(&der).map_err(|e| StoreError::Query {
-                    what,
-                    source: sqlx::Error::Decode(format!("stored certificate: {e}").into()),
-                })?);
+            if let (Some(id), Some(der), Some(Ok(certs))) =
+                (cert_id, der, files.last_mut().map(|f| &mut f.certificates))
+            {
+                let cert = match parsed.get(&id) {
+                    Some(c) => c.clone(),
+                    None => {
+                        // Stored by fleetaudit after parsing: a failure here is a database written by something else.
+                        let c = crate::files::x509::parse_der(&der).map_err(|e| StoreError::Query {
+                            what,
+                            source: sqlx::Error::Decode(format!("stored certificate: {e}").into()),
+                        })?;
+                        parsed.entry(id).or_insert(c).clone()
+                    }
+                };
+                certs.push(cert);
             }
         }
         Ok(ClusterInputs { hosts, files })
