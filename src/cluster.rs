@@ -10,6 +10,7 @@
 //! Must not touch: SSH, SQL (the store runs every statement), how a certificate is parsed (`files::x509`).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -281,7 +282,7 @@ fn unread(f: &CertFile, why: &str) -> String {
 struct Bundle<'a> {
     path: &'a str,
     key: Vec<&'a str>,
-    cas: &'a [Certificate],
+    cas: &'a [Arc<Certificate>],
     apis: Vec<&'a str>,
 }
 
@@ -329,7 +330,7 @@ fn kubelet_serving(c: &Cluster<'_>, now: i64) -> (Status, String, serde_json::Va
                     api_json.push(ApiServerEvidence {
                         host: api.name.clone(),
                         kubelet_certificate_authority: Some(f.path.clone()),
-                        certificates: certs.iter().map(CertSummary::of).collect(),
+                        certificates: certs.iter().map(|c| CertSummary::of(c)).collect(),
                         error: None,
                     });
                 }
@@ -486,7 +487,7 @@ fn kubelet_serving(c: &Cluster<'_>, now: i64) -> (Status, String, serde_json::Va
 /// Whether `leaf` chains to one of `cas`, directly or through the intermediates its file holds after it (as
 /// Go's `x509.Certificate.Verify` builds a chain from the intermediates the TLS peer sends). Signatures, not names,
 /// decide.
-fn chains(leaf: &Certificate, intermediates: &[Certificate], cas: &[Certificate]) -> Result<(), String> {
+fn chains(leaf: &Certificate, intermediates: &[Arc<Certificate>], cas: &[Arc<Certificate>]) -> Result<(), String> {
     let mut first_why = None;
     for ca in cas {
         match leaf.signed_by(ca) {
@@ -625,7 +626,11 @@ mod tests {
             host: host.to_owned(),
             path: path.to_owned(),
             roles: vec![role.to_owned()],
-            certificates: Ok(parse_pem(pem).expect("a generated certificate parses")),
+            certificates: Ok(parse_pem(pem)
+                .expect("a generated certificate parses")
+                .into_iter()
+                .map(Arc::new)
+                .collect()),
         }
     }
 

@@ -9,6 +9,9 @@
 //! Must not touch: what a certificate means (`files::x509` parses, `cluster` judges).
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use futures_util::TryStreamExt;
 
 use sha2::{Digest, Sha256};
 
@@ -39,7 +42,7 @@ pub struct CertFile {
     pub roles: Vec<String>,
     /// What the scan learned: the certificates in file order, or why there are none (the path's problem, a file
     /// only stat'ed, contents that are no certificate).
-    pub certificates: Result<Vec<Certificate>, String>,
+    pub certificates: Result<Vec<Arc<Certificate>>, String>,
 }
 
 /// A scan's hosts and their certificate files.
@@ -231,7 +234,8 @@ impl Store {
             Option<i64>,
             Option<Vec<u8>>,
         );
-        let rows: Vec<FileRow> = sqlx::query_as(
+        // Streamed: a fleet's rows (one per certificate in each file of each host) are not held all at once.
+        let mut rows = sqlx::query_as::<_, FileRow>(
             "SELECT h.name, o.path, o.roles, o.problem, o.problem_message, o.content_id, x.error, c.id, c.der
                FROM scan_hosts sh
                JOIN hosts h ON h.id = sh.host_id
@@ -244,13 +248,13 @@ impl Store {
               ORDER BY h.name, o.path, cc.position",
         )
         .bind(scan_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(query_err(what))?;
+        .fetch(&self.pool);
         let mut files: Vec<CertFile> = Vec::new();
-        // A fleet's files hold few distinct certificates (every node has the cluster CA): each is parsed once.
-        let mut parsed: std::collections::HashMap<i64, Certificate> = std::collections::HashMap::new();
-        for (host, path, roles, problem, message, content_id, error, cert_id, der) in rows {
+        // A fleet's files hold few distinct certificates (every node has the cluster CA): each is parsed and
+        // kept once, shared by every file holding it.
+        let mut parsed: std::collections::HashMap<i64, Arc<Certificate>> = std::collections::HashMap::new();
+        while let Some(row) = rows.try_next().await.map_err(query_err(what))? {
+            let (host, path, roles, problem, message, content_id, error, cert_id, der) = row;
             let same = files.last().is_some_and(|f| f.host == host && f.path == path);
             if !same {
                 let certificates = match (&problem, content_id, &error) {
@@ -270,14 +274,14 @@ impl Store {
                 (cert_id, der, files.last_mut().map(|f| &mut f.certificates))
             {
                 let cert = match parsed.get(&id) {
-                    Some(c) => c.clone(),
+                    Some(c) => Arc::clone(c),
                     None => {
                         // Stored by fleetaudit after parsing: a failure here is a database written by something else.
                         let c = crate::files::x509::parse_der(&der).map_err(|e| StoreError::Query {
                             what,
                             source: sqlx::Error::Decode(format!("stored certificate: {e}").into()),
                         })?;
-                        parsed.entry(id).or_insert(c).clone()
+                        Arc::clone(parsed.entry(id).or_insert(Arc::new(c)))
                     }
                 };
                 certs.push(cert);
