@@ -10,20 +10,24 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 // mimalloc's own declarations (libmimalloc-sys links the library; its Rust constants follow mimalloc 2's
 // numbering, so the two options used are numbered here from mimalloc 3's `mimalloc.h`, `mi_option_e`).
+#[cfg(target_os = "linux")]
 unsafe extern "C" {
     fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
     #[cfg(test)]
     fn mi_option_get(option: std::ffi::c_int) -> std::ffi::c_long;
 }
 /// `mi_option_arena_eager_commit`.
+#[cfg(target_os = "linux")]
 const ARENA_EAGER_COMMIT: std::ffi::c_int = 4;
 /// `mi_option_purge_delay` (milliseconds; 1,000 by default).
+#[cfg(target_os = "linux")]
 const PURGE_DELAY: std::ffi::c_int = 15;
 
 /// With its defaults mimalloc commits its arenas eagerly and keeps freed pages a second: a scan of 16 hostile
 /// hosts (one flooding 100 MB of `ps` output at the capped reader) peaked at 94–95 MB against the 64 MB that
 /// tests/fault_matrix.rs holds it to. Committing on demand and returning freed pages at once keeps it under,
 /// and cost no CPU in paired 10,000-node runs (README, "The allocator").
+#[cfg(target_os = "linux")]
 extern "C" fn tune_allocator() {
     // SAFETY: plain setters of mimalloc's option table, run before `main` (below) on one thread.
     unsafe {
@@ -47,6 +51,8 @@ fn main() {
 
 #[cfg(test)]
 mod tests {
+    // Only Linux runs the constructor that sets the options (`.init_array`, above).
+    #[cfg(target_os = "linux")]
     #[test]
     fn the_allocator_options_are_the_ones_meant() {
         // A wrong option number would set something else silently: the two are set (the constructor ran in
