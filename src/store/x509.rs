@@ -193,13 +193,22 @@ impl Store {
             Option<String>,
         );
         let rows: Vec<HostRow> = sqlx::query_as(
-            "SELECT h.name, h.cluster, h.address, sh.outcome, sh.error_kind, sh.error_message,
-                    (SELECT group_concat(DISTINCT m.component)
-                       FROM results r JOIN rules m ON m.rules_version = s.rules_version AND m.rule_id = r.rule_id
-                      WHERE r.set_id = sh.result_set_id AND r.evidence_id IS NOT NULL),
-                    (SELECT r.status FROM results r WHERE r.set_id = sh.result_set_id AND r.rule_id = ?2),
-                    (SELECT r.reason FROM results r WHERE r.set_id = sh.result_set_id AND r.rule_id = ?2)
-               FROM scan_hosts sh JOIN hosts h ON h.id = sh.host_id JOIN scans s ON s.id = sh.scan_id
+            // Each result set's components and seed verdict once, not once per host: hosts share sets (a
+            // homogeneous fleet, the simulator's 11 among 10,000 hosts), and per host this took 1.1 s there.
+            "WITH per_set (id, components, status, reason) AS MATERIALIZED (
+                  SELECT t.id,
+                         (SELECT group_concat(DISTINCT m.component)
+                            FROM results r JOIN rules m ON m.rules_version = s.rules_version AND m.rule_id = r.rule_id
+                           WHERE r.set_id = t.id AND r.evidence_id IS NOT NULL),
+                         (SELECT r.status FROM results r WHERE r.set_id = t.id AND r.rule_id = ?2),
+                         (SELECT r.reason FROM results r WHERE r.set_id = t.id AND r.rule_id = ?2)
+                    FROM (SELECT DISTINCT result_set_id AS id FROM scan_hosts
+                           WHERE scan_id = ?1 AND result_set_id IS NOT NULL) t
+                   CROSS JOIN scans s
+                   WHERE s.id = ?1)
+             SELECT h.name, h.cluster, h.address, sh.outcome, sh.error_kind, sh.error_message, p.components, p.status,
+                    p.reason
+               FROM scan_hosts sh JOIN hosts h ON h.id = sh.host_id LEFT JOIN per_set p ON p.id = sh.result_set_id
               WHERE sh.scan_id = ?1 ORDER BY h.name",
         )
         .bind(scan_id)
