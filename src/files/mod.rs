@@ -390,11 +390,16 @@ impl FileSet {
 
     /// Whether the host already answered this request (a read answers a stat too).
     pub fn answers(&self, request: &Request) -> bool {
-        match self.entries.get(&request.path) {
+        self.answered(&request.path, request.want)
+    }
+
+    /// Whether the set answers `want` of `path` (see [`FileSet::answers`]), for a request not yet made.
+    pub fn answered(&self, path: &str, want: Want) -> bool {
+        match self.entries.get(path) {
             None => false,
             Some(Entry::Problem(_)) => true,
             // A read of a directory (or a listing of a file) is answered by its stat: there is nothing more.
-            Some(Entry::Found { meta, content, names }) => match request.want {
+            Some(Entry::Found { meta, content, names }) => match want {
                 Want::Stat => true,
                 Want::Read | Want::Certs => content.is_some() || meta.kind != Kind::File,
                 Want::List => names.is_some() || meta.kind != Kind::Dir,

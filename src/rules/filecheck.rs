@@ -400,20 +400,28 @@ pub fn certificate_paths(target: &Target, view: &View<'_, '_>, files: &FileSet) 
 
 /// The requests a target needs: a stat of each path, a listing of each tree (and of its subdirectories as
 /// they appear). Defaults not yet known to be overridden are asked for at once (see [`Mode::Speculate`]).
-pub fn requests(target: &Target, view: &View<'_, '_>, files: &FileSet, others: &Others<'_>, out: &mut Vec<Request>) {
+/// `listed` holds the trees walked for this set already (targets share them: four PKI rules, one tree).
+pub fn requests(
+    target: &Target,
+    view: &View<'_, '_>,
+    files: &FileSet,
+    others: &Others<'_>,
+    out: &mut Vec<Request>,
+    listed: &mut std::collections::HashSet<String>,
+) {
     if target.static_pod && view.embedded_in.is_some() {
         return;
     }
     let viewer = view.viewer;
     for place in &target.at {
         match place {
-            Place::Tree { dir, .. } => list_tree(dir.trim_end_matches('/'), files, 0, out),
+            Place::Tree { dir, .. } => list_tree(dir.trim_end_matches('/'), files, 0, out, listed),
             Place::TreeOf { flag, .. } => {
                 if let Ok(Some(dir)) = dir_of(view, flag) {
                     let l = viewer.locate(files, &dir);
                     match l.entry {
                         None => out.extend(viewer.requests(&dir, Want::List)),
-                        Some(_) => list_tree(&l.at, files, 0, out),
+                        Some(_) => list_tree(&l.at, files, 0, out, listed),
                     }
                     // The subdirectories the process's own flags point into, at once: the API server's
                     // --etcd-cafile names /etc/kubernetes/pki/etcd, which would otherwise wait for the listing.
@@ -433,7 +441,7 @@ pub fn requests(target: &Target, view: &View<'_, '_>, files: &FileSet, others: &
                     let l = viewer.locate(files, &d);
                     match l.entry {
                         None => out.extend(viewer.requests(&d, Want::List)),
-                        Some(_) => list_tree(&l.at, files, 0, out),
+                        Some(_) => list_tree(&l.at, files, 0, out, listed),
                     }
                 }
             }
@@ -458,7 +466,10 @@ pub fn requests(target: &Target, view: &View<'_, '_>, files: &FileSet, others: &
             };
             // A named path not found on the host yet: where the process sees it too.
             match *named && viewer.container.is_some() && !path.starts_with("/proc/") {
-                true => out.extend(viewer.requests(path, want)),
+                true => out.extend(viewer.requests(path, want).into_iter().filter(|r| !files.answers(r))),
+                // Every round derives every path again: only what is still unanswered is asked (planning was
+                // a tenth of a scan's CPU, most of it merging requests answered rounds before).
+                false if files.answered(path, want) => {}
                 false => out.push(Request { path: path.clone(), want }),
             }
         }
@@ -484,14 +495,31 @@ fn flag_dirs_under(view: &View<'_, '_>, root: &str) -> Vec<String> {
     dirs
 }
 
-fn list_tree(dir: &str, files: &FileSet, depth: usize, out: &mut Vec<Request>) {
-    out.push(Request::list(dir));
-    let Some(Entry::Found { names: Some(names), .. }) = files.get(dir) else { return };
+/// A tree's listings and its entries' stats, those not answered yet; once per tree (see `listed`).
+fn list_tree(
+    dir: &str,
+    files: &FileSet,
+    depth: usize,
+    out: &mut Vec<Request>,
+    listed: &mut std::collections::HashSet<String>,
+) {
+    if !listed.insert(dir.to_owned()) {
+        return;
+    }
+    let Some(Entry::Found { names: Some(names), .. }) = files.get(dir) else {
+        if !files.answered(dir, Want::List) {
+            out.push(Request::list(dir));
+        }
+        return;
+    };
     for name in names {
         let path = format!("{dir}/{name}");
-        out.push(Request::stat(&path));
-        if depth < MAX_TREE_DEPTH && files.get(&path).and_then(Entry::meta).is_some_and(|m| m.kind == Kind::Dir) {
-            list_tree(&path, files, depth + 1, out);
+        match files.get(&path) {
+            None => out.push(Request::stat(path)),
+            Some(e) if depth < MAX_TREE_DEPTH && e.meta().is_some_and(|m| m.kind == Kind::Dir) => {
+                list_tree(&path, files, depth + 1, out, listed)
+            }
+            Some(_) => {}
         }
     }
 }

@@ -84,6 +84,7 @@ pub(crate) fn plan_parsed(
     // Rules share targets (a file's mode and its owner) and settings: each (target or setting, process) once.
     // Planning runs every round of every host; asking per rule was a fifth of a scan's CPU (perf).
     let (mut targets_done, mut fields_done) = (BTreeSet::new(), BTreeSet::new());
+    let mut listed = std::collections::HashSet::new();
     for rule in &set.rules {
         let checks = rule.test.file_checks();
         let fields: Vec<_> = rule.test.checks().into_iter().filter(|c| c.field.is_some()).collect();
@@ -121,7 +122,7 @@ pub(crate) fn plan_parsed(
                 continue;
             }
             for c in &checks {
-                filecheck::requests(&set.targets[c.target], &view, files, &others, &mut stats);
+                filecheck::requests(&set.targets[c.target], &view, files, &others, &mut stats, &mut listed);
             }
             wanted.insert(Request::read("/etc/passwd"));
             wanted.insert(Request::read("/etc/group"));
@@ -130,7 +131,7 @@ pub(crate) fn plan_parsed(
     // The certificates cluster rules judge, whatever rules this host's processes have.
     for target in set.targets.iter().filter(|t| t.certificate.is_some()) {
         judge::each_view(set, parsed, files, target.component, |view| {
-            filecheck::requests(target, view, files, view.others, &mut stats);
+            filecheck::requests(target, view, files, view.others, &mut stats, &mut listed);
         });
     }
     wanted.extend(stats);
