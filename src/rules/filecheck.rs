@@ -400,14 +400,15 @@ pub fn certificate_paths(target: &Target, view: &View<'_, '_>, files: &FileSet) 
 
 /// The requests a target needs: a stat of each path, a listing of each tree (and of its subdirectories as
 /// they appear). Defaults not yet known to be overridden are asked for at once (see [`Mode::Speculate`]).
-/// `listed` holds the trees walked for this set already (targets share them: four PKI rules, one tree).
+/// `listed` holds the trees walked for this set already, each with the least depth it was walked from (targets
+/// share them: four PKI rules, one tree).
 pub fn requests(
     target: &Target,
     view: &View<'_, '_>,
     files: &FileSet,
     others: &Others<'_>,
     out: &mut Vec<Request>,
-    listed: &mut std::collections::HashSet<String>,
+    listed: &mut std::collections::HashMap<String, usize>,
 ) {
     if target.static_pod && view.embedded_in.is_some() {
         return;
@@ -495,16 +496,20 @@ fn flag_dirs_under(view: &View<'_, '_>, root: &str) -> Vec<String> {
     dirs
 }
 
-/// A tree's listings and its entries' stats, those not answered yet; once per tree (see `listed`).
+/// A tree's listings and its entries' stats, those not answered yet; once per tree (see `listed`), unless it
+/// is reached again nearer its root, where the depth limit lets the walk go further.
 fn list_tree(
     dir: &str,
     files: &FileSet,
     depth: usize,
     out: &mut Vec<Request>,
-    listed: &mut std::collections::HashSet<String>,
+    listed: &mut std::collections::HashMap<String, usize>,
 ) {
-    if !listed.insert(dir.to_owned()) {
-        return;
+    match listed.get(dir) {
+        Some(&walked) if walked <= depth => return,
+        _ => {
+            listed.insert(dir.to_owned(), depth);
+        }
     }
     let Some(Entry::Found { names: Some(names), .. }) = files.get(dir) else {
         if !files.answered(dir, Want::List) {

@@ -84,7 +84,7 @@ pub(crate) fn plan_parsed(
     // Rules share targets (a file's mode and its owner) and settings: each (target or setting, process) once.
     // Planning runs every round of every host; asking per rule was a fifth of a scan's CPU (perf).
     let (mut targets_done, mut fields_done) = (BTreeSet::new(), BTreeSet::new());
-    let mut listed = std::collections::HashSet::new();
+    let mut listed = std::collections::HashMap::new();
     for rule in &set.rules {
         let checks = rule.test.file_checks();
         let fields: Vec<_> = rule.test.checks().into_iter().filter(|c| c.field.is_some()).collect();
