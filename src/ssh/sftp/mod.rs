@@ -14,40 +14,33 @@
 //!    (`/proc`; except `environ` and `cgroup` from OpenSSH's server, see [`short_read_ends`]), a directory of
 //!    more than ~200 entries (OpenSSH sends at most 100 a reply).
 //!
-//! Closes are sent without waiting for their answers, and a round's requests leave in a few SSH packets, not
-//! one each. [`FileStats::round_trips`] counts what a batch really cost, as the requests are sent and answered.
+//! The client is our own ([`wire`] has the packets): a round's requests are written into one buffer and sent as
+//! one channel write, and the replies are parsed from the channel's data on the host's own task, matched to
+//! their requests by id; no task, lock, channel or timer per request. Closes are not waited for: they leave with
+//! the next round's requests. [`FileStats::round_trips`] counts the rounds sent: each round's requests all
+//! leave before any of its answers is read, and the next round only after all of them came.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::io;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures_util::StreamExt;
-use futures_util::stream::FuturesUnordered;
+use bytes::{Bytes, BytesMut};
 use russh::client::{self, Handle, Msg};
 use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
-use russh_sftp::client::RawSftpSession;
-use russh_sftp::client::error::Error as SftpError;
-use russh_sftp::protocol::{File, FileAttributes, OpenFlags, StatusCode};
-use tokio::io::{AsyncRead, ReadBuf};
-use tokio::sync::{Semaphore, SemaphorePermit, mpsc};
-use tokio::task::JoinHandle;
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::{Instant, timeout_at};
 
 use crate::files::{Content, Entry, Kind, Meta, Problem, Request, Want};
 use crate::inventory::FileAccess;
+
+mod wire;
 
 /// The first read of a file: Kubernetes configs, manifests, `/etc/passwd` and an etcd's environment are a few
 /// KiB, so one read returns all of them.
 const FIRST_READ: u64 = 64 << 10;
 
 /// Later reads: OpenSSH's sftp-server answers at most `SFTP_MAX_READ_LENGTH` (256 KiB - 1 KiB) a read
-/// (sftp-server.c), and russh-sftp accepts packets up to 256 KiB.
+/// (sftp-server.c), which fits in the largest packet accepted ([`wire::MAX_PACKET`]).
 const CHUNK: u64 = 261_120;
 
 /// Files and directories held open at once. OpenSSH's sftp-server has one descriptor per handle (up to
@@ -191,20 +184,13 @@ impl<'t> Files<'t> {
         }
         self.stats.requests += requests.len();
 
-        if let (State::Open(sftp), false) = (&self.state, works.is_empty()) {
+        if let (State::Open(sftp), false) = (&mut self.state, works.is_empty()) {
             let deadline = started + budget.saturating_sub(self.spent);
-            let depth = AtomicU32::new(0);
-            let round = |ops: Vec<Op>| {
-                let (raw, depth) = (&sftp.raw, &depth);
-                async move {
-                    let (replies, timed_out) = gather(raw, &ops, deadline, depth).await;
-                    (ops, replies, timed_out)
-                }
-            };
-            let close = |handle| close_unanswered(&sftp.raw, handle);
+            let sent = sftp.rounds;
             let cap = self.access.max_file_bytes;
-            run_rounds(&mut works, cap, &mut self.pool, &mut self.stats, round, close).await;
-            self.stats.round_trips += depth.load(Ordering::Relaxed);
+            let mut link = Live { sftp: &mut *sftp, deadline };
+            run_rounds(&mut works, cap, &mut self.pool, &mut self.stats, &mut link).await;
+            self.stats.round_trips += sftp.rounds - sent;
         }
         self.spent += started.elapsed();
 
@@ -212,39 +198,45 @@ impl<'t> Files<'t> {
     }
 }
 
-/// The rounds of a batch: plan what every path needs next, send it all and gather the answers (`round`),
-/// absorb them and close (`close`, not waited for) what finished; until nothing is left, the time budget ran out
-/// (`round` says so) or [`MAX_ROUNDS`]. Returns the number of rounds.
-async fn run_rounds<R, F>(
+/// Where a batch's rounds go: the host's SFTP session, or (in tests) a server in memory.
+trait Exchange {
+    /// Sends every request of a round (with the closes queued before it), then collects the answers until all
+    /// came or the batch's time ran out. Returns the replies by request (`None`: not answered in time) and
+    /// whether the time ran out.
+    fn round(&mut self, ops: &[Op]) -> impl Future<Output = (Vec<Option<Reply>>, bool)>;
+
+    /// Queues a close of `handle`, sent with the next round and not waited for.
+    fn close(&mut self, handle: Bytes);
+}
+
+/// The rounds of a batch: plan what every path needs next, send it all and gather the answers, absorb them and
+/// close what finished; until nothing is left, the time budget ran out or [`MAX_ROUNDS`]. Returns the number
+/// of rounds sent.
+async fn run_rounds(
     works: &mut [Work<'_>],
     cap: u64,
     pool: &mut Pool<'_>,
     stats: &mut FileStats,
-    mut round: R,
-    mut close: impl FnMut(String),
-) -> u32
-where
-    R: FnMut(Vec<Op>) -> F,
-    F: Future<Output = (Vec<Op>, Vec<Option<Reply>>, bool)>,
-{
+    link: &mut impl Exchange,
+) -> u32 {
     let mut rounds = 0;
     loop {
         let ops = plan(works, cap);
         if ops.is_empty() {
             break;
         }
-        rounds += 1;
-        if rounds > MAX_ROUNDS {
+        if rounds == MAX_ROUNDS {
             for w in works.iter_mut() {
                 w.fail("the host answered a little at a time for too long; refused rather than waited for");
             }
             break;
         }
+        rounds += 1;
         stats.packets += ops.len() as u64;
-        let (ops, replies, timed_out) = round(ops).await;
+        let (replies, timed_out) = link.round(&ops).await;
         absorb(works, &ops, replies, cap, pool, stats);
         for handle in works.iter_mut().flat_map(Work::finished_handles) {
-            close(handle);
+            link.close(handle);
             stats.packets += 1;
         }
         if timed_out {
@@ -253,7 +245,7 @@ where
     }
     // Cut short: what is still open is closed too.
     for handle in works.iter_mut().flat_map(Work::open_handles) {
-        close(handle);
+        link.close(handle);
         stats.packets += 1;
     }
     rounds
@@ -379,12 +371,12 @@ enum Reading {
     Opening,
     Open(OpenFile),
     /// Done; the handle, if any, still to be closed.
-    Done(Entry, Option<String>),
+    Done(Entry, Option<Bytes>),
     Taken,
 }
 
 struct OpenFile {
-    handle: String,
+    handle: Bytes,
     /// A short read is the end even though the size says 0 (see [`short_read_ends`]).
     short_ends: bool,
     /// Reading only the leading certificates: where that stands.
@@ -399,11 +391,11 @@ enum Listing {
     Todo,
     Opening,
     Open(OpenDir),
-    Done(Result<Vec<String>, Problem>, Option<String>),
+    Done(Result<Vec<String>, Problem>, Option<Bytes>),
 }
 
 struct OpenDir {
-    handle: String,
+    handle: Bytes,
     names: Vec<String>,
     /// The entries' own attributes, as the listing gave them (OpenSSH's readdir sends each entry's lstat):
     /// answers the stats the engine would ask next, saving it a round trip. Symlinks are left out (a stat
@@ -469,7 +461,7 @@ impl<'r> Work<'r> {
     }
 
     /// Handles of what finished, to close (each once).
-    fn finished_handles(&mut self) -> Vec<String> {
+    fn finished_handles(&mut self) -> Vec<Bytes> {
         let mut out = Vec::new();
         if let Reading::Done(_, h) = &mut self.read {
             out.extend(h.take());
@@ -481,7 +473,7 @@ impl<'r> Work<'r> {
     }
 
     /// Every handle still open (a batch cut short by its time budget).
-    fn open_handles(&mut self) -> Vec<String> {
+    fn open_handles(&mut self) -> Vec<Bytes> {
         let mut out = self.finished_handles();
         if let Reading::Open(f) = &self.read {
             out.push(f.handle.clone());
@@ -537,25 +529,60 @@ enum OpKind {
 struct Op {
     work: usize,
     kind: OpKind,
-    target: String,
+    target: Bytes,
     offset: u64,
     len: u32,
 }
 
 impl Op {
-    fn new(work: usize, kind: OpKind, target: &str) -> Op {
-        Op { work, kind, target: target.to_owned(), offset: 0, len: 0 }
+    fn new(work: usize, kind: OpKind, target: &[u8]) -> Op {
+        Op { work, kind, target: Bytes::copy_from_slice(target), offset: 0, len: 0 }
+    }
+
+    fn on(work: usize, kind: OpKind, handle: &Bytes) -> Op {
+        Op { work, kind, target: handle.clone(), offset: 0, len: 0 }
+    }
+
+    fn request(&self) -> wire::Request<'_> {
+        let t = &self.target[..];
+        match self.kind {
+            OpKind::Stat => wire::Request::Stat(t),
+            OpKind::Open => wire::Request::Open(t),
+            OpKind::OpenDir => wire::Request::OpenDir(t),
+            OpKind::Fstat => wire::Request::Fstat(t),
+            OpKind::Read => wire::Request::Read { handle: t, offset: self.offset, len: self.len },
+            OpKind::ReadDir => wire::Request::ReadDir(t),
+        }
     }
 }
 
 enum Answer {
-    Attrs(FileAttributes),
-    Handle(String),
-    Data(Vec<u8>),
-    Names(Vec<File>),
+    Attrs(wire::Attrs),
+    Handle(Bytes),
+    Data(Bytes),
+    Names(Vec<wire::Name>),
 }
 
-type Reply = Result<Answer, SftpError>;
+/// Why a request has no answer.
+#[derive(Debug, Clone)]
+enum Fail {
+    /// The server answered with a status (`SSH_FXP_STATUS`).
+    Status { code: u32, message: String },
+    /// The session broke before the answer came: the reason.
+    Session(String),
+}
+
+type Reply = Result<Answer, Fail>;
+
+fn answer(reply: wire::Reply) -> Reply {
+    match reply {
+        wire::Reply::Status { code, message } => Err(Fail::Status { code, message }),
+        wire::Reply::Handle(h) => Ok(Answer::Handle(h)),
+        wire::Reply::Data(d) => Ok(Answer::Data(d)),
+        wire::Reply::Names(n) => Ok(Answer::Names(n)),
+        wire::Reply::Attrs(a) => Ok(Answer::Attrs(a)),
+    }
+}
 
 /// The requests of the next round: whatever each path needs next, all sent before any answer is awaited.
 fn plan(works: &mut [Work<'_>], cap: u64) -> Vec<Op> {
@@ -564,30 +591,30 @@ fn plan(works: &mut [Work<'_>], cap: u64) -> Vec<Op> {
     let mut bytes = 0;
     for (i, w) in works.iter_mut().enumerate() {
         if let Stat::Todo = w.stat {
-            ops.push(Op::new(i, OpKind::Stat, w.path));
+            ops.push(Op::new(i, OpKind::Stat, w.path.as_bytes()));
             w.stat = Stat::Sent;
         }
         match &w.read {
             Reading::Todo if open < MAX_OPEN => {
-                ops.push(Op::new(i, OpKind::Open, w.path));
+                ops.push(Op::new(i, OpKind::Open, w.path.as_bytes()));
                 w.read = Reading::Opening;
                 open += 1;
             }
             Reading::Open(f) if f.cut.is_some() => {
                 if f.meta.is_none() {
-                    ops.push(Op::new(i, OpKind::Fstat, &f.handle));
+                    ops.push(Op::on(i, OpKind::Fstat, &f.handle));
                 }
                 if let Some((offset, len)) = f.cut.and_then(|c| c.next_read(f.data.len() as u64)) {
-                    ops.push(Op { offset, len, ..Op::new(i, OpKind::Read, &f.handle) });
+                    ops.push(Op { offset, len, ..Op::on(i, OpKind::Read, &f.handle) });
                     bytes += u64::from(len);
                 }
             }
             Reading::Open(f) if bytes < ROUND_BYTES => match f.meta {
                 // Just opened: its fstat and the first read together.
                 None => {
-                    ops.push(Op::new(i, OpKind::Fstat, &f.handle));
+                    ops.push(Op::on(i, OpKind::Fstat, &f.handle));
                     let len = FIRST_READ.min(cap + 1);
-                    ops.push(Op { len: len as u32, ..Op::new(i, OpKind::Read, &f.handle) });
+                    ops.push(Op { len: len as u32, ..Op::on(i, OpKind::Read, &f.handle) });
                     bytes += len;
                 }
                 Some(meta) => {
@@ -599,7 +626,7 @@ fn plan(works: &mut [Work<'_>], cap: u64) -> Vec<Op> {
                     let mut at = got;
                     while at < end {
                         let len = CHUNK.min(end - at);
-                        ops.push(Op { offset: at, len: len as u32, ..Op::new(i, OpKind::Read, &f.handle) });
+                        ops.push(Op { offset: at, len: len as u32, ..Op::on(i, OpKind::Read, &f.handle) });
                         at += len;
                     }
                     bytes += end - got;
@@ -609,64 +636,20 @@ fn plan(works: &mut [Work<'_>], cap: u64) -> Vec<Op> {
         }
         match &w.list {
             Listing::Todo if open < MAX_OPEN => {
-                ops.push(Op::new(i, OpKind::OpenDir, w.path));
+                ops.push(Op::new(i, OpKind::OpenDir, w.path.as_bytes()));
                 w.list = Listing::Opening;
                 open += 1;
             }
             // Two readdirs a round: OpenSSH sends up to 100 entries a reply, so a directory of fewer than 100
             // ends (EOF) in the same round trip.
             Listing::Open(d) => {
-                ops.push(Op::new(i, OpKind::ReadDir, &d.handle));
-                ops.push(Op::new(i, OpKind::ReadDir, &d.handle));
+                ops.push(Op::on(i, OpKind::ReadDir, &d.handle));
+                ops.push(Op::on(i, OpKind::ReadDir, &d.handle));
             }
             _ => {}
         }
     }
     ops
-}
-
-/// Sends every request, then collects the answers until all came or `deadline`; `depth` ends as the longest
-/// chain of round trips so far. Returns the replies by request (`None`: not answered in time) and whether the
-/// deadline passed.
-async fn gather(raw: &RawSftpSession, ops: &[Op], deadline: Instant, depth: &AtomicU32) -> (Vec<Option<Reply>>, bool) {
-    // FuturesUnordered polls each new future once before any is polled again: every request of the round is
-    // sent (on that first poll) before the first answer is looked at.
-    let mut pending: FuturesUnordered<_> =
-        ops.iter().enumerate().map(|(i, op)| async move { (i, call(raw, op, depth).await) }).collect();
-    let mut replies: Vec<Option<Reply>> = (0..ops.len()).map(|_| None).collect();
-    loop {
-        match timeout_at(deadline, pending.next()).await {
-            Ok(Some((i, reply))) => replies[i] = Some(reply),
-            Ok(None) => return (replies, false),
-            Err(_) => return (replies, true),
-        }
-    }
-}
-
-/// One SFTP request and its answer. The depth it records is measured, not assumed: a request sent after some
-/// answer arrived counts one round trip more than that answer.
-async fn call(raw: &RawSftpSession, op: &Op, depth: &AtomicU32) -> Reply {
-    // Read on the first poll, when the request is sent.
-    let after = depth.load(Ordering::Relaxed);
-    let target = op.target.clone();
-    let reply = match op.kind {
-        OpKind::Stat => raw.stat(target).await.map(|a| Answer::Attrs(a.attrs)),
-        OpKind::Open => {
-            raw.open(target, OpenFlags::READ, FileAttributes::empty()).await.map(|h| Answer::Handle(h.handle))
-        }
-        OpKind::OpenDir => raw.opendir(target).await.map(|h| Answer::Handle(h.handle)),
-        OpKind::Fstat => raw.fstat(target).await.map(|a| Answer::Attrs(a.attrs)),
-        OpKind::Read => raw.read(target, op.offset, op.len).await.map(|d| Answer::Data(d.data)),
-        OpKind::ReadDir => raw.readdir(target).await.map(|n| Answer::Names(n.files)),
-    };
-    depth.fetch_max(after + 1, Ordering::Relaxed);
-    reply
-}
-
-/// Sends a close and forgets it: one poll sends the request, and russh-sftp drops the answer when it comes.
-fn close_unanswered(raw: &RawSftpSession, handle: String) {
-    let mut close = std::pin::pin!(raw.close(handle));
-    let _ = close.as_mut().poll(&mut Context::from_waker(Waker::noop()));
 }
 
 /// Applies a round's answers to the works they were for.
@@ -687,7 +670,7 @@ fn absorb(
         match op.kind {
             OpKind::Stat => {
                 if let Some(reply) = reply {
-                    w.stat = Stat::Done(reply.and_then(attrs).map_err(|e| problem(&e)).and_then(|a| meta(&a)));
+                    w.stat = Stat::Done(meta_of(reply));
                 }
             }
             OpKind::Open => match reply {
@@ -765,7 +748,7 @@ impl OpenFile {
         if let Some(reply) = fstat {
             // Unanswered (the time budget ran out): stays open, and is answered over budget.
             let reply = reply?;
-            match reply.and_then(attrs).map_err(|e| problem(&e)).and_then(|a| meta(&a)) {
+            match meta_of(reply) {
                 Ok(m) => self.meta = Some(m),
                 Err(p) => return Some(Entry::Problem(p)),
             }
@@ -795,7 +778,7 @@ impl OpenFile {
                     self.data.extend_from_slice(&d);
                 }
                 Ok(_) => return Some(Entry::Problem(unexpected())),
-                Err(SftpError::Status(s)) if s.status_code == StatusCode::Eof => eof = true,
+                Err(Fail::Status { code: wire::STATUS_EOF, .. }) => eof = true,
                 Err(e) => return Some(Entry::Problem(problem(&e))),
             }
         }
@@ -832,7 +815,7 @@ impl OpenFile {
                 d.is_empty()
             }
             Ok(_) => return Some(Entry::Problem(unexpected())),
-            Err(SftpError::Status(s)) if s.status_code == StatusCode::Eof => true,
+            Err(Fail::Status { code: wire::STATUS_EOF, .. }) => true,
             Err(e) => return Some(Entry::Problem(problem(&e))),
         };
         let got = self.data.len() as u64;
@@ -963,7 +946,15 @@ impl OpenDir {
                 Ok(Answer::Names(files)) => {
                     for f in files {
                         self.seen += 1;
-                        let name = f.filename;
+                        let Ok(name) = String::from_utf8(f.filename.to_vec()) else {
+                            return Some(Err(Problem::Failed {
+                                message: format!(
+                                    "the SFTP server listed an entry whose name is not UTF-8 ({}); refused rather \
+                                     than listed without it",
+                                    crate::ps::truncate(&String::from_utf8_lossy(&f.filename), 80)
+                                ),
+                            }));
+                        };
                         if name.len() > NAME_MAX || name.contains(['/', '\0']) || name.is_empty() {
                             return Some(Err(Problem::Failed {
                                 message: format!(
@@ -989,7 +980,7 @@ impl OpenDir {
                     }
                 }
                 Ok(_) => return Some(Err(unexpected())),
-                Err(SftpError::Status(s)) if s.status_code == StatusCode::Eof => {
+                Err(Fail::Status { code: wire::STATUS_EOF, .. }) => {
                     // OpenSSH's sftp-server leaves out every entry it cannot lstat, `.` and `..` included: a
                     // directory the audit login may read but not search (r without x) lists as nothing at all,
                     // which would look like an empty drop-in directory. Every real directory has `.`.
@@ -1027,16 +1018,18 @@ fn short_read_ends(path: &str) -> bool {
     !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) && matches!(file, "environ" | "cgroup")
 }
 
-fn attrs(a: Answer) -> Result<FileAttributes, SftpError> {
-    match a {
-        Answer::Attrs(a) => Ok(a),
-        _ => Err(SftpError::UnexpectedPacket),
+/// The path's [`Meta`] from a stat's or fstat's reply.
+fn meta_of(reply: Reply) -> Result<Meta, Problem> {
+    match reply {
+        Ok(Answer::Attrs(a)) => meta(&a),
+        Ok(_) => Err(unexpected()),
+        Err(e) => Err(problem(&e)),
     }
 }
 
 /// A path's type, mode, owner and size from SFTP attributes. All four are required: a default would be a lie
 /// (uid 0 is root, mode 0 the most restrictive).
-fn meta(a: &FileAttributes) -> Result<Meta, Problem> {
+fn meta(a: &wire::Attrs) -> Result<Meta, Problem> {
     let (Some(mode), Some(uid), Some(gid), Some(size)) = (a.permissions, a.uid, a.gid, a.size) else {
         return Err(Problem::Failed {
             message: "the SFTP server left out the type, mode, owner or size of this path".into(),
@@ -1054,18 +1047,16 @@ fn meta(a: &FileAttributes) -> Result<Meta, Problem> {
 
 /// SFTP statuses as [`Problem`]s: OpenSSH maps ENOENT and ENOTDIR to NO_SUCH_FILE, EACCES and EPERM to
 /// PERMISSION_DENIED (sftp-server.c, `errno_to_portable`).
-fn problem(e: &SftpError) -> Problem {
+fn problem(e: &Fail) -> Problem {
     match e {
-        SftpError::Status(s) => match s.status_code {
-            StatusCode::NoSuchFile => Problem::Missing,
-            StatusCode::PermissionDenied => Problem::Denied,
-            code => {
-                let said = crate::ps::truncate(s.error_message.trim(), 200);
-                Problem::Failed { message: format!("the SFTP server answered {code}: {said}") }
-            }
-        },
-        other => Problem::Failed {
-            message: crate::ps::truncate(&format!("the SFTP session failed before answering: {other}"), 300),
+        Fail::Status { code: wire::STATUS_NO_SUCH_FILE, .. } => Problem::Missing,
+        Fail::Status { code: wire::STATUS_PERMISSION_DENIED, .. } => Problem::Denied,
+        Fail::Status { code, message } => {
+            let said = crate::ps::truncate(message.trim(), 200);
+            Problem::Failed { message: format!("the SFTP server answered {}: {said}", wire::status_name(*code)) }
+        }
+        Fail::Session(why) => Problem::Failed {
+            message: crate::ps::truncate(&format!("the SFTP session failed before answering: {why}"), 300),
         },
     }
 }
@@ -1074,23 +1065,110 @@ fn unexpected() -> Problem {
     Problem::Failed { message: "the SFTP server answered with a packet of the wrong type".into() }
 }
 
-/// An SFTP session over a session channel of the host's connection.
+/// An SFTP session over a session channel of the host's connection, driven on the host's own task.
 pub(super) struct Sftp {
-    raw: RawSftpSession,
+    read: ChannelReadHalf,
+    write: ChannelWriteHalf<Msg>,
+    /// What the server sent and is not parsed yet: at most the start of one packet.
+    inbox: BytesMut,
+    next_id: u32,
+    /// Close requests queued since the last round: they leave with the next one, their answers ignored.
+    closes: Vec<u8>,
+    /// Rounds sent: each is one round trip (see the module's doc).
+    rounds: u32,
+    /// Why the session cannot be used any more, once it cannot: every later request is answered with it.
+    broken: Option<String>,
     /// The server is OpenSSH's sftp-server (its greeting lists OpenSSH's extensions, `posix-rename@openssh.com`
     /// and others, as every release since 5.x does): it answers a read with one read(2) of up to 64 KiB at least
     /// (`process_read` in sftp-server.c), never less because of a limit of its own.
     whole_reads: bool,
-    /// Kept so the channel lives as long as the session.
-    _channel: ChannelWriteHalf<Msg>,
-    pump: JoinHandle<()>,
-    sender: JoinHandle<()>,
 }
 
-impl Drop for Sftp {
-    fn drop(&mut self) {
-        self.pump.abort();
-        self.sender.abort();
+/// A batch's rounds on a session, within the batch's deadline.
+struct Live<'s> {
+    sftp: &'s mut Sftp,
+    deadline: Instant,
+}
+
+impl Exchange for Live<'_> {
+    async fn round(&mut self, ops: &[Op]) -> (Vec<Option<Reply>>, bool) {
+        let mut replies: Vec<Option<Reply>> = (0..ops.len()).map(|_| None).collect();
+        let Sftp { read, write, inbox, next_id, closes, rounds, broken, .. } = &mut *self.sftp;
+        if let Some(why) = broken {
+            replies.iter_mut().for_each(|r| *r = Some(Err(Fail::Session(why.clone()))));
+            return (replies, false);
+        }
+        let base = *next_id;
+        *next_id = base.wrapping_add(ops.len() as u32);
+        let mut out = std::mem::take(closes);
+        for (i, op) in ops.iter().enumerate() {
+            wire::put(&mut out, base.wrapping_add(i as u32), op.request());
+        }
+        *rounds += 1;
+        let exchange = async {
+            let mut left = ops.len();
+            // Sent while the answers are read: a round larger than the channel's window still goes out whole.
+            let send = write.data_bytes(Bytes::from(out));
+            tokio::pin!(send);
+            let mut sent = false;
+            loop {
+                loop {
+                    match wire::reply(inbox) {
+                        Ok(Some((id, reply))) => {
+                            // Another id: a close's answer, or one the server made up.
+                            let k = id.wrapping_sub(base) as usize;
+                            if let Some(slot @ None) = replies.get_mut(k) {
+                                *slot = Some(answer(reply));
+                                left -= 1;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => return Err(e.to_string()),
+                    }
+                }
+                if left == 0 && sent {
+                    return Ok(());
+                }
+                tokio::select! {
+                    r = &mut send, if !sent => {
+                        sent = true;
+                        if let Err(e) = r {
+                            return Err(format!("the connection failed while sending SFTP requests: {e}"));
+                        }
+                    }
+                    msg = read.wait() => match msg {
+                        Some(ChannelMsg::Data { data }) => inbox.extend_from_slice(&data),
+                        Some(ChannelMsg::Eof | ChannelMsg::Close) | None => {
+                            return Err("the host closed the SFTP channel".to_owned());
+                        }
+                        // Its stderr, exit status, window changes: nothing an answer needs.
+                        Some(_) => {}
+                    },
+                }
+            }
+        };
+        let outcome = timeout_at(self.deadline, exchange).await;
+        match outcome {
+            Ok(Ok(())) => (replies, false),
+            Ok(Err(why)) => {
+                for slot in replies.iter_mut().filter(|r| r.is_none()) {
+                    *slot = Some(Err(Fail::Session(why.clone())));
+                }
+                *broken = Some(why);
+                (replies, false)
+            }
+            Err(_) => {
+                // A request may be half sent: nothing more goes on this channel.
+                *broken = Some("the host's file_budget ran out with requests unanswered".to_owned());
+                (replies, true)
+            }
+        }
+    }
+
+    fn close(&mut self, handle: Bytes) {
+        let s = &mut *self.sftp;
+        wire::put(&mut s.closes, s.next_id, wire::Request::Close(&handle));
+        s.next_id = s.next_id.wrapping_add(1);
     }
 }
 
@@ -1104,6 +1182,31 @@ struct Report {
     stderr: Vec<u8>,
     /// The first bytes of its output (a login script's banner is not SFTP).
     first: Vec<u8>,
+}
+
+impl Report {
+    /// Keeps what `msg` says; whether the channel's output has ended.
+    fn absorb(&mut self, msg: &ChannelMsg) -> bool {
+        match msg {
+            ChannelMsg::Data { data } => {
+                let take = data.len().min(FIRST_BYTES.saturating_sub(self.first.len()));
+                self.first.extend_from_slice(&data[..take]);
+            }
+            ChannelMsg::ExtendedData { data, .. } => {
+                let room = MAX_STDERR.saturating_sub(self.stderr.len());
+                self.stderr.extend_from_slice(&data[..data.len().min(room)]);
+            }
+            ChannelMsg::Failure => {
+                self.refused = true;
+                return true;
+            }
+            ChannelMsg::ExitStatus { exit_status } => self.exit = Some(*exit_status),
+            ChannelMsg::ExitSignal { signal_name, .. } => self.signal = Some(format!("{signal_name:?}")),
+            ChannelMsg::Eof | ChannelMsg::Close => return true,
+            _ => {}
+        }
+        false
+    }
 }
 
 /// Opens a session channel, starts SFTP on it (the subsystem, or `command`) and exchanges versions, within
@@ -1133,40 +1236,81 @@ async fn open<H: client::Handler>(
     if let Err(e) = started {
         return Err(format!("the connection failed while starting SFTP: {e}"));
     }
-    let (read, write) = channel.split();
-    let report = Arc::new(Mutex::new(Report::default()));
-    let (tx, rx) = mpsc::channel(16);
-    let mut pump = tokio::spawn(pump(read, tx, report.clone()));
-    let out = Arc::new(Outgoing::default());
-    let sender = tokio::spawn(send(write.make_writer(), out.clone()));
-    let stream = tokio::io::join(Incoming { rx, buf: Bytes::new() }, OutgoingWriter(out));
-    let config = russh_sftp::client::Config {
-        // No timer per request: the host's file_budget bounds every batch (`fetch`).
-        request_timeout_secs: u64::MAX,
-        ..russh_sftp::client::Config::default()
+    let (mut read, write) = channel.split();
+    let mut init = Vec::new();
+    wire::put_init(&mut init);
+    let mut report = Report::default();
+    let mut inbox = BytesMut::new();
+    let greeting = async {
+        // sshd opens a session channel's window only once the subsystem or command has started: the greeting
+        // waits for that while the channel is watched for a refusal.
+        let send = write.data_bytes(init);
+        tokio::pin!(send);
+        let mut sent = false;
+        loop {
+            match wire::version(&mut inbox) {
+                Ok(Some(v)) => return Ok(v),
+                Ok(None) => {}
+                Err(_) => return Err(Failure::Garbled),
+            }
+            tokio::select! {
+                r = &mut send, if !sent => {
+                    sent = true;
+                    if let Err(e) = r {
+                        return Err(Failure::Send(e.to_string()));
+                    }
+                }
+                msg = read.wait() => {
+                    let Some(msg) = msg else { return Err(Failure::Closed) };
+                    if report.absorb(&msg) {
+                        return Err(Failure::Closed);
+                    }
+                    if let ChannelMsg::Data { data } = msg {
+                        inbox.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
     };
-    let raw = RawSftpSession::new_with_config(stream, config);
-    let failure = match timeout_at(deadline, raw.init()).await {
-        Ok(Ok(v)) if v.version == russh_sftp::protocol::VERSION => {
-            let whole_reads = v.extensions.keys().any(|k| k.ends_with("@openssh.com"));
-            return Ok(Sftp { raw, whole_reads, _channel: write, pump, sender });
+    let failure = match timeout_at(deadline, greeting).await {
+        Ok(Ok(v)) if v.version == wire::VERSION => {
+            let whole_reads = v.extensions.iter().any(|k| k.ends_with("@openssh.com"));
+            return Ok(Sftp {
+                read,
+                write,
+                inbox,
+                next_id: 1,
+                closes: Vec::new(),
+                rounds: 0,
+                broken: None,
+                whole_reads,
+            });
         }
         Ok(Ok(v)) => Failure::Version(v.version),
-        Ok(Err(e)) => Failure::Closed(e.to_string()),
+        Ok(Err(f)) => f,
         Err(_) => Failure::TimedOut(limit),
     };
-    drop(raw);
-    sender.abort();
     // A command's exit status and the rest of its stderr come after its output ends.
-    let _ = tokio::time::timeout(Duration::from_secs(1), &mut pump).await;
-    pump.abort();
-    let report = report.lock().unwrap_or_else(|e| e.into_inner());
+    let rest = async {
+        while let Some(msg) = read.wait().await {
+            if matches!(msg, ChannelMsg::Close) {
+                break;
+            }
+            report.absorb(&msg);
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), rest).await;
     Err(explain(command, user, &report, failure))
 }
 
 enum Failure {
     TimedOut(Duration),
-    Closed(String),
+    /// The channel ended before the greeting.
+    Closed,
+    /// What came was not an SFTP packet.
+    Garbled,
+    /// The connection failed while the greeting was sent.
+    Send(String),
     Version(u32),
 }
 
@@ -1221,7 +1365,9 @@ fn explain(command: Option<&str>, user: &str, r: &Report, failure: Failure) -> S
              output, or not an SFTP server){speaks}"
         ),
         Failure::TimedOut(limit) => format!("{what} sent no SFTP greeting within {limit:?}{speaks}"),
-        Failure::Closed(e) => format!("{what} closed the channel before the SFTP greeting ({e}){speaks}"),
+        Failure::Closed => format!("{what} closed the channel before the SFTP greeting{speaks}"),
+        Failure::Send(e) => format!("the connection failed while starting {what}: {e}"),
+        Failure::Garbled => format!("{what} did not answer the SFTP greeting with an SFTP packet{speaks}"),
     }
 }
 
@@ -1275,123 +1421,9 @@ fn sudo_target(command: &str) -> String {
     words.collect::<Vec<_>>().join(" ")
 }
 
-/// Moves the channel's messages to the SFTP stream and keeps what else it says (failure, exit status,
-/// stderr) for [`explain`].
-async fn pump(mut read: ChannelReadHalf, tx: mpsc::Sender<Bytes>, report: Arc<Mutex<Report>>) {
-    let mut tx = Some(tx);
-    let mut first = 0;
-    let lock = || report.lock().unwrap_or_else(|e| e.into_inner());
-    while let Some(msg) = read.wait().await {
-        match msg {
-            ChannelMsg::Data { data } => {
-                if first < FIRST_BYTES {
-                    let take = data.len().min(FIRST_BYTES - first);
-                    lock().first.extend_from_slice(&data[..take]);
-                    first += take;
-                }
-                if let Some(t) = &tx
-                    && t.send(data).await.is_err()
-                {
-                    tx = None;
-                }
-            }
-            ChannelMsg::ExtendedData { data, .. } => {
-                let mut r = lock();
-                let room = MAX_STDERR.saturating_sub(r.stderr.len());
-                r.stderr.extend_from_slice(&data[..data.len().min(room)]);
-            }
-            // The end of the stream tells the SFTP client at once; the exit status may still follow.
-            ChannelMsg::Failure => {
-                lock().refused = true;
-                tx = None;
-            }
-            ChannelMsg::Eof => tx = None,
-            ChannelMsg::ExitStatus { exit_status } => lock().exit = Some(exit_status),
-            ChannelMsg::ExitSignal { signal_name, .. } => lock().signal = Some(format!("{signal_name:?}")),
-            ChannelMsg::Close => break,
-            _ => {}
-        }
-    }
-}
-
-/// What russh-sftp writes, gathered: its writer task writes each request on its own, and a round's requests
-/// are queued at once, so [`send`] sends them as a few channel messages (SSH packets of up to 32 KiB) rather
-/// than one each.
-#[derive(Default)]
-struct Outgoing {
-    buf: Mutex<bytes::BytesMut>,
-    ready: tokio::sync::Notify,
-    shut: std::sync::atomic::AtomicBool,
-}
-
-struct OutgoingWriter(Arc<Outgoing>);
-
-impl tokio::io::AsyncWrite for OutgoingWriter {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        if self.0.shut.load(Ordering::Acquire) {
-            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
-        }
-        self.0.buf.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(data);
-        self.0.ready.notify_one();
-        Poll::Ready(Ok(data.len()))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.0.shut.store(true, Ordering::Release);
-        self.0.ready.notify_one();
-        Poll::Ready(Ok(()))
-    }
-}
-
-/// Sends what [`Outgoing`] gathered, once the writer has had its turn to queue a round's requests.
-async fn send(mut channel: impl tokio::io::AsyncWrite + Unpin, out: Arc<Outgoing>) {
-    use tokio::io::AsyncWriteExt;
-    loop {
-        out.ready.notified().await;
-        tokio::task::yield_now().await;
-        // Read before taking the bytes: whatever was written before the shutdown is then in them.
-        let shut = out.shut.load(Ordering::Acquire);
-        let data = std::mem::take(&mut *out.buf.lock().unwrap_or_else(|e| e.into_inner()));
-        if !data.is_empty() && channel.write_all(&data).await.is_err() {
-            return;
-        }
-        if shut {
-            let _ = channel.shutdown().await;
-            return;
-        }
-    }
-}
-
-/// The SFTP stream's reading half: the channel's data, as the pump hands it over.
-struct Incoming {
-    rx: mpsc::Receiver<Bytes>,
-    buf: Bytes,
-}
-
-impl AsyncRead for Incoming {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        while self.buf.is_empty() {
-            match ready!(self.rx.poll_recv(cx)) {
-                Some(b) => self.buf = b,
-                None => return Poll::Ready(Ok(())),
-            }
-        }
-        let n = self.buf.len().min(out.remaining());
-        let chunk = self.buf.split_to(n);
-        out.put_slice(&chunk);
-        Poll::Ready(Ok(()))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    use russh_sftp::protocol::Status;
 
     /// An SFTP server in memory, answering the planned requests as a host may (honest or not), so the
     /// planning and the caps can be driven round by round. Handles are the paths.
@@ -1413,13 +1445,8 @@ mod tests {
         furthest: HashMap<String, u64>,
     }
 
-    fn status(code: StatusCode) -> SftpError {
-        SftpError::Status(Status {
-            id: 0,
-            status_code: code,
-            error_message: String::new(),
-            language_tag: String::new(),
-        })
+    fn status(code: u32) -> Reply {
+        Err(Fail::Status { code, message: String::new() })
     }
 
     impl Fake {
@@ -1437,26 +1464,20 @@ mod tests {
             let (mode, size) = match (self.files.get(path), self.dirs.contains_key(path)) {
                 (Some((mode, size, _)), _) => (*mode, *size),
                 (None, true) => (0o040_755, 4096),
-                (None, false) => return Err(status(StatusCode::NoSuchFile)),
+                (None, false) => return status(wire::STATUS_NO_SUCH_FILE),
             };
-            let a = FileAttributes {
-                size: Some(size),
-                uid: Some(0),
-                gid: Some(0),
-                permissions: Some(mode),
-                ..FileAttributes::empty()
-            };
+            let a = wire::Attrs { size: Some(size), uid: Some(0), gid: Some(0), permissions: Some(mode) };
             Ok(Answer::Attrs(a))
         }
 
         fn serve(&mut self, op: &Op) -> Reply {
-            let path = op.target.clone();
+            let path = String::from_utf8(op.target.to_vec()).expect("the fake's handles are its paths");
             let known = self.files.contains_key(&path) || self.dirs.contains_key(&path);
             match op.kind {
                 OpKind::Stat | OpKind::Fstat => self.attrs(&path),
-                OpKind::Open if known => Ok(Answer::Handle(path)),
-                OpKind::OpenDir if self.dirs.contains_key(&path) => Ok(Answer::Handle(path)),
-                OpKind::Open | OpKind::OpenDir => Err(status(StatusCode::NoSuchFile)),
+                OpKind::Open if known => Ok(Answer::Handle(path.into())),
+                OpKind::OpenDir if self.dirs.contains_key(&path) => Ok(Answer::Handle(path.into())),
+                OpKind::Open | OpKind::OpenDir => status(wire::STATUS_NO_SUCH_FILE),
                 OpKind::Read => {
                     *self.asked.entry(path.clone()).or_default() += u64::from(op.len);
                     let far = self.furthest.entry(path.clone()).or_default();
@@ -1464,34 +1485,42 @@ mod tests {
                     let data = &self.files[&path].2;
                     let at = op.offset as usize;
                     if at >= data.len() {
-                        return Err(status(StatusCode::Eof));
+                        return status(wire::STATUS_EOF);
                     }
                     let mut n = (op.len as usize).min(data.len() - at);
                     if self.per_read > 0 {
                         n = n.min(self.per_read);
                     }
                     if self.overfill {
-                        return Ok(Answer::Data(vec![b'!'; op.len as usize + 1]));
+                        return Ok(Answer::Data(vec![b'!'; op.len as usize + 1].into()));
                     }
-                    Ok(Answer::Data(data[at..at + n].to_vec()))
+                    Ok(Answer::Data(Bytes::copy_from_slice(&data[at..at + n])))
                 }
                 OpKind::ReadDir => {
                     let mut all: Vec<String> = if self.no_dots { vec![] } else { vec![".".into(), "..".into()] };
                     all.extend(self.dirs[&path].iter().cloned());
                     let at = self.cursor.entry(path).or_default();
                     if *at >= all.len() {
-                        return Err(status(StatusCode::Eof));
+                        return status(wire::STATUS_EOF);
                     }
                     // OpenSSH's sftp-server: at most 100 entries a reply.
-                    let chunk: Vec<File> = all[*at..(*at + 100).min(all.len())]
+                    let chunk: Vec<wire::Name> = all[*at..(*at + 100).min(all.len())]
                         .iter()
-                        .map(|n| File { filename: n.clone(), longname: String::new(), attrs: FileAttributes::empty() })
+                        .map(|n| wire::Name { filename: n.clone().into(), attrs: wire::Attrs::default() })
                         .collect();
                     *at += chunk.len();
                     Ok(Answer::Names(chunk))
                 }
             }
         }
+    }
+
+    impl Exchange for Fake {
+        async fn round(&mut self, ops: &[Op]) -> (Vec<Option<Reply>>, bool) {
+            (ops.iter().map(|op| Some(self.serve(op))).collect(), false)
+        }
+
+        fn close(&mut self, _: Bytes) {}
     }
 
     /// Runs a batch against `fake` as `Files::fetch` does: the answers and the rounds it took.
@@ -1514,11 +1543,7 @@ mod tests {
         let shared = (Semaphore::new(super::super::SHARED_OUTPUT >> 10), super::super::SHARED_OUTPUT);
         let mut pool = Pool { shared: &shared, held: 0, drawn: None };
         let mut stats = FileStats::default();
-        let round = |ops: Vec<Op>| {
-            let replies = ops.iter().map(|op| Some(fake.serve(op))).collect();
-            std::future::ready((ops, replies, false))
-        };
-        let batch = run_rounds(&mut works, cap, &mut pool, &mut stats, round, |_| {});
+        let batch = run_rounds(&mut works, cap, &mut pool, &mut stats, fake);
         let rounds = futures_util::FutureExt::now_or_never(batch).expect("the fake answers at once");
         let late = Problem::OverBudget { what: "late".into() };
         let answers = assemble(requests, vec![None; requests.len()], &work_of, &mut works, &late);
@@ -1642,7 +1667,7 @@ mod tests {
         let (a, rounds) = drive(&mut fake, &[Request::read("/drip"), Request::stat("/drip")], MIB);
         assert!(matches!(a[0].problem(), Some(Problem::Failed { message }) if message.contains("a little at a time")));
         assert!(a[1].meta().is_some(), "what was answered stays answered");
-        assert_eq!(rounds, MAX_ROUNDS + 1);
+        assert_eq!(rounds, MAX_ROUNDS, "rounds sent");
     }
 
     #[test]
@@ -1688,22 +1713,16 @@ mod tests {
 
     #[test]
     fn attributes_without_an_owner_or_mode_are_refused_not_defaulted() {
-        let full = FileAttributes {
-            size: Some(3),
-            uid: Some(0),
-            gid: Some(5),
-            permissions: Some(0o100_640),
-            ..FileAttributes::empty()
-        };
+        let full = wire::Attrs { size: Some(3), uid: Some(0), gid: Some(5), permissions: Some(0o100_640) };
         assert_eq!(meta(&full), Ok(Meta { kind: Kind::File, mode: 0o640, uid: 0, gid: 5, size: 3 }));
-        let dir = FileAttributes { permissions: Some(0o041_777), ..full.clone() };
+        let dir = wire::Attrs { permissions: Some(0o041_777), ..full };
         assert_eq!(meta(&dir).map(|m| (m.kind, m.mode)), Ok((Kind::Dir, 0o1777)));
-        let fifo = FileAttributes { permissions: Some(0o010_600), ..full.clone() };
+        let fifo = wire::Attrs { permissions: Some(0o010_600), ..full };
         assert_eq!(meta(&fifo).map(|m| m.kind), Ok(Kind::Other));
         for partial in [
-            FileAttributes { uid: None, ..full.clone() },
-            FileAttributes { permissions: None, ..full.clone() },
-            FileAttributes { size: None, ..full.clone() },
+            wire::Attrs { uid: None, ..full },
+            wire::Attrs { permissions: None, ..full },
+            wire::Attrs { size: None, ..full },
         ] {
             assert!(matches!(meta(&partial), Err(Problem::Failed { .. })));
         }
@@ -1720,10 +1739,10 @@ mod tests {
     #[test]
     fn failures_say_what_to_change() {
         let refused = Report { refused: true, ..Report::default() };
-        let e = explain(None, "audit", &refused, Failure::Closed("x".into()));
+        let e = explain(None, "audit", &refused, Failure::Closed);
         assert!(e.contains("Subsystem sftp internal-sftp"), "{e}");
         let sudo = Report { exit: Some(1), stderr: b"sudo: a password is required\n".to_vec(), ..Report::default() };
-        let e = explain(Some("sudo -n /usr/lib/openssh/sftp-server -R"), "audit", &sudo, Failure::Closed("x".into()));
+        let e = explain(Some("sudo -n /usr/lib/openssh/sftp-server -R"), "audit", &sudo, Failure::Closed);
         assert!(e.contains("exited with status 1: sudo: a password is required"), "{e}");
         assert!(e.contains("`audit ALL=(root) NOPASSWD: /usr/lib/openssh/sftp-server -R`"), "{e}");
         let banner = Report { first: b"Welcome to node-1\n".to_vec(), ..Report::default() };
