@@ -174,7 +174,7 @@ fn every_fault_is_recorded_with_its_own_kind_and_healthy_nodes_are_audited() {
     // or denied, a huge or hostile kubelet config), whose rules the scanner judges `error`, and the kubelet
     // certificates that expire soon or expired, which their cluster's rules judge.
     let audited_faults = Behavior::FAULTS.len() - stopping.len();
-    assert_eq!(audited_faults, 7, "non-UTF-8, the four file faults and the two certificate faults");
+    assert_eq!(audited_faults, 8, "non-UTF-8, the five file faults and the two certificate faults");
     let expiry = sqlite(
         &db,
         "SELECT cluster || '|' || status || '|' || reason FROM cluster_findings \
@@ -239,6 +239,12 @@ fn every_fault_is_recorded_with_its_own_kind_and_healthy_nodes_are_audited() {
             assert!(String::from_utf8(bytes.clone()).is_ok(), "{sql}: {}", String::from_utf8_lossy(&bytes));
         }
     }
+    // An SFTP server claiming a 4 GiB packet: refused at its length, and every rule that needed a file says so.
+    let hostile = sqlite(&db, "SELECT status || '|' || reason FROM latest_findings WHERE host = 'sftp-hostile-1'");
+    let said = format!("a packet of {} bytes, more than the", fleetaudit::sim::HOSTILE_LENGTH);
+    let refused: Vec<&str> = hostile.lines().filter(|l| l.contains(&said)).collect();
+    assert!(refused.len() >= 5, "{hostile}");
+    assert!(refused.iter().all(|l| l.starts_with("error|")), "{hostile}");
     let garbage = sqlite(&db, "SELECT error_message FROM host_status WHERE host = 'garbage-1'");
     assert!(garbage.contains("not a ps header"), "{garbage}");
     sim.stop();

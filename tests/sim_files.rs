@@ -376,6 +376,7 @@ async fn the_file_faults_behave_as_described() {
         spec("kubeadm-default", Behavior::SftpDenied, Duration::ZERO),
         spec("kubeadm-default", Behavior::HugeFile, Duration::ZERO),
         spec("rke2", Behavior::YamlBomb, Duration::ZERO),
+        spec("kubeadm-default", Behavior::SftpHostile, Duration::ZERO),
     ])
     .await;
 
@@ -427,6 +428,32 @@ async fn the_file_faults_behave_as_described() {
     }
     assert_eq!((anchors, aliases), (9, 8 * 9), "nine levels, each of nine aliases to the level below: 9^9 strings");
     assert!(text.contains("authentication:"), "the node's real settings follow the bomb");
+
+    // sftp-hostile: a proper greeting, then a reply whose length says 4 GiB, and the channel stays open.
+    let handle = f.connect(4).await;
+    let mut channel = handle.channel_open_session().await.unwrap();
+    channel.request_subsystem(true, "sftp").await.unwrap();
+    let stat = [&[0u8, 0, 0, 19, 17, 0, 0, 0, 1, 0, 0, 0, 10][..], b"/etc/hosts"].concat();
+    channel.data(&[0u8, 0, 0, 5, 1, 0, 0, 0, 3][..]).await.unwrap();
+    let mut got = Vec::new();
+    let mut stat_sent = false;
+    while got.len() < 9 + 4 + 9 {
+        match tokio::time::timeout(Duration::from_secs(10), channel.wait()).await.expect("the server answers") {
+            Some(ChannelMsg::Data { data }) => got.extend_from_slice(&data),
+            Some(ChannelMsg::Success | ChannelMsg::WindowAdjusted { .. }) => {}
+            other => panic!("{other:?} after {got:?}"),
+        }
+        if got.len() >= 9 && !stat_sent {
+            assert_eq!(got[..9], [0, 0, 0, 5, 2, 0, 0, 0, 3], "SSH_FXP_VERSION 3");
+            channel.data(&stat[..]).await.unwrap();
+            stat_sent = true;
+        }
+    }
+    assert_eq!(got[9..13], sim::HOSTILE_LENGTH.to_be_bytes());
+    assert_eq!(got[13], 103, "the start of an SSH_FXP_DATA packet");
+    let more = tokio::time::timeout(Duration::from_millis(300), channel.wait()).await;
+    assert!(matches!(more, Err(_) | Ok(Some(ChannelMsg::Data { .. }))), "the channel stays open: {more:?}");
+    handle.disconnect(Disconnect::ByApplication, "", "en").await.unwrap();
 }
 
 /// Pipelined requests cost one round trip, sequential ones one each: the delay line holds back every flight

@@ -15,6 +15,7 @@ pub mod fleet;
 mod output;
 pub mod pki;
 mod sftp;
+pub use sftp::HOSTILE_LENGTH;
 pub mod tree;
 mod wire;
 
@@ -190,6 +191,10 @@ pub enum Behavior {
     /// SFTP answers stats, but every file open and directory open is `PERMISSION_DENIED` (a mandatory access
     /// policy confining sftp-server), even for root.
     SftpDenied,
+    /// The SFTP server greets as it should, then answers the first request with a packet whose length says
+    /// 4 GiB ([`sftp::HOSTILE_LENGTH`]) and keeps the channel open: a client that believed it would wait or
+    /// allocate for it.
+    SftpHostile,
     /// The kubelet's config file is 2 MiB ([`tree::HUGE_FILE_BYTES`]): comment lines, the real settings at the
     /// end.
     HugeFile,
@@ -221,6 +226,7 @@ impl Behavior {
         Behavior::Hidepid,
         Behavior::SftpRefused,
         Behavior::SftpDenied,
+        Behavior::SftpHostile,
         Behavior::HugeFile,
         Behavior::YamlBomb,
         Behavior::CertExpiring,
@@ -245,6 +251,7 @@ impl Behavior {
             Behavior::Hidepid => "hidepid",
             Behavior::SftpRefused => "sftp-refused",
             Behavior::SftpDenied => "sftp-denied",
+            Behavior::SftpHostile => "sftp-hostile",
             Behavior::HugeFile => "huge-file",
             Behavior::YamlBomb => "yaml-bomb",
             Behavior::CertExpiring => "cert-expiring",
@@ -266,6 +273,7 @@ impl Behavior {
             | Behavior::NonUtf8
             | Behavior::SftpRefused
             | Behavior::SftpDenied
+            | Behavior::SftpHostile
             | Behavior::HugeFile
             | Behavior::YamlBomb
             | Behavior::CertExpiring
@@ -288,6 +296,9 @@ impl Behavior {
         match self {
             Behavior::SftpRefused => Some("SFTP unavailable: every rule that needs a file is error"),
             Behavior::SftpDenied => Some("every file permission denied: rules that read a file are error"),
+            Behavior::SftpHostile => Some(
+                "the SFTP server answers with a 4 GiB packet: refused at once, every rule that needs a file is error",
+            ),
             Behavior::HugeFile => Some("the kubelet config exceeds the size limit: refused, its rules error"),
             Behavior::YamlBomb => Some("the kubelet config is a YAML bomb: refused quickly, its rules error"),
             Behavior::CertExpiring => {
@@ -619,6 +630,10 @@ impl Node {
 
     /// Runs the SFTP server on `channel` for `who`.
     async fn serve_sftp(&self, channel: Channel<Msg>, who: tree::Identity) {
+        if self.spec.behavior == Behavior::SftpHostile {
+            tokio::spawn(sftp::hostile(channel));
+            return;
+        }
         let home = if who.uid == 0 { "/root".to_owned() } else { format!("/home/{}", self.user) };
         let opens = if self.spec.behavior == Behavior::SftpDenied { sftp::Opens::Denied } else { sftp::Opens::Checked };
         let session = sftp::Session::new(self.files.clone(), who, home, opens);

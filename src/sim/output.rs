@@ -89,6 +89,7 @@ impl Answer {
             | Behavior::Silent
             | Behavior::SftpRefused
             | Behavior::SftpDenied
+            | Behavior::SftpHostile
             | Behavior::HugeFile
             | Behavior::YamlBomb
             | Behavior::CertExpiring

@@ -33,6 +33,33 @@ const DIR_BATCH: usize = 100;
 /// memory a client can make the simulator hold.
 const MAX_HANDLES: usize = 256;
 
+/// What [`hostile`] says its first reply's length is: 16 bytes short of 4 GiB.
+pub const HOSTILE_LENGTH: u32 = 0xFFFF_FFF0;
+
+/// [`super::Behavior::SftpHostile`]: answers `SSH_FXP_INIT` with version 3, then the first request with
+/// [`HOSTILE_LENGTH`] and a few bytes of a DATA packet, and holds the channel open reading what comes, so
+/// that only the client's own limits end the session.
+pub(super) async fn hostile(channel: russh::Channel<russh::server::Msg>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = channel.into_stream();
+    let mut init = [0u8; 9];
+    if stream.read_exact(&mut init).await.is_err() || stream.write_all(&[0, 0, 0, 5, 2, 0, 0, 0, 3]).await.is_err() {
+        return;
+    }
+    let mut length = [0u8; 4];
+    if stream.read_exact(&mut length).await.is_err() {
+        return;
+    }
+    let mut reply = HOSTILE_LENGTH.to_be_bytes().to_vec();
+    reply.extend_from_slice(&[103, 0, 0, 0, 1, 0xFF, 0xFF, 0xFF, 0xE0]);
+    reply.extend_from_slice(&[b'x'; 64]);
+    if stream.write_all(&reply).await.is_err() || stream.flush().await.is_err() {
+        return;
+    }
+    let mut sink = [0u8; 4096];
+    while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+}
+
 /// How the session treats file opens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Opens {
