@@ -93,7 +93,7 @@ async fn run() {
     let mut best = Duration::MAX;
     for run in 1..=3 {
         let t = Instant::now();
-        let summary = fleetaudit::report::render(store.pool(), None, &out).await.unwrap();
+        let summary = fleetaudit::report::render(&store, None, &out).await.unwrap();
         let took = t.elapsed();
         best = best.min(took);
         println!(
@@ -111,7 +111,7 @@ async fn run() {
     // `scan --format json` and `--junit FILE` of the same scan: read back from the store, then written.
     for run in 1..=3 {
         let t = Instant::now();
-        let results = fleetaudit::output::scan::ScanResults::load(store.pool(), scan_id).await.unwrap();
+        let results = fleetaudit::output::scan::ScanResults::load(&store, scan_id).await.unwrap();
         let loaded = t.elapsed();
         let json = dir.path().join("scan.json");
         let mut w = std::io::BufWriter::new(std::fs::File::create(&json).unwrap());

@@ -730,7 +730,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
             };
             let summary = runtime()?.block_on(async {
                 let store = Store::open(&db).await?;
-                let summary = crate::report::render(store.pool(), scan, &dir).await;
+                let summary = crate::report::render(&store, scan, &dir).await;
                 store.close().await;
                 anyhow::Ok(summary?)
             })?;
@@ -755,9 +755,8 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
             let clusters_too = cluster.is_some() || host.is_none();
             let (rows, cluster_rows, latest, changes) = runtime()?.block_on(async {
                 let store = Store::open(&db).await?;
-                let pool = store.pool();
                 let rows = match hosts_too {
-                    true => crate::report::query::history(pool, host.as_deref(), rule.as_deref()).await?,
+                    true => store.history(host.as_deref(), rule.as_deref()).await?,
                     false => Vec::new(),
                 };
                 let cluster_rows = match clusters_too {
@@ -765,11 +764,9 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
                     false => Vec::new(),
                 };
                 // The latest ended scan and what changed in it since each host's previous scan.
-                let latest = crate::report::query::scans(pool).await?.into_iter().find(|s| s.status != "running");
+                let latest = store.scans().await?.into_iter().find(|s| s.status != "running");
                 let changes = match (&latest, hosts_too) {
-                    (Some(s), true) => {
-                        crate::report::query::changes(pool, s.id, host.as_deref(), rule.as_deref()).await?
-                    }
+                    (Some(s), true) => store.changes(s.id, host.as_deref(), rule.as_deref()).await?,
                     _ => Vec::new(),
                 };
                 store.close().await;
@@ -946,7 +943,7 @@ async fn scan(
     signals.abort();
     // What changed is read before retention runs: `--prune 1` would delete the scan it is compared with.
     let news = match (&report, read_back.news) {
-        (Ok(r), true) => Some(output::changes::News::load(store.pool(), r.scan_id, r.interrupted).await),
+        (Ok(r), true) => Some(output::changes::News::load(&store, r.scan_id, r.interrupted).await),
         _ => None,
     };
     let mut html = None;
@@ -954,7 +951,7 @@ async fn scan(
         html = crate::daemon::after_scan(after, inventory, &store, &lock, report).await;
     }
     let results = match (&report, read_back.results) {
-        (Ok(report), true) => Some(output::scan::ScanResults::load(store.pool(), report.scan_id).await),
+        (Ok(report), true) => Some(output::scan::ScanResults::load(&store, report.scan_id).await),
         _ => None,
     };
     store.close().await;

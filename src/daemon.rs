@@ -198,7 +198,7 @@ pub async fn after_scan(
         tracing::warn!("cannot write metrics to {}: {e}", path.display());
     }
     let out = &inventory.settings.report_dir;
-    match crate::report::render(store.pool(), Some(report.scan_id), out).await {
+    match crate::report::render(store, Some(report.scan_id), out).await {
         Ok(r) => {
             tracing::info!(scan_id = r.scan_id, pages = r.pages, index = %r.index.display(), "report rendered");
             Some(r.index)

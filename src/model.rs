@@ -159,6 +159,12 @@ pub fn unix_of_rfc3339(s: &str) -> Option<i64> {
     Some(days * 86_400 + h * 3600 + m * 60 + sec)
 }
 
+/// pass / (pass + fail + error), in percent; None when nothing was judged.
+pub fn pct(pass: i64, fail: i64, error: i64) -> Option<f64> {
+    let judged = pass + fail + error;
+    (judged > 0).then(|| 100.0 * pass as f64 / judged as f64)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -124,7 +124,7 @@ fn file_row(permissions: &str, owner: &str, size: u64, path: &str) -> String {
 
 fn json(store: &Store, scan_id: i64) -> serde_json::Value {
     let rt = tokio::runtime::Handle::current();
-    let results = tokio::task::block_in_place(|| rt.block_on(ScanResults::load(store.pool(), scan_id))).unwrap();
+    let results = tokio::task::block_in_place(|| rt.block_on(ScanResults::load(store, scan_id))).unwrap();
     let mut out = Vec::new();
     write_json(&mut out, &results).unwrap();
     let doc = serde_json::from_slice(&out).unwrap();
@@ -142,8 +142,8 @@ async fn host_pages_overview_and_json_show_the_files_and_their_drift() {
     ];
     let store = record_scans(&db, &scans).await;
     let out = dir.path().join("report");
-    fleetaudit::report::render(store.pool(), Some(1), &out).await.unwrap();
-    let summary = fleetaudit::report::render(store.pool(), None, &out).await.unwrap();
+    fleetaudit::report::render(&store, Some(1), &out).await.unwrap();
+    let summary = fleetaudit::report::render(&store, None, &out).await.unwrap();
     assert_eq!(summary.scan_id, 2);
     let hosts = out.join("scan-2").join("hosts");
 
@@ -283,7 +283,7 @@ async fn a_fleet_past_a_page_gets_each_host_its_own_files() {
     };
     let store = record_scans(&db, &[fleet(0o600), fleet(0o644)]).await;
     let out = dir.path().join("report");
-    fleetaudit::report::render(store.pool(), None, &out).await.unwrap();
+    fleetaudit::report::render(&store, None, &out).await.unwrap();
     let hosts = out.join("scan-2").join("hosts");
     let changed = (0..HOSTS).filter(|i| changes(*i)).count();
     for i in 0..HOSTS {

@@ -2,17 +2,15 @@
 //! passing rules, rules no longer judged, hosts no longer audited, audited again, or new; and nothing at all when
 //! nothing changed, so that a crontab mails only news.
 //!
-//! Owns: grouping a stored scan's changes for people. Must not touch: SQL (the reads are
-//! [`crate::report::query`]'s, shared with the report and `history`), the scan, the verdicts.
+//! Owns: grouping a stored scan's changes for people. Must not touch: SQL (the reads are the store's, shared
+//! with the report and `history`), the scan, the verdicts.
 
 use std::collections::HashSet;
 use std::io::{self, Write};
 use std::path::Path;
 
-use sqlx::SqlitePool;
-
 use crate::report::ReportError;
-use crate::report::query::{self, Change, HostTransition};
+use crate::store::{Change, HostTransition, Store};
 
 /// A heading and what belongs under it.
 type Group<T> = (&'static str, fn(&T) -> bool);
@@ -30,12 +28,13 @@ pub struct News {
 
 impl News {
     /// Reads scan `scan_id`'s news from the store.
-    pub async fn load(pool: &SqlitePool, scan_id: i64, interrupted: bool) -> Result<News, ReportError> {
-        let hosts = query::host_transitions(pool, scan_id).await?;
+    pub async fn load(store: &Store, scan_id: i64, interrupted: bool) -> Result<News, ReportError> {
+        let hosts = store.host_transitions(scan_id).await?;
         // A host that went from audited to not (or back) changed every verdict: it is news once, as a host.
         let whole: HashSet<&str> =
             hosts.iter().filter(|h| h.previous_outcome.is_some()).map(|h| h.host.as_str()).collect();
-        let changes = query::changes(pool, scan_id, None, None)
+        let changes = store
+            .changes(scan_id, None, None)
             .await?
             .into_iter()
             .filter(|c| !whole.contains(c.host.as_str()))

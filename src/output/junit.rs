@@ -28,8 +28,8 @@ use std::io::{self, Write};
 use super::Summary;
 use super::scan::{ScanResults, Verdict};
 use crate::model::Status;
-use crate::report::query::ScanHost;
 use crate::store::ClusterFinding;
+use crate::store::ScanHost;
 
 /// The suite name of hosts that belong to no cluster.
 pub const NO_CLUSTER: &str = "(no cluster)";

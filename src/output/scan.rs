@@ -1,8 +1,8 @@
 //! One stored scan as data for programs: the JSON document of `fleetaudit scan --format json`, and the verdicts
 //! the JUnit ([`super::junit`]) and SARIF ([`super::sarif`]) writers turn into test cases and results.
 //!
-//! Owns: assembling a scan's hosts × rules from the store's read queries ([`crate::report::query`], shared with
-//! the HTML report) and the JSON document's shape (format version 2, described exactly by
+//! Owns: assembling a scan's hosts × rules from the store's reads (shared with the HTML report) and the JSON
+//! document's shape (format version 2, described exactly by
 //! schemas/scan-v2.schema.json: each rule's texts and each evidence document once, and each distinct verdict once
 //! with the names of the hosts that got it, so a (host, rule) pair costs a host name, not a rule's texts, a reason
 //! and a command line).
@@ -17,13 +17,12 @@ use std::io::{self, Write};
 use std::sync::Arc;
 
 use serde::{Serialize, Serializer};
-use sqlx::SqlitePool;
 
 use super::Summary;
 use crate::model::Status;
 use crate::report::ReportError;
-use crate::report::query::{self, ResultRow, RuleRow, ScanHost, ScanMeta};
 use crate::store::{ClusterFinding, FileChange, FileRecord, Store};
+use crate::store::{ResultRow, RuleRow, ScanHost, ScanMeta};
 
 /// Hosts (and file changes) read per page from the store.
 const FILES_PAGE: u32 = 500;
@@ -70,15 +69,16 @@ impl Verdict<'_> {
 
 impl ScanResults {
     /// Reads scan `scan_id` from the store.
-    pub async fn load(pool: &SqlitePool, scan_id: i64) -> Result<ScanResults, ReportError> {
-        let scan = query::scan(pool, scan_id).await?.ok_or(ReportError::NoScan(scan_id))?;
-        let hosts = query::scan_hosts(pool, scan_id).await?;
+    pub async fn load(store: &Store, scan_id: i64) -> Result<ScanResults, ReportError> {
+        let scan = store.scan(scan_id).await?.ok_or(ReportError::NoScan(scan_id))?;
+        let hosts = store.scan_hosts(scan_id).await?;
         let mut sets: HashMap<i64, Vec<ResultRow>> = HashMap::new();
-        for r in query::scan_results(pool, scan_id).await? {
+        for r in store.scan_results(scan_id).await? {
             sets.entry(r.set_id).or_default().push(r);
         }
         // Stored evidence is valid JSON (a CHECK constraint says so); anything else is shown as the text it is.
-        let evidence = query::scan_evidence(pool, scan_id)
+        let evidence = store
+            .scan_evidence(scan_id)
             .await?
             .into_iter()
             .map(|(id, body)| {
@@ -86,12 +86,11 @@ impl ScanResults {
                 (id, value)
             })
             .collect();
-        let mut rules = query::rules(pool, scan_id).await?;
+        let mut rules = store.rules(scan_id).await?;
         rules.sort_by(|a, b| a.rule_id.cmp(&b.rule_id));
         let rule_index = rules.iter().enumerate().map(|(i, r)| (r.rule_id.clone(), i)).collect();
 
         // Files through the store's paged reads: a set shared by many hosts is kept once.
-        let store = Store::from_pool(pool.clone());
         let mut file_sets: HashMap<i64, Vec<Arc<FileRecord>>> = HashMap::new();
         let mut observations: HashSet<Shared> = HashSet::new();
         let mut after: Option<String> = None;

@@ -13,10 +13,10 @@ use std::path::Path;
 
 use askama::Template;
 
-use super::query::ScanHost;
 use super::{PAGE, Prose, ProseKind, ReportError, Writer, file_name, prose};
 use crate::cluster::{CertSummary, ExpiryEvidence, KubeletServingEvidence};
 use crate::model::Status;
+use crate::store::ScanHost;
 use crate::store::{ClusterFinding, ClusterRuleMeta, HeldCertificate};
 
 /// Certificates the overview lists as expiring soonest.

@@ -10,7 +10,7 @@ use std::cmp::Ordering;
 use askama::Template;
 
 use super::{PageLink, ReportError, ScanData, ScanHost, Writer, file_name, paged};
-use crate::report::query::RuleRow;
+use crate::store::RuleRow;
 
 /// Hosts per matrix page: 92 rules a row keep a page under a megabyte.
 pub const MATRIX_PAGE: usize = 100;

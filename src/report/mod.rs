@@ -1,9 +1,8 @@
 //! The report: a static HTML site rendered from the database.
 //!
-//! Owns: reading the store's tables and views (runtime queries, positional binds only) and writing the static
-//! site: an index of scans, per scan a fleet overview, a page per rule and per host, and `latest/`. The files a
-//! scan read come through the store's own reads (`files.rs`), never SQL of the report's.
-//! Must not touch: SSH, rules evaluation. It reads only the database, so a report can be re-rendered at any
+//! Owns: writing the static site from what the store's reads return (`store::reads`, `Store::scan_files` and
+//! the cluster reads): an index of scans, per scan a fleet overview, a page per rule and per host, and
+//! `latest/`. Must not touch: SSH, rules evaluation, SQL (the store owns every statement). It reads only the database, so a report can be re-rendered at any
 //! time (`fleetaudit report`). Everything that came from a host (names, reasons, process lines, error messages)
 //! is escaped by the templates (askama, `templates/`); pages carry a Content-Security-Policy that forbids
 //! scripts and every external resource, and link only relatively, so they work from `file://`.
@@ -11,7 +10,6 @@
 mod clusters;
 mod files;
 mod matrix;
-pub mod query;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -19,13 +17,11 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use askama::Template;
-use sqlx::SqlitePool;
 
 use crate::model::Severity;
 use crate::rules::prose::{self, Block, Span};
-use crate::store::{Store, StoreError};
+use crate::store::{Change, ResultRow, RuleRow, ScanHost, ScanRow, Store, StoreError};
 use files::{ChangeCursor, FileChangeView, FilesFragment, SetCursor};
-use query::{Change, ResultRow, RuleRow, ScanHost, ScanRow};
 
 /// Host lists longer than this are split into pages.
 pub const PAGE: usize = 500;
@@ -38,8 +34,6 @@ const CHANGES_SHOWN: usize = 500;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("database error while trying to {what}: {source}")]
-    Query { what: &'static str, source: sqlx::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot write {path}: {source}; check that the report directory is writable")]
@@ -69,19 +63,19 @@ pub struct RenderSummary {
 }
 
 /// Renders scan `scan_id` (default: the newest), the index of scans and `latest/` into `out`.
-pub async fn render(pool: &SqlitePool, scan_id: Option<i64>, out: &Path) -> Result<RenderSummary, ReportError> {
-    let scans = query::scans(pool).await?;
+pub async fn render(store: &Store, scan_id: Option<i64>, out: &Path) -> Result<RenderSummary, ReportError> {
+    let scans = store.scans().await?;
     let newest = scans.first().ok_or(ReportError::Empty)?.id;
     let scan_id = scan_id.unwrap_or(newest);
     let scan = scans.iter().find(|s| s.id == scan_id).ok_or(ReportError::NoScan(scan_id))?.clone();
 
-    let hosts = query::scan_hosts(pool, scan_id).await?;
-    let results = query::scan_results(pool, scan_id).await?;
-    let evidence = query::scan_evidence(pool, scan_id).await?;
-    let rules = query::rules(pool, scan_id).await?;
-    let changes = query::changes(pool, scan_id, None, None).await?;
-    let unaudited_now = query::newly_unaudited(pool, scan_id).await?;
-    let cluster_trend = query::cluster_trend(pool, scan_id, TREND as i64).await?;
+    let hosts = store.scan_hosts(scan_id).await?;
+    let results = store.scan_results(scan_id).await?;
+    let evidence = store.scan_evidence(scan_id).await?;
+    let rules = store.rules(scan_id).await?;
+    let changes = store.changes(scan_id, None, None).await?;
+    let unaudited_now = store.newly_unaudited(scan_id).await?;
+    let cluster_trend = store.cluster_trend(scan_id, TREND as i64).await?;
 
     let mut w = Writer::new();
     mkdir(out)?;
@@ -95,7 +89,6 @@ pub async fn render(pool: &SqlitePool, scan_id: Option<i64>, out: &Path) -> Resu
     mkdir(&tmp.join("hosts"))?;
 
     let data = ScanData::new(&hosts, &results, &evidence, &rules);
-    let store = Store::from_pool(pool.clone());
     let cluster_findings = store.cluster_findings(scan_id).await?;
     let cluster_texts = store.cluster_rule_texts(scan_id).await?;
     let held = store.held_certificates(scan_id).await?;
@@ -110,7 +103,7 @@ pub async fn render(pool: &SqlitePool, scan_id: Option<i64>, out: &Path) -> Resu
     matrix::write(&mut w, &tmp, scan.id, &data)?;
     clusters::write(&mut w, &tmp, scan.id, &hosts, &cluster_data)?;
     // The host pages walk the scan's file changes; the overview gets the first of them and their count.
-    let file_changes = write_host_pages(&mut w, &tmp, &scan, &data, &store).await?;
+    let file_changes = write_host_pages(&mut w, &tmp, &scan, &data, store).await?;
     let trend = (&changes[..], &unaudited_now[..], &file_changes, &cluster_trend[..]);
     write_overview(&mut w, &tmp, &scan, &scans, &data, trend, &cluster_data)?;
     // Every page of the scan is on disk before its directory is swapped in.
@@ -621,7 +614,7 @@ fn shares(rules: &[RuleRow]) -> Vec<Share> {
     };
     let judged = |label: &'static str, [pass, fail, error]: [i64; 3]| Share {
         label,
-        value: pct_text(query::pct(pass, fail, 0)),
+        value: pct_text(crate::model::pct(pass, fail, 0)),
         detail: format!("{pass} pass of {} judged; {error} more could not be judged", pass + fail),
     };
     let (automated, manual) = (sum(false), sum(true));
@@ -632,7 +625,7 @@ fn shares(rules: &[RuleRow]) -> Vec<Share> {
         judged("Manual checks", manual),
         Share {
             label: "Could not judge",
-            value: pct_text(query::pct(errors, all - errors, 0)),
+            value: pct_text(crate::model::pct(errors, all - errors, 0)),
             detail: format!(
                 "{errors} of the {all} verdicts of rules that apply: a host not audited, or evidence that cannot decide"
             ),
@@ -682,7 +675,7 @@ struct FileChanges {
 }
 
 /// What changed since the previous scan: verdicts, newly unaudited hosts, files, and each cluster's trend.
-type Since<'a> = (&'a [Change], &'a [(String, String, String)], &'a FileChanges, &'a [query::ClusterCounts]);
+type Since<'a> = (&'a [Change], &'a [(String, String, String)], &'a FileChanges, &'a [crate::store::ClusterCounts]);
 
 fn write_overview(
     w: &mut Writer,
@@ -763,14 +756,14 @@ fn write_overview(
     // Per cluster: compliance in each of the last TREND scans that had hosts of it.
     let mut past: HashMap<String, Vec<(i64, f64)>> = HashMap::new();
     for t in cluster_trend {
-        if let Some(p) = query::pct(t.pass, t.fail, t.error) {
+        if let Some(p) = crate::model::pct(t.pass, t.fail, t.error) {
             past.entry(t.cluster.clone().unwrap_or_else(|| "(none)".into())).or_default().push((t.scan_id, p));
         }
     }
     let mut clusters: Vec<ClusterRow> = clusters
         .into_values()
         .map(|mut c| {
-            let now = query::pct(c.pass, c.fail, c.error);
+            let now = crate::model::pct(c.pass, c.fail, c.error);
             c.compliance = pct_text(now);
             let points = past.remove(&c.cluster).unwrap_or_default();
             let step = if points.len() > 1 { 100.0 / (points.len() - 1) as f64 } else { 0.0 };
@@ -790,7 +783,7 @@ fn write_overview(
         .collect();
     // Worst first: the lowest compliance, then the most failures; clusters with nothing judged last.
     clusters.sort_by(|a, b| {
-        let key = |c: &ClusterRow| query::pct(c.pass, c.fail, c.error).unwrap_or(f64::INFINITY);
+        let key = |c: &ClusterRow| crate::model::pct(c.pass, c.fail, c.error).unwrap_or(f64::INFINITY);
         key(a).total_cmp(&key(b)).then(b.fail.cmp(&a.fail)).then(a.cluster.cmp(&b.cluster))
     });
 

@@ -2,7 +2,8 @@
 //!
 //! Owns: the schema (`migrations/`, applied on every open, so no caller ever sees an un-migrated database),
 //! atomic per-host writes, deduplication of evidence, result sets and the files a scan read (`file_sets`), the
-//! scan lock, marking scans whose process died as interrupted, and retention ([`Store::prune`]).
+//! scan lock, marking scans whose process died as interrupted, retention ([`Store::prune`]), and every read the
+//! report, the outputs and `history` make (`reads`, `file_sets`, `x509`): they get domain rows, never a pool.
 //! Must not touch: SSH, rules evaluation, HTML. It stores the verdicts it is given and never judges them.
 //!
 //! The database is an interface: people query it with `sqlite3`, so the table and view names are stable and
@@ -77,11 +78,13 @@ use sqlx::{Decode, Encode, QueryBuilder, Sqlite, SqliteConnection, SqlitePool, T
 use crate::model::Status;
 
 mod file_sets;
+mod reads;
 #[cfg(test)]
 mod tests;
 mod x509;
 
 pub use file_sets::{FileChange, FileChangeKind, FilesPage};
+pub use reads::{Change, ClusterCounts, HistoryRow, HostTransition, ResultRow, RuleRow, ScanHost, ScanMeta, ScanRow};
 pub use x509::{
     CertFile, ClusterFinding, ClusterHistoryRow, ClusterHost, ClusterInputs, ClusterRuleMeta, HeldCertificate,
 };
@@ -519,14 +522,9 @@ impl Store {
         Ok(pruned)
     }
 
-    /// The store over the pool of a database [`Store::open`] already opened and migrated: for readers handed only
-    /// the pool (the report, the JSON output) to call the store's reads. Migrates nothing, takes no lock.
-    pub fn from_pool(pool: SqlitePool) -> Store {
-        Store { pool }
-    }
-
-    /// The pool, for read queries (the report, `history`).
-    pub fn pool(&self) -> &SqlitePool {
+    /// The pool, for the store's own tests: nothing outside the store runs SQL.
+    #[cfg(test)]
+    fn pool(&self) -> &SqlitePool {
         &self.pool
     }
 

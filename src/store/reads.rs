@@ -1,0 +1,354 @@
+//! The reads the report, the JSON and JUnit outputs and `fleetaudit history` make: each returns domain rows,
+//! so no caller holds SQL of its own. Runtime queries with positional binds only.
+//!
+//! Owns: these statements and their row types. Must not touch: rendering, what a verdict means.
+
+use serde::Serialize;
+
+use super::{Store, StoreError, query_err};
+
+/// One scan with its verdict totals (from `scan_rule_counts`, as `rule_compliance` counts them).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ScanRow {
+    pub id: i64,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub status: String,
+    pub hosts_total: i64,
+    pub recorded: i64,
+    pub unaudited: i64,
+    pub pass: i64,
+    pub fail: i64,
+    pub error: i64,
+}
+
+impl ScanRow {
+    /// pass / (pass + fail + error), in percent; None when nothing was judged.
+    pub fn compliance(&self) -> Option<f64> {
+        crate::model::pct(self.pass, self.fail, self.error)
+    }
+}
+
+/// One scan's own row, as `scans` stores it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ScanMeta {
+    pub id: i64,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub status: String,
+    pub inventory: String,
+    pub rules_version: String,
+    pub fleetaudit_version: String,
+    pub hosts_total: i64,
+}
+
+/// A host of one scan.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ScanHost {
+    pub name: String,
+    pub cluster: Option<String>,
+    pub address: String,
+    pub port: i64,
+    pub roles: String,
+    pub outcome: String,
+    pub error_kind: Option<String>,
+    pub error_message: Option<String>,
+    pub started_at: String,
+    pub duration_ms: i64,
+    pub fingerprint: Option<String>,
+    /// The host certificate's description, when a CA vouched for the key.
+    pub certificate: Option<String>,
+    pub ps_format: Option<String>,
+    pub processes: Option<i64>,
+    pub result_set_id: Option<i64>,
+    /// The host's files in this scan (`Store::scan_files`); `None` when the scan has none for it (not audited, or
+    /// stored before files were).
+    pub file_set_id: Option<i64>,
+}
+
+impl ScanHost {
+    /// The reason of every verdict of a host that could not be audited: `<error_kind>: <error_message>` (as
+    /// the `findings` view has it).
+    pub fn error_reason(&self) -> String {
+        format!("{}: {}", self.error_kind.as_deref().unwrap_or("error"), self.error_message.as_deref().unwrap_or(""))
+    }
+}
+
+/// A verdict of a result set.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ResultRow {
+    pub set_id: i64,
+    pub rule_id: String,
+    pub status: String,
+    pub reason: String,
+    pub evidence_id: Option<i64>,
+}
+
+/// A rule of the scan's rule set with its counts (from `rule_compliance`) and texts.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RuleRow {
+    pub rule_id: String,
+    pub cis: String,
+    pub title: String,
+    pub severity: String,
+    pub component: String,
+    pub pass: i64,
+    pub fail: i64,
+    pub error: i64,
+    pub not_applicable: i64,
+    pub compliance_pct: Option<f64>,
+    pub rationale: Option<String>,
+    pub remediation: Option<String>,
+    pub test: Option<String>,
+    /// `automated` or `manual`; NULL for a rule set stored before schema 3.
+    pub assessment: Option<String>,
+}
+
+impl RuleRow {
+    /// `Automated`, `Manual`, or empty when not recorded.
+    pub fn assessment_label(&self) -> &'static str {
+        match self.assessment.as_deref() {
+            Some("manual") => "Manual",
+            Some("automated") => "Automated",
+            _ => "",
+        }
+    }
+}
+
+/// A verdict that differs from the host's previous scan (the `changes` view).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Change {
+    pub scan_id: i64,
+    pub previous_scan_id: i64,
+    pub host: String,
+    pub rule_id: String,
+    pub previous_status: String,
+    pub status: String,
+}
+
+/// One cluster's verdict totals in one scan (as `scan_rule_counts` counts them: a host that could not be
+/// audited is an error for every rule of the scan's rule set). `cluster` is the host's current one, NULL for
+/// hosts without one.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ClusterCounts {
+    pub scan_id: i64,
+    pub cluster: Option<String>,
+    pub pass: i64,
+    pub fail: i64,
+    pub error: i64,
+}
+
+/// A host whose outcome is news in a scan: audited or not, against its previous ended scan (`None`: it has none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct HostTransition {
+    pub host: String,
+    pub previous_outcome: Option<String>,
+    pub outcome: String,
+    pub error_kind: Option<String>,
+    pub error_message: Option<String>,
+}
+
+/// A verdict in the history (the `findings` view).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct HistoryRow {
+    pub scan_id: i64,
+    pub started_at: String,
+    pub host: String,
+    pub rule_id: String,
+    pub status: String,
+    pub reason: String,
+}
+
+impl Store {
+    /// Every scan, newest first.
+    pub async fn scans(&self) -> Result<Vec<ScanRow>, StoreError> {
+        sqlx::query_as(
+            "SELECT s.id, s.started_at, s.finished_at, s.status, s.hosts_total,
+                    (SELECT count(*) FROM scan_hosts h WHERE h.scan_id = s.id) AS recorded,
+                    (SELECT count(*) FROM scan_hosts h WHERE h.scan_id = s.id AND h.outcome = 'error') AS unaudited,
+                    coalesce(sum(c.pass), 0) AS pass, coalesce(sum(c.fail), 0) AS fail,
+                    coalesce(sum(c.error), 0) AS error
+               FROM scans s LEFT JOIN scan_rule_counts c ON c.scan_id = s.id
+              GROUP BY s.id ORDER BY s.id DESC",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("list the scans"))
+    }
+
+    /// The row of scan `scan_id`, if the database has it.
+    pub async fn scan(&self, scan_id: i64) -> Result<Option<ScanMeta>, StoreError> {
+        sqlx::query_as(
+            "SELECT id, started_at, finished_at, status, inventory, rules_version, fleetaudit_version, hosts_total
+               FROM scans WHERE id = ?1",
+        )
+        .bind(scan_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query_err("read the scan"))
+    }
+
+    pub async fn scan_hosts(&self, scan_id: i64) -> Result<Vec<ScanHost>, StoreError> {
+        sqlx::query_as(
+            "SELECT h.name, h.cluster, h.address, h.port, h.roles, sh.outcome, sh.error_kind, sh.error_message,
+                    sh.started_at, sh.duration_ms, k.fingerprint, c.description AS certificate, sh.ps_format,
+                    sh.processes, sh.result_set_id, sh.file_set_id
+               FROM scan_hosts sh
+               JOIN hosts h ON h.id = sh.host_id
+               LEFT JOIN host_keys k ON k.id = sh.host_key_id
+               LEFT JOIN host_certificates c ON c.id = sh.host_certificate_id
+              WHERE sh.scan_id = ?1
+              ORDER BY h.name",
+        )
+        .bind(scan_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("read the scan's hosts"))
+    }
+
+    /// The verdicts of every result set the scan's hosts point at (each set once, however many hosts share it).
+    pub async fn scan_results(&self, scan_id: i64) -> Result<Vec<ResultRow>, StoreError> {
+        sqlx::query_as(
+            "SELECT r.set_id, r.rule_id, r.status, r.reason, r.evidence_id
+               FROM results r
+              WHERE r.set_id IN (SELECT DISTINCT result_set_id FROM scan_hosts
+                                  WHERE scan_id = ?1 AND result_set_id IS NOT NULL)
+              ORDER BY r.set_id, r.rule_id",
+        )
+        .bind(scan_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("read the scan's verdicts"))
+    }
+
+    /// The evidence documents the scan's verdicts refer to.
+    pub async fn scan_evidence(&self, scan_id: i64) -> Result<Vec<(i64, String)>, StoreError> {
+        sqlx::query_as(
+            "SELECT e.id, e.body FROM evidence e
+              WHERE e.id IN (SELECT r.evidence_id FROM results r
+                              WHERE r.set_id IN (SELECT DISTINCT result_set_id FROM scan_hosts
+                                                  WHERE scan_id = ?1 AND result_set_id IS NOT NULL))",
+        )
+        .bind(scan_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("read the scan's evidence"))
+    }
+
+    pub async fn rules(&self, scan_id: i64) -> Result<Vec<RuleRow>, StoreError> {
+        sqlx::query_as(
+            "SELECT rc.rule_id, rc.cis, rc.title, rc.severity, m.component, rc.pass, rc.fail, rc.error,
+                    rc.not_applicable, rc.compliance_pct, m.rationale, m.remediation, m.test, m.assessment
+               FROM rule_compliance rc
+               JOIN scans s ON s.id = rc.scan_id
+               JOIN rules m ON m.rules_version = s.rules_version AND m.rule_id = rc.rule_id
+              WHERE rc.scan_id = ?1
+              ORDER BY rc.compliance_pct IS NULL, rc.compliance_pct, rc.rule_id",
+        )
+        .bind(scan_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("read the rule compliance"))
+    }
+
+    /// The changes of one scan, optionally for one host and/or rule.
+    pub async fn changes(
+        &self,
+        scan_id: i64,
+        host: Option<&str>,
+        rule: Option<&str>,
+    ) -> Result<Vec<Change>, StoreError> {
+        sqlx::query_as(
+            "SELECT scan_id, previous_scan_id, host, rule_id, previous_status, status FROM changes
+              WHERE scan_id = ?1 AND (?2 IS NULL OR host = ?2) AND (?3 IS NULL OR rule_id = ?3)
+              ORDER BY host, rule_id",
+        )
+        .bind(scan_id)
+        .bind(host)
+        .bind(rule)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("read the changes"))
+    }
+
+    /// The verdict totals per cluster of the last `scans` scans up to `scan_id`, oldest first.
+    pub async fn cluster_trend(&self, scan_id: i64, scans: i64) -> Result<Vec<ClusterCounts>, StoreError> {
+        sqlx::query_as(
+            "WITH past AS (SELECT id, rules_version FROM scans WHERE id <= ?1 ORDER BY id DESC LIMIT ?2),
+                  sets AS (SELECT r.set_id, sum(r.status = 'pass') AS pass, sum(r.status = 'fail') AS fail,
+                                  sum(r.status = 'error') AS error
+                             FROM results r
+                            WHERE r.set_id IN (SELECT DISTINCT result_set_id FROM scan_hosts
+                                                WHERE scan_id IN (SELECT id FROM past) AND result_set_id IS NOT NULL)
+                            GROUP BY r.set_id),
+                  width AS (SELECT p.id, (SELECT count(*) FROM rules m WHERE m.rules_version = p.rules_version) AS n
+                              FROM past p)
+             SELECT sh.scan_id, h.cluster, coalesce(sum(c.pass), 0) AS pass, coalesce(sum(c.fail), 0) AS fail,
+                    coalesce(sum(CASE WHEN sh.result_set_id IS NULL THEN w.n ELSE c.error END), 0) AS error
+               FROM scan_hosts sh
+               JOIN width w ON w.id = sh.scan_id
+               JOIN hosts h ON h.id = sh.host_id
+               LEFT JOIN sets c ON c.set_id = sh.result_set_id
+              WHERE sh.scan_id IN (SELECT id FROM past)
+              GROUP BY sh.scan_id, h.cluster
+              ORDER BY sh.scan_id, h.cluster",
+        )
+        .bind(scan_id)
+        .bind(scans)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("read the compliance per cluster over time"))
+    }
+
+    /// Hosts the scan could not audit that the host's previous ended scan did audit: (name, error kind, message).
+    pub async fn newly_unaudited(&self, scan_id: i64) -> Result<Vec<(String, String, String)>, StoreError> {
+        Ok(self
+            .host_transitions(scan_id)
+            .await?
+            .into_iter()
+            .filter(|h| h.previous_outcome.as_deref() == Some("audited") && h.outcome == "error")
+            .map(|h| (h.host, h.error_kind.unwrap_or_default(), h.error_message.unwrap_or_default()))
+            .collect())
+    }
+
+    /// The scan's hosts that are new (no previous ended scan), no longer audited, or audited again, by name.
+    pub async fn host_transitions(&self, scan_id: i64) -> Result<Vec<HostTransition>, StoreError> {
+        sqlx::query_as(
+            "SELECT name AS host, previous_outcome, outcome, error_kind, error_message FROM (
+               SELECT h.name, sh.outcome, sh.error_kind, sh.error_message,
+                      (SELECT l.outcome FROM scan_hosts l CROSS JOIN scans ls
+                        WHERE l.host_id = sh.host_id AND l.scan_id < sh.scan_id AND ls.id = l.scan_id
+                          AND ls.status <> 'running'
+                        ORDER BY l.scan_id DESC LIMIT 1) AS previous_outcome
+                 FROM scan_hosts sh JOIN hosts h ON h.id = sh.host_id
+                WHERE sh.scan_id = ?1)
+              WHERE previous_outcome IS NULL OR previous_outcome <> outcome
+              ORDER BY name",
+        )
+        .bind(scan_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("read the hosts whose outcome changed"))
+    }
+
+    /// The verdicts over time of a host and/or a rule, oldest scan first.
+    pub async fn history(&self, host: Option<&str>, rule: Option<&str>) -> Result<Vec<HistoryRow>, StoreError> {
+        // A literal `host = ?1` (not `?1 IS NULL OR ...`) lets SQLite push the filter into the view's
+        // scan_hosts_by_host index instead of reading the whole history.
+        let sql = match host {
+            Some(_) => {
+                "SELECT f.scan_id, s.started_at, f.host, f.rule_id, f.status, f.reason
+                   FROM findings f JOIN scans s ON s.id = f.scan_id
+                  WHERE f.host = ?1 AND (?2 IS NULL OR f.rule_id = ?2)
+                  ORDER BY f.scan_id, f.host, f.rule_id"
+            }
+            None => {
+                "SELECT f.scan_id, s.started_at, f.host, f.rule_id, f.status, f.reason
+                   FROM findings f JOIN scans s ON s.id = f.scan_id
+                  WHERE ?1 IS NULL AND (?2 IS NULL OR f.rule_id = ?2)
+                  ORDER BY f.scan_id, f.host, f.rule_id"
+            }
+        };
+        sqlx::query_as(sql).bind(host).bind(rule).fetch_all(&self.pool).await.map_err(query_err("read the findings"))
+    }
+}
