@@ -3,7 +3,7 @@
 //! Owns: the keys that deduplicate observations (what a scan saw of one path) and file sets (one host's
 //! observations in one scan), their interning inside [`record_batch`](super::record_batch)'s transaction, and
 //! the reads the report and the JSON output make ([`Store::host_files`], [`Store::scan_files`],
-//! [`Store::file_changes`]). The schema and the views are `migrations/20261202000000_host_files.sql`.
+//! [`Store::file_changes`]). The schema and the views are `migrations/sqlite/20261202000000_host_files.sql`.
 //! Must not touch: what a file means (the engine judges it), secrets (redacted before they get here).
 //!
 //! Every value, paths included, is a bound parameter: a path a host named may hold quotes, newlines or any

@@ -1,4 +1,4 @@
-//! The files of each host in the history (`file_sets.rs`, `migrations/20261202000000_host_files.sql`), against
+//! The files of each host in the history (`file_sets.rs`, `migrations/sqlite/20261202000000_host_files.sql`), against
 //! real SQLite files.
 
 use super::*;
@@ -781,7 +781,7 @@ async fn the_migrations_example_queries_run() {
     let [_, _, _, _, s5] = drift(&store, &lock).await;
     store.finish_scan(s5, false).await.unwrap();
     // Scan 12 of the last example is scan 2 here.
-    let header: String = include_str!("../../migrations/20261202000000_host_files.sql")
+    let header: String = include_str!("../../migrations/sqlite/20261202000000_host_files.sql")
         .lines()
         .take_while(|l| l.starts_with("--"))
         .filter_map(|l| l.strip_prefix("--   "))

@@ -1,13 +1,13 @@
 //! The store: the SQLite history of every scan.
 //!
-//! Owns: the schema (`migrations/`, applied on every open, so no caller ever sees an un-migrated database),
+//! Owns: the schema (`migrations/sqlite/`, applied on every open, so no caller ever sees an un-migrated database),
 //! atomic per-host writes, deduplication of evidence, result sets and the files a scan read (`file_sets`), the
 //! scan lock, marking scans whose process died as interrupted, retention ([`Store::prune`]), and every read the
 //! report, the outputs and `history` make (`reads`, `file_sets`, `x509`): they get domain rows, never a pool.
 //! Must not touch: SSH, rules evaluation, HTML. It stores the verdicts it is given and never judges them.
 //!
 //! The database is an interface: people query it with `sqlite3`, so the table and view names are stable and
-//! documented column by column in `migrations/20261129000000_initial.sql`. A host's verdicts are stored once as
+//! documented column by column in `migrations/sqlite/20261129000000_initial.sql`. A host's verdicts are stored once as
 //! a *result set*, shared by every scan and host that produced exactly the same ones, so a rescan of an
 //! unchanged fleet adds about a hundred bytes per host. That only holds while the evidence and reasons given to
 //! [`Store::record_hosts`] do not carry values that change on every scan (a `ps` line number, a timestamp).
@@ -23,7 +23,7 @@
 //! - `host_status`: each host's latest outcome and verdict counts.
 //! - `changes`: per scan, the verdicts that differ from the host's previous scan.
 //! - `host_files`, `latest_host_files`, `file_changes`: the files each scan read on each host, and how they
-//!   changed; see `file_sets` and `migrations/20261202000000_host_files.sql` (their example queries are tested
+//!   changed; see `file_sets` and `migrations/sqlite/20261202000000_host_files.sql` (their example queries are tested
 //!   there and in `tests/store_files.rs`).
 //!
 //! ```sql
@@ -90,7 +90,7 @@ pub use x509::{
 };
 
 /// The schema, embedded at build time (`build.rs` makes a new migration file trigger a rebuild).
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// What can go wrong with the history; each message says what failed and what to do about it.
 #[derive(Debug, thiserror::Error)]
@@ -538,7 +538,7 @@ impl Store {
 ///
 /// Children first: foreign keys are checked at each statement. Every `NOT IN` subquery leaves NULLs out, or the
 /// NULL of a host that was not audited would make `NOT IN` unknown and nothing would be deleted. SQLite looks up
-/// every deleted parent row in its child tables; `migrations/20261129010000_prune_indexes.sql` makes those
+/// every deleted parent row in its child tables; `migrations/sqlite/20261129010000_prune_indexes.sql` makes those
 /// look-ups index searches (`prune_searches_the_history_by_index` checks the plans).
 const PRUNE_STATEMENTS: [&str; 17] = [
     "DELETE FROM cluster_results WHERE scan_id IN (

@@ -204,6 +204,56 @@ async fn open_creates_a_private_migrated_database() {
     assert_integrity(&store).await;
 }
 
+/// Released migrations as databases in the field recorded them (`_sqlx_migrations.checksum`, SHA-384 of the
+/// file): sqlx refuses to open a database whose applied migration's file changed, so a released file is never
+/// edited, moved into another directory byte for byte only. New migrations are added below, once released.
+const RELEASED: [(i64, &str); 8] = [
+    (
+        20261129000000,
+        "96c4354c33e4a08490054a614b35f704bca396c73a9c07382e9f816edbd44faa0bc00e9616539cf00f3dba1ef3dbe465",
+    ),
+    (
+        20261129010000,
+        "417d45ef4f5d9d3992606e61f8751550ac26e68c088c1522ebe0ff0dde56074920608a23e89d169c2c5ded4f4d56e107",
+    ),
+    (
+        20261129020000,
+        "36b8be020fc39b28e9339aaae677e1f89e6b36f198e8abd9dd5a35a7684668ffee4360bbd6c8b69083ea85df3764ff10",
+    ),
+    (
+        20261201000000,
+        "cc70815a1b9c6289ce7840b4175c8068c22f82f9336f18995ed77044d264193d842777a26deacf167da7865988644cb3",
+    ),
+    (
+        20261201100000,
+        "427e3405e38e007f595285b5d60212f1e0f3d806b885463fbdf5e641f7124e1eaf9bab333b42a50d8d964d2626ee1225",
+    ),
+    (
+        20261202000000,
+        "89a60a156416cc7be2fd226caf2b09c92df4014896a0e47fbeb20f2c992976719511fa286499503cc57d2fc69145bbb9",
+    ),
+    (
+        20261202100000,
+        "207f5f92dab089cbec9b412b08b3d4788b3a1a0b0da72044d0cec97dfdd06c0d5e9567dbb4c6fdc77ef2993c3d91b3b0",
+    ),
+    (
+        20261204000000,
+        "0545469943f6a7734f80b90cf6d77e9f7710bde881d4447885df8129cd210a6f06c5a69f4dca96c10c49c40194a4bd7e",
+    ),
+];
+
+#[test]
+fn released_migrations_keep_their_checksums() {
+    let embedded: Vec<(i64, String)> = MIGRATOR
+        .iter()
+        .map(|m| (m.version, m.checksum.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+        .collect();
+    for (i, (version, checksum)) in RELEASED.iter().enumerate() {
+        assert_eq!(embedded.get(i).map(|(v, _)| v), Some(version), "released migration {version} is gone or moved");
+        assert_eq!(&embedded[i].1, checksum, "migration {version} was edited after release; add a new one instead");
+    }
+}
+
 #[tokio::test]
 async fn reopening_keeps_the_history_and_migrates_once() {
     let (_dir, path, store) = open_temp().await;

@@ -5,7 +5,7 @@
 //! and their certificate files, as domain types), [`Store::record_cluster_results`] and the reads the outputs make
 //! ([`Store::cluster_findings`], [`Store::held_certificates`], [`Store::cluster_rule_texts`],
 //! [`Store::cluster_history`]). Schema:
-//! `migrations/20261202100000_x509_cluster_results.sql`.
+//! `migrations/sqlite/20261202100000_x509_cluster_results.sql`.
 //! Must not touch: what a certificate means (`files::x509` parses, `cluster` judges).
 
 use std::collections::BTreeSet;
