@@ -1,0 +1,192 @@
+//! The history's PostgreSQL schema (`migrations/postgres/`) against the SQLite one (`migrations/sqlite/`), on a
+//! real PostgreSQL server the test starts (`support::postgres`): the same tables and views, the same columns in
+//! the same order with the types the store reads, and migration versions that stay in step. The store's
+//! PostgreSQL side (issue 13) builds on this schema; users' queries name these tables, views and columns.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use sqlx::Row;
+
+fn migrations(backend: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(backend)
+}
+
+/// Relation → (table or view, its columns in order as (name, type)).
+type Shape = BTreeMap<String, (String, Vec<(String, String)>)>;
+
+fn add(shape: &mut Shape, relation: String, kind: &str, column: String, ty: String) {
+    let kind = if kind.eq_ignore_ascii_case("view") { "view" } else { "table" };
+    shape.entry(relation).or_insert_with(|| (kind.to_owned(), Vec::new())).1.push((column, ty));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_postgresql_schema_has_the_sqlite_schemas_tables_views_and_columns() {
+    let pg = support::postgres::Postgres::start();
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(&pg.url("postgres")).await.unwrap();
+    let migrator = sqlx::migrate::Migrator::new(migrations("postgres")).await.unwrap();
+    migrator.run(&pool).await.unwrap();
+    // A second open finds everything applied.
+    migrator.run(&pool).await.unwrap();
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations").fetch_one(&pool).await.unwrap();
+    assert_eq!(applied, migrator.iter().count() as i64);
+
+    let mut postgres = Shape::new();
+    let rows = sqlx::query(
+        "SELECT c.table_name::text, t.table_type::text, c.column_name::text, c.data_type::text
+           FROM information_schema.columns c
+           JOIN information_schema.tables t ON t.table_schema = c.table_schema AND t.table_name = c.table_name
+          WHERE c.table_schema = 'public' AND c.table_name NOT LIKE '\\_sqlx%'
+          ORDER BY c.table_name, c.ordinal_position",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    for r in rows {
+        let kind: String = r.get(1);
+        add(&mut postgres, r.get(0), if kind == "VIEW" { "view" } else { "table" }, r.get(2), r.get(3));
+    }
+    pool.close().await;
+
+    // The SQLite side as fleetaudit creates it.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("history.db");
+    fleetaudit::store::Store::open(&db).await.unwrap().close().await;
+    let lite = sqlx::sqlite::SqlitePoolOptions::new()
+        .connect_with(sqlx::sqlite::SqliteConnectOptions::new().filename(&db).read_only(true))
+        .await
+        .unwrap();
+    let mut sqlite = Shape::new();
+    let rows = sqlx::query(
+        "SELECT m.name, m.type, p.name, p.type FROM sqlite_master m, pragma_table_info(m.name) p
+          WHERE m.type IN ('table', 'view') AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\'
+            AND m.name NOT LIKE '\\_sqlx%' ESCAPE '\\'
+          ORDER BY m.name, p.cid",
+    )
+    .fetch_all(&lite)
+    .await
+    .unwrap();
+    for r in rows {
+        let kind: String = r.get(1);
+        add(&mut sqlite, r.get(0), &kind, r.get(2), r.get(3));
+    }
+    lite.close().await;
+    assert!(sqlite.len() >= 30 && sqlite.contains_key("findings") && sqlite.contains_key("scan_hosts"), "{sqlite:?}");
+
+    let names = |s: &Shape| s.iter().map(|(k, (kind, _))| format!("{kind} {k}")).collect::<Vec<_>>();
+    assert_eq!(names(&postgres), names(&sqlite), "the same tables and views");
+    for (relation, (kind, columns)) in &sqlite {
+        let pg_columns = &postgres[relation].1;
+        let pg_names: Vec<&str> = pg_columns.iter().map(|(n, _)| n.as_str()).collect();
+        let lite_names: Vec<&str> = columns.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(pg_names, lite_names, "{kind} {relation}: the same columns in the same order");
+        // What the store decodes: i64 from INTEGER and BIGINT, strings from TEXT, bytes from BLOB and BYTEA.
+        if kind == "table" {
+            for ((name, lite_type), (_, pg_type)) in columns.iter().zip(pg_columns) {
+                let want = match lite_type.as_str() {
+                    "INTEGER" => "bigint",
+                    "TEXT" => "text",
+                    "BLOB" => "bytea",
+                    other => panic!("{relation}.{name}: SQLite type {other} has no PostgreSQL counterpart here"),
+                };
+                assert_eq!(pg_type, want, "{relation}.{name} ({lite_type})");
+            }
+        }
+    }
+}
+
+/// The same file observations into both, read back through `file_attributes`, the view whose formatting differs
+/// most between the dialects (SQLite's printf('%o') and bit tests, written another way for PostgreSQL).
+#[tokio::test(flavor = "multi_thread")]
+async fn file_attributes_read_the_same_on_both() {
+    let modes = [0o600, 0o4755, 0o2750, 0o1777, 0o644, 0, 0o055, 0o7777, 0o6711];
+    let kinds = ["file", "dir", "symlink", "other"];
+    let insert = "INSERT INTO file_observations (id, sha256, path, kind, mode, uid, gid, owner, size, redacted)
+                  VALUES ($1, $2, $3, $4, $5, 0, 0, 'root:root', 10, 0)";
+    let problem = "INSERT INTO file_observations (id, sha256, path, redacted, problem, problem_message)
+                   VALUES (100, $1, '/etc/kubernetes/admin.conf', 0, 'denied', 'permission denied')";
+    let read = "SELECT observation_id, path, kind, mode, permissions, uid, gid, owner, size, sha256, redacted, problem,
+                       problem_message FROM file_attributes ORDER BY observation_id";
+    type Row = (i64, String, Option<String>, Option<String>, Option<String>, Option<i64>, Option<i64>);
+
+    let pg = support::postgres::Postgres::start();
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&pg.url("postgres")).await.unwrap();
+    sqlx::migrate::Migrator::new(migrations("postgres")).await.unwrap().run(&pool).await.unwrap();
+    for (i, mode) in modes.iter().enumerate() {
+        sqlx::query(insert)
+            .bind(i as i64)
+            .bind(vec![i as u8; 32])
+            .bind(format!("/p{i}"))
+            .bind(kinds[i % kinds.len()])
+            .bind(*mode as i64)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    sqlx::query(problem).bind(vec![100u8; 32]).execute(&pool).await.unwrap();
+    let from_pg: Vec<Row> = sqlx::query(read)
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6)))
+        .collect();
+    pool.close().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("history.db");
+    fleetaudit::store::Store::open(&db).await.unwrap().close().await;
+    let lite = sqlx::sqlite::SqlitePoolOptions::new()
+        .connect_with(sqlx::sqlite::SqliteConnectOptions::new().filename(&db))
+        .await
+        .unwrap();
+    for (i, mode) in modes.iter().enumerate() {
+        sqlx::query(insert)
+            .bind(i as i64)
+            .bind(vec![i as u8; 32])
+            .bind(format!("/p{i}"))
+            .bind(kinds[i % kinds.len()])
+            .bind(*mode as i64)
+            .execute(&lite)
+            .await
+            .unwrap();
+    }
+    sqlx::query(problem).bind(vec![100u8; 32]).execute(&lite).await.unwrap();
+    let from_sqlite: Vec<Row> = sqlx::query(read)
+        .fetch_all(&lite)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6)))
+        .collect();
+    lite.close().await;
+
+    assert_eq!(from_sqlite.len(), modes.len() + 1);
+    assert_eq!(from_sqlite[0].4.as_deref(), Some("-rw-------"), "{:?}", from_sqlite[0]);
+    assert_eq!(from_sqlite[1].4.as_deref(), Some("drwsr-xr-x"), "{:?}", from_sqlite[1]);
+    assert_eq!(from_pg, from_sqlite);
+}
+
+/// Migration versions from their file names.
+fn versions(backend: &str) -> Vec<u64> {
+    let mut v: Vec<u64> = std::fs::read_dir(migrations(backend))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".sql"))
+        .map(|n| n.split('_').next().unwrap().parse().unwrap())
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// PostgreSQL's history starts with SQLite's schema as it stood at its first version; from there on, a change of
+/// the schema is a migration in both directories under the same version.
+#[test]
+fn the_two_backends_migrations_stay_in_step() {
+    let (lite, pg) = (versions("sqlite"), versions("postgres"));
+    let first = *pg.first().expect("migrations/postgres/ has the schema");
+    let lite_since: Vec<u64> = lite.iter().copied().filter(|v| *v >= first).collect();
+    assert_eq!(pg, lite_since, "every version from {first} on is in both directories");
+}

@@ -1,0 +1,95 @@
+//! A real PostgreSQL server for a test: its own cluster in a temporary directory, listening on a Unix socket
+//! only (no TCP port), `fsync=off`, trust authentication for the socket's one role `fleetaudit`, stopped and
+//! deleted when dropped. PostgreSQL refuses to run as root, so under root (CI) it runs as `nobody`.
+//! Needs Debian's `postgresql` package (initdb and pg_ctl): missing, the test fails saying so.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The role the cluster is created with, a superuser.
+pub const ROLE: &str = "fleetaudit";
+
+pub struct Postgres {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+}
+
+/// initdb and pg_ctl of the newest PostgreSQL installed (Debian keeps them out of PATH).
+fn bin_dir() -> PathBuf {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|b| b.join("initdb").exists() && b.join("pg_ctl").exists())
+        .collect();
+    found.sort_by_key(|b| {
+        b.parent().and_then(|v| v.file_name()).and_then(|v| v.to_str()).and_then(|v| v.parse::<u32>().ok())
+    });
+    found.pop().unwrap_or_else(|| {
+        panic!("this test needs a PostgreSQL server (initdb, pg_ctl): install it with `apt-get install -y postgresql` (.ci/run does)")
+    })
+}
+
+fn as_server_user(bin: &Path, tool: &str) -> Command {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(bin.join(tool));
+        c
+    } else {
+        Command::new(bin.join(tool))
+    }
+}
+
+fn run(mut c: Command, what: &str, log: &Path) {
+    let out = c.current_dir("/").output().unwrap_or_else(|e| panic!("{what}: {e} (setpriv is in util-linux)"));
+    let log = std::fs::read_to_string(log).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "{what} failed: {}{}\n{log}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Postgres {
+    /// Creates the cluster and starts its server (about a second).
+    pub fn start() -> Postgres {
+        let bin = bin_dir();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("socket")).unwrap();
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            for p in [dir.path().to_path_buf(), dir.path().join("socket")] {
+                std::os::unix::fs::chown(&p, Some(65534), Some(65534)).unwrap();
+            }
+        }
+        let data = dir.path().join("data");
+        let log = dir.path().join("server.log");
+        let mut initdb = as_server_user(&bin, "initdb");
+        initdb.arg("-D").arg(&data).args(["-U", ROLE, "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C"]);
+        run(initdb, "initdb", &log);
+        let options = format!(
+            "-c listen_addresses='' -k {} -c fsync=off -c full_page_writes=off -c synchronous_commit=off",
+            dir.path().join("socket").display()
+        );
+        let mut start = as_server_user(&bin, "pg_ctl");
+        start.arg("-D").arg(&data).arg("-l").arg(&log).args(["-o", &options, "-w", "start"]);
+        run(start, "pg_ctl start", &log);
+        Postgres { dir, bin }
+    }
+
+    /// The URL of database `db` on this server, as sqlx takes it (a socket directory as `host`).
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://{ROLE}@localhost/{db}?host={}", self.dir.path().join("socket").display())
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let mut stop = as_server_user(&self.bin, "pg_ctl");
+        stop.arg("-D").arg(self.dir.path().join("data")).args(["-m", "immediate", "-w", "stop"]);
+        let _ = stop.current_dir("/").output();
+    }
+}
