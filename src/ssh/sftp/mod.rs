@@ -1105,28 +1105,15 @@ impl Exchange for Live<'_> {
             wire::put(&mut out, base.wrapping_add(i as u32), op.request());
         }
         *rounds += 1;
+        let mut awaiting = Awaiting { base, replies, left: ops.len() };
         let exchange = async {
-            let mut left = ops.len();
             // Sent while the answers are read: a round larger than the channel's window still goes out whole.
             let send = write.data_bytes(Bytes::from(out));
             tokio::pin!(send);
             let mut sent = false;
             loop {
-                loop {
-                    match wire::reply(inbox) {
-                        Ok(Some((id, reply))) => {
-                            // Another id: a close's answer, or one the server made up.
-                            let k = id.wrapping_sub(base) as usize;
-                            if let Some(slot @ None) = replies.get_mut(k) {
-                                *slot = Some(answer(reply));
-                                left -= 1;
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(e) => return Err(e.to_string()),
-                    }
-                }
-                if left == 0 && sent {
+                awaiting.take(inbox)?;
+                if awaiting.left == 0 && sent {
                     return Ok(());
                 }
                 tokio::select! {
@@ -1148,6 +1135,7 @@ impl Exchange for Live<'_> {
             }
         };
         let outcome = timeout_at(self.deadline, exchange).await;
+        let mut replies = awaiting.replies;
         match outcome {
             Ok(Ok(())) => (replies, false),
             Ok(Err(why)) => {
@@ -1169,6 +1157,29 @@ impl Exchange for Live<'_> {
         let s = &mut *self.sftp;
         wire::put(&mut s.closes, s.next_id, wire::Request::Close(&handle));
         s.next_id = s.next_id.wrapping_add(1);
+    }
+}
+
+/// A round's requests, ids `base..base + replies.len()`, and the answers so far.
+struct Awaiting {
+    base: u32,
+    replies: Vec<Option<Reply>>,
+    /// Requests not answered yet.
+    left: usize,
+}
+
+impl Awaiting {
+    /// Applies every whole packet `inbox` holds. An answer goes to its request by id, in whatever order the
+    /// server sends them; an id outside the round (a close's answer, or one the server made up) and a second
+    /// answer to the same request are dropped. A packet that is not a reply ends the session: the error says why.
+    fn take(&mut self, inbox: &mut BytesMut) -> Result<(), String> {
+        while let Some((id, reply)) = wire::reply(inbox).map_err(|e| e.to_string())? {
+            if let Some(slot @ None) = self.replies.get_mut(id.wrapping_sub(self.base) as usize) {
+                *slot = Some(answer(reply));
+                self.left -= 1;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -1726,6 +1737,62 @@ mod tests {
         ] {
             assert!(matches!(meta(&partial), Err(Problem::Failed { .. })));
         }
+    }
+
+    /// An SFTP reply packet as a server writes it: length, type, id, then the fields.
+    fn reply_packet(kind: u8, id: u32, fields: &[&[u8]]) -> Vec<u8> {
+        let body: Vec<u8> =
+            [&[kind][..], &id.to_be_bytes()].into_iter().chain(fields.iter().copied()).flatten().copied().collect();
+        [&(body.len() as u32).to_be_bytes()[..], &body].concat()
+    }
+
+    fn string_field(s: &[u8]) -> Vec<u8> {
+        [&(s.len() as u32).to_be_bytes()[..], s].concat()
+    }
+
+    #[test]
+    fn answers_go_to_their_requests_by_id_whatever_the_order_and_strays_are_dropped() {
+        let eof = [&1u32.to_be_bytes()[..], &string_field(b"EOF"), &string_field(b"")].concat();
+        let ok = [&0u32.to_be_bytes()[..], &string_field(b""), &string_field(b"")].concat();
+        let mut bytes = Vec::new();
+        // A close's answer from before the round, then the round's three answers last first, a second answer
+        // to a request already answered, and one to an id nobody asked.
+        bytes.extend(reply_packet(101, 6, &[&ok]));
+        bytes.extend(reply_packet(102, 12, &[&string_field(b"h2")]));
+        bytes.extend(reply_packet(103, 11, &[&string_field(b"data")]));
+        bytes.extend(reply_packet(101, 10, &[&eof]));
+        bytes.extend(reply_packet(102, 12, &[&string_field(b"again")]));
+        bytes.extend(reply_packet(102, 99, &[&string_field(b"made up")]));
+        let mut awaiting = Awaiting { base: 10, replies: (0..3).map(|_| None).collect(), left: 3 };
+        // Arriving a few bytes at a time: nothing is taken before its packet is whole.
+        let mut inbox = BytesMut::new();
+        for chunk in bytes.chunks(5) {
+            inbox.extend_from_slice(chunk);
+            awaiting.take(&mut inbox).unwrap();
+        }
+        assert_eq!(awaiting.left, 0);
+        assert!(inbox.is_empty());
+        assert!(matches!(&awaiting.replies[0], Some(Err(Fail::Status { code: wire::STATUS_EOF, .. }))));
+        assert!(matches!(&awaiting.replies[1], Some(Ok(Answer::Data(d))) if &d[..] == b"data"));
+        assert!(
+            matches!(&awaiting.replies[2], Some(Ok(Answer::Handle(h))) if &h[..] == b"h2"),
+            "the first answer counts"
+        );
+    }
+
+    #[test]
+    fn a_packet_that_is_no_reply_ends_the_session_keeping_what_came_before() {
+        let mut inbox = BytesMut::new();
+        inbox.extend_from_slice(&reply_packet(102, 1, &[&string_field(b"h")]));
+        inbox.extend_from_slice(&reply_packet(3, 2, &[]));
+        let mut awaiting = Awaiting { base: 1, replies: (0..2).map(|_| None).collect(), left: 2 };
+        let why = awaiting.take(&mut inbox).unwrap_err();
+        assert!(why.contains("type 3"), "{why}");
+        assert!(awaiting.replies[0].is_some() && awaiting.replies[1].is_none());
+        // A length past the cap is refused from its four bytes.
+        let mut inbox = BytesMut::from(&0x4000_0000u32.to_be_bytes()[..]);
+        let why = awaiting.take(&mut inbox).unwrap_err();
+        assert!(why.contains("1073741824 bytes"), "{why}");
     }
 
     #[test]
