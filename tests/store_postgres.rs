@@ -111,29 +111,38 @@ async fn file_attributes_read_the_same_on_both() {
                        problem_message FROM file_attributes ORDER BY observation_id";
     type Row = (i64, String, Option<String>, Option<String>, Option<String>, Option<i64>, Option<i64>);
 
+    // The same statements and binds on either pool (sqlx's pools are different types, the code the same).
+    macro_rules! fill_and_read {
+        ($pool:expr) => {{
+            let pool = $pool;
+            for (i, mode) in modes.iter().enumerate() {
+                sqlx::query(insert)
+                    .bind(i as i64)
+                    .bind(vec![i as u8; 32])
+                    .bind(format!("/p{i}"))
+                    .bind(kinds[i % kinds.len()])
+                    .bind(*mode as i64)
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+            sqlx::query(problem).bind(vec![100u8; 32]).execute(&pool).await.unwrap();
+            let rows: Vec<Row> = sqlx::query(read)
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6)))
+                .collect();
+            pool.close().await;
+            rows
+        }};
+    }
+
     let pg = support::postgres::Postgres::start();
     let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&pg.url("postgres")).await.unwrap();
     sqlx::migrate::Migrator::new(migrations("postgres")).await.unwrap().run(&pool).await.unwrap();
-    for (i, mode) in modes.iter().enumerate() {
-        sqlx::query(insert)
-            .bind(i as i64)
-            .bind(vec![i as u8; 32])
-            .bind(format!("/p{i}"))
-            .bind(kinds[i % kinds.len()])
-            .bind(*mode as i64)
-            .execute(&pool)
-            .await
-            .unwrap();
-    }
-    sqlx::query(problem).bind(vec![100u8; 32]).execute(&pool).await.unwrap();
-    let from_pg: Vec<Row> = sqlx::query(read)
-        .fetch_all(&pool)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6)))
-        .collect();
-    pool.close().await;
+    let from_pg = fill_and_read!(pool);
 
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("history.db");
@@ -142,26 +151,7 @@ async fn file_attributes_read_the_same_on_both() {
         .connect_with(sqlx::sqlite::SqliteConnectOptions::new().filename(&db))
         .await
         .unwrap();
-    for (i, mode) in modes.iter().enumerate() {
-        sqlx::query(insert)
-            .bind(i as i64)
-            .bind(vec![i as u8; 32])
-            .bind(format!("/p{i}"))
-            .bind(kinds[i % kinds.len()])
-            .bind(*mode as i64)
-            .execute(&lite)
-            .await
-            .unwrap();
-    }
-    sqlx::query(problem).bind(vec![100u8; 32]).execute(&lite).await.unwrap();
-    let from_sqlite: Vec<Row> = sqlx::query(read)
-        .fetch_all(&lite)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6)))
-        .collect();
-    lite.close().await;
+    let from_sqlite = fill_and_read!(lite);
 
     assert_eq!(from_sqlite.len(), modes.len() + 1);
     assert_eq!(from_sqlite[0].4.as_deref(), Some("-rw-------"), "{:?}", from_sqlite[0]);
