@@ -159,6 +159,115 @@ async fn file_attributes_read_the_same_on_both() {
     assert_eq!(from_pg, from_sqlite);
 }
 
+/// Two scans of two hosts (the second scan could not reach one, and changed a verdict of the other), as rows.
+const HISTORY_ROWS: &[&str] = &[
+    "INSERT INTO scans (id, started_at, finished_at, status, inventory, rules_version, fleetaudit_version,
+                        hosts_total, pid)
+     VALUES (1, '2026-12-01T00:00:00.000Z', '2026-12-01T00:01:00.000Z', 'complete', 'fleet.toml', 'v1', '0.1', 2, 7),
+            (2, '2026-12-02T00:00:00.000Z', '2026-12-02T00:01:00.000Z', 'complete', 'fleet.toml', 'v1', '0.1', 2, 8)",
+    "INSERT INTO rules (rules_version, rule_id, cis, title, component, severity, rationale, assessment)
+     VALUES ('v1', 'r1', '1.2.5', 'Verify the kubelet', 'apiserver', 'high', 'Because', 'automated'),
+            ('v1', 'r2', '1.2.6', 'Authorize', 'apiserver', 'medium', NULL, 'manual')",
+    "INSERT INTO hosts (id, name, cluster, address, port, roles)
+     VALUES (1, 'cp-1', 'prod', '10.0.0.1', 22, 'control-plane'), (2, 'cp-2', 'prod', '10.0.0.2', 2222, 'control-plane')",
+    "INSERT INTO host_keys (id, fingerprint) VALUES (1, 'SHA256:abc')",
+    "INSERT INTO evidence (id, sha256, body) VALUES (1, $1, '[{\"pid\": 1, \"cmdline\": \"kube-apiserver\"}]')",
+    "INSERT INTO result_sets (id, sha256) VALUES (1, $1), (2, $2)",
+    "INSERT INTO results (set_id, rule_id, status, reason, evidence_id)
+     VALUES (1, 'r1', 'pass', 'set', 1), (1, 'r2', 'fail', 'unset', NULL),
+            (2, 'r1', 'fail', 'unset', 1), (2, 'r2', 'fail', 'unset', NULL)",
+    "INSERT INTO scan_hosts (scan_id, host_id, outcome, error_kind, error_message, started_at, duration_ms,
+                             host_key_id, ps_format, processes, result_set_id)
+     VALUES (1, 1, 'audited', NULL, NULL, '2026-12-01T00:00:01.000Z', 40, 1, 'procps', 120, 1),
+            (1, 2, 'audited', NULL, NULL, '2026-12-01T00:00:01.000Z', 41, 1, 'procps', 121, 1),
+            (2, 1, 'audited', NULL, NULL, '2026-12-02T00:00:01.000Z', 42, 1, 'procps', 122, 2),
+            (2, 2, 'error', 'unreachable', 'connection refused', '2026-12-02T00:00:01.000Z', 3, NULL, NULL, NULL, NULL)",
+    "INSERT INTO scan_rule_counts (scan_id, rule_id, pass, fail, error, not_applicable)
+     VALUES (1, 'r1', 2, 0, 0, 0), (1, 'r2', 0, 2, 0, 0), (2, 'r1', 0, 1, 1, 0), (2, 'r2', 0, 1, 1, 0)",
+];
+
+/// Runs one read on `pool` with its binds and keeps its rows, printed, in `out`.
+macro_rules! read {
+    ($pool:expr, $out:expr, $t:ty, $sql:expr $(, $bind:expr)*) => {{
+        let rows: Vec<$t> = sqlx::query_as($sql)$(.bind($bind))*.fetch_all(&$pool).await
+            .unwrap_or_else(|e| panic!("{}: {e}", $sql));
+        assert!(!rows.is_empty(), "{}: no rows", $sql);
+        $out.push(format!("{rows:?}"));
+    }};
+}
+
+/// Every read the report, the outputs and `history` make (`store::reads`), run on both backends over the same
+/// rows: the statements are one text for both, and must give the same rows, decoded into the same types.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_stores_reads_give_the_same_rows_on_both() {
+    use fleetaudit::store::read_sql as sql;
+    use fleetaudit::store::{Change, ClusterCounts, HistoryRow, HostTransition, ResultRow, RuleRow, ScanHost};
+    use fleetaudit::store::{ScanMeta, ScanRow};
+
+    macro_rules! fill_and_read {
+        ($pool:expr) => {{
+            let pool = $pool;
+            for statement in HISTORY_ROWS {
+                let mut q = sqlx::query(*statement);
+                for i in 0..statement.matches('$').count() {
+                    q = q.bind(vec![i as u8; 32]);
+                }
+                q.execute(&pool).await.unwrap_or_else(|e| panic!("{statement}: {e}"));
+            }
+            let mut out: Vec<String> = Vec::new();
+            read!(pool, out, ScanRow, sql::SCANS);
+            read!(pool, out, ScanMeta, sql::SCAN, 2i64);
+            read!(pool, out, ScanHost, sql::SCAN_HOSTS, 2i64);
+            read!(pool, out, ResultRow, sql::SCAN_RESULTS, 1i64);
+            read!(pool, out, (i64, String), sql::SCAN_EVIDENCE, 1i64);
+            read!(pool, out, RuleRow, sql::RULES, 2i64);
+            read!(pool, out, Change, sql::CHANGES, 2i64, None::<&str>, None::<&str>);
+            read!(pool, out, Change, sql::CHANGES, 2i64, Some("cp-1"), Some("r1"));
+            read!(pool, out, ClusterCounts, sql::CLUSTER_TREND, 2i64, 30i64);
+            read!(pool, out, HostTransition, sql::HOST_TRANSITIONS, 2i64);
+            read!(pool, out, HistoryRow, sql::HISTORY_OF_HOST, "cp-2", None::<&str>);
+            read!(pool, out, HistoryRow, sql::HISTORY, None::<&str>, Some("r2"));
+            pool.close().await;
+            out
+        }};
+    }
+
+    let pg = support::postgres::Postgres::start();
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&pg.url("postgres")).await.unwrap();
+    sqlx::migrate::Migrator::new(migrations("postgres")).await.unwrap().run(&pool).await.unwrap();
+    let from_pg = fill_and_read!(pool);
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("history.db");
+    fleetaudit::store::Store::open(&db).await.unwrap().close().await;
+    let lite = sqlx::sqlite::SqlitePoolOptions::new()
+        .connect_with(sqlx::sqlite::SqliteConnectOptions::new().filename(&db))
+        .await
+        .unwrap();
+    let from_sqlite = fill_and_read!(lite);
+
+    // What the rows say, so that agreeing on nothing cannot pass: scan 2's totals, the change of cp-1's r1, and
+    // cp-2 no longer audited.
+    assert!(
+        from_sqlite[0].contains("id: 2") && from_sqlite[0].contains("pass: 0, fail: 2, error: 2"),
+        "{}",
+        from_sqlite[0]
+    );
+    assert!(
+        from_sqlite[7].contains("host: \"cp-1\", rule_id: \"r1\", previous_status: \"pass\", status: \"fail\""),
+        "{}",
+        from_sqlite[7]
+    );
+    assert!(
+        from_sqlite[9].contains("host: \"cp-2\", previous_outcome: Some(\"audited\"), outcome: \"error\""),
+        "{}",
+        from_sqlite[9]
+    );
+    for (i, (p, l)) in from_pg.iter().zip(&from_sqlite).enumerate() {
+        assert_eq!(p, l, "read {i}");
+    }
+}
+
 /// Migration versions from their file names.
 fn versions(backend: &str) -> Vec<u64> {
     let mut v: Vec<u64> = std::fs::read_dir(migrations(backend))

@@ -84,6 +84,8 @@ mod tests;
 mod x509;
 
 pub use file_sets::{FileChange, FileChangeKind, FilesPage};
+#[doc(hidden)]
+pub use reads::sql as read_sql;
 pub use reads::{Change, ClusterCounts, HistoryRow, HostTransition, ResultRow, RuleRow, ScanHost, ScanMeta, ScanRow};
 pub use x509::{
     CertFile, ClusterFinding, ClusterHistoryRow, ClusterHost, ClusterInputs, ClusterRuleMeta, HeldCertificate,

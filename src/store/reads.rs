@@ -7,6 +7,105 @@ use serde::Serialize;
 
 use super::{Store, StoreError, query_err};
 
+/// The reads' statements, written to run unchanged on SQLite and PostgreSQL (`tests/store_postgres.rs` runs each
+/// on both against the same rows): `$N` placeholders, each first used in the order of its number (SQLite numbers
+/// `$N` by first use); sums cast to BIGINT (PostgreSQL's sum of BIGINT is NUMERIC); counts of a condition as
+/// `sum(CASE ...)`, not of a boolean; every subquery in FROM named.
+#[doc(hidden)]
+pub mod sql {
+    pub const SCANS: &str = "SELECT s.id, s.started_at, s.finished_at, s.status, s.hosts_total,
+            (SELECT count(*) FROM scan_hosts h WHERE h.scan_id = s.id) AS recorded,
+            (SELECT count(*) FROM scan_hosts h WHERE h.scan_id = s.id AND h.outcome = 'error') AS unaudited,
+            CAST(coalesce(sum(c.pass), 0) AS BIGINT) AS pass, CAST(coalesce(sum(c.fail), 0) AS BIGINT) AS fail,
+            CAST(coalesce(sum(c.error), 0) AS BIGINT) AS error
+       FROM scans s LEFT JOIN scan_rule_counts c ON c.scan_id = s.id
+      GROUP BY s.id ORDER BY s.id DESC";
+
+    pub const SCAN: &str =
+        "SELECT id, started_at, finished_at, status, inventory, rules_version, fleetaudit_version, hosts_total
+           FROM scans WHERE id = $1";
+
+    pub const SCAN_HOSTS: &str =
+        "SELECT h.name, h.cluster, h.address, h.port, h.roles, sh.outcome, sh.error_kind, sh.error_message,
+                sh.started_at, sh.duration_ms, k.fingerprint, c.description AS certificate, sh.ps_format,
+                sh.processes, sh.result_set_id, sh.file_set_id
+           FROM scan_hosts sh
+           JOIN hosts h ON h.id = sh.host_id
+           LEFT JOIN host_keys k ON k.id = sh.host_key_id
+           LEFT JOIN host_certificates c ON c.id = sh.host_certificate_id
+          WHERE sh.scan_id = $1
+          ORDER BY h.name";
+
+    pub const SCAN_RESULTS: &str = "SELECT r.set_id, r.rule_id, r.status, r.reason, r.evidence_id
+           FROM results r
+          WHERE r.set_id IN (SELECT DISTINCT result_set_id FROM scan_hosts
+                              WHERE scan_id = $1 AND result_set_id IS NOT NULL)
+          ORDER BY r.set_id, r.rule_id";
+
+    pub const SCAN_EVIDENCE: &str = "SELECT e.id, e.body FROM evidence e
+          WHERE e.id IN (SELECT r.evidence_id FROM results r
+                          WHERE r.set_id IN (SELECT DISTINCT result_set_id FROM scan_hosts
+                                              WHERE scan_id = $1 AND result_set_id IS NOT NULL))
+          ORDER BY e.id";
+
+    pub const RULES: &str = "SELECT rc.rule_id, rc.cis, rc.title, rc.severity, m.component, rc.pass, rc.fail, rc.error,
+                rc.not_applicable, rc.compliance_pct, m.rationale, m.remediation, m.test, m.assessment
+           FROM rule_compliance rc
+           JOIN scans s ON s.id = rc.scan_id
+           JOIN rules m ON m.rules_version = s.rules_version AND m.rule_id = rc.rule_id
+          WHERE rc.scan_id = $1
+          ORDER BY rc.compliance_pct IS NULL, rc.compliance_pct, rc.rule_id";
+
+    pub const CHANGES: &str = "SELECT scan_id, previous_scan_id, host, rule_id, previous_status, status FROM changes
+          WHERE scan_id = $1 AND ($2 IS NULL OR host = $2) AND ($3 IS NULL OR rule_id = $3)
+          ORDER BY host, rule_id";
+
+    pub const CLUSTER_TREND: &str = "WITH past AS (SELECT id, rules_version FROM scans WHERE id <= $1
+                                ORDER BY id DESC LIMIT $2),
+              sets AS (SELECT r.set_id, sum(CASE WHEN r.status = 'pass' THEN 1 ELSE 0 END) AS pass,
+                              sum(CASE WHEN r.status = 'fail' THEN 1 ELSE 0 END) AS fail,
+                              sum(CASE WHEN r.status = 'error' THEN 1 ELSE 0 END) AS error
+                         FROM results r
+                        WHERE r.set_id IN (SELECT DISTINCT result_set_id FROM scan_hosts
+                                            WHERE scan_id IN (SELECT id FROM past) AND result_set_id IS NOT NULL)
+                        GROUP BY r.set_id),
+              width AS (SELECT p.id, (SELECT count(*) FROM rules m WHERE m.rules_version = p.rules_version) AS n
+                          FROM past p)
+         SELECT sh.scan_id, h.cluster, CAST(coalesce(sum(c.pass), 0) AS BIGINT) AS pass,
+                CAST(coalesce(sum(c.fail), 0) AS BIGINT) AS fail,
+                CAST(coalesce(sum(CASE WHEN sh.result_set_id IS NULL THEN w.n ELSE c.error END), 0) AS BIGINT) AS error
+           FROM scan_hosts sh
+           JOIN width w ON w.id = sh.scan_id
+           JOIN hosts h ON h.id = sh.host_id
+           LEFT JOIN sets c ON c.set_id = sh.result_set_id
+          WHERE sh.scan_id IN (SELECT id FROM past)
+          GROUP BY sh.scan_id, h.cluster
+          ORDER BY sh.scan_id, h.cluster";
+
+    pub const HOST_TRANSITIONS: &str = "SELECT name AS host, previous_outcome, outcome, error_kind, error_message
+           FROM (SELECT h.name, sh.outcome, sh.error_kind, sh.error_message,
+                        (SELECT l.outcome FROM scan_hosts l CROSS JOIN scans ls
+                          WHERE l.host_id = sh.host_id AND l.scan_id < sh.scan_id AND ls.id = l.scan_id
+                            AND ls.status <> 'running'
+                          ORDER BY l.scan_id DESC LIMIT 1) AS previous_outcome
+                   FROM scan_hosts sh JOIN hosts h ON h.id = sh.host_id
+                  WHERE sh.scan_id = $1) AS hosts_of_scan
+          WHERE previous_outcome IS NULL OR previous_outcome <> outcome
+          ORDER BY name";
+
+    /// A literal `host = $1` (not `$1 IS NULL OR ...`) lets SQLite push the filter into the view's
+    /// scan_hosts_by_host index instead of reading the whole history.
+    pub const HISTORY_OF_HOST: &str = "SELECT f.scan_id, s.started_at, f.host, f.rule_id, f.status, f.reason
+           FROM findings f JOIN scans s ON s.id = f.scan_id
+          WHERE f.host = $1 AND ($2 IS NULL OR f.rule_id = $2)
+          ORDER BY f.scan_id, f.host, f.rule_id";
+
+    pub const HISTORY: &str = "SELECT f.scan_id, s.started_at, f.host, f.rule_id, f.status, f.reason
+           FROM findings f JOIN scans s ON s.id = f.scan_id
+          WHERE $1 IS NULL AND ($2 IS NULL OR f.rule_id = $2)
+          ORDER BY f.scan_id, f.host, f.rule_id";
+}
+
 /// One scan with its verdict totals (from `scan_rule_counts`, as `rule_compliance` counts them).
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct ScanRow {
@@ -162,93 +261,46 @@ pub struct HistoryRow {
 impl Store {
     /// Every scan, newest first.
     pub async fn scans(&self) -> Result<Vec<ScanRow>, StoreError> {
-        sqlx::query_as(
-            "SELECT s.id, s.started_at, s.finished_at, s.status, s.hosts_total,
-                    (SELECT count(*) FROM scan_hosts h WHERE h.scan_id = s.id) AS recorded,
-                    (SELECT count(*) FROM scan_hosts h WHERE h.scan_id = s.id AND h.outcome = 'error') AS unaudited,
-                    coalesce(sum(c.pass), 0) AS pass, coalesce(sum(c.fail), 0) AS fail,
-                    coalesce(sum(c.error), 0) AS error
-               FROM scans s LEFT JOIN scan_rule_counts c ON c.scan_id = s.id
-              GROUP BY s.id ORDER BY s.id DESC",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(query_err("list the scans"))
+        sqlx::query_as(sql::SCANS).fetch_all(&self.pool).await.map_err(query_err("list the scans"))
     }
 
     /// The row of scan `scan_id`, if the database has it.
     pub async fn scan(&self, scan_id: i64) -> Result<Option<ScanMeta>, StoreError> {
-        sqlx::query_as(
-            "SELECT id, started_at, finished_at, status, inventory, rules_version, fleetaudit_version, hosts_total
-               FROM scans WHERE id = ?1",
-        )
-        .bind(scan_id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(query_err("read the scan"))
+        sqlx::query_as(sql::SCAN).bind(scan_id).fetch_optional(&self.pool).await.map_err(query_err("read the scan"))
     }
 
     pub async fn scan_hosts(&self, scan_id: i64) -> Result<Vec<ScanHost>, StoreError> {
-        sqlx::query_as(
-            "SELECT h.name, h.cluster, h.address, h.port, h.roles, sh.outcome, sh.error_kind, sh.error_message,
-                    sh.started_at, sh.duration_ms, k.fingerprint, c.description AS certificate, sh.ps_format,
-                    sh.processes, sh.result_set_id, sh.file_set_id
-               FROM scan_hosts sh
-               JOIN hosts h ON h.id = sh.host_id
-               LEFT JOIN host_keys k ON k.id = sh.host_key_id
-               LEFT JOIN host_certificates c ON c.id = sh.host_certificate_id
-              WHERE sh.scan_id = ?1
-              ORDER BY h.name",
-        )
-        .bind(scan_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(query_err("read the scan's hosts"))
+        sqlx::query_as(sql::SCAN_HOSTS)
+            .bind(scan_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err("read the scan's hosts"))
     }
 
     /// The verdicts of every result set the scan's hosts point at (each set once, however many hosts share it).
     pub async fn scan_results(&self, scan_id: i64) -> Result<Vec<ResultRow>, StoreError> {
-        sqlx::query_as(
-            "SELECT r.set_id, r.rule_id, r.status, r.reason, r.evidence_id
-               FROM results r
-              WHERE r.set_id IN (SELECT DISTINCT result_set_id FROM scan_hosts
-                                  WHERE scan_id = ?1 AND result_set_id IS NOT NULL)
-              ORDER BY r.set_id, r.rule_id",
-        )
-        .bind(scan_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(query_err("read the scan's verdicts"))
+        sqlx::query_as(sql::SCAN_RESULTS)
+            .bind(scan_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err("read the scan's verdicts"))
     }
 
     /// The evidence documents the scan's verdicts refer to.
     pub async fn scan_evidence(&self, scan_id: i64) -> Result<Vec<(i64, String)>, StoreError> {
-        sqlx::query_as(
-            "SELECT e.id, e.body FROM evidence e
-              WHERE e.id IN (SELECT r.evidence_id FROM results r
-                              WHERE r.set_id IN (SELECT DISTINCT result_set_id FROM scan_hosts
-                                                  WHERE scan_id = ?1 AND result_set_id IS NOT NULL))",
-        )
-        .bind(scan_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(query_err("read the scan's evidence"))
+        sqlx::query_as(sql::SCAN_EVIDENCE)
+            .bind(scan_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err("read the scan's evidence"))
     }
 
     pub async fn rules(&self, scan_id: i64) -> Result<Vec<RuleRow>, StoreError> {
-        sqlx::query_as(
-            "SELECT rc.rule_id, rc.cis, rc.title, rc.severity, m.component, rc.pass, rc.fail, rc.error,
-                    rc.not_applicable, rc.compliance_pct, m.rationale, m.remediation, m.test, m.assessment
-               FROM rule_compliance rc
-               JOIN scans s ON s.id = rc.scan_id
-               JOIN rules m ON m.rules_version = s.rules_version AND m.rule_id = rc.rule_id
-              WHERE rc.scan_id = ?1
-              ORDER BY rc.compliance_pct IS NULL, rc.compliance_pct, rc.rule_id",
-        )
-        .bind(scan_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(query_err("read the rule compliance"))
+        sqlx::query_as(sql::RULES)
+            .bind(scan_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err("read the rule compliance"))
     }
 
     /// The changes of one scan, optionally for one host and/or rule.
@@ -258,46 +310,23 @@ impl Store {
         host: Option<&str>,
         rule: Option<&str>,
     ) -> Result<Vec<Change>, StoreError> {
-        sqlx::query_as(
-            "SELECT scan_id, previous_scan_id, host, rule_id, previous_status, status FROM changes
-              WHERE scan_id = ?1 AND (?2 IS NULL OR host = ?2) AND (?3 IS NULL OR rule_id = ?3)
-              ORDER BY host, rule_id",
-        )
-        .bind(scan_id)
-        .bind(host)
-        .bind(rule)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(query_err("read the changes"))
+        sqlx::query_as(sql::CHANGES)
+            .bind(scan_id)
+            .bind(host)
+            .bind(rule)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err("read the changes"))
     }
 
     /// The verdict totals per cluster of the last `scans` scans up to `scan_id`, oldest first.
     pub async fn cluster_trend(&self, scan_id: i64, scans: i64) -> Result<Vec<ClusterCounts>, StoreError> {
-        sqlx::query_as(
-            "WITH past AS (SELECT id, rules_version FROM scans WHERE id <= ?1 ORDER BY id DESC LIMIT ?2),
-                  sets AS (SELECT r.set_id, sum(r.status = 'pass') AS pass, sum(r.status = 'fail') AS fail,
-                                  sum(r.status = 'error') AS error
-                             FROM results r
-                            WHERE r.set_id IN (SELECT DISTINCT result_set_id FROM scan_hosts
-                                                WHERE scan_id IN (SELECT id FROM past) AND result_set_id IS NOT NULL)
-                            GROUP BY r.set_id),
-                  width AS (SELECT p.id, (SELECT count(*) FROM rules m WHERE m.rules_version = p.rules_version) AS n
-                              FROM past p)
-             SELECT sh.scan_id, h.cluster, coalesce(sum(c.pass), 0) AS pass, coalesce(sum(c.fail), 0) AS fail,
-                    coalesce(sum(CASE WHEN sh.result_set_id IS NULL THEN w.n ELSE c.error END), 0) AS error
-               FROM scan_hosts sh
-               JOIN width w ON w.id = sh.scan_id
-               JOIN hosts h ON h.id = sh.host_id
-               LEFT JOIN sets c ON c.set_id = sh.result_set_id
-              WHERE sh.scan_id IN (SELECT id FROM past)
-              GROUP BY sh.scan_id, h.cluster
-              ORDER BY sh.scan_id, h.cluster",
-        )
-        .bind(scan_id)
-        .bind(scans)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(query_err("read the compliance per cluster over time"))
+        sqlx::query_as(sql::CLUSTER_TREND)
+            .bind(scan_id)
+            .bind(scans)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err("read the compliance per cluster over time"))
     }
 
     /// Hosts the scan could not audit that the host's previous ended scan did audit: (name, error kind, message).
@@ -313,41 +342,18 @@ impl Store {
 
     /// The scan's hosts that are new (no previous ended scan), no longer audited, or audited again, by name.
     pub async fn host_transitions(&self, scan_id: i64) -> Result<Vec<HostTransition>, StoreError> {
-        sqlx::query_as(
-            "SELECT name AS host, previous_outcome, outcome, error_kind, error_message FROM (
-               SELECT h.name, sh.outcome, sh.error_kind, sh.error_message,
-                      (SELECT l.outcome FROM scan_hosts l CROSS JOIN scans ls
-                        WHERE l.host_id = sh.host_id AND l.scan_id < sh.scan_id AND ls.id = l.scan_id
-                          AND ls.status <> 'running'
-                        ORDER BY l.scan_id DESC LIMIT 1) AS previous_outcome
-                 FROM scan_hosts sh JOIN hosts h ON h.id = sh.host_id
-                WHERE sh.scan_id = ?1)
-              WHERE previous_outcome IS NULL OR previous_outcome <> outcome
-              ORDER BY name",
-        )
-        .bind(scan_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(query_err("read the hosts whose outcome changed"))
+        sqlx::query_as(sql::HOST_TRANSITIONS)
+            .bind(scan_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err("read the hosts whose outcome changed"))
     }
 
     /// The verdicts over time of a host and/or a rule, oldest scan first.
     pub async fn history(&self, host: Option<&str>, rule: Option<&str>) -> Result<Vec<HistoryRow>, StoreError> {
-        // A literal `host = ?1` (not `?1 IS NULL OR ...`) lets SQLite push the filter into the view's
-        // scan_hosts_by_host index instead of reading the whole history.
         let sql = match host {
-            Some(_) => {
-                "SELECT f.scan_id, s.started_at, f.host, f.rule_id, f.status, f.reason
-                   FROM findings f JOIN scans s ON s.id = f.scan_id
-                  WHERE f.host = ?1 AND (?2 IS NULL OR f.rule_id = ?2)
-                  ORDER BY f.scan_id, f.host, f.rule_id"
-            }
-            None => {
-                "SELECT f.scan_id, s.started_at, f.host, f.rule_id, f.status, f.reason
-                   FROM findings f JOIN scans s ON s.id = f.scan_id
-                  WHERE ?1 IS NULL AND (?2 IS NULL OR f.rule_id = ?2)
-                  ORDER BY f.scan_id, f.host, f.rule_id"
-            }
+            Some(_) => sql::HISTORY_OF_HOST,
+            None => sql::HISTORY,
         };
         sqlx::query_as(sql).bind(host).bind(rule).fetch_all(&self.pool).await.map_err(query_err("read the findings"))
     }
