@@ -184,6 +184,33 @@ const HISTORY_ROWS: &[&str] = &[
             (2, 2, 'error', 'unreachable', 'connection refused', '2026-12-02T00:00:01.000Z', 3, NULL, NULL, NULL, NULL)",
     "INSERT INTO scan_rule_counts (scan_id, rule_id, pass, fail, error, not_applicable)
      VALUES (1, 'r1', 2, 0, 0, 0), (1, 'r2', 0, 2, 0, 0), (2, 'r1', 0, 1, 1, 0), (2, 'r2', 0, 1, 1, 0)",
+    // A host in no cluster, new in scan 2.
+    "INSERT INTO hosts (id, name, cluster, address, port, roles) VALUES (3, 'lone', NULL, '10.0.0.3', 22, 'worker')",
+    "INSERT INTO scan_hosts (scan_id, host_id, outcome, started_at, duration_ms, ps_format, processes, result_set_id)
+     VALUES (2, 3, 'audited', '2026-12-02T00:00:02.000Z', 44, 'procps', 90, 1)",
+    // The CA certificate scan 2 read on cp-1, at two paths with two roles, and lone's copy of it.
+    "INSERT INTO file_contents (id, sha256, body)
+     VALUES (1, 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', $1)",
+    "INSERT INTO file_observations (id, sha256, path, kind, mode, uid, gid, owner, size, content_sha256, redacted,
+                                    content_id, roles)
+     VALUES (11, $1, '/etc/kubernetes/pki/ca.crt', 'file', 420, 0, 0, 'root:root', 32,
+             'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', 0, 1, 'client-ca'),
+            (12, $2, '/var/lib/kubelet/pki/ca.crt', 'file', 420, 0, 0, 'root:root', 32,
+             'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', 0, 1, 'kubelet-ca trust')",
+    "INSERT INTO file_sets (id, sha256) VALUES (1, $1), (2, $2)",
+    "INSERT INTO file_set_members (set_id, observation_id) VALUES (1, 11), (1, 12), (2, 11)",
+    "UPDATE scan_hosts SET file_set_id = 1 WHERE scan_id = 2 AND host_id = 1",
+    "UPDATE scan_hosts SET file_set_id = 2 WHERE scan_id = 2 AND host_id = 3",
+    "INSERT INTO x509_certificates (id, fingerprint, subject, issuer, serial, not_before, not_after, is_ca, usages,
+                                    dns_names, ip_addresses, der)
+     VALUES (1, 'bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb', 'CN=kubernetes', 'CN=kubernetes',
+             '01', '2026-01-01T00:00:00Z', '2036-01-01T00:00:00Z', 1, 'keyCertSign', '[]', '[]', $1)",
+    "INSERT INTO x509_contents (content_id, error) VALUES (1, NULL)",
+    "INSERT INTO content_certificates (content_id, position, certificate_id) VALUES (1, 0, 1)",
+    "INSERT INTO cluster_rules (rules_version, rule_id, cis, title, severity, rationale, remediation)
+     VALUES ('v1', 'cluster-seed', '1.2.5', 'Kubelets are verified', 'high', 'Because', 'Sign them')",
+    "INSERT INTO cluster_results (scan_id, cluster, rule_id, status, reason, evidence_id)
+     VALUES (2, 'prod', 'cluster-seed', 'fail', 'cp-2 was not audited', 1)",
 ];
 
 /// Runs one read on `pool` with its binds and keeps its rows, printed, in `out`.
@@ -227,6 +254,13 @@ async fn the_stores_reads_give_the_same_rows_on_both() {
             read!(pool, out, HostTransition, sql::HOST_TRANSITIONS, 2i64);
             read!(pool, out, HistoryRow, sql::HISTORY_OF_HOST, "cp-2", None::<&str>);
             read!(pool, out, HistoryRow, sql::HISTORY, None::<&str>, Some("r2"));
+            type Finding = (String, String, Option<String>, Option<String>, Option<String>, String, String, Option<String>);
+            read!(pool, out, Finding, sql::CLUSTER_FINDINGS, 2i64);
+            type Held = (Option<String>, String, String, String, String, String, i64, String, String, i64);
+            read!(pool, out, Held, sql::HELD_CERTIFICATES, 2i64);
+            read!(pool, out, (String, String, String, String, String, String), sql::CLUSTER_RULE_TEXTS, 2i64);
+            type Past = (i64, String, String, String, String, String);
+            read!(pool, out, Past, sql::CLUSTER_HISTORY, Some("prod"), None::<&str>);
             pool.close().await;
             out
         }};
@@ -263,6 +297,22 @@ async fn the_stores_reads_give_the_same_rows_on_both() {
         "{}",
         from_sqlite[9]
     );
+    // The hostless-cluster host sorts first in the trend; the CA is held once per cluster, with both roles.
+    let trend = &from_sqlite[8];
+    let (none, prod) = (trend.find("scan_id: 2, cluster: None"), trend.find("scan_id: 2, cluster: Some"));
+    assert!(none.is_some() && none < prod, "{trend}");
+    assert!(
+        from_sqlite[13].contains("(None, \"bbbb") && from_sqlite[13].contains("(Some(\"prod\"), \"bbbb"),
+        "{}",
+        from_sqlite[13]
+    );
+    assert!(
+        from_sqlite[13].contains("\"client-ca,kubelet-ca trust\"")
+            || from_sqlite[13].contains("\"kubelet-ca trust,client-ca\""),
+        "{}",
+        from_sqlite[13]
+    );
+    assert_eq!(from_pg.len(), from_sqlite.len());
     for (i, (p, l)) in from_pg.iter().zip(&from_sqlite).enumerate() {
         assert_eq!(p, l, "read {i}");
     }

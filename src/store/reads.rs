@@ -10,7 +10,8 @@ use super::{Store, StoreError, query_err};
 /// The reads' statements, written to run unchanged on SQLite and PostgreSQL (`tests/store_postgres.rs` runs each
 /// on both against the same rows): `$N` placeholders, each first used in the order of its number (SQLite numbers
 /// `$N` by first use); sums cast to BIGINT (PostgreSQL's sum of BIGINT is NUMERIC); counts of a condition as
-/// `sum(CASE ...)`, not of a boolean; every subquery in FROM named.
+/// `sum(CASE ...)`, not of a boolean; every subquery in FROM named; NULLs ordered first explicitly (SQLite
+/// puts them first, PostgreSQL last).
 #[doc(hidden)]
 pub mod sql {
     pub const SCANS: &str = "SELECT s.id, s.started_at, s.finished_at, s.status, s.hosts_total,
@@ -80,7 +81,7 @@ pub mod sql {
            LEFT JOIN sets c ON c.set_id = sh.result_set_id
           WHERE sh.scan_id IN (SELECT id FROM past)
           GROUP BY sh.scan_id, h.cluster
-          ORDER BY sh.scan_id, h.cluster";
+          ORDER BY sh.scan_id, h.cluster IS NOT NULL, h.cluster";
 
     pub const HOST_TRANSITIONS: &str = "SELECT name AS host, previous_outcome, outcome, error_kind, error_message
            FROM (SELECT h.name, sh.outcome, sh.error_kind, sh.error_message,
@@ -99,6 +100,33 @@ pub mod sql {
            FROM findings f JOIN scans s ON s.id = f.scan_id
           WHERE f.host = $1 AND ($2 IS NULL OR f.rule_id = $2)
           ORDER BY f.scan_id, f.host, f.rule_id";
+
+    pub const CLUSTER_FINDINGS: &str =
+        "SELECT cluster, rule_id, cis, title, severity, status, reason, evidence FROM cluster_findings
+          WHERE scan_id = $1 ORDER BY cluster, rule_id";
+
+    /// Each certificate once per cluster with the places it was found and the roles it had there. Grouped twice
+    /// (by role set, then by certificate): neither backend has a two-argument aggregate that takes DISTINCT.
+    pub const HELD_CERTIFICATES: &str = "WITH by_roles AS (
+             SELECT cluster, fingerprint, roles, min(subject) AS subject, min(issuer) AS issuer,
+                    min(not_before) AS not_before, min(not_after) AS not_after, max(is_ca) AS is_ca,
+                    min(host || ':' || path) AS first_place, count(*) AS places
+               FROM host_x509_certificates WHERE scan_id = $1
+              GROUP BY cluster, fingerprint, roles)
+         SELECT cluster, fingerprint, min(subject), min(issuer), min(not_before), min(not_after), max(is_ca),
+                string_agg(roles, ',' ORDER BY roles), min(first_place), CAST(sum(places) AS BIGINT)
+           FROM by_roles
+          GROUP BY cluster, fingerprint
+          ORDER BY min(not_after), cluster IS NOT NULL, cluster, min(subject), fingerprint";
+
+    pub const CLUSTER_RULE_TEXTS: &str = "SELECT m.rule_id, m.cis, m.title, m.severity, m.rationale, m.remediation
+           FROM cluster_rules m JOIN scans s ON s.rules_version = m.rules_version
+          WHERE s.id = $1 ORDER BY m.rule_id";
+
+    pub const CLUSTER_HISTORY: &str = "SELECT f.scan_id, s.started_at, f.cluster, f.rule_id, f.status, f.reason
+           FROM cluster_findings f JOIN scans s ON s.id = f.scan_id
+          WHERE ($1 IS NULL OR f.cluster = $1) AND ($2 IS NULL OR f.rule_id = $2)
+          ORDER BY f.scan_id, f.cluster, f.rule_id";
 
     pub const HISTORY: &str = "SELECT f.scan_id, s.started_at, f.host, f.rule_id, f.status, f.reason
            FROM findings f JOIN scans s ON s.id = f.scan_id

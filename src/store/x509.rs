@@ -15,7 +15,7 @@ use futures_util::TryStreamExt;
 
 use sha2::{Digest, Sha256};
 
-use super::{Store, StoreError, query_err};
+use super::{Store, StoreError, query_err, read_sql};
 use crate::files::x509::Certificate;
 use crate::model::Status;
 
@@ -373,14 +373,11 @@ impl Store {
     /// A scan's cluster verdicts, by cluster then rule.
     pub async fn cluster_findings(&self, scan_id: i64) -> Result<Vec<ClusterFinding>, StoreError> {
         type Row = (String, String, Option<String>, Option<String>, Option<String>, String, String, Option<String>);
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT cluster, rule_id, cis, title, severity, status, reason, evidence FROM cluster_findings
-              WHERE scan_id = ?1 ORDER BY cluster, rule_id",
-        )
-        .bind(scan_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(query_err("read the cluster verdicts"))?;
+        let rows: Vec<Row> = sqlx::query_as(read_sql::CLUSTER_FINDINGS)
+            .bind(scan_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err("read the cluster verdicts"))?;
         Ok(rows
             .into_iter()
             .map(|(cluster, rule_id, cis, title, severity, status, reason, evidence)| ClusterFinding {
@@ -399,18 +396,11 @@ impl Store {
     /// The scan's certificates, each once per cluster, soonest to expire first (then by cluster and subject).
     pub async fn held_certificates(&self, scan_id: i64) -> Result<Vec<HeldCertificate>, StoreError> {
         type Row = (Option<String>, String, String, String, String, String, i64, String, String, i64);
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT cluster, fingerprint, min(subject), min(issuer), min(not_before), min(not_after), max(is_ca),
-                    group_concat(DISTINCT roles), min(host || ':' || path), count(*)
-               FROM host_x509_certificates
-              WHERE scan_id = ?1
-              GROUP BY cluster, fingerprint
-              ORDER BY min(not_after), cluster, min(subject), fingerprint",
-        )
-        .bind(scan_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(query_err("read the scan's certificates"))?;
+        let rows: Vec<Row> = sqlx::query_as(read_sql::HELD_CERTIFICATES)
+            .bind(scan_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err("read the scan's certificates"))?;
         Ok(rows
             .into_iter()
             .map(|(cluster, fingerprint, subject, issuer, not_before, not_after, is_ca, roles, first_place, places)| {
@@ -434,15 +424,11 @@ impl Store {
 
     /// The cluster rules' texts of the rule set scan `scan_id` ran.
     pub async fn cluster_rule_texts(&self, scan_id: i64) -> Result<Vec<ClusterRuleMeta>, StoreError> {
-        let rows: Vec<(String, String, String, String, String, String)> = sqlx::query_as(
-            "SELECT m.rule_id, m.cis, m.title, m.severity, m.rationale, m.remediation
-               FROM cluster_rules m JOIN scans s ON s.rules_version = m.rules_version
-              WHERE s.id = ?1 ORDER BY m.rule_id",
-        )
-        .bind(scan_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(query_err("read the cluster rules"))?;
+        let rows: Vec<(String, String, String, String, String, String)> = sqlx::query_as(read_sql::CLUSTER_RULE_TEXTS)
+            .bind(scan_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err("read the cluster rules"))?;
         Ok(rows
             .into_iter()
             .map(|(rule_id, cis, title, severity, rationale, remediation)| ClusterRuleMeta {
@@ -462,17 +448,12 @@ impl Store {
         cluster: Option<&str>,
         rule: Option<&str>,
     ) -> Result<Vec<ClusterHistoryRow>, StoreError> {
-        let rows: Vec<(i64, String, String, String, String, String)> = sqlx::query_as(
-            "SELECT f.scan_id, s.started_at, f.cluster, f.rule_id, f.status, f.reason
-               FROM cluster_findings f JOIN scans s ON s.id = f.scan_id
-              WHERE (?1 IS NULL OR f.cluster = ?1) AND (?2 IS NULL OR f.rule_id = ?2)
-              ORDER BY f.scan_id, f.cluster, f.rule_id",
-        )
-        .bind(cluster)
-        .bind(rule)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(query_err("read the cluster verdicts' history"))?;
+        let rows: Vec<(i64, String, String, String, String, String)> = sqlx::query_as(read_sql::CLUSTER_HISTORY)
+            .bind(cluster)
+            .bind(rule)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err("read the cluster verdicts' history"))?;
         Ok(rows
             .into_iter()
             .map(|(scan_id, started_at, cluster, rule_id, status, reason)| ClusterHistoryRow {
