@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use fleetaudit::inventory::Host;
 use fleetaudit::model::Role;
 use fleetaudit::rules::{Engine, RuleSet};
-use fleetaudit::store::{HostOutcome, HostRecord, HostResult, Store};
+use fleetaudit::store::{HostOutcome, HostRecord, HostResult, ScanLock, Store};
 
 const HOSTS: usize = 10_000;
 
@@ -60,7 +60,7 @@ async fn run() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("bench.db");
     let store = Store::open(&db).await.unwrap();
-    let lock = Store::lock(&db).unwrap();
+    let lock = ScanLock::on_file(&db).unwrap();
     let t = Instant::now();
     let scan_id = store.begin_scan(&lock, "bench", &engine.rules.version(), &rules, HOSTS).await.unwrap();
     let outcomes: Vec<HostOutcome> = (0..HOSTS)

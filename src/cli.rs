@@ -20,7 +20,7 @@ use crate::output::{self, Style, Summary};
 use crate::ps;
 use crate::rules::{Engine, RuleSet};
 use crate::scan::{ScanError, ScanOptions, ScanReport, Shard};
-use crate::store::{Store, StoreError};
+use crate::store::{Database, Store, StoreError};
 
 /// Exit codes, as documented in the README: a script can tell "non-compliant" from "could not tell".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -153,9 +153,9 @@ enum Command {
     Scan {
         #[command(flatten)]
         fleet: FleetArgs,
-        /// The SQLite database (default: the inventory's `database`).
-        #[arg(long)]
-        db: Option<PathBuf>,
+        /// The history: an SQLite file, or a postgres:// URL (default: the inventory's `database`).
+        #[arg(long, env = "FLEETAUDIT_DB", hide_env_values = true, value_parser = parse_database)]
+        db: Option<Database>,
         /// Hosts audited at once (default: the inventory's `concurrency`, else 64).
         #[arg(long)]
         concurrency: Option<usize>,
@@ -192,9 +192,9 @@ enum Command {
         /// Cron expression (default: the inventory's `schedule`).
         #[arg(long)]
         schedule: Option<String>,
-        /// The SQLite database (default: the inventory's `database`).
-        #[arg(long)]
-        db: Option<PathBuf>,
+        /// The history: an SQLite file, or a postgres:// URL (default: the inventory's `database`).
+        #[arg(long, env = "FLEETAUDIT_DB", hide_env_values = true, value_parser = parse_database)]
+        db: Option<Database>,
         /// Hosts audited at once (default: the inventory's `concurrency`).
         #[arg(long)]
         concurrency: Option<usize>,
@@ -433,26 +433,38 @@ impl FleetArgs {
 /// Where the history is: `--db`, or the inventory's `database`.
 #[derive(Debug, clap::Args)]
 struct DbArgs {
-    /// The SQLite database (default: the inventory's `database`).
-    #[arg(long)]
-    db: Option<PathBuf>,
+    /// The history: an SQLite file, or a postgres:// URL (default: the inventory's `database`).
+    #[arg(long, env = "FLEETAUDIT_DB", hide_env_values = true, value_parser = parse_database)]
+    db: Option<Database>,
     /// The inventory whose `database` (and `report_dir`) to use.
     #[arg(short, long, value_name = "FILE")]
     inventory: Option<PathBuf>,
 }
 
+/// `--db`: a `postgres://` URL or an SQLite path. A URL with a password is taken (a user may have no other way)
+/// but the password is never printed: [`Database`]'s `Display` hides it.
+fn parse_database(text: &str) -> Result<Database, String> {
+    if text.is_empty() {
+        return Err("empty: give an SQLite file or a postgres:// URL".into());
+    }
+    Ok(Database::parse(text))
+}
+
 impl DbArgs {
-    /// The database (which must exist: reading never creates one) and the inventory's report directory.
-    fn resolve(&self) -> anyhow::Result<(PathBuf, Option<PathBuf>)> {
+    /// The database (an SQLite file must exist: reading never creates one) and the inventory's report
+    /// directory.
+    fn resolve(&self) -> anyhow::Result<(Database, Option<PathBuf>)> {
         let inventory = self.inventory.as_deref().map(crate::inventory::load).transpose()?;
         let report_dir = inventory.as_ref().map(|i| i.settings.report_dir.clone());
         let db = match (&self.db, &inventory) {
             (Some(db), _) => db.clone(),
             (None, Some(i)) => i.settings.database.clone(),
-            (None, None) => bail!(BadInput("give the database with --db PATH or an inventory with -i FILE".into())),
+            (None, None) => bail!(BadInput(
+                "give the database with --db PATH (or URL, or FLEETAUDIT_DB) or an inventory with -i FILE".into()
+            )),
         };
-        if !db.exists() {
-            bail!(BadInput(format!("no database at {}; run `fleetaudit scan` first", db.display())));
+        if let Some(path) = db.path().filter(|p| !p.exists()) {
+            bail!(BadInput(format!("no database at {}; run `fleetaudit scan` first", path.display())));
         }
         Ok((db, report_dir))
     }
@@ -692,7 +704,8 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
                 write_scan_summary(&mut out, &report, &db, html.as_deref(), style)?;
                 let code = scan_exit(&report, false) as i32;
                 writeln!(out, "\nA scan of this fleet exits {code} (`{} scan --help` says why). Next:", crate::demo::invoked_as())?;
-                for step in crate::demo::next_steps(&db, &dir) {
+                let Some(db) = db.path() else { unreachable!("the demo's inventory names an SQLite file") };
+                for step in crate::demo::next_steps(db, &dir) {
                     writeln!(out, "  {step}")?;
                 }
                 drop(demo);
@@ -729,7 +742,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
                 bail!(BadInput("give the report directory with --out DIR or an inventory with -i FILE".into()));
             };
             let summary = runtime()?.block_on(async {
-                let store = Store::open(&db).await?;
+                let store = Store::connect(&db, false).await?;
                 let summary = crate::report::render(&store, scan, &dir).await;
                 store.close().await;
                 anyhow::Ok(summary?)
@@ -754,7 +767,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
             let hosts_too = cluster.is_none();
             let clusters_too = cluster.is_some() || host.is_none();
             let (rows, cluster_rows, latest, changes) = runtime()?.block_on(async {
-                let store = Store::open(&db).await?;
+                let store = Store::connect(&db, false).await?;
                 let rows = match hosts_too {
                     true => store.history(host.as_deref(), rule.as_deref()).await?,
                     false => Vec::new(),
@@ -931,13 +944,13 @@ struct ReadBack {
 async fn scan(
     inventory: &crate::inventory::Inventory,
     engine: Arc<Engine>,
-    db: &std::path::Path,
+    db: &Database,
     options: &ScanOptions,
     after: Option<&crate::daemon::DaemonOptions>,
     read_back: ReadBack,
 ) -> anyhow::Result<Scanned> {
-    let lock = Store::lock(db)?;
-    let store = Store::open(db).await?;
+    let store = Store::connect(db, true).await?;
+    let lock = store.lock().await?;
     let (stop, signals) = stop_on_signals();
     let report = crate::scan::run(inventory, engine, &store, &lock, options, stop).await;
     signals.abort();
@@ -977,7 +990,7 @@ fn scan_exit(report: &ScanReport, automated_only: bool) -> Exit {
 fn write_scan_summary(
     out: &mut dyn Write,
     report: &ScanReport,
-    db: &std::path::Path,
+    db: &Database,
     html: Option<&std::path::Path>,
     style: Style,
 ) -> io::Result<()> {
@@ -1027,7 +1040,7 @@ fn write_scan_summary(
         report.hosts.len() - report.unreachable(),
         report.unreachable(),
     )?;
-    writeln!(out, "database: {}", db.display())?;
+    writeln!(out, "database: {db}")?;
     if let Some(html) = html {
         writeln!(out, "report: {}", html.display())?;
     }

@@ -51,7 +51,7 @@ pub struct DaemonOptions {
     /// Overrides the inventory's `schedule`.
     pub schedule: Option<String>,
     /// Overrides the inventory's `database`.
-    pub db: Option<PathBuf>,
+    pub db: Option<crate::store::Database>,
     pub concurrency: Option<usize>,
     /// How long hosts in flight may take to finish after SIGTERM.
     pub grace: Duration,
@@ -75,8 +75,8 @@ pub async fn run(
     let mut expr = schedule_of(&options, &inventory)?;
     let mut cron = parse_schedule(&expr)?;
     let db = options.db.clone().unwrap_or_else(|| inventory.settings.database.clone());
-    let store = Store::open(&db).await?;
-    tracing::info!(inventory = %options.inventory.display(), db = %db.display(), schedule = %expr, "daemon started");
+    let store = Store::connect(&db, true).await?;
+    tracing::info!(inventory = %options.inventory.display(), %db, schedule = %expr, "daemon started");
     let mut scans = 0;
     loop {
         let now = Local::now();
@@ -110,7 +110,7 @@ pub async fn run(
             Err(e) => tracing::warn!("the inventory is broken, scanning with the last good one: {e}"),
         }
 
-        let lock = match Store::lock(&db) {
+        let lock = match store.lock().await {
             Ok(l) => l,
             Err(StoreError::Locked { holder, .. }) => {
                 tracing::warn!(%holder, "tick skipped: another scan is using the database");

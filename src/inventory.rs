@@ -32,6 +32,7 @@ use toml::Spanned;
 
 use crate::model::Role;
 use crate::source::{self, Location};
+use crate::store::Database;
 
 pub mod ssh_config;
 
@@ -54,11 +55,13 @@ pub struct Settings {
     /// unset). Never empty when written.
     pub known_hosts: Vec<PathBuf>,
     pub host_key_policy: HostKeyPolicy,
-    /// Where `accept-new` records first-seen keys; the database path with `.known_hosts` appended when absent.
+    /// Where `accept-new` records first-seen keys; the database path with `.known_hosts` appended when absent
+    /// (`fleetaudit.known_hosts` beside the inventory for a PostgreSQL database).
     pub accepted_hosts: PathBuf,
     /// Hosts audited at once, 1..=65535.
     pub concurrency: usize,
-    pub database: PathBuf,
+    /// The history: an SQLite file, or a PostgreSQL URL without a password.
+    pub database: Database,
     pub report_dir: PathBuf,
     /// A cron expression, kept as written; the daemon validates it.
     pub schedule: Option<String>,
@@ -635,13 +638,24 @@ impl Ctx<'_> {
                 "accept-new" => Ok(HostKeyPolicy::AcceptNew),
                 other => Err(format!("{other:?} is not a host key policy: use \"strict\" or \"accept-new\"")),
             })?;
-        let database = self.check(d.database.as_ref(), "defaults.database", path)?;
-        let database = database.unwrap_or_else(|| self.dir.join(DEFAULT_DATABASE));
+        let database =
+            self.check(d.database.as_ref(), "defaults.database", |written: &String| match Database::parse(written) {
+                url @ Database::Postgres(_) if url.has_password() => Err(format!(
+                    "{url}: the URL holds a password; an inventory never does. Give it with PGPASSWORD or \
+                     ~/.pgpass (https://www.postgresql.org/docs/current/libpq-pgpass.html)"
+                )),
+                url @ Database::Postgres(_) => Ok(url),
+                Database::Sqlite(_) => path(written).map(Database::Sqlite),
+            })?;
+        let database = database.unwrap_or_else(|| Database::Sqlite(self.dir.join(DEFAULT_DATABASE)));
         let accepted_hosts = self.check(d.accepted_hosts.as_ref(), "defaults.accepted_hosts", path)?;
-        let accepted_hosts = accepted_hosts.unwrap_or_else(|| {
-            let mut p = database.clone().into_os_string();
-            p.push(".known_hosts");
-            PathBuf::from(p)
+        let accepted_hosts = accepted_hosts.unwrap_or_else(|| match &database {
+            Database::Sqlite(db) => {
+                let mut p = db.clone().into_os_string();
+                p.push(".known_hosts");
+                PathBuf::from(p)
+            }
+            Database::Postgres(_) => self.dir.join("fleetaudit.known_hosts"),
         });
         let report_dir = self.check(d.report_dir.as_ref(), "defaults.report_dir", path)?;
         let ssh_config = self.check(d.ssh_config.as_ref(), "defaults.ssh_config", path)?;
@@ -1299,7 +1313,7 @@ mod tests {
                 host_key_policy: HostKeyPolicy::Strict,
                 accepted_hosts: dir.join("fleetaudit.db.known_hosts"),
                 concurrency: 64,
-                database: dir.join("fleetaudit.db"),
+                database: Database::Sqlite(dir.join("fleetaudit.db")),
                 report_dir: dir.join("fleetaudit-report"),
                 schedule: None,
                 keep_scans: None,
@@ -1380,7 +1394,7 @@ mod tests {
             .unwrap();
         let s = &inv.settings;
         assert_eq!(s.known_hosts, vec![dir.join("kh"), fx.home().join(".ssh/kh2"), "/etc/ssh/ssh_known_hosts".into()]);
-        assert_eq!(s.database, dir.join("data/fa.db"));
+        assert_eq!(s.database, Database::Sqlite(dir.join("data/fa.db")));
         assert_eq!(s.accepted_hosts, dir.join("data/fa.db.known_hosts"), "next to the database by default");
         assert_eq!(s.report_dir, PathBuf::from("/srv/report"));
         assert_eq!(inv.hosts[0].identity_files, vec![dir.join("keys/id_ed25519"), fx.home().join(".ssh/id_ecdsa")]);
@@ -1725,7 +1739,7 @@ mod tests {
         let fx = Fixture::new();
         let with_key = packaged.replace("\"/etc/fleetaudit/id_ed25519\"", "\"~/.ssh/id_ed25519\"");
         let inv = parse_in(Path::new("/etc/fleetaudit/inventory.toml"), &with_key, &fx.env).unwrap();
-        assert_eq!(inv.settings.database, PathBuf::from("/var/lib/fleetaudit/history.db"));
+        assert_eq!(inv.settings.database, Database::Sqlite(PathBuf::from("/var/lib/fleetaudit/history.db")));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use fleetaudit::model::Status;
 use fleetaudit::output::scan::{ScanResults, write_json};
-use fleetaudit::store::{FileRecord, FindingRecord, HostOutcome, HostRecord, HostResult, RuleMeta, Store};
+use fleetaudit::store::{FileRecord, FindingRecord, HostOutcome, HostRecord, HostResult, RuleMeta, ScanLock, Store};
 use support::records::{AFTER, BEFORE, CONFIG, DENIED, problem, read, sha, stat};
 
 const HOSTILE: &str = "/etc/kubernetes/<script>alert(1)</script>.yaml";
@@ -95,7 +95,7 @@ fn worker(name: &str) -> HostOutcome {
 
 async fn record_scans(db: &Path, scans: &[Vec<HostOutcome>]) -> Store {
     let store = Store::open(db).await.unwrap();
-    let lock = Store::lock(db).unwrap();
+    let lock = ScanLock::on_file(db).unwrap();
     for hosts in scans {
         let id = store.begin_scan(&lock, "inventory.toml", "2026.12.0", &rules(), hosts.len()).await.unwrap();
         store.record_hosts(id, hosts).await.unwrap();

@@ -5,7 +5,7 @@
 mod support;
 
 use fleetaudit::model::Status;
-use fleetaudit::store::{FileRecord, FindingRecord, HostOutcome, HostRecord, HostResult, RuleMeta, Store};
+use fleetaudit::store::{FileRecord, FindingRecord, HostOutcome, HostRecord, HostResult, RuleMeta, ScanLock, Store};
 use support::records::{AFTER, BEFORE, CONFIG, DENIED, problem, read, sha, stat};
 use support::sqlite;
 
@@ -74,7 +74,7 @@ async fn the_readme_file_queries_answer_what_the_scans_saw() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("history.db");
     let store = Store::open(&db).await.unwrap();
-    let lock = Store::lock(&db).unwrap();
+    let lock = ScanLock::on_file(&db).unwrap();
     let rules = [RuleMeta {
         rule_id: "kubelet-read-only-port".to_string(),
         cis: "4.2.4".to_string(),

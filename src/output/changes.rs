@@ -47,7 +47,7 @@ impl News {
     }
 
     /// The news as text, or nothing when there is none.
-    pub fn write(&self, out: &mut dyn Write, db: &Path, report: Option<&Path>) -> io::Result<()> {
+    pub fn write(&self, out: &mut dyn Write, db: &crate::store::Database, report: Option<&Path>) -> io::Result<()> {
         if self.is_empty() {
             return Ok(());
         }
@@ -83,7 +83,7 @@ impl News {
         for group in host_groups {
             section(out, group, &self.hosts, |h| &h.host, outcome)?;
         }
-        writeln!(out, "\ndatabase: {}", db.display())?;
+        writeln!(out, "\ndatabase: {db}")?;
         if let Some(report) = report {
             writeln!(out, "report: {}", report.display())?;
         }

@@ -1,7 +1,7 @@
 //! The files a scan read on each host, in the history: writing them deduplicated, and reading them back.
 //!
 //! Owns: the keys that deduplicate observations (what a scan saw of one path) and file sets (one host's
-//! observations in one scan), their interning inside [`record_batch`](super::record_batch)'s transaction, and
+//! observations in one scan), their interning inside `batch::record_batch`'s transaction (`batch.rs`), and
 //! the reads the report and the JSON output make ([`Store::host_files`], [`Store::scan_files`],
 //! [`Store::file_changes`]). The schema and the views are `migrations/sqlite/20261202000000_host_files.sql`.
 //! Must not touch: what a file means (the engine judges it), secrets (redacted before they get here).
@@ -9,12 +9,11 @@
 //! Every value, paths included, is a bound parameter: a path a host named may hold quotes, newlines or any
 //! UTF-8, and is stored and read back byte for byte.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
-use super::{FileRecord, MAX_BINDS, Store, StoreError, field, find_ids, insert_returning, query_err, unmatched};
+use super::{FileRecord, Store, StoreError, field, on_pool, query_err};
 
 /// The kinds of path `file_observations.kind` accepts.
 const KINDS: [&str; 4] = ["file", "dir", "symlink", "other"];
@@ -23,7 +22,7 @@ const PROBLEMS: [&str; 7] =
     ["missing", "denied", "too_large", "over_budget", "unavailable", "failed", "not_in_snapshot"];
 /// Contents are inserted in statements of at most this many bytes, so a batch of large files is not copied
 /// into one statement's arguments all at once.
-const CONTENT_BYTES_PER_STATEMENT: usize = 16 << 20;
+pub(super) const CONTENT_BYTES_PER_STATEMENT: usize = 16 << 20;
 
 /// A file record, the host it is from (for errors) and its observation's key.
 pub(super) type Keyed<'a> = (&'a FileRecord, [u8; 32], &'a str);
@@ -168,7 +167,7 @@ pub(super) fn file_set_key<'a>(
     Ok((keyed, hasher.finalize().into()))
 }
 
-fn bad_file(host: &str, file: &FileRecord, why: &'static str) -> StoreError {
+pub(super) fn bad_file(host: &str, file: &FileRecord, why: &'static str) -> StoreError {
     StoreError::BadFile { host: host.to_string(), path: file.path.clone(), why }
 }
 
@@ -250,248 +249,12 @@ fn observation_key(f: &FileRecord) -> [u8; 32] {
     hasher.finalize().into()
 }
 
-/// Returns the ids of the file sets holding exactly these observations (`None` for a host not audited), storing
-/// the new ones with their observations and contents. As result sets: a stored set is immutable and was written
-/// with all its members in one transaction, so finding its key is finding all of it; an unchanged host costs
-/// one look-up and no write.
-pub(super) async fn intern_file_sets(
-    conn: &mut SqliteConnection,
-    keys: &[Option<(Vec<Keyed<'_>>, [u8; 32])>],
-) -> Result<HashMap<Vec<u8>, i64>, StoreError> {
-    let mut seen = HashSet::new();
-    let unique: Vec<&(Vec<Keyed<'_>>, [u8; 32])> = keys.iter().flatten().filter(|(_, k)| seen.insert(*k)).collect();
-    let hashes: Vec<Vec<u8>> = unique.iter().map(|(_, k)| k.to_vec()).collect();
-    let what = "store file sets";
-    let mut ids = find_ids(conn, "SELECT sha256, id FROM file_sets WHERE sha256 IN (", &hashes, what).await?;
-    let new: Vec<&(Vec<Keyed<'_>>, [u8; 32])> = unique.into_iter().filter(|(_, k)| !ids.contains_key(&k[..])).collect();
-    if new.is_empty() {
-        return Ok(ids);
-    }
-
-    // Observations of the new sets, each once.
-    let mut seen = HashSet::new();
-    let observations: Vec<&Keyed<'_>> =
-        new.iter().flat_map(|(m, _)| m.iter()).filter(|(_, k, _)| seen.insert(*k)).collect();
-    let hashes: Vec<Vec<u8>> = observations.iter().map(|(_, k, _)| k.to_vec()).collect();
-    let what = "store file observations";
-    let mut observation_ids =
-        find_ids(conn, "SELECT sha256, id FROM file_observations WHERE sha256 IN (", &hashes, what).await?;
-    let new_observations: Vec<&&Keyed<'_>> =
-        observations.iter().filter(|(_, k, _)| !observation_ids.contains_key(&k[..])).collect();
-
-    let content_ids = intern_contents(conn, &new_observations).await?;
-    let rows = new_observations
-        .into_iter()
-        .map(|keyed| {
-            let content_id = match (&keyed.0.content, &keyed.0.sha256) {
-                (Some(_), Some(sha)) => Some(*content_ids.get(sha).ok_or_else(unmatched)?),
-                _ => None,
-            };
-            Ok((*keyed, content_id))
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    let inserted = insert_returning(
-        conn,
-        "INSERT INTO file_observations (sha256, path, kind, mode, uid, gid, owner, size, content_sha256, redacted, \
-         content_id, problem, problem_message, roles) ",
-        " RETURNING sha256, id",
-        &rows,
-        14,
-        |b, ((file, key, _), content_id)| {
-            b.push_bind(key.to_vec())
-                .push_bind(file.path.clone())
-                .push_bind(file.kind.clone())
-                .push_bind(file.mode)
-                .push_bind(file.uid)
-                .push_bind(file.gid)
-                .push_bind(file.owner.clone())
-                // SQLite integers are signed: a size past i64::MAX is a lying server's, kept as the largest.
-                .push_bind(file.size.map(|s| i64::try_from(s).unwrap_or(i64::MAX)))
-                .push_bind(file.sha256.clone())
-                .push_bind(file.redacted)
-                .push_bind(*content_id)
-                .push_bind(file.problem.clone())
-                .push_bind(file.problem_message.clone())
-                .push_bind(file.roles_text());
-        },
-        what,
-    )
-    .await?;
-    observation_ids.extend(inserted);
-
-    let new_hashes: Vec<Vec<u8>> = new.iter().map(|(_, k)| k.to_vec()).collect();
-    let new_ids = insert_returning(
-        conn,
-        "INSERT INTO file_sets (sha256) ",
-        " RETURNING sha256, id",
-        &new_hashes,
-        1,
-        |b, hash| {
-            b.push_bind(hash.clone());
-        },
-        "store file sets",
-    )
-    .await?;
-    let mut members = Vec::new();
-    for (files, key) in &new {
-        let set_id = *new_ids.get(&key[..]).ok_or_else(unmatched)?;
-        for (_, observation, _) in files {
-            members.push((set_id, *observation_ids.get(&observation[..]).ok_or_else(unmatched)?));
-        }
-    }
-    for chunk in members.chunks(MAX_BINDS / 2) {
-        let mut insert = QueryBuilder::<Sqlite>::new("INSERT INTO file_set_members (set_id, observation_id) ");
-        insert.push_values(chunk, |mut b, (set_id, observation_id)| {
-            b.push_bind(*set_id).push_bind(*observation_id);
-        });
-        insert.build().execute(&mut *conn).await.map_err(query_err("store file set members"))?;
-    }
-    ids.extend(new_ids);
-    Ok(ids)
-}
-
-/// The ids of the contents the new observations keep, by SHA-256, inserting those not stored yet. Each new
-/// observation's contents are hashed here: `file_contents.sha256` is always the SHA-256 of `body`, and a record
-/// whose hash is not its contents' is refused rather than pointed at contents that are not its own. (An
-/// unchanged host has no new observation, so a rescan hashes nothing.)
-async fn intern_contents(
-    conn: &mut SqliteConnection,
-    observations: &[&&Keyed<'_>],
-) -> Result<HashMap<String, i64>, StoreError> {
-    let mut bodies: HashMap<&str, &[u8]> = HashMap::new();
-    for &&&(file, _, host) in observations {
-        let (Some(body), Some(sha)) = (&file.content, &file.sha256) else { continue };
-        let actual: [u8; 32] = Sha256::digest(body).into();
-        if super::hex(&actual) != *sha {
-            return Err(bad_file(host, file, "sha256 is not the SHA-256 of the contents kept"));
-        }
-        bodies.insert(sha, body);
-    }
-    let mut hashes: Vec<String> = bodies.keys().map(|s| s.to_string()).collect();
-    hashes.sort_unstable();
-    let what = "store file contents";
-    let mut ids = find_ids(conn, "SELECT sha256, id FROM file_contents WHERE sha256 IN (", &hashes, what).await?;
-    let new: Vec<(&String, &[u8])> =
-        hashes.iter().filter(|h| !ids.contains_key(*h)).map(|h| (h, bodies[h.as_str()])).collect();
-    let mut start = 0;
-    while start < new.len() {
-        // At least one body a statement, however large.
-        let mut end = start + 1;
-        let mut bytes = new[start].1.len();
-        while end < new.len() && end - start < MAX_BINDS / 2 && bytes + new[end].1.len() <= CONTENT_BYTES_PER_STATEMENT
-        {
-            bytes += new[end].1.len();
-            end += 1;
-        }
-        let inserted = insert_returning(
-            conn,
-            "INSERT INTO file_contents (sha256, body) ",
-            " RETURNING sha256, id",
-            &new[start..end],
-            2,
-            |b, (sha, body)| {
-                b.push_bind(sha.to_string()).push_bind(body.to_vec());
-            },
-            what,
-        )
-        .await?;
-        ids.extend(inserted);
-        start = end;
-    }
-    Ok(ids)
-}
-
-/// A row of `file_observations` (with its set), as the reads decode it.
-type ObservationRow = (
-    i64,
-    String,
-    Option<String>,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    Option<String>,
-    Option<i64>,
-    Option<String>,
-    bool,
-    Option<Vec<u8>>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-);
-
 /// A stored integer that does not fit the Rust type: only a database written by something else holds one.
-fn decode_err(what: &'static str, column: &'static str) -> StoreError {
+pub(super) fn decode_err(what: &'static str, column: &'static str) -> StoreError {
     StoreError::Query {
         what,
         source: sqlx::Error::ColumnDecode { index: column.to_string(), source: "out of range".into() },
     }
-}
-
-/// The files of each of `set_ids`, in path order; contents only when `content` is set.
-async fn set_files(
-    conn: &mut SqliteConnection,
-    set_ids: &[i64],
-    content: bool,
-    what: &'static str,
-) -> Result<HashMap<i64, Vec<FileRecord>>, StoreError> {
-    let mut sets: HashMap<i64, Vec<FileRecord>> = set_ids.iter().map(|id| (*id, Vec::new())).collect();
-    for chunk in set_ids.chunks(MAX_BINDS) {
-        let mut query = QueryBuilder::<Sqlite>::new(if content {
-            "SELECT m.set_id, o.path, o.kind, o.mode, o.uid, o.gid, o.owner, o.size, o.content_sha256, o.redacted,
-                    c.body, o.problem, o.problem_message, o.roles
-               FROM file_set_members m JOIN file_observations o ON o.id = m.observation_id
-               LEFT JOIN file_contents c ON c.id = o.content_id
-              WHERE m.set_id IN ("
-        } else {
-            "SELECT m.set_id, o.path, o.kind, o.mode, o.uid, o.gid, o.owner, o.size, o.content_sha256, o.redacted,
-                    NULL, o.problem, o.problem_message, o.roles
-               FROM file_set_members m JOIN file_observations o ON o.id = m.observation_id
-              WHERE m.set_id IN ("
-        });
-        let mut list = query.separated(", ");
-        for id in chunk {
-            list.push_bind(*id);
-        }
-        list.push_unseparated(") ORDER BY m.set_id, o.path");
-        let rows: Vec<ObservationRow> = query.build_query_as().fetch_all(&mut *conn).await.map_err(query_err(what))?;
-        for (
-            set_id,
-            path,
-            kind,
-            mode,
-            uid,
-            gid,
-            owner,
-            size,
-            sha256,
-            redacted,
-            body,
-            problem,
-            problem_message,
-            roles,
-        ) in rows
-        {
-            let u32_of =
-                |v: Option<i64>, column| v.map(|v| u32::try_from(v).map_err(|_| decode_err(what, column))).transpose();
-            let record = FileRecord {
-                path,
-                kind,
-                mode: u32_of(mode, "mode")?,
-                uid: u32_of(uid, "uid")?,
-                gid: u32_of(gid, "gid")?,
-                owner,
-                size: size.map(|s| u64::try_from(s).map_err(|_| decode_err(what, "size"))).transpose()?,
-                sha256,
-                redacted,
-                content: body,
-                problem,
-                problem_message,
-                roles: roles.map(|r| r.split(' ').map(str::to_owned).collect()).unwrap_or_default(),
-            };
-            sets.entry(set_id).or_default().push(record);
-        }
-    }
-    Ok(sets)
 }
 
 /// A row of the `file_changes` view.
@@ -526,19 +289,21 @@ impl Store {
         content: bool,
     ) -> Result<Option<Vec<FileRecord>>, StoreError> {
         let what = "read a host's files";
-        let mut conn = self.pool.acquire().await.map_err(query_err(what))?;
-        let set_id: Option<Option<i64>> = sqlx::query_scalar(
-            "SELECT sh.file_set_id FROM scan_hosts sh JOIN hosts h ON h.id = sh.host_id
-              WHERE sh.scan_id = ?1 AND h.name = ?2",
-        )
-        .bind(scan_id)
-        .bind(host)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(query_err(what))?;
-        let Some(Some(set_id)) = set_id else { return Ok(None) };
-        let mut sets = set_files(&mut conn, &[set_id], content, what).await?;
-        Ok(sets.remove(&set_id))
+        on_pool!(self, |pool, side| {
+            let mut conn = pool.acquire().await.map_err(query_err(what))?;
+            let set_id: Option<Option<i64>> = sqlx::query_scalar(
+                "SELECT sh.file_set_id FROM scan_hosts sh JOIN hosts h ON h.id = sh.host_id
+                  WHERE sh.scan_id = $1 AND h.name = $2",
+            )
+            .bind(scan_id)
+            .bind(host)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(query_err(what))?;
+            let Some(Some(set_id)) = set_id else { return Ok(None) };
+            let mut sets = side::batch::set_files(&mut conn, &[set_id], content, what).await?;
+            Ok(sets.remove(&set_id))
+        })
     }
 
     /// A page of scan `scan_id`'s files: the first `limit` hosts (by name) after `after` that have files in the
@@ -553,23 +318,25 @@ impl Store {
         content: bool,
     ) -> Result<FilesPage, StoreError> {
         let what = "read a scan's files";
-        let mut conn = self.pool.acquire().await.map_err(query_err(what))?;
-        let hosts: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT h.name, sh.file_set_id FROM scan_hosts sh JOIN hosts h ON h.id = sh.host_id
-              WHERE sh.scan_id = ?1 AND sh.file_set_id IS NOT NULL AND (?2 IS NULL OR h.name > ?2)
-              ORDER BY h.name LIMIT ?3",
-        )
-        .bind(scan_id)
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(query_err(what))?;
-        let mut set_ids: Vec<i64> = hosts.iter().map(|(_, id)| *id).collect();
-        set_ids.sort_unstable();
-        set_ids.dedup();
-        let sets = set_files(&mut conn, &set_ids, content, what).await?;
-        Ok(FilesPage { hosts, sets })
+        on_pool!(self, |pool, side| {
+            let mut conn = pool.acquire().await.map_err(query_err(what))?;
+            let hosts: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT h.name, sh.file_set_id FROM scan_hosts sh JOIN hosts h ON h.id = sh.host_id
+                  WHERE sh.scan_id = $1 AND sh.file_set_id IS NOT NULL AND ($2 IS NULL OR h.name > $2)
+                  ORDER BY h.name LIMIT $3",
+            )
+            .bind(scan_id)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(query_err(what))?;
+            let mut set_ids: Vec<i64> = hosts.iter().map(|(_, id)| *id).collect();
+            set_ids.sort_unstable();
+            set_ids.dedup();
+            let sets = side::batch::set_files(&mut conn, &set_ids, content, what).await?;
+            Ok(FilesPage { hosts, sets })
+        })
     }
 
     /// The `file_changes` of scan `scan_id` (for one host when `host` is given), ordered by host and path: at most
@@ -584,21 +351,21 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<FileChange>, StoreError> {
         let what = "read the file changes";
-        let rows: Vec<ChangeRow> = sqlx::query_as(
+        let rows: Vec<ChangeRow> = on_pool!(self, |pool, _side| sqlx::query_as(
             "SELECT scan_id, previous_scan_id, host, path, change, previous_mode, mode, previous_permissions,
                     permissions, previous_owner, owner, previous_sha256, sha256, previous_problem, problem
                FROM file_changes
-              WHERE scan_id = ?1 AND (?2 IS NULL OR host = ?2) AND (?3 IS NULL OR (host, path) > (?3, ?4))
-              ORDER BY host, path LIMIT ?5",
+              WHERE scan_id = $1 AND ($2 IS NULL OR host = $2) AND ($3 IS NULL OR (host, path) > ($3, $4))
+              ORDER BY host, path LIMIT $5",
         )
         .bind(scan_id)
         .bind(host)
         .bind(after.map(|c| c.host.as_str()))
         .bind(after.map(|c| c.path.as_str()))
-        .bind(limit)
-        .fetch_all(&self.pool)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
         .await
-        .map_err(query_err(what))?;
+        .map_err(query_err(what))?);
         let octal = |mode: Option<String>, column| {
             mode.map(|m| u32::from_str_radix(&m, 8).map_err(|_| decode_err(what, column))).transpose()
         };

@@ -2,6 +2,7 @@
 //! real SQLite files.
 
 use super::*;
+use std::collections::HashSet;
 
 /// A path found, only stat'ed.
 pub(super) fn stat(path: &str, kind: &str, mode: u32, owner: &str) -> FileRecord {
@@ -88,7 +89,7 @@ async fn file_counts(store: &Store) -> [i64; 4] {
 #[tokio::test]
 async fn an_unchanged_host_adds_no_observation_and_a_changed_mode_exactly_one() {
     let (_dir, path, store) = open_temp().await;
-    let lock = Store::lock(&path).unwrap();
+    let lock = ScanLock::on_file(&path).unwrap();
     // Two hosts with the same files (a config that does not name the node) share one set.
     let twin = |name: &str| with_files(audited(name, "prod", [P, P, P, P]), node_files("shared: true\n"));
     one_scan(&store, &lock, &[node("cp-1"), twin("w-1"), twin("w-2")]).await;
@@ -118,7 +119,7 @@ async fn an_unchanged_host_adds_no_observation_and_a_changed_mode_exactly_one() 
 #[tokio::test]
 async fn an_audited_host_without_files_has_the_empty_set_and_an_unaudited_one_none() {
     let (_dir, path, store) = open_temp().await;
-    let lock = Store::lock(&path).unwrap();
+    let lock = ScanLock::on_file(&path).unwrap();
     let s1 = one_scan(
         &store,
         &lock,
@@ -148,7 +149,7 @@ async fn an_audited_host_without_files_has_the_empty_set_and_an_unaudited_one_no
 #[tokio::test]
 async fn host_files_show_modes_as_stat_and_permissions_as_ls_print_them() {
     let (_dir, path, store) = open_temp().await;
-    let lock = Store::lock(&path).unwrap();
+    let lock = ScanLock::on_file(&path).unwrap();
     let mut files = node_files("nodeName: cp-1\n");
     files.extend([
         stat("/etc/kubernetes/pki/etcd", "dir", 0o700, "etcd:etcd"),
@@ -236,7 +237,7 @@ async fn host_files_show_modes_as_stat_and_permissions_as_ls_print_them() {
 #[tokio::test]
 async fn permissions_agree_with_the_view_for_every_mode_of_every_kind() {
     let (_dir, path, store) = open_temp().await;
-    let lock = Store::lock(&path).unwrap();
+    let lock = ScanLock::on_file(&path).unwrap();
     let files: Vec<FileRecord> = ["file", "dir", "symlink", "other"]
         .into_iter()
         .flat_map(|kind| (0..=0o7777).map(move |mode| stat(&format!("/{kind}/{mode:04o}"), kind, mode, "root:root")))
@@ -337,7 +338,7 @@ async fn view_changes(store: &Store, scan: i64) -> Vec<ChangeRow> {
 #[tokio::test]
 async fn file_changes_show_mode_owner_content_added_removed_and_problems() {
     let (_dir, path, store) = open_temp().await;
-    let lock = Store::lock(&path).unwrap();
+    let lock = ScanLock::on_file(&path).unwrap();
     let [s1, s2, s3, s4, s5] = drift(&store, &lock).await;
     assert_eq!(view_changes(&store, s1).await, [], "the first scan has nothing to compare with");
 
@@ -434,7 +435,7 @@ async fn file_changes_show_mode_owner_content_added_removed_and_problems() {
 #[tokio::test]
 async fn latest_host_files_are_each_hosts_newest_ended_scan() {
     let (_dir, path, store) = open_temp().await;
-    let lock = Store::lock(&path).unwrap();
+    let lock = ScanLock::on_file(&path).unwrap();
     let [_, s2, _, s4, _] = drift(&store, &lock).await;
     let latest: Vec<(String, i64, i64)> =
         sqlx::query_as("SELECT host, scan_id, count(*) FROM latest_host_files GROUP BY host, scan_id ORDER BY host")
@@ -460,7 +461,7 @@ async fn latest_host_files_are_each_hosts_newest_ended_scan() {
 #[tokio::test]
 async fn prune_deletes_the_files_only_pruned_scans_used() {
     let (_dir, path, store) = open_temp().await;
-    let lock = Store::lock(&path).unwrap();
+    let lock = ScanLock::on_file(&path).unwrap();
     let [_, _, _, s4, s5] = drift(&store, &lock).await;
     store.finish_scan(s5, false).await.unwrap();
     let kept = format!("scan_id IN ({s4}, {s5})");
@@ -528,7 +529,7 @@ async fn prune_deletes_the_files_only_pruned_scans_used() {
 #[tokio::test]
 async fn hostile_paths_and_owners_are_stored_verbatim() {
     let (_dir, path, store) = open_temp().await;
-    let lock = Store::lock(&path).unwrap();
+    let lock = ScanLock::on_file(&path).unwrap();
     let hostile = [
         "/etc/kubernetes/it's.conf",
         "/etc/\"quoted\"/x",
@@ -648,7 +649,7 @@ async fn the_schema_refuses_file_rows_outside_its_vocabulary() {
 #[tokio::test]
 async fn a_bad_file_record_names_its_host_and_path_and_leaves_no_host_behind() {
     let (_dir, path, store) = open_temp().await;
-    let lock = Store::lock(&path).unwrap();
+    let lock = ScanLock::on_file(&path).unwrap();
     let id = store.begin_scan(&lock, "inventory.toml", "v1", &rule_meta(&RULES), 2).await.unwrap();
     type Break = fn(&mut FileRecord);
     let bad: [(Break, &str); 9] = [
@@ -698,7 +699,7 @@ async fn a_bad_file_record_names_its_host_and_path_and_leaves_no_host_behind() {
 #[tokio::test]
 async fn scan_files_pages_hosts_and_reads_each_set_once() {
     let (_dir, path, store) = open_temp().await;
-    let lock = Store::lock(&path).unwrap();
+    let lock = ScanLock::on_file(&path).unwrap();
     // 7 hosts: 5 sharing one set, 1 of its own, 1 not audited.
     let mut hosts: Vec<HostOutcome> =
         (0..5).map(|i| with_files(audited(&format!("w-{i}"), "prod", [P; 4]), node_files("shared: true\n"))).collect();
@@ -746,7 +747,7 @@ async fn scan_files_pages_hosts_and_reads_each_set_once() {
 #[tokio::test]
 async fn file_views_search_by_index() {
     let (_dir, path, store) = open_temp().await;
-    let lock = Store::lock(&path).unwrap();
+    let lock = ScanLock::on_file(&path).unwrap();
     drift(&store, &lock).await;
     for sql in [
         "SELECT * FROM host_files WHERE scan_id = 2",
@@ -777,7 +778,7 @@ async fn file_views_search_by_index() {
 #[tokio::test]
 async fn the_migrations_example_queries_run() {
     let (_dir, path, store) = open_temp().await;
-    let lock = Store::lock(&path).unwrap();
+    let lock = ScanLock::on_file(&path).unwrap();
     let [_, _, _, _, s5] = drift(&store, &lock).await;
     store.finish_scan(s5, false).await.unwrap();
     // Scan 12 of the last example is scan 2 here.

@@ -1,13 +1,15 @@
-//! The store: the SQLite history of every scan.
+//! The store: the history of every scan, in an SQLite file or a PostgreSQL database.
 //!
-//! Owns: the schema (`migrations/sqlite/`, applied on every open, so no caller ever sees an un-migrated database),
+//! Owns: the schema (`migrations/sqlite/` and `migrations/postgres/`, applied on every open that may migrate,
+//! so no caller ever sees an un-migrated database), which backend a [`Database`] names (`sqlite`, `postgres`:
+//! each side's dialect and its compilation of `batch.rs`),
 //! atomic per-host writes, deduplication of evidence, result sets and the files a scan read (`file_sets`), the
 //! scan lock, marking scans whose process died as interrupted, retention ([`Store::prune`]), and every read the
 //! report, the outputs and `history` make (`reads`, `file_sets`, `x509`): they get domain rows, never a pool.
 //! Must not touch: SSH, rules evaluation, HTML. It stores the verdicts it is given and never judges them.
 //!
-//! The database is an interface: people query it with `sqlite3`, so the table and view names are stable and
-//! documented column by column in `migrations/sqlite/20261129000000_initial.sql`. A host's verdicts are stored once as
+//! The database is an interface: people query it with `sqlite3` or `psql`, so the table and view names are
+//! stable and documented column by column in `migrations/sqlite/20261129000000_initial.sql`. A host's verdicts are stored once as
 //! a *result set*, shared by every scan and host that produced exactly the same ones, so a rescan of an
 //! unchanged fleet adds about a hundred bytes per host. That only holds while the evidence and reasons given to
 //! [`Store::record_hosts`] do not carry values that change on every scan (a `ps` line number, a timestamp).
@@ -62,23 +64,21 @@
 //! SELECT scan_id, status, reason FROM findings WHERE host = 'cp-1' AND rule_id = 'cis-1.2.6' ORDER BY scan_id;
 //! ```
 
-use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{File, OpenOptions, TryLockError};
-use std::hash::Hash;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use sqlx::query_builder::Separated;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Decode, Encode, QueryBuilder, Sqlite, SqliteConnection, SqlitePool, Type};
 
 use crate::model::Status;
 
 mod file_sets;
+mod postgres;
 mod reads;
+mod sqlite;
 #[cfg(test)]
 mod tests;
 mod x509;
@@ -93,6 +93,11 @@ pub use x509::{
 
 /// The schema, embedded at build time (`build.rs` makes a new migration file trigger a rebuild).
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+/// The same schema in PostgreSQL's dialect, under the same version numbers.
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// At most this many values are bound to one statement (SQLite's limit is 32,766, PostgreSQL's 65,535).
+const MAX_BINDS: usize = 32_000;
 
 /// What can go wrong with the history; each message says what failed and what to do about it.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +114,29 @@ pub enum StoreError {
         "cannot update the schema of {path}: {source}; a database written by a newer fleetaudit needs that version"
     )]
     Migrate { path: PathBuf, source: sqlx::migrate::MigrateError },
+    #[error(
+        "cannot connect to the PostgreSQL database {url}: {source}; check the URL, that the server is up, and the \
+         password (PGPASSWORD or ~/.pgpass, never the inventory)"
+    )]
+    Connect { url: String, source: sqlx::Error },
+    #[error(
+        "cannot update the schema of {url}: {source}; the role fleetaudit connects as must own the schema to \
+         migrate it (run one `fleetaudit scan` as the owner role), and a database written by a newer fleetaudit \
+         needs that version"
+    )]
+    MigrateServer { url: String, source: sqlx::migrate::MigrateError },
+    #[error(
+        "the database {url} has {}, this fleetaudit needs schema version {expected}; run `fleetaudit scan` once \
+         as the role that owns the schema to migrate it (or use the fleetaudit that wrote it)",
+        .found.map_or("no fleetaudit schema".to_owned(), |v| format!("schema version {v}"))
+    )]
+    Schema { url: String, found: Option<i64>, expected: i64 },
+    #[error(
+        "{url}: {host} is not this machine, and this fleetaudit cannot encrypt the connection (TLS to PostgreSQL \
+         is not built yet); connect over a Unix socket (?host=/run/postgresql) or to 127.0.0.1 through an SSH \
+         tunnel (ssh -L 5432:localhost:5432 {host})"
+    )]
+    Remote { url: String, host: String },
     #[error("database error while trying to {what}: {source}")]
     Query { what: &'static str, source: sqlx::Error },
     #[error("scan {scan_id} is not running (finished, or marked interrupted by another process); start a new scan")]
@@ -121,24 +149,37 @@ pub enum StoreError {
     BadFile { host: String, path: String, why: &'static str },
 }
 
-fn query_err(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+pub(crate) fn query_err(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |source| StoreError::Query { what, source }
 }
 
-/// Proof that this process is the only scan writing to a database: an exclusive lock on `<db>.lock`.
+/// Proof that this process is the only scan writing to a database: an exclusive lock on `<db>.lock`, or a
+/// PostgreSQL advisory lock held by a connection of its own.
 ///
-/// The operating system releases the lock when the file is closed, so a scan killed with SIGKILL never leaves a
-/// stale lock behind; the file itself stays (deleting it would let a third process lock a different inode).
+/// The operating system releases the file lock when the file is closed, and the server the advisory lock when
+/// the connection ends, so a scan killed with SIGKILL never leaves a stale lock behind; the lock file itself
+/// stays (deleting it would let a third process lock a different inode).
 #[derive(Debug)]
 pub struct ScanLock {
-    _file: File,
-    path: PathBuf,
+    held: Held,
+    place: String,
+}
+
+#[derive(Debug)]
+enum Held {
+    File(#[allow(dead_code)] File),
+    Server(#[allow(dead_code)] sqlx::PgConnection),
 }
 
 impl ScanLock {
-    /// The lock file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// What is locked: the lock file's path, or the database's URL (password hidden).
+    pub fn place(&self) -> &str {
+        &self.place
+    }
+
+    /// Whether the lock is a file's (SQLite) rather than the server's.
+    pub fn is_file(&self) -> bool {
+        matches!(self.held, Held::File(_))
     }
 }
 
@@ -285,14 +326,119 @@ pub struct Pruned {
     pub hosts: u64,
 }
 
+/// Where the history is: an SQLite file, or a PostgreSQL database (`postgres://` or `postgresql://` URL).
+///
+/// A URL's password is never shown: [`Database`]'s `Display` prints `***` in its place. Give the password
+/// with `PGPASSWORD` or `~/.pgpass` rather than in the URL; an inventory may not name one at all.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Database {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl Database {
+    /// A `postgres://` / `postgresql://` URL is PostgreSQL; anything else is the path of an SQLite file.
+    pub fn parse(text: &str) -> Database {
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            Database::Postgres(text.to_owned())
+        } else {
+            Database::Sqlite(PathBuf::from(text))
+        }
+    }
+
+    /// The SQLite file, if the history is one.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Database::Sqlite(path) => Some(path),
+            Database::Postgres(_) => None,
+        }
+    }
+
+    /// Whether the URL carries a password (`postgres://user:secret@host/db`).
+    pub fn has_password(&self) -> bool {
+        match self {
+            Database::Sqlite(_) => false,
+            Database::Postgres(url) => url_password_span(url).is_some(),
+        }
+    }
+}
+
+/// The byte range of the password in `scheme://user:password@host...`, if there is one.
+fn url_password_span(url: &str) -> Option<std::ops::Range<usize>> {
+    let start = url.find("://")? + 3;
+    let authority_end = url[start..].find(['/', '?', '#']).map_or(url.len(), |i| start + i);
+    let at = url[start..authority_end].rfind('@')? + start;
+    let colon = url[start..at].find(':')? + start;
+    Some(colon + 1..at)
+}
+
+impl std::fmt::Display for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(path) => write!(f, "{}", path.display()),
+            Database::Postgres(url) => match url_password_span(url) {
+                Some(span) => write!(f, "{}***{}", &url[..span.start], &url[span.end..]),
+                None => f.write_str(url),
+            },
+        }
+    }
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Database({self})")
+    }
+}
+
+impl From<&Path> for Database {
+    fn from(path: &Path) -> Database {
+        Database::Sqlite(path.to_path_buf())
+    }
+}
+
+impl From<PathBuf> for Database {
+    fn from(path: PathBuf) -> Database {
+        Database::Sqlite(path)
+    }
+}
+
+/// The connection pool of one backend.
+#[derive(Debug, Clone)]
+enum Pool {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the store's pool and `$side` to its backend's module (`sqlite` or
+/// `postgres`: its `BEGIN_WRITE`, `NOW` and `batch`). The body is compiled once per backend, against each
+/// driver's own types.
+macro_rules! on_pool {
+    ($store:expr, |$pool:ident, $side:ident| $body:expr) => {
+        match &$store.pool {
+            $crate::store::Pool::Sqlite($pool) => {
+                #[allow(unused_imports)]
+                use $crate::store::sqlite as $side;
+                $body
+            }
+            $crate::store::Pool::Postgres($pool) => {
+                #[allow(unused_imports)]
+                use $crate::store::postgres as $side;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use on_pool;
+
 /// The scan history. Owns the connection pool; every method is one transaction.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: Pool,
+    database: Database,
 }
 
 impl Store {
-    /// Opens (creating it, readable by its owner only, if it does not exist) and migrates the database.
+    /// Opens (creating it, readable by its owner only, if it does not exist) and migrates an SQLite database.
     #[tracing::instrument(level = "trace", skip_all, err)]
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
         // SQLite would create the file with the umask's permissions; create it ourselves so verdicts and host
@@ -317,13 +463,335 @@ impl Store {
             .await
             .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
         MIGRATOR.run(&pool).await.map_err(|source| StoreError::Migrate { path: path.to_path_buf(), source })?;
-        Ok(Store { pool })
+        Ok(Store { pool: Pool::Sqlite(pool), database: Database::Sqlite(path.to_path_buf()) })
     }
 
-    /// Takes the scan lock of the database at `path` without waiting: if another process holds it, fails at once
-    /// with [`StoreError::Locked`] naming that process.
+    /// Opens the history at `location`: an SQLite file as [`Store::open`] does, or a PostgreSQL database,
+    /// migrated (`migrations/postgres/`) unless `migrate` is false (a read-only role cannot, and `report`
+    /// and `history` do not need to: they then refuse a schema older or newer than this build's).
     #[tracing::instrument(level = "trace", skip_all, err)]
-    pub fn lock(path: &Path) -> Result<ScanLock, StoreError> {
+    pub async fn connect(location: &Database, migrate: bool) -> Result<Store, StoreError> {
+        let url = match location {
+            Database::Sqlite(path) => return Store::open(path).await,
+            Database::Postgres(url) => url,
+        };
+        let shown = location.to_string();
+        let options: sqlx::postgres::PgConnectOptions =
+            url.parse().map_err(|source| StoreError::Connect { url: shown.clone(), source })?;
+        // This build has no TLS: verdicts, host names and (for password authentication) credentials would cross
+        // the network in clear. Until it does, only a Unix socket or this machine's loopback is accepted.
+        let host = options.get_host();
+        let local = options.get_socket().is_some()
+            || host.starts_with('/')
+            || host == "localhost"
+            || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        if !local {
+            return Err(StoreError::Remote { url: shown, host: host.to_owned() });
+        }
+        // Every statement is one round trip to a server that may be far away; a scan writes from one task
+        // and the report reads from one, so a few connections are enough.
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.application_name("fleetaudit"))
+            .await
+            .map_err(|source| StoreError::Connect { url: shown.clone(), source })?;
+        // Migrated only when behind: the scanner role may write rows but not create tables, so only the owner
+        // role's first scan after an upgrade migrates (README "PostgreSQL").
+        match check_schema(&pool, &shown).await {
+            Ok(()) => {}
+            Err(StoreError::Schema { found, expected, .. }) if migrate && found.is_none_or(|f| f < expected) => {
+                POSTGRES_MIGRATOR
+                    .run(&pool)
+                    .await
+                    .map_err(|source| StoreError::MigrateServer { url: shown.clone(), source })?;
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(Store { pool: Pool::Postgres(pool), database: location.clone() })
+    }
+
+    /// Where this history is.
+    pub fn database(&self) -> &Database {
+        &self.database
+    }
+
+    /// Takes the scan lock without waiting: if another process holds it, fails at once with
+    /// [`StoreError::Locked`] naming that process. SQLite: an exclusive lock on `<db>.lock`; PostgreSQL: a
+    /// session advisory lock on a connection of its own, which the server releases when the connection ends,
+    /// however the process ended.
+    #[tracing::instrument(level = "trace", skip_all, err)]
+    pub async fn lock(&self) -> Result<ScanLock, StoreError> {
+        match (&self.pool, &self.database) {
+            (Pool::Sqlite(_), Database::Sqlite(path)) => ScanLock::on_file(path),
+            (Pool::Postgres(pool), _) => {
+                let what = "take the scan lock";
+                let mut conn = pool.acquire().await.map_err(query_err(what))?.detach();
+                let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                    .bind(ADVISORY_LOCK)
+                    .fetch_one(&mut conn)
+                    .await
+                    .map_err(query_err(what))?;
+                if !taken {
+                    let holder: Option<String> = sqlx::query_scalar(
+                        "SELECT coalesce(a.client_addr::text, 'local') || ' pid ' || a.pid || ', ' || a.application_name
+                           FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                          WHERE l.locktype = 'advisory' AND l.granted AND l.objid = $1 LIMIT 1",
+                    )
+                    .bind(ADVISORY_LOCK as u32 as i64)
+                    .fetch_optional(&mut conn)
+                    .await
+                    .ok()
+                    .flatten();
+                    return Err(StoreError::Locked {
+                        path: PathBuf::from(self.database.to_string()),
+                        holder: holder.map_or("process unknown".into(), |h| format!("server backend of {h}")),
+                    });
+                }
+                Ok(ScanLock { held: Held::Server(conn), place: self.database.to_string() })
+            }
+            (Pool::Sqlite(_), Database::Postgres(_)) => unreachable!("an SQLite pool is opened from a path"),
+        }
+    }
+
+    /// Starts a scan and returns its id. Scans still marked running are first marked interrupted: the lock
+    /// proves their process is gone.
+    #[tracing::instrument(level = "trace", skip_all, err, fields(scan_id = tracing::field::Empty))]
+    pub async fn begin_scan(
+        &self,
+        _lock: &ScanLock,
+        inventory: &str,
+        rules_version: &str,
+        rules: &[RuleMeta],
+        hosts_total: usize,
+    ) -> Result<i64, StoreError> {
+        let scan_id = on_pool!(self, |pool, side| {
+            let mut tx = pool.begin_with(side::BEGIN_WRITE).await.map_err(query_err("begin a scan"))?;
+            let interrupted = side::batch::mark_interrupted_raw(&mut tx).await?;
+            if interrupted > 0 {
+                tracing::warn!(interrupted, "scans left running by a process that died are now marked interrupted");
+            }
+            for rule in rules {
+                sqlx::query(
+                    "INSERT INTO rules (rules_version, rule_id, cis, title, component, severity,
+                                        rationale, remediation, test, assessment, cis_previous)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
+                )
+                .bind(rules_version)
+                .bind(&rule.rule_id)
+                .bind(&rule.cis)
+                .bind(&rule.title)
+                .bind(&rule.component)
+                .bind(&rule.severity)
+                .bind(&rule.rationale)
+                .bind(&rule.remediation)
+                .bind(&rule.test)
+                .bind(&rule.assessment)
+                .bind(&rule.cis_previous)
+                .execute(&mut *tx)
+                .await
+                .map_err(query_err("store the rule set"))?;
+            }
+            // Times are computed by the database, so every stored time has one format: RFC 3339 UTC with
+            // milliseconds.
+            let insert = format!(
+                "INSERT INTO scans (started_at, status, inventory, rules_version, fleetaudit_version, hosts_total, pid)
+                 VALUES ({}, 'running', $1, $2, $3, $4, $5)
+                 RETURNING id",
+                side::NOW
+            );
+            let scan_id: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(insert))
+                .bind(inventory)
+                .bind(rules_version)
+                .bind(env!("CARGO_PKG_VERSION"))
+                .bind(i64::try_from(hosts_total).unwrap_or(i64::MAX))
+                .bind(i64::from(std::process::id()))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(query_err("begin a scan"))?;
+            tx.commit().await.map_err(query_err("begin a scan"))?;
+            scan_id
+        });
+        tracing::Span::current().record("scan_id", scan_id);
+        Ok(scan_id)
+    }
+
+    /// Records a batch of hosts in one transaction: every host of the batch is stored completely, or (on error)
+    /// none is. Evidence and result sets already stored are reused, not copied.
+    #[tracing::instrument(level = "trace", skip_all, err, fields(scan_id = scan_id, hosts = outcomes.len()))]
+    pub async fn record_hosts(&self, scan_id: i64, outcomes: &[HostOutcome]) -> Result<(), StoreError> {
+        on_pool!(self, |pool, side| {
+            let mut tx = pool.begin_with(side::BEGIN_WRITE).await.map_err(query_err("record hosts"))?;
+            let status: Option<String> = sqlx::query_scalar("SELECT status FROM scans WHERE id = $1")
+                .bind(scan_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(query_err("record hosts"))?;
+            if status.as_deref() != Some("running") {
+                return Err(StoreError::NotRunning { scan_id });
+            }
+            side::batch::record_batch(&mut tx, scan_id, outcomes).await?;
+            tx.commit().await.map_err(query_err("record hosts"))
+        })
+    }
+
+    /// Ends a scan: `complete`, or `interrupted` when it was stopped before every host was recorded.
+    #[tracing::instrument(level = "trace", skip_all, err, fields(scan_id = scan_id, interrupted = interrupted))]
+    pub async fn finish_scan(&self, scan_id: i64, interrupted: bool) -> Result<(), StoreError> {
+        let status = if interrupted { "interrupted" } else { "complete" };
+        let done = on_pool!(self, |pool, side| {
+            let update = format!(
+                "UPDATE scans SET status = $2, finished_at = {} WHERE id = $1 AND status = 'running'",
+                side::NOW
+            );
+            sqlx::query(sqlx::AssertSqlSafe(update))
+                .bind(scan_id)
+                .bind(status)
+                .execute(pool)
+                .await
+                .map_err(query_err("finish the scan"))?
+                .rows_affected()
+        });
+        if done == 0 {
+            return Err(StoreError::NotRunning { scan_id });
+        }
+        Ok(())
+    }
+
+    /// Marks every scan still `running` as `interrupted` and returns how many there were. Call it only while
+    /// holding the [`ScanLock`]: otherwise a live scan would be marked.
+    #[tracing::instrument(level = "trace", skip_all, err)]
+    pub async fn mark_interrupted(&self) -> Result<u64, StoreError> {
+        on_pool!(self, |pool, side| {
+            let mut conn = pool.acquire().await.map_err(query_err("mark scans interrupted"))?;
+            side::batch::mark_interrupted_raw(&mut conn).await
+        })
+    }
+
+    /// Deletes all but the newest `keep` scans (by id) that are not running, with their `scan_hosts` and
+    /// `scan_rule_counts` rows, then every result set (with its results), evidence document, host key, file set
+    /// (with its members), file observation and file contents that no remaining scan references, and every host
+    /// that no remaining `scan_hosts` row references. One transaction:
+    /// readers see the history before or after, never half-pruned. Returns what was deleted; pruning again with
+    /// the same `keep` deletes nothing.
+    ///
+    /// A `running` scan is never deleted and does not count towards `keep`: the `_lock` proves no other process
+    /// is scanning, but this process may be. `keep` must be at least 1 ([`StoreError::KeepNone`] otherwise): the
+    /// newest ended scan is the fleet's current state.
+    ///
+    /// What the kept scans show is unchanged: their `findings`, `rule_compliance`, `host_files`, and the
+    /// `latest_findings`, `latest_host_files` and `host_status` rows that come from them. Two things do go with the
+    /// deleted scans: hosts that only they included leave the `latest_` views and `host_status`, and a `changes`
+    /// or `file_changes` row whose `previous_scan_id` was deleted is gone (the oldest kept scan has nothing left
+    /// to compare with).
+    ///
+    /// An SQLite file does not shrink: freed pages are reused by later scans. Only a database whose
+    /// `auto_vacuum` is `incremental` gives them back here (`PRAGMA incremental_vacuum`); otherwise `VACUUM`,
+    /// which rewrites the whole file, is the user's choice. PostgreSQL's autovacuum reclaims the rows.
+    #[tracing::instrument(level = "trace", skip_all, err, fields(keep = keep))]
+    pub async fn prune(&self, _lock: &ScanLock, keep: u32) -> Result<Pruned, StoreError> {
+        if keep == 0 {
+            return Err(StoreError::KeepNone);
+        }
+        let what = "prune the history";
+        let deleted = on_pool!(self, |pool, side| {
+            let mut tx = pool.begin_with(side::BEGIN_WRITE).await.map_err(query_err(what))?;
+            let mut deleted = [0; PRUNE_STATEMENTS.len()];
+            for (sql, rows) in PRUNE_STATEMENTS.iter().zip(&mut deleted) {
+                let mut query = sqlx::query(*sql);
+                if sql.contains("$1") {
+                    query = query.bind(i64::from(keep));
+                }
+                *rows = query.execute(&mut *tx).await.map_err(query_err(what))?.rows_affected();
+            }
+            if matches!(self.pool, Pool::Sqlite(_)) {
+                // 2 = INCREMENTAL. It can only be chosen before the first table is created or with a VACUUM;
+                // fleetaudit leaves the default (NONE), so this only runs for a user who chose it.
+                let auto_vacuum: i64 =
+                    sqlx::query_scalar("PRAGMA auto_vacuum").fetch_one(&mut *tx).await.map_err(query_err(what))?;
+                if auto_vacuum == 2 {
+                    sqlx::query("PRAGMA incremental_vacuum").execute(&mut *tx).await.map_err(query_err(what))?;
+                }
+            }
+            tx.commit().await.map_err(query_err(what))?;
+            deleted
+        });
+        // Host certificates go with host keys' count: both are what hosts presented.
+        let [
+            _,
+            _,
+            _,
+            scans,
+            _,
+            result_sets,
+            evidence,
+            host_keys,
+            certificates,
+            _,
+            file_sets,
+            file_observations,
+            _,
+            _,
+            file_contents,
+            _,
+            hosts,
+        ] = deleted;
+        let host_keys = host_keys + certificates;
+        let pruned =
+            Pruned { scans, result_sets, evidence, host_keys, file_sets, file_observations, file_contents, hosts };
+        tracing::debug!(?pruned, "pruned the history");
+        Ok(pruned)
+    }
+
+    /// The SQLite pool, for the store's own tests: nothing outside the store runs SQL.
+    #[cfg(test)]
+    fn pool(&self) -> &sqlx::SqlitePool {
+        match &self.pool {
+            Pool::Sqlite(pool) => pool,
+            Pool::Postgres(_) => panic!("the store's SQLite tests were given a PostgreSQL store"),
+        }
+    }
+
+    /// Closes every connection (for SQLite, this checkpoints the WAL and refreshes the query planner's
+    /// statistics).
+    pub async fn close(self) {
+        on_pool!(self, |pool, _side| pool.close().await)
+    }
+}
+
+/// The key of the PostgreSQL scan lock (`pg_try_advisory_lock`): "fleetaud" in ASCII, so that it is
+/// recognisable in `pg_locks` and unlikely to be another application's.
+const ADVISORY_LOCK: i64 = 0x666c_6565_7461_7564;
+
+/// Whether the PostgreSQL database's schema is this build's: [`StoreError::Schema`] says what it has instead
+/// (`found: None` for a database fleetaudit never migrated).
+async fn check_schema(pool: &sqlx::PgPool, shown: &str) -> Result<(), StoreError> {
+    let table: Option<String> = sqlx::query_scalar("SELECT CAST(to_regclass('_sqlx_migrations') AS TEXT)")
+        .fetch_one(pool)
+        .await
+        .map_err(|source| StoreError::Connect { url: shown.to_owned(), source })?;
+    let applied: Vec<i64> = match table {
+        None => Vec::new(),
+        Some(_) => sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+            .fetch_all(pool)
+            .await
+            .map_err(|source| StoreError::Connect { url: shown.to_owned(), source })?,
+    };
+    let expected: Vec<i64> = POSTGRES_MIGRATOR.iter().map(|m| m.version).collect();
+    if applied != expected {
+        return Err(StoreError::Schema {
+            url: shown.to_owned(),
+            found: applied.last().copied(),
+            expected: expected.last().copied().unwrap_or_default(),
+        });
+    }
+    Ok(())
+}
+
+impl ScanLock {
+    /// Takes the scan lock of the SQLite database at `path` without waiting, before or without opening it: the
+    /// exclusive lock on `<db>.lock` (see [`Store::lock`]).
+    pub fn on_file(path: &Path) -> Result<ScanLock, StoreError> {
         let lock_path = lock_path(path);
         let lock_err = |source| StoreError::Lock { path: lock_path.clone(), source };
         let mut file = OpenOptions::new()
@@ -350,193 +818,11 @@ impl Store {
         }
         file.set_len(0).map_err(lock_err)?;
         writeln!(file, "pid {} started {}", std::process::id(), crate::model::utc_now()).map_err(lock_err)?;
-        Ok(ScanLock { _file: file, path: lock_path })
-    }
-
-    /// Starts a scan and returns its id. Scans still marked running are first marked interrupted: the lock
-    /// proves their process is gone.
-    #[tracing::instrument(level = "trace", skip_all, err, fields(scan_id = tracing::field::Empty))]
-    pub async fn begin_scan(
-        &self,
-        _lock: &ScanLock,
-        inventory: &str,
-        rules_version: &str,
-        rules: &[RuleMeta],
-        hosts_total: usize,
-    ) -> Result<i64, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(query_err("begin a scan"))?;
-        let interrupted = mark_interrupted_raw(&mut tx).await?;
-        if interrupted > 0 {
-            tracing::warn!(interrupted, "scans left running by a process that died are now marked interrupted");
-        }
-        for rule in rules {
-            sqlx::query(
-                "INSERT OR IGNORE INTO rules (rules_version, rule_id, cis, title, component, severity,
-                                              rationale, remediation, test, assessment, cis_previous)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            )
-            .bind(rules_version)
-            .bind(&rule.rule_id)
-            .bind(&rule.cis)
-            .bind(&rule.title)
-            .bind(&rule.component)
-            .bind(&rule.severity)
-            .bind(&rule.rationale)
-            .bind(&rule.remediation)
-            .bind(&rule.test)
-            .bind(&rule.assessment)
-            .bind(&rule.cis_previous)
-            .execute(&mut *tx)
-            .await
-            .map_err(query_err("store the rule set"))?;
-        }
-        // Times are computed by SQLite, so every stored time has one format: RFC 3339 UTC with milliseconds.
-        let scan_id: i64 = sqlx::query_scalar(
-            "INSERT INTO scans (started_at, status, inventory, rules_version, fleetaudit_version, hosts_total, pid)
-             VALUES (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), 'running', ?1, ?2, ?3, ?4, ?5)
-             RETURNING id",
-        )
-        .bind(inventory)
-        .bind(rules_version)
-        .bind(env!("CARGO_PKG_VERSION"))
-        .bind(i64::try_from(hosts_total).unwrap_or(i64::MAX))
-        .bind(i64::from(std::process::id()))
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(query_err("begin a scan"))?;
-        tx.commit().await.map_err(query_err("begin a scan"))?;
-        tracing::Span::current().record("scan_id", scan_id);
-        Ok(scan_id)
-    }
-
-    /// Records a batch of hosts in one transaction: every host of the batch is stored completely, or (on error)
-    /// none is. Evidence and result sets already stored are reused, not copied.
-    #[tracing::instrument(level = "trace", skip_all, err, fields(scan_id = scan_id, hosts = outcomes.len()))]
-    pub async fn record_hosts(&self, scan_id: i64, outcomes: &[HostOutcome]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(query_err("record hosts"))?;
-        let status: Option<String> = sqlx::query_scalar("SELECT status FROM scans WHERE id = ?1")
-            .bind(scan_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(query_err("record hosts"))?;
-        if status.as_deref() != Some("running") {
-            return Err(StoreError::NotRunning { scan_id });
-        }
-        record_batch(&mut tx, scan_id, outcomes).await?;
-        tx.commit().await.map_err(query_err("record hosts"))
-    }
-
-    /// Ends a scan: `complete`, or `interrupted` when it was stopped before every host was recorded.
-    #[tracing::instrument(level = "trace", skip_all, err, fields(scan_id = scan_id, interrupted = interrupted))]
-    pub async fn finish_scan(&self, scan_id: i64, interrupted: bool) -> Result<(), StoreError> {
-        let status = if interrupted { "interrupted" } else { "complete" };
-        let done = sqlx::query(
-            "UPDATE scans SET status = ?2, finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-              WHERE id = ?1 AND status = 'running'",
-        )
-        .bind(scan_id)
-        .bind(status)
-        .execute(&self.pool)
-        .await
-        .map_err(query_err("finish the scan"))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotRunning { scan_id });
-        }
-        Ok(())
-    }
-
-    /// Marks every scan still `running` as `interrupted` and returns how many there were. Call it only while
-    /// holding the [`ScanLock`]: otherwise a live scan would be marked.
-    #[tracing::instrument(level = "trace", skip_all, err)]
-    pub async fn mark_interrupted(&self) -> Result<u64, StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(query_err("mark scans interrupted"))?;
-        mark_interrupted_raw(&mut conn).await
-    }
-
-    /// Deletes all but the newest `keep` scans (by id) that are not running, with their `scan_hosts` and
-    /// `scan_rule_counts` rows, then every result set (with its results), evidence document, host key, file set
-    /// (with its members), file observation and file contents that no remaining scan references, and every host
-    /// that no remaining `scan_hosts` row references. One transaction:
-    /// readers see the history before or after, never half-pruned. Returns what was deleted; pruning again with
-    /// the same `keep` deletes nothing.
-    ///
-    /// A `running` scan is never deleted and does not count towards `keep`: the `_lock` proves no other process
-    /// is scanning, but this process may be. `keep` must be at least 1 ([`StoreError::KeepNone`] otherwise): the
-    /// newest ended scan is the fleet's current state.
-    ///
-    /// What the kept scans show is unchanged: their `findings`, `rule_compliance`, `host_files`, and the
-    /// `latest_findings`, `latest_host_files` and `host_status` rows that come from them. Two things do go with the
-    /// deleted scans: hosts that only they included leave the `latest_` views and `host_status`, and a `changes`
-    /// or `file_changes` row whose `previous_scan_id` was deleted is gone (the oldest kept scan has nothing left
-    /// to compare with).
-    ///
-    /// The file does not shrink: freed pages are reused by later scans. Only a database whose `auto_vacuum` is
-    /// `incremental` gives them back here (`PRAGMA incremental_vacuum`); otherwise `VACUUM`, which rewrites the
-    /// whole file, is the user's choice.
-    #[tracing::instrument(level = "trace", skip_all, err, fields(keep = keep))]
-    pub async fn prune(&self, _lock: &ScanLock, keep: u32) -> Result<Pruned, StoreError> {
-        if keep == 0 {
-            return Err(StoreError::KeepNone);
-        }
-        let what = "prune the history";
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(query_err(what))?;
-        let mut deleted = [0; PRUNE_STATEMENTS.len()];
-        for (sql, rows) in PRUNE_STATEMENTS.iter().zip(&mut deleted) {
-            let mut query = sqlx::query(*sql);
-            if sql.contains("?1") {
-                query = query.bind(keep);
-            }
-            *rows = query.execute(&mut *tx).await.map_err(query_err(what))?.rows_affected();
-        }
-        // Host certificates go with host keys' count: both are what hosts presented.
-        let [
-            _,
-            _,
-            _,
-            scans,
-            _,
-            result_sets,
-            evidence,
-            host_keys,
-            certificates,
-            _,
-            file_sets,
-            file_observations,
-            _,
-            _,
-            file_contents,
-            _,
-            hosts,
-        ] = deleted;
-        let host_keys = host_keys + certificates;
-
-        // 2 = INCREMENTAL. It can only be chosen before the first table is created or with a VACUUM; fleetaudit
-        // leaves the default (NONE), so this only runs for a user who chose it.
-        let auto_vacuum: i64 =
-            sqlx::query_scalar("PRAGMA auto_vacuum").fetch_one(&mut *tx).await.map_err(query_err(what))?;
-        if auto_vacuum == 2 {
-            sqlx::query("PRAGMA incremental_vacuum").execute(&mut *tx).await.map_err(query_err(what))?;
-        }
-        tx.commit().await.map_err(query_err(what))?;
-        let pruned =
-            Pruned { scans, result_sets, evidence, host_keys, file_sets, file_observations, file_contents, hosts };
-        tracing::debug!(?pruned, "pruned the history");
-        Ok(pruned)
-    }
-
-    /// The pool, for the store's own tests: nothing outside the store runs SQL.
-    #[cfg(test)]
-    fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-
-    /// Closes every connection (which checkpoints the WAL and refreshes the query planner's statistics).
-    pub async fn close(self) {
-        self.pool.close().await;
+        Ok(ScanLock { held: Held::File(file), place: lock_path.display().to_string() })
     }
 }
 
-/// The statements of [`Store::prune`], in order; `?1` is `keep`.
+/// The statements of [`Store::prune`], in order; `$1` is `keep`.
 ///
 /// Children first: foreign keys are checked at each statement. Every `NOT IN` subquery leaves NULLs out, or the
 /// NULL of a host that was not audited would make `NOT IN` unknown and nothing would be deleted. SQLite looks up
@@ -545,15 +831,15 @@ impl Store {
 const PRUNE_STATEMENTS: [&str; 17] = [
     "DELETE FROM cluster_results WHERE scan_id IN (
          SELECT id FROM scans WHERE status <> 'running' AND id NOT IN (
-             SELECT id FROM scans WHERE status <> 'running' ORDER BY id DESC LIMIT ?1))",
+             SELECT id FROM scans WHERE status <> 'running' ORDER BY id DESC LIMIT $1))",
     "DELETE FROM scan_rule_counts WHERE scan_id IN (
          SELECT id FROM scans WHERE status <> 'running' AND id NOT IN (
-             SELECT id FROM scans WHERE status <> 'running' ORDER BY id DESC LIMIT ?1))",
+             SELECT id FROM scans WHERE status <> 'running' ORDER BY id DESC LIMIT $1))",
     "DELETE FROM scan_hosts WHERE scan_id IN (
          SELECT id FROM scans WHERE status <> 'running' AND id NOT IN (
-             SELECT id FROM scans WHERE status <> 'running' ORDER BY id DESC LIMIT ?1))",
+             SELECT id FROM scans WHERE status <> 'running' ORDER BY id DESC LIMIT $1))",
     "DELETE FROM scans WHERE status <> 'running' AND id NOT IN (
-         SELECT id FROM scans WHERE status <> 'running' ORDER BY id DESC LIMIT ?1)",
+         SELECT id FROM scans WHERE status <> 'running' ORDER BY id DESC LIMIT $1)",
     // Through result_sets, so that only the doomed sets' results are read (by primary key), not all of them.
     "DELETE FROM results WHERE set_id IN (
          SELECT id FROM result_sets WHERE id NOT IN (
@@ -578,400 +864,13 @@ const PRUNE_STATEMENTS: [&str; 17] = [
     "DELETE FROM hosts WHERE id NOT IN (SELECT host_id FROM scan_hosts)",
 ];
 
-async fn mark_interrupted_raw(conn: &mut SqliteConnection) -> Result<u64, StoreError> {
-    let done = sqlx::query("UPDATE scans SET status = 'interrupted' WHERE status = 'running'")
-        .execute(conn)
-        .await
-        .map_err(query_err("mark scans interrupted"))?;
-    Ok(done.rows_affected())
-}
-
-/// At most this many values are bound to one statement (SQLite's limit is 32,766).
-const MAX_BINDS: usize = 32_000;
-
-/// Writes a batch of hosts inside the caller's transaction.
-///
-/// Each step is one multi-row statement for the whole batch rather than one per row: the sqlx SQLite driver runs
-/// every statement on its own thread, and that round trip (~100 µs on a 2-core VM) dominated. Measured with
-/// `views_stay_fast_at_ten_thousand_hosts` (10,000 new hosts × 56 rules, batches of 100, release build): 105 s
-/// with one statement per row, 13 s batched; a rescan of hosts whose verdicts are already stored takes 1.4 s.
-async fn record_batch(conn: &mut SqliteConnection, scan_id: i64, outcomes: &[HostOutcome]) -> Result<(), StoreError> {
-    if outcomes.is_empty() {
-        return Ok(());
-    }
-    let host_ids = upsert_hosts(conn, outcomes).await?;
-
-    let mut fingerprints: Vec<String> = outcomes.iter().filter_map(|o| o.host_key_fingerprint.clone()).collect();
-    fingerprints.sort_unstable();
-    fingerprints.dedup();
-    let mut key_ids = find_ids(
-        conn,
-        "SELECT fingerprint, id FROM host_keys WHERE fingerprint IN (",
-        &fingerprints,
-        "store host keys",
-    )
-    .await?;
-    let new_keys: Vec<&String> = fingerprints.iter().filter(|f| !key_ids.contains_key(*f)).collect();
-    let inserted = insert_returning(
-        conn,
-        "INSERT INTO host_keys (fingerprint) ",
-        " RETURNING fingerprint, id",
-        &new_keys,
-        1,
-        |b, fingerprint| {
-            b.push_bind(fingerprint.to_string());
-        },
-        "store host keys",
-    )
-    .await?;
-    key_ids.extend(inserted);
-    let cert_ids = intern_host_certificates(conn, outcomes).await?;
-
-    let keyed: Vec<Option<(Vec<WithEvidenceHash<'_>>, [u8; 32])>> = outcomes
-        .iter()
-        .map(|o| match &o.result {
-            HostResult::Audited { findings, .. } => Some(result_set_key(findings)),
-            HostResult::Error { .. } => None,
-        })
-        .collect();
-    let set_ids = intern_result_sets(conn, keyed.iter().flatten()).await?;
-    let file_keys = outcomes
-        .iter()
-        .map(|o| match &o.result {
-            HostResult::Audited { files, .. } => file_sets::file_set_key(&o.host.name, files).map(Some),
-            HostResult::Error { .. } => Ok(None),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let file_set_ids = file_sets::intern_file_sets(conn, &file_keys).await?;
-
-    let mut rows = Vec::with_capacity(outcomes.len());
-    for ((outcome, key), file_key) in outcomes.iter().zip(&keyed).zip(&file_keys) {
-        let host_id = *host_ids.get(&outcome.host.name).ok_or_else(unmatched)?;
-        let host_key_id = match &outcome.host_key_fingerprint {
-            Some(fingerprint) => Some(*key_ids.get(fingerprint).ok_or_else(unmatched)?),
-            None => None,
-        };
-        let set_id = match key {
-            Some((_, hash)) => Some(*set_ids.get(&hash[..]).ok_or_else(unmatched)?),
-            None => None,
-        };
-        let cert_id = match &outcome.host_certificate {
-            Some(c) => Some(*cert_ids.get(&c.sha256).ok_or_else(unmatched)?),
-            None => None,
-        };
-        let file_set_id = match file_key {
-            Some((_, hash)) => Some(*file_set_ids.get(&hash[..]).ok_or_else(unmatched)?),
-            None => None,
-        };
-        rows.push((outcome, host_id, host_key_id, set_id, cert_id, file_set_id));
-    }
-    for chunk in rows.chunks(MAX_BINDS / 13) {
-        let mut insert = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO scan_hosts (scan_id, host_id, outcome, error_kind, error_message, started_at, duration_ms,
-                                     host_key_id, ps_format, processes, result_set_id, host_certificate_id,
-                                     file_set_id) ",
-        );
-        insert.push_values(chunk, |mut b, (outcome, host_id, host_key_id, set_id, cert_id, file_set_id)| {
-            let (kind, error_kind, error_message, ps_format, processes) = match &outcome.result {
-                HostResult::Audited { ps_format, processes, .. } => {
-                    ("audited", None, None, Some(ps_format.clone()), Some(processes))
-                }
-                HostResult::Error { kind, message } => ("error", Some(kind.clone()), Some(message.clone()), None, None),
-            };
-            b.push_bind(scan_id)
-                .push_bind(*host_id)
-                .push_bind(kind)
-                .push_bind(error_kind)
-                .push_bind(error_message)
-                .push_bind(outcome.started_at.clone())
-                .push_bind(i64::try_from(outcome.duration_ms).unwrap_or(i64::MAX))
-                .push_bind(*host_key_id)
-                .push_bind(ps_format)
-                .push_bind(processes)
-                .push_bind(*set_id)
-                .push_bind(*cert_id)
-                .push_bind(*file_set_id);
-        });
-        insert.build().execute(&mut *conn).await.map_err(query_err("store hosts' scan outcomes"))?;
-    }
-    add_rule_counts(conn, scan_id, outcomes).await
-}
-
-/// The ids of the batch's host certificates, inserting those not stored yet.
-async fn intern_host_certificates(
-    conn: &mut SqliteConnection,
-    outcomes: &[HostOutcome],
-) -> Result<HashMap<String, i64>, StoreError> {
-    let mut certs: Vec<&HostCertificateRecord> = outcomes.iter().filter_map(|o| o.host_certificate.as_ref()).collect();
-    certs.sort_unstable_by(|a, b| a.sha256.cmp(&b.sha256));
-    certs.dedup_by(|a, b| a.sha256 == b.sha256);
-    let hashes: Vec<String> = certs.iter().map(|c| c.sha256.clone()).collect();
-    let what = "store host certificates";
-    let mut ids = find_ids(conn, "SELECT sha256, id FROM host_certificates WHERE sha256 IN (", &hashes, what).await?;
-    let new: Vec<&&HostCertificateRecord> = certs.iter().filter(|c| !ids.contains_key(&c.sha256)).collect();
-    let inserted = insert_returning(
-        conn,
-        "INSERT INTO host_certificates (sha256, ca_fingerprint, serial, key_id, principals, valid_after, \
-         valid_before, description) ",
-        " RETURNING sha256, id",
-        &new,
-        8,
-        |b, c| {
-            b.push_bind(c.sha256.clone())
-                .push_bind(c.ca_fingerprint.clone())
-                .push_bind(c.serial.to_string())
-                .push_bind(c.key_id.clone())
-                .push_bind(c.principals.join(","))
-                .push_bind(c.valid_after.clone())
-                .push_bind(c.valid_before.clone())
-                .push_bind(c.description.clone());
-        },
-        what,
-    )
-    .await?;
-    ids.extend(inserted);
-    Ok(ids)
-}
-
-/// Adds the batch's verdicts to `scan_rule_counts`, which `rule_compliance` reads. A host that could not be
-/// audited counts as error for every rule of the scan's rule set, as in `findings`.
-async fn add_rule_counts(
-    conn: &mut SqliteConnection,
-    scan_id: i64,
-    outcomes: &[HostOutcome],
-) -> Result<(), StoreError> {
-    let mut counts: BTreeMap<&str, [i64; 4]> = BTreeMap::new();
-    let column = |status: Status| match status {
-        Status::Pass => 0,
-        Status::Fail => 1,
-        Status::Error => 2,
-        Status::NotApplicable => 3,
-    };
-    let mut unaudited = 0;
-    for outcome in outcomes {
-        match &outcome.result {
-            HostResult::Audited { findings, .. } => {
-                for finding in findings {
-                    counts.entry(&finding.rule_id).or_default()[column(finding.status)] += 1;
-                }
-            }
-            HostResult::Error { .. } => unaudited += 1,
-        }
-    }
-    let rule_set: Vec<String> = if unaudited > 0 {
-        sqlx::query_scalar(
-            "SELECT m.rule_id FROM scans s JOIN rules m ON m.rules_version = s.rules_version WHERE s.id = ?1",
-        )
-        .bind(scan_id)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(query_err("count verdicts"))?
-    } else {
-        Vec::new()
-    };
-    for rule_id in &rule_set {
-        counts.entry(rule_id).or_default()[column(Status::Error)] += unaudited;
-    }
-    let counts: Vec<(&str, [i64; 4])> = counts.into_iter().collect();
-    for chunk in counts.chunks(MAX_BINDS / 6) {
-        let mut upsert = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO scan_rule_counts (scan_id, rule_id, pass, fail, error, not_applicable) ",
-        );
-        upsert.push_values(chunk, |mut b, (rule_id, [pass, fail, error, not_applicable])| {
-            b.push_bind(scan_id)
-                .push_bind(rule_id.to_string())
-                .push_bind(*pass)
-                .push_bind(*fail)
-                .push_bind(*error)
-                .push_bind(*not_applicable);
-        });
-        upsert.push(
-            " ON CONFLICT (scan_id, rule_id) DO UPDATE
-                 SET pass = pass + excluded.pass, fail = fail + excluded.fail, error = error + excluded.error,
-                     not_applicable = not_applicable + excluded.not_applicable",
-        );
-        upsert.build().execute(&mut *conn).await.map_err(query_err("count verdicts"))?;
-    }
-    Ok(())
-}
-
-/// Inserts or updates the batch's hosts (by name) and returns their ids.
-async fn upsert_hosts(
-    conn: &mut SqliteConnection,
-    outcomes: &[HostOutcome],
-) -> Result<HashMap<String, i64>, StoreError> {
-    let mut ids = HashMap::with_capacity(outcomes.len());
-    for chunk in outcomes.chunks(MAX_BINDS / 5) {
-        let mut upsert = QueryBuilder::<Sqlite>::new("INSERT INTO hosts (name, cluster, address, port, roles) ");
-        upsert.push_values(chunk, |mut b, outcome| {
-            let host = &outcome.host;
-            b.push_bind(host.name.clone())
-                .push_bind(host.cluster.clone())
-                .push_bind(host.address.clone())
-                .push_bind(host.port)
-                .push_bind(host.roles.join(","));
-        });
-        upsert.push(
-            " ON CONFLICT (name) DO UPDATE
-                 SET cluster = excluded.cluster, address = excluded.address, port = excluded.port,
-                     roles = excluded.roles
-              RETURNING name, id",
-        );
-        let rows: Vec<(String, i64)> =
-            upsert.build_query_as().fetch_all(&mut *conn).await.map_err(query_err("store hosts"))?;
-        ids.extend(rows);
-    }
-    Ok(ids)
-}
-
-/// Returns the ids of the result sets holding exactly these verdicts, storing the new ones with their results
-/// and evidence. A stored set is immutable and was written with all its results in one transaction, so finding
-/// its hash means finding all of it.
-async fn intern_result_sets<'a>(
-    conn: &mut SqliteConnection,
-    sets: impl Iterator<Item = &'a (Vec<WithEvidenceHash<'a>>, [u8; 32])>,
-) -> Result<HashMap<Vec<u8>, i64>, StoreError> {
-    // Deduplicated in batch order, so ids follow the order hosts were scanned.
-    let mut seen = HashSet::new();
-    let unique: Vec<&(Vec<WithEvidenceHash<'a>>, [u8; 32])> = sets.filter(|(_, hash)| seen.insert(*hash)).collect();
-    let hashes: Vec<Vec<u8>> = unique.iter().map(|(_, h)| h.to_vec()).collect();
-    let mut ids =
-        find_ids(conn, "SELECT sha256, id FROM result_sets WHERE sha256 IN (", &hashes, "store result sets").await?;
-    let new: Vec<&(Vec<WithEvidenceHash<'a>>, [u8; 32])> =
-        unique.into_iter().filter(|(_, hash)| !ids.contains_key(&hash[..])).collect();
-    if new.is_empty() {
-        return Ok(ids);
-    }
-
-    let mut seen = HashSet::new();
-    let bodies: Vec<([u8; 32], &str)> = new
-        .iter()
-        .flat_map(|(items, _)| items.iter())
-        .filter_map(|(finding, hash)| Some((*hash.as_ref()?, finding.evidence.as_deref()?)))
-        .filter(|(hash, _)| seen.insert(*hash))
-        .collect();
-    let hashes: Vec<Vec<u8>> = bodies.iter().map(|(h, _)| h.to_vec()).collect();
-    let mut evidence_ids =
-        find_ids(conn, "SELECT sha256, id FROM evidence WHERE sha256 IN (", &hashes, "store evidence").await?;
-    let new_bodies: Vec<&([u8; 32], &str)> =
-        bodies.iter().filter(|(h, _)| !evidence_ids.contains_key(&h[..])).collect();
-    let inserted = insert_returning(
-        conn,
-        "INSERT INTO evidence (sha256, body) ",
-        " RETURNING sha256, id",
-        &new_bodies,
-        2,
-        |b, (hash, body)| {
-            b.push_bind(hash.to_vec()).push_bind(body.to_string());
-        },
-        "store evidence",
-    )
-    .await?;
-    evidence_ids.extend(inserted);
-
-    let new_hashes: Vec<Vec<u8>> = new.iter().map(|(_, h)| h.to_vec()).collect();
-    let new_ids = insert_returning(
-        conn,
-        "INSERT INTO result_sets (sha256) ",
-        " RETURNING sha256, id",
-        &new_hashes,
-        1,
-        |b, hash| {
-            b.push_bind(hash.clone());
-        },
-        "store result sets",
-    )
-    .await?;
-
-    let mut results = Vec::new();
-    for (items, hash) in &new {
-        let set_id = *new_ids.get(&hash[..]).ok_or_else(unmatched)?;
-        for (finding, evidence) in items {
-            let evidence_id = match evidence {
-                Some(hash) => Some(*evidence_ids.get(&hash[..]).ok_or_else(unmatched)?),
-                None => None,
-            };
-            results.push((set_id, *finding, evidence_id));
-        }
-    }
-    for chunk in results.chunks(MAX_BINDS / 5) {
-        let mut insert =
-            QueryBuilder::<Sqlite>::new("INSERT INTO results (set_id, rule_id, status, reason, evidence_id) ");
-        insert.push_values(chunk, |mut b, (set_id, finding, evidence_id)| {
-            b.push_bind(*set_id)
-                .push_bind(finding.rule_id.clone())
-                .push_bind(finding.status.as_str())
-                .push_bind(finding.reason.clone())
-                .push_bind(*evidence_id);
-        });
-        insert.build().execute(&mut *conn).await.map_err(query_err("store results"))?;
-    }
-    ids.extend(new_ids);
-    Ok(ids)
-}
-
-/// A row just written or found is missing from what the database returned: a bug, or a concurrent writer that
-/// ignored the scan lock.
-fn unmatched() -> StoreError {
-    StoreError::Query { what: "match the rows written to the batch", source: sqlx::Error::RowNotFound }
-}
-
-/// The ids of the rows whose unique key is in `keys`; `select` is `SELECT key, id FROM table WHERE key IN (`.
-async fn find_ids<K>(
-    conn: &mut SqliteConnection,
-    select: &'static str,
-    keys: &[K],
-    what: &'static str,
-) -> Result<HashMap<K, i64>, StoreError>
-where
-    K: for<'q> Encode<'q, Sqlite> + for<'r> Decode<'r, Sqlite> + Type<Sqlite> + Clone + Eq + Hash + Send + Unpin,
-{
-    let mut ids = HashMap::with_capacity(keys.len());
-    for chunk in keys.chunks(MAX_BINDS) {
-        let mut query = QueryBuilder::<Sqlite>::new(select);
-        let mut list = query.separated(", ");
-        for key in chunk {
-            list.push_bind(key.clone());
-        }
-        list.push_unseparated(")");
-        let rows: Vec<(K, i64)> = query.build_query_as().fetch_all(&mut *conn).await.map_err(query_err(what))?;
-        ids.extend(rows);
-    }
-    Ok(ids)
-}
-
-/// Inserts `rows` (`insert` is `INSERT INTO table (key, ...) `; `push` binds one row's `binds_per_row` values)
-/// and returns the new ids by key (`returning` is ` RETURNING key, id`).
-async fn insert_returning<R, K>(
-    conn: &mut SqliteConnection,
-    insert: &'static str,
-    returning: &'static str,
-    rows: &[R],
-    binds_per_row: usize,
-    mut push: impl FnMut(&mut Separated<'_, Sqlite, &'static str>, &R),
-    what: &'static str,
-) -> Result<HashMap<K, i64>, StoreError>
-where
-    K: for<'r> Decode<'r, Sqlite> + Type<Sqlite> + Eq + Hash + Send + Unpin,
-{
-    let mut ids = HashMap::with_capacity(rows.len());
-    for chunk in rows.chunks(MAX_BINDS / binds_per_row) {
-        let mut query = QueryBuilder::<Sqlite>::new(insert);
-        query.push_values(chunk, |mut b, row| push(&mut b, row));
-        query.push(returning);
-        let rows: Vec<(K, i64)> = query.build_query_as().fetch_all(&mut *conn).await.map_err(query_err(what))?;
-        ids.extend(rows);
-    }
-    Ok(ids)
-}
-
 /// A finding and the SHA-256 of its evidence.
-type WithEvidenceHash<'a> = (&'a FindingRecord, Option<[u8; 32]>);
+pub(crate) type WithEvidenceHash<'a> = (&'a FindingRecord, Option<[u8; 32]>);
 
 /// The findings sorted by rule id, each with the SHA-256 of its evidence, and the identity of the set: SHA-256
 /// over that (rule_id, status, reason, evidence hash) list. Every field is length-prefixed so that no two
 /// different lists encode to the same bytes.
-fn result_set_key(findings: &[FindingRecord]) -> (Vec<WithEvidenceHash<'_>>, [u8; 32]) {
+pub(crate) fn result_set_key(findings: &[FindingRecord]) -> (Vec<WithEvidenceHash<'_>>, [u8; 32]) {
     // The rules of one component share its evidence document: hash each distinct document once (a host has a
     // handful; comparing bytes is far cheaper than hashing them again).
     let mut seen: Vec<(&str, [u8; 32])> = Vec::new();
@@ -1008,13 +907,13 @@ fn result_set_key(findings: &[FindingRecord]) -> (Vec<WithEvidenceHash<'_>>, [u8
 
 /// Feeds one field of a deduplication key to `hasher`, length first, so that no two different lists of fields
 /// encode to the same bytes.
-fn field(hasher: &mut Sha256, bytes: &[u8]) {
+pub(crate) fn field(hasher: &mut Sha256, bytes: &[u8]) {
     hasher.update((bytes.len() as u64).to_le_bytes());
     hasher.update(bytes);
 }
 
 /// Lowercase hex, as sha256sum prints a hash.
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

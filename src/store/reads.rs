@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use super::{Store, StoreError, query_err};
+use super::{Store, StoreError, on_pool, query_err};
 
 /// The reads' statements, written to run unchanged on SQLite and PostgreSQL (`tests/store_postgres.rs` runs each
 /// on both against the same rows): `$N` placeholders, each first used in the order of its number (SQLite numbers
@@ -289,46 +289,53 @@ pub struct HistoryRow {
 impl Store {
     /// Every scan, newest first.
     pub async fn scans(&self) -> Result<Vec<ScanRow>, StoreError> {
-        sqlx::query_as(sql::SCANS).fetch_all(&self.pool).await.map_err(query_err("list the scans"))
+        on_pool!(self, |pool, _side| sqlx::query_as(sql::SCANS)
+            .fetch_all(pool)
+            .await
+            .map_err(query_err("list the scans")))
     }
 
     /// The row of scan `scan_id`, if the database has it.
     pub async fn scan(&self, scan_id: i64) -> Result<Option<ScanMeta>, StoreError> {
-        sqlx::query_as(sql::SCAN).bind(scan_id).fetch_optional(&self.pool).await.map_err(query_err("read the scan"))
+        on_pool!(self, |pool, _side| sqlx::query_as(sql::SCAN)
+            .bind(scan_id)
+            .fetch_optional(pool)
+            .await
+            .map_err(query_err("read the scan")))
     }
 
     pub async fn scan_hosts(&self, scan_id: i64) -> Result<Vec<ScanHost>, StoreError> {
-        sqlx::query_as(sql::SCAN_HOSTS)
+        on_pool!(self, |pool, _side| sqlx::query_as(sql::SCAN_HOSTS)
             .bind(scan_id)
-            .fetch_all(&self.pool)
+            .fetch_all(pool)
             .await
-            .map_err(query_err("read the scan's hosts"))
+            .map_err(query_err("read the scan's hosts")))
     }
 
     /// The verdicts of every result set the scan's hosts point at (each set once, however many hosts share it).
     pub async fn scan_results(&self, scan_id: i64) -> Result<Vec<ResultRow>, StoreError> {
-        sqlx::query_as(sql::SCAN_RESULTS)
+        on_pool!(self, |pool, _side| sqlx::query_as(sql::SCAN_RESULTS)
             .bind(scan_id)
-            .fetch_all(&self.pool)
+            .fetch_all(pool)
             .await
-            .map_err(query_err("read the scan's verdicts"))
+            .map_err(query_err("read the scan's verdicts")))
     }
 
     /// The evidence documents the scan's verdicts refer to.
     pub async fn scan_evidence(&self, scan_id: i64) -> Result<Vec<(i64, String)>, StoreError> {
-        sqlx::query_as(sql::SCAN_EVIDENCE)
+        on_pool!(self, |pool, _side| sqlx::query_as(sql::SCAN_EVIDENCE)
             .bind(scan_id)
-            .fetch_all(&self.pool)
+            .fetch_all(pool)
             .await
-            .map_err(query_err("read the scan's evidence"))
+            .map_err(query_err("read the scan's evidence")))
     }
 
     pub async fn rules(&self, scan_id: i64) -> Result<Vec<RuleRow>, StoreError> {
-        sqlx::query_as(sql::RULES)
+        on_pool!(self, |pool, _side| sqlx::query_as(sql::RULES)
             .bind(scan_id)
-            .fetch_all(&self.pool)
+            .fetch_all(pool)
             .await
-            .map_err(query_err("read the rule compliance"))
+            .map_err(query_err("read the rule compliance")))
     }
 
     /// The changes of one scan, optionally for one host and/or rule.
@@ -338,23 +345,23 @@ impl Store {
         host: Option<&str>,
         rule: Option<&str>,
     ) -> Result<Vec<Change>, StoreError> {
-        sqlx::query_as(sql::CHANGES)
+        on_pool!(self, |pool, _side| sqlx::query_as(sql::CHANGES)
             .bind(scan_id)
             .bind(host)
             .bind(rule)
-            .fetch_all(&self.pool)
+            .fetch_all(pool)
             .await
-            .map_err(query_err("read the changes"))
+            .map_err(query_err("read the changes")))
     }
 
     /// The verdict totals per cluster of the last `scans` scans up to `scan_id`, oldest first.
     pub async fn cluster_trend(&self, scan_id: i64, scans: i64) -> Result<Vec<ClusterCounts>, StoreError> {
-        sqlx::query_as(sql::CLUSTER_TREND)
+        on_pool!(self, |pool, _side| sqlx::query_as(sql::CLUSTER_TREND)
             .bind(scan_id)
             .bind(scans)
-            .fetch_all(&self.pool)
+            .fetch_all(pool)
             .await
-            .map_err(query_err("read the compliance per cluster over time"))
+            .map_err(query_err("read the compliance per cluster over time")))
     }
 
     /// Hosts the scan could not audit that the host's previous ended scan did audit: (name, error kind, message).
@@ -370,11 +377,11 @@ impl Store {
 
     /// The scan's hosts that are new (no previous ended scan), no longer audited, or audited again, by name.
     pub async fn host_transitions(&self, scan_id: i64) -> Result<Vec<HostTransition>, StoreError> {
-        sqlx::query_as(sql::HOST_TRANSITIONS)
+        on_pool!(self, |pool, _side| sqlx::query_as(sql::HOST_TRANSITIONS)
             .bind(scan_id)
-            .fetch_all(&self.pool)
+            .fetch_all(pool)
             .await
-            .map_err(query_err("read the hosts whose outcome changed"))
+            .map_err(query_err("read the hosts whose outcome changed")))
     }
 
     /// The verdicts over time of a host and/or a rule, oldest scan first.
@@ -383,6 +390,11 @@ impl Store {
             Some(_) => sql::HISTORY_OF_HOST,
             None => sql::HISTORY,
         };
-        sqlx::query_as(sql).bind(host).bind(rule).fetch_all(&self.pool).await.map_err(query_err("read the findings"))
+        on_pool!(self, |pool, _side| sqlx::query_as(sql)
+            .bind(host)
+            .bind(rule)
+            .fetch_all(pool)
+            .await
+            .map_err(query_err("read the findings")))
     }
 }

@@ -196,7 +196,7 @@ async fn open_creates_a_private_migrated_database() {
     assert_eq!(names, expected);
 
     // The WAL appears on the first write; it must be as private as the database.
-    let lock = Store::lock(&path).unwrap();
+    let lock = ScanLock::on_file(&path).unwrap();
     store.begin_scan(&lock, "inventory.toml", "v1", &rule_meta(&RULES), 1).await.unwrap();
     let mut wal = path.as_os_str().to_owned();
     wal.push("-wal");
@@ -257,7 +257,7 @@ fn released_migrations_keep_their_checksums() {
 #[tokio::test]
 async fn reopening_keeps_the_history_and_migrates_once() {
     let (_dir, path, store) = open_temp().await;
-    let lock = Store::lock(&path).unwrap();
+    let lock = ScanLock::on_file(&path).unwrap();
     let scans = scenario(&store, &lock).await;
     store.finish_scan(scans[2], false).await.unwrap();
     store.close().await;
@@ -278,11 +278,11 @@ async fn reopening_keeps_the_history_and_migrates_once() {
 async fn a_second_lock_fails_at_once_naming_the_holder() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("history.db");
-    let first = Store::lock(&path).unwrap();
-    assert_eq!(first.path(), dir.path().join("history.db.lock"));
-    assert_eq!(mode(first.path()), 0o600);
+    let first = ScanLock::on_file(&path).unwrap();
+    assert_eq!(std::path::Path::new(first.place()), dir.path().join("history.db.lock"));
+    assert_eq!(mode(std::path::Path::new(first.place())), 0o600);
 
-    match Store::lock(&path) {
+    match ScanLock::on_file(&path) {
         Err(StoreError::Locked { path: locked, holder }) => {
             assert_eq!(locked, path);
             assert!(holder.starts_with(&format!("pid {} started 20", std::process::id())), "{holder}");
@@ -294,15 +294,15 @@ async fn a_second_lock_fails_at_once_naming_the_holder() {
     }
 
     drop(first);
-    let again = Store::lock(&path).unwrap();
-    let text = std::fs::read_to_string(again.path()).unwrap();
+    let again = ScanLock::on_file(&path).unwrap();
+    let text = std::fs::read_to_string(again.place()).unwrap();
     assert_eq!(text.lines().count(), 1, "the new holder replaces the old line: {text:?}");
 }
 
 #[tokio::test]
 async fn findings_show_audited_and_unreachable_hosts() {
     let (_dir, path, store) = open_temp().await;
-    let lock = Store::lock(&path).unwrap();
+    let lock = ScanLock::on_file(&path).unwrap();
     let [s1, _, _] = scenario(&store, &lock).await;
 
     type Row = (String, String, Option<String>, String, String, String, Option<String>);
@@ -344,7 +344,7 @@ async fn findings_show_audited_and_unreachable_hosts() {
 #[tokio::test]
 async fn latest_findings_are_from_each_hosts_newest_ended_scan() {
     let (_dir, path, store) = open_temp().await;
-    let lock = Store::lock(&path).unwrap();
+    let lock = ScanLock::on_file(&path).unwrap();
     let [_, s2, s3] = scenario(&store, &lock).await;
 
     let latest = async || -> Vec<(String, i64, String, String, String)> {
@@ -375,7 +375,7 @@ async fn latest_findings_are_from_each_hosts_newest_ended_scan() {
 #[tokio::test]
 async fn rule_compliance_counts_each_status() {
     let (_dir, path, store) = open_temp().await;
-    let lock = Store::lock(&path).unwrap();
+    let lock = ScanLock::on_file(&path).unwrap();
     let [s1, s2, s3] = scenario(&store, &lock).await;
 
     type Row = (String, Option<String>, Option<String>, i64, i64, i64, i64, Option<f64>);
@@ -431,7 +431,7 @@ async fn rule_compliance_counts_each_status() {
 #[tokio::test]
 async fn host_status_shows_each_hosts_latest_outcome() {
     let (_dir, path, store) = open_temp().await;
-    let lock = Store::lock(&path).unwrap();
+    let lock = ScanLock::on_file(&path).unwrap();
     let [_, s2, _] = scenario(&store, &lock).await;
 
     type Row = (
@@ -481,7 +481,7 @@ async fn host_status_shows_each_hosts_latest_outcome() {
 #[tokio::test]
 async fn changes_compare_each_host_with_its_previous_scan() {
     let (_dir, path, store) = open_temp().await;
-    let lock = Store::lock(&path).unwrap();
+    let lock = ScanLock::on_file(&path).unwrap();
     let [s1, s2, s3] = scenario(&store, &lock).await;
 
     let changes = async |scan: i64| -> Vec<(i64, String, String, String, String)> {
@@ -523,7 +523,7 @@ async fn changes_compare_each_host_with_its_previous_scan() {
 #[tokio::test]
 async fn example_queries_of_the_module_doc_run() {
     let (_dir, path, store) = open_temp().await;
-    let lock = Store::lock(&path).unwrap();
+    let lock = ScanLock::on_file(&path).unwrap();
     let [_, _, s3] = scenario(&store, &lock).await;
     store.finish_scan(s3, false).await.unwrap();
 
@@ -549,7 +549,7 @@ async fn an_unchanged_rescan_reuses_result_sets_and_costs_little() {
     // Enough hosts that a 4 KiB page is a few bytes per host.
     const HOSTS: usize = 1000;
     let (_dir, path, store) = open_temp().await;
-    let lock = Store::lock(&path).unwrap();
+    let lock = ScanLock::on_file(&path).unwrap();
     let rule_ids: Vec<String> = (0..56).map(|i| format!("cis-{}.{}.{}", 1 + i / 20, i / 5 % 4, i)).collect();
     let ids: Vec<&str> = rule_ids.iter().map(String::as_str).collect();
     let rules = rule_meta(&ids);
@@ -627,7 +627,7 @@ async fn an_unchanged_rescan_reuses_result_sets_and_costs_little() {
 #[tokio::test]
 async fn identical_verdicts_share_one_result_set_whatever_their_order() {
     let (_dir, path, store) = open_temp().await;
-    let lock = Store::lock(&path).unwrap();
+    let lock = ScanLock::on_file(&path).unwrap();
     let id = store.begin_scan(&lock, "inventory.toml", "v1", &rule_meta(&RULES), 2).await.unwrap();
     let a = audited("a", "prod", [P, F, NA, P]);
     let mut b = a.clone();
@@ -677,13 +677,13 @@ async fn a_scan_left_running_is_interrupted_by_the_next_one() {
     {
         // A scan whose process dies half-way: one host recorded, never finished.
         let store = Store::open(&path).await.unwrap();
-        let lock = Store::lock(&path).unwrap();
+        let lock = ScanLock::on_file(&path).unwrap();
         let id = store.begin_scan(&lock, "inventory.toml", "v1", &rules, 2).await.unwrap();
         store.record_hosts(id, &[audited("cp-1", "prod", [P, P, P, P])]).await.unwrap();
         store.close().await;
     }
     let store = Store::open(&path).await.unwrap();
-    let lock = Store::lock(&path).unwrap();
+    let lock = ScanLock::on_file(&path).unwrap();
     assert_eq!(scalar(&store, "SELECT count(*) FROM latest_findings").await, 0, "a running scan is not latest");
 
     let second = store.begin_scan(&lock, "inventory.toml", "v1", &rules, 2).await.unwrap();
@@ -716,7 +716,7 @@ async fn a_scan_left_running_is_interrupted_by_the_next_one() {
 #[tokio::test]
 async fn finishing_sets_the_status_and_end_time_once() {
     let (_dir, path, store) = open_temp().await;
-    let lock = Store::lock(&path).unwrap();
+    let lock = ScanLock::on_file(&path).unwrap();
     let id = store.begin_scan(&lock, "inventory.toml", "v1", &rule_meta(&RULES), 0).await.unwrap();
     store.finish_scan(id, false).await.unwrap();
     let (status, started, finished, version): (String, String, Option<String>, String) =
@@ -739,7 +739,7 @@ async fn finishing_sets_the_status_and_end_time_once() {
 #[tokio::test]
 async fn a_failing_batch_leaves_no_host_behind() {
     let (_dir, path, store) = open_temp().await;
-    let lock = Store::lock(&path).unwrap();
+    let lock = ScanLock::on_file(&path).unwrap();
     let id = store.begin_scan(&lock, "inventory.toml", "v1", &rule_meta(&RULES), 3).await.unwrap();
     let good = audited("cp-1", "prod", [P, F, NA, P]);
 
@@ -885,7 +885,7 @@ async fn strings(store: &Store, sql: &'static str) -> Vec<String> {
 #[tokio::test]
 async fn prune_keeps_the_newest_scans_and_what_they_use() {
     let (_dir, path, store) = open_temp().await;
-    let lock = Store::lock(&path).unwrap();
+    let lock = ScanLock::on_file(&path).unwrap();
     let [s1, s2, s3, s4, s5] = history(&store, &lock).await;
     let kept = format!("scan_id IN ({s4}, {s5})");
     let both_kept = format!("{kept} AND previous_scan_id IN ({s4}, {s5})");
@@ -1006,7 +1006,7 @@ async fn prune_keeps_the_newest_scans_and_what_they_use() {
 #[tokio::test]
 async fn prune_never_deletes_a_running_scan() {
     let (_dir, path, store) = open_temp().await;
-    let lock = Store::lock(&path).unwrap();
+    let lock = ScanLock::on_file(&path).unwrap();
     // Scan 3 is running (this process may be scanning while it prunes); its cp-1 [F P NA P] is its own set.
     let [s1, s2, s3] = scenario(&store, &lock).await;
     let scans = async || -> Vec<(i64, String)> {
@@ -1044,7 +1044,7 @@ async fn prune_never_deletes_a_running_scan() {
 #[tokio::test]
 async fn prune_keeps_at_least_one_scan() {
     let (_dir, path, store) = open_temp().await;
-    let lock = Store::lock(&path).unwrap();
+    let lock = ScanLock::on_file(&path).unwrap();
     let [_, _, s3] = scenario(&store, &lock).await;
     store.finish_scan(s3, false).await.unwrap();
 
@@ -1104,7 +1104,7 @@ async fn prune_gives_space_back_only_when_auto_vacuum_is_incremental() {
             let mode: i64 = sqlx::query_scalar("PRAGMA auto_vacuum").fetch_one(&mut *conn).await.unwrap();
             assert_eq!(mode, 2, "INCREMENTAL");
         }
-        let lock = Store::lock(&path).unwrap();
+        let lock = ScanLock::on_file(&path).unwrap();
         let scan = async |generation| {
             let id = store.begin_scan(&lock, "inventory.toml", "v1", &rules, 100).await.unwrap();
             store.record_hosts(id, &big_fleet(100, |_| generation)).await.unwrap();
@@ -1208,7 +1208,7 @@ async fn views_stay_fast_at_ten_thousand_hosts() {
     use std::time::Instant;
     const HOSTS: usize = 10_000;
     let (_dir, path, store) = open_temp().await;
-    let lock = Store::lock(&path).unwrap();
+    let lock = ScanLock::on_file(&path).unwrap();
     let rule_ids: Vec<String> = (0..56).map(|i| format!("cis-{i:02}")).collect();
     let ids: Vec<&str> = rule_ids.iter().map(String::as_str).collect();
     let rules = rule_meta(&ids);
@@ -1308,7 +1308,7 @@ async fn prune_stays_fast_at_ten_thousand_hosts_and_fifty_scans() {
     use std::time::Instant;
     const HOSTS: usize = 10_000;
     let (_dir, path, store) = open_temp().await;
-    let lock = Store::lock(&path).unwrap();
+    let lock = ScanLock::on_file(&path).unwrap();
     let rule_ids: Vec<String> = (0..56).map(|i| format!("cis-{i:02}")).collect();
     let rules = rule_meta(&rule_ids.iter().map(String::as_str).collect::<Vec<_>>());
     let start = Instant::now();
@@ -1351,7 +1351,7 @@ async fn prune_stays_fast_at_ten_thousand_hosts_and_fifty_scans() {
 #[tokio::test]
 async fn host_certificates_are_stored_once_and_pruned_with_their_scans() {
     let (_dir, path, store) = open_temp().await;
-    let lock = Store::lock(&path).unwrap();
+    let lock = ScanLock::on_file(&path).unwrap();
     let rules = rule_meta(&RULES);
     let cert = |sha: &str, serial: u64| HostCertificateRecord {
         sha256: sha.to_string(),

@@ -422,7 +422,7 @@ pub fn fleetaudit(args: &[&str]) -> std::process::Output {
 /// tests run in parallel and must not change the test process's environment.
 pub fn fleetaudit_env(args: &[&str], env: &[(&str, &Path)]) -> std::process::Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleetaudit"));
-    cmd.args(args).env("NO_COLOR", "1").env_remove("SSH_AUTH_SOCK");
+    cmd.args(args).env("NO_COLOR", "1").env_remove("SSH_AUTH_SOCK").env_remove("FLEETAUDIT_DB");
     for (k, v) in env {
         cmd.env(k, v);
     }

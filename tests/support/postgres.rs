@@ -86,6 +86,40 @@ impl Postgres {
     }
 }
 
+impl Postgres {
+    /// The server's Unix socket directory.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("socket")
+    }
+
+    /// Runs `sql` with `psql` (as a user would: meta-commands such as `\connect` work) on database `db` as
+    /// the superuser; panics with psql's output if a statement fails.
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        let psql = self.bin.join("psql");
+        let psql = if psql.exists() { psql } else { PathBuf::from("psql") };
+        let mut child = Command::new(&psql)
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(self.socket())
+            .args(["-U", ROLE, "-d", db, "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("{}: {e} (psql is in postgresql-client, which postgresql installs)", psql.display())
+            });
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), sql.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "psql failed: {}{}\n{sql}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
 impl Drop for Postgres {
     fn drop(&mut self) {
         let mut stop = as_server_user(&self.bin, "pg_ctl");

@@ -1,0 +1,18 @@
+//! The SQLite side of the store: its driver's types, its dialect, and the batch code compiled for it.
+//!
+//! Owns: what only SQLite spells this way. Must not touch: anything the PostgreSQL side would need too (that
+//! belongs in `batch.rs` or the store itself).
+
+pub(super) type Db = sqlx::Sqlite;
+
+/// Begins a transaction that writes: SQLite takes the write lock at once, so two writers wait for each other
+/// at the start (under `busy_timeout`) instead of one failing when it first writes.
+pub(super) const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
+/// The time now, as every stored time is written: RFC 3339 UTC with milliseconds.
+pub(super) const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+
+// The same file is the other backend's `batch` too, on purpose: see its module comment.
+#[allow(clippy::duplicate_mod)]
+#[path = "batch.rs"]
+pub(super) mod batch;
