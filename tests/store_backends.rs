@@ -401,3 +401,83 @@ fn the_readme_roles_migrate_write_and_read_and_its_queries_answer_on_postgresql(
     drop(demo);
     drop(rt);
 }
+
+/// Many writers on one PostgreSQL database: two stores record disjoint hosts of one scan at once, every batch
+/// holding the same new verdicts, evidence, files and host key, while a third prunes. Before the store used
+/// `ON CONFLICT`, the second writer's insert of the same new evidence failed on its unique key; and a prune
+/// could delete a row a batch had just found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_and_a_prune_store_each_host_once_on_postgresql() {
+    let pg = support::postgres::Postgres::start();
+    let db = Database::parse(&pg.url("postgres"));
+    let rules = [RuleMeta {
+        rule_id: "r1".into(),
+        cis: "1.2.5".into(),
+        title: "Verify the kubelet".into(),
+        component: "apiserver".into(),
+        severity: "high".into(),
+        rationale: String::new(),
+        remediation: String::new(),
+        test: String::new(),
+        assessment: "automated".into(),
+        cis_previous: "[]".into(),
+    }];
+    let (a, b, c) = (
+        Store::connect(&db, true).await.unwrap(),
+        Store::connect(&db, true).await.unwrap(),
+        Store::connect(&db, true).await.unwrap(),
+    );
+    let lock = a.lock().await.unwrap();
+    for config in [BEFORE, AFTER] {
+        let old = a.begin_scan(&lock, "fleet.toml", "v1", &rules, 1).await.unwrap();
+        a.record_hosts(old, &[audited("old", Status::Pass, config)]).await.unwrap();
+        a.finish_scan(old, false).await.unwrap();
+    }
+    let scan = a.begin_scan(&lock, "fleet.toml", "v1", &rules, 400).await.unwrap();
+    let write = |store: &Store, side: &'static str| {
+        let store = store.clone();
+        async move {
+            for round in 0..40 {
+                // New verdicts and files every round, the same for both writers.
+                let config = format!("{AFTER}# round {round}\n");
+                let batch: Vec<HostOutcome> = (0..5)
+                    .map(|i| {
+                        let mut o = audited(&format!("{side}-{round}-{i}"), Status::Fail, &config);
+                        if let HostResult::Audited { findings, .. } = &mut o.result {
+                            findings[0].reason = format!("round {round}");
+                            findings[0].evidence = Some(format!(r#"[{{"round": {round}}}]"#));
+                        }
+                        o.host_key_fingerprint = Some(format!("SHA256:round-{round}"));
+                        o
+                    })
+                    .collect();
+                store.record_hosts(scan, &batch).await.unwrap_or_else(|e| panic!("{side} round {round}: {e}"));
+            }
+        }
+    };
+    let prune = async {
+        let mut pruned = 0;
+        for _ in 0..20 {
+            pruned += c.prune(&lock, 1).await.unwrap().scans;
+        }
+        pruned
+    };
+    let ((), (), pruned) = tokio::join!(write(&a, "a"), write(&b, "b"), prune);
+    a.finish_scan(scan, false).await.unwrap();
+
+    assert_eq!(pruned, 1, "the older of the two ended scans, once");
+    let hosts = a.scan_hosts(scan).await.unwrap();
+    assert_eq!(hosts.len(), 400, "every host recorded once");
+    let sets: std::collections::BTreeSet<i64> = hosts.iter().filter_map(|h| h.result_set_id).collect();
+    assert_eq!(sets.len(), 40, "one result set per round, shared by both writers' hosts");
+    let results = a.scan_results(scan).await.unwrap();
+    assert_eq!(results.len(), 40, "each set's one result stored once: {results:?}");
+    let counts = a.rules(scan).await.unwrap();
+    assert_eq!((counts[0].fail, counts[0].pass), (400, 0), "{counts:?}");
+    let files = a.host_files(scan, "b-39-4", true).await.unwrap().unwrap();
+    assert_eq!(files[1].content.as_deref(), Some(format!("{AFTER}# round 39\n").as_bytes()));
+    drop(lock);
+    for s in [a, b, c] {
+        s.close().await;
+    }
+}

@@ -62,7 +62,7 @@ pub(crate) async fn record_batch(conn: &mut Conn, scan_id: i64, outcomes: &[Host
     let inserted = insert_returning(
         conn,
         "INSERT INTO host_keys (fingerprint) ",
-        " RETURNING fingerprint, id",
+        " ON CONFLICT (fingerprint) DO NOTHING RETURNING fingerprint, id",
         &new_keys,
         1,
         |b, fingerprint| {
@@ -72,6 +72,8 @@ pub(crate) async fn record_batch(conn: &mut Conn, scan_id: i64, outcomes: &[Host
     )
     .await?;
     key_ids.extend(inserted);
+    let select = "SELECT fingerprint, id FROM host_keys WHERE fingerprint IN (";
+    found_concurrently(conn, select, &fingerprints, &mut key_ids, "store host keys").await?;
     let cert_ids = intern_host_certificates(conn, outcomes).await?;
 
     let keyed: Vec<Option<(Vec<WithEvidenceHash<'_>>, [u8; 32])>> = outcomes
@@ -160,7 +162,7 @@ async fn intern_host_certificates(
         conn,
         "INSERT INTO host_certificates (sha256, ca_fingerprint, serial, key_id, principals, valid_after, \
          valid_before, description) ",
-        " RETURNING sha256, id",
+        " ON CONFLICT (sha256) DO NOTHING RETURNING sha256, id",
         &new,
         8,
         |b, c| {
@@ -177,6 +179,8 @@ async fn intern_host_certificates(
     )
     .await?;
     ids.extend(inserted);
+    let select = "SELECT sha256, id FROM host_certificates WHERE sha256 IN (";
+    found_concurrently(conn, select, &hashes, &mut ids, what).await?;
     Ok(ids)
 }
 
@@ -272,7 +276,8 @@ async fn intern_result_sets<'a>(
     conn: &mut Conn,
     sets: impl Iterator<Item = &'a (Vec<WithEvidenceHash<'a>>, [u8; 32])>,
 ) -> Result<HashMap<Vec<u8>, i64>, StoreError> {
-    // Deduplicated in batch order, so ids follow the order hosts were scanned.
+    // Deduplicated, then inserted in key order: two scanners storing the same new sets insert them in one order
+    // and so wait for each other rather than deadlock.
     let mut seen = HashSet::new();
     let unique: Vec<&(Vec<WithEvidenceHash<'a>>, [u8; 32])> = sets.filter(|(_, hash)| seen.insert(*hash)).collect();
     let hashes: Vec<Vec<u8>> = unique.iter().map(|(_, h)| h.to_vec()).collect();
@@ -294,12 +299,13 @@ async fn intern_result_sets<'a>(
     let hashes: Vec<Vec<u8>> = bodies.iter().map(|(h, _)| h.to_vec()).collect();
     let mut evidence_ids =
         find_ids(conn, "SELECT sha256, id FROM evidence WHERE sha256 IN (", &hashes, "store evidence").await?;
-    let new_bodies: Vec<&([u8; 32], &str)> =
+    let mut new_bodies: Vec<&([u8; 32], &str)> =
         bodies.iter().filter(|(h, _)| !evidence_ids.contains_key(&h[..])).collect();
+    new_bodies.sort_unstable_by_key(|(h, _)| *h);
     let inserted = insert_returning(
         conn,
         "INSERT INTO evidence (sha256, body) ",
-        " RETURNING sha256, id",
+        " ON CONFLICT (sha256) DO NOTHING RETURNING sha256, id",
         &new_bodies,
         2,
         |b, (hash, body)| {
@@ -309,12 +315,15 @@ async fn intern_result_sets<'a>(
     )
     .await?;
     evidence_ids.extend(inserted);
+    let select = "SELECT sha256, id FROM evidence WHERE sha256 IN (";
+    found_concurrently(conn, select, &hashes, &mut evidence_ids, "store evidence").await?;
 
-    let new_hashes: Vec<Vec<u8>> = new.iter().map(|(_, h)| h.to_vec()).collect();
+    let mut new_hashes: Vec<Vec<u8>> = new.iter().map(|(_, h)| h.to_vec()).collect();
+    new_hashes.sort_unstable();
     let new_ids = insert_returning(
         conn,
         "INSERT INTO result_sets (sha256) ",
-        " RETURNING sha256, id",
+        " ON CONFLICT (sha256) DO NOTHING RETURNING sha256, id",
         &new_hashes,
         1,
         |b, hash| {
@@ -326,7 +335,9 @@ async fn intern_result_sets<'a>(
 
     let mut results = Vec::new();
     for (items, hash) in &new {
-        let set_id = *new_ids.get(&hash[..]).ok_or_else(unmatched)?;
+        // A set another scanner stored meanwhile (its transaction committed while this one waited on the
+        // conflict) is whole already: it is looked up below, and its results are not written again.
+        let Some(&set_id) = new_ids.get(&hash[..]) else { continue };
         for (finding, evidence) in items {
             let evidence_id = match evidence {
                 Some(hash) => Some(*evidence_ids.get(&hash[..]).ok_or_else(unmatched)?),
@@ -347,6 +358,8 @@ async fn intern_result_sets<'a>(
         insert.build().execute(&mut *conn).await.map_err(query_err("store results"))?;
     }
     ids.extend(new_ids);
+    let select = "SELECT sha256, id FROM result_sets WHERE sha256 IN (";
+    found_concurrently(conn, select, &new_hashes, &mut ids, "store result sets").await?;
     Ok(ids)
 }
 
@@ -380,8 +393,29 @@ where
     Ok(ids)
 }
 
+/// Adds to `ids` the keys of `wanted` it lacks: rows another scanner inserted after this transaction looked
+/// (`ON CONFLICT DO NOTHING` skipped them, and PostgreSQL's READ COMMITTED shows them to the next statement).
+/// With one writer (SQLite's lock) nothing is missing and nothing is read.
+async fn found_concurrently<K>(
+    conn: &mut Conn,
+    select: &'static str,
+    wanted: &[K],
+    ids: &mut HashMap<K, i64>,
+    what: &'static str,
+) -> Result<(), StoreError>
+where
+    K: for<'q> Encode<'q, Db> + for<'r> Decode<'r, Db> + Type<Db> + Clone + Eq + Hash + Send + Unpin,
+{
+    let missing: Vec<K> = wanted.iter().filter(|k| !ids.contains_key(*k)).cloned().collect();
+    if !missing.is_empty() {
+        ids.extend(find_ids(conn, select, &missing, what).await?);
+    }
+    Ok(())
+}
+
 /// Inserts `rows` (`insert` is `INSERT INTO table (key, ...) `; `push` binds one row's `binds_per_row` values)
-/// and returns the new ids by key (`returning` is ` RETURNING key, id`).
+/// and returns the new ids by key (`returning` is ` ON CONFLICT (key) DO NOTHING RETURNING key, id`). A row
+/// another scanner inserted first is not returned: [`found_concurrently`] finds it.
 async fn insert_returning<R, K>(
     conn: &mut Conn,
     insert: &'static str,
@@ -431,8 +465,9 @@ async fn intern_file_sets(
     let what = "store file observations";
     let mut observation_ids =
         find_ids(conn, "SELECT sha256, id FROM file_observations WHERE sha256 IN (", &hashes, what).await?;
-    let new_observations: Vec<&&Keyed<'_>> =
+    let mut new_observations: Vec<&&Keyed<'_>> =
         observations.iter().filter(|(_, k, _)| !observation_ids.contains_key(&k[..])).collect();
+    new_observations.sort_unstable_by_key(|(_, k, _)| *k);
 
     let content_ids = intern_contents(conn, &new_observations).await?;
     let rows = new_observations
@@ -449,7 +484,7 @@ async fn intern_file_sets(
         conn,
         "INSERT INTO file_observations (sha256, path, kind, mode, uid, gid, owner, size, content_sha256, redacted, \
          content_id, problem, problem_message, roles) ",
-        " RETURNING sha256, id",
+        " ON CONFLICT (sha256) DO NOTHING RETURNING sha256, id",
         &rows,
         14,
         |b, ((file, key, _), content_id)| {
@@ -473,12 +508,15 @@ async fn intern_file_sets(
     )
     .await?;
     observation_ids.extend(inserted);
+    let select = "SELECT sha256, id FROM file_observations WHERE sha256 IN (";
+    found_concurrently(conn, select, &hashes, &mut observation_ids, what).await?;
 
-    let new_hashes: Vec<Vec<u8>> = new.iter().map(|(_, k)| k.to_vec()).collect();
+    let mut new_hashes: Vec<Vec<u8>> = new.iter().map(|(_, k)| k.to_vec()).collect();
+    new_hashes.sort_unstable();
     let new_ids = insert_returning(
         conn,
         "INSERT INTO file_sets (sha256) ",
-        " RETURNING sha256, id",
+        " ON CONFLICT (sha256) DO NOTHING RETURNING sha256, id",
         &new_hashes,
         1,
         |b, hash| {
@@ -489,7 +527,8 @@ async fn intern_file_sets(
     .await?;
     let mut members = Vec::new();
     for (files, key) in &new {
-        let set_id = *new_ids.get(&key[..]).ok_or_else(unmatched)?;
+        // As for result sets: one another scanner stored meanwhile is whole already.
+        let Some(&set_id) = new_ids.get(&key[..]) else { continue };
         for (_, observation, _) in files {
             members.push((set_id, *observation_ids.get(&observation[..]).ok_or_else(unmatched)?));
         }
@@ -502,6 +541,8 @@ async fn intern_file_sets(
         insert.build().execute(&mut *conn).await.map_err(query_err("store file set members"))?;
     }
     ids.extend(new_ids);
+    let select = "SELECT sha256, id FROM file_sets WHERE sha256 IN (";
+    found_concurrently(conn, select, &new_hashes, &mut ids, "store file sets").await?;
     Ok(ids)
 }
 
@@ -538,7 +579,7 @@ async fn intern_contents(conn: &mut Conn, observations: &[&&Keyed<'_>]) -> Resul
         let inserted = insert_returning(
             conn,
             "INSERT INTO file_contents (sha256, body) ",
-            " RETURNING sha256, id",
+            " ON CONFLICT (sha256) DO NOTHING RETURNING sha256, id",
             &new[start..end],
             2,
             |b, (sha, body)| {
@@ -550,6 +591,8 @@ async fn intern_contents(conn: &mut Conn, observations: &[&&Keyed<'_>]) -> Resul
         ids.extend(inserted);
         start = end;
     }
+    let select = "SELECT sha256, id FROM file_contents WHERE sha256 IN (";
+    found_concurrently(conn, select, &hashes, &mut ids, what).await?;
     Ok(ids)
 }
 

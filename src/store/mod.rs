@@ -622,6 +622,9 @@ impl Store {
     pub async fn record_hosts(&self, scan_id: i64, outcomes: &[HostOutcome]) -> Result<(), StoreError> {
         on_pool!(self, |pool, side| {
             let mut tx = pool.begin_with(side::BEGIN_WRITE).await.map_err(query_err("record hosts"))?;
+            if let Some(guard) = side::WRITE_GUARD {
+                sqlx::query(guard).execute(&mut *tx).await.map_err(query_err("record hosts"))?;
+            }
             let status: Option<String> = sqlx::query_scalar("SELECT status FROM scans WHERE id = $1")
                 .bind(scan_id)
                 .fetch_optional(&mut *tx)
@@ -696,6 +699,9 @@ impl Store {
         let what = "prune the history";
         let deleted = on_pool!(self, |pool, side| {
             let mut tx = pool.begin_with(side::BEGIN_WRITE).await.map_err(query_err(what))?;
+            if let Some(guard) = side::PRUNE_GUARD {
+                sqlx::query(guard).execute(&mut *tx).await.map_err(query_err(what))?;
+            }
             let mut deleted = [0; PRUNE_STATEMENTS.len()];
             for (sql, rows) in PRUNE_STATEMENTS.iter().zip(&mut deleted) {
                 let mut query = sqlx::query(*sql);
