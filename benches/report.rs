@@ -31,6 +31,7 @@ fn host(name: &str, roles: Vec<Role>) -> Host {
         command_timeout: Duration::from_secs(5),
         known_hosts: Vec::new(),
         files: Default::default(),
+        zone: None,
     }
 }
 

@@ -217,6 +217,8 @@ enum Command {
         /// with its own database).
         #[arg(long, value_name = "K/N")]
         shard: Option<Shard>,
+        #[command(flatten)]
+        sharing: SharingArgs,
     },
     /// Validate an inventory and reach every host (host key and login), without storing anything.
     #[command(after_help = "Examples:\n  fleetaudit check -i inventory.toml\n  \
@@ -377,6 +379,20 @@ enum Command {
     },
 }
 
+/// How a scanner takes part in scans it shares with others (a PostgreSQL history).
+#[derive(Debug, Clone, clap::Args)]
+struct SharingArgs {
+    /// On a PostgreSQL history, where scanners share each scan: audit only the hosts whose inventory `zone` is
+    /// NAME (and those with no zone); the others are left to scanners of their zone.
+    #[arg(long, value_name = "NAME")]
+    zone: Option<String>,
+    /// On a PostgreSQL history: how long this scanner's claim on a host lasts without its heartbeat; a scanner
+    /// that dies loses its hosts to the others this long after.
+    #[arg(long, value_name = "SECONDS", default_value_t = crate::scan::DEFAULT_LEASE.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    lease: u64,
+}
+
 /// What `scan` prints and writes besides the database, and how it exits.
 #[derive(Debug, clap::Args)]
 struct ScanOutputs {
@@ -395,6 +411,8 @@ struct ScanOutputs {
     /// with K = 1..N cover every host exactly once. Applies after --only.
     #[arg(long, value_name = "K/N")]
     shard: Option<Shard>,
+    #[command(flatten)]
+    sharing: SharingArgs,
     #[command(flatten)]
     judge: JudgeArgs,
 }
@@ -595,6 +613,9 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
                 concurrency,
                 grace: None,
                 progress: progress.as_ref().map(output::progress::Progress::sender),
+                zone: outputs.sharing.zone.clone(),
+                lease: Some(Duration::from_secs(outputs.sharing.lease)),
+                not_before: None,
             };
             let after = crate::daemon::DaemonOptions {
                 inventory: fleet.inventory.clone(),
@@ -606,6 +627,8 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
                 metrics_file,
                 ssh_config: fleet.ssh_config.clone(),
                 shard: outputs.shard,
+                zone: outputs.sharing.zone.clone(),
+                lease: Duration::from_secs(outputs.sharing.lease),
             };
             let read_back =
                 ReadBack { results: outputs.format != ScanFormat::Text || outputs.junit.is_some(), news: changes };
@@ -642,6 +665,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
             rules,
             ssh_config,
             shard,
+            sharing,
         } => {
             init_logging(cli.log_format, "info", log_colour);
             let engine = Arc::new(Engine::new(RuleSet::load(&rules)?));
@@ -655,6 +679,8 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
                 metrics_file,
                 ssh_config,
                 shard,
+                zone: sharing.zone,
+                lease: Duration::from_secs(sharing.lease),
             };
             runtime()?.block_on(async {
                 let (stop, signals) = stop_on_signals();
@@ -698,6 +724,8 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
                     metrics_file: None,
                     ssh_config: None,
                     shard: None,
+                    zone: None,
+                    lease: crate::scan::DEFAULT_LEASE,
                 };
                 let (report, html, _, _) =
                     scan(&inventory, engine, &db, &ScanOptions::default(), Some(&after), ReadBack::default()).await?;
@@ -1040,6 +1068,10 @@ fn write_scan_summary(
         report.hosts.len() - report.unreachable(),
         report.unreachable(),
     )?;
+    if let Some(total) = report.shared_hosts {
+        let who = if report.ended { "this scanner ended it" } else { "another scanner ends it and renders the report" };
+        writeln!(out, "shared scan: this scanner audited {} of its {total} hosts; {who}", report.hosts.len())?;
+    }
     writeln!(out, "database: {db}")?;
     if let Some(html) = html {
         writeln!(out, "report: {}", html.display())?;

@@ -62,6 +62,10 @@ pub struct DaemonOptions {
     pub ssh_config: Option<PathBuf>,
     /// Audit only this slice of the inventory (`--shard K/N`), as `scan --shard` does.
     pub shard: Option<scan::Shard>,
+    /// On a shared (PostgreSQL) history: claim only this zone's hosts (`--zone`).
+    pub zone: Option<String>,
+    /// On a shared history: how long a claim lasts without a heartbeat (`--lease`).
+    pub lease: Duration,
 }
 
 /// Runs scans on the schedule until `stop` turns true. Returns how many scans ran.
@@ -123,12 +127,25 @@ pub async fn run(
             concurrency: options.concurrency,
             grace: Some(options.grace),
             shard: options.shard,
+            zone: options.zone.clone(),
+            lease: Some(options.lease),
+            // Daemons on one schedule tick at about the same time; one that ticks after the others have ended
+            // this run's shared scan must not scan the fleet again. (Clocks of machines differ a little.)
+            not_before: Some(
+                (next - chrono::Duration::seconds(30))
+                    .with_timezone(&chrono::Utc)
+                    .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+                    .to_string(),
+            ),
             ..ScanOptions::default()
         };
         match scan::run(&inventory, engine.clone(), &store, &lock, &scan_options, stop.clone()).await {
             Ok(report) => {
                 scans += 1;
                 after_scan(&options, &inventory, &store, &lock, &report).await;
+            }
+            Err(scan::ScanError::Store(StoreError::RunDone { scan_id })) => {
+                tracing::info!(scan_id, "tick skipped: other scanners already ran this tick's shared scan");
             }
             Err(e) => tracing::error!("scan failed: {e}"),
         }
@@ -185,7 +202,7 @@ pub async fn after_scan(
     lock: &crate::store::ScanLock,
     report: &ScanReport,
 ) -> Option<PathBuf> {
-    if let Some(keep) = options.keep_scans.or(inventory.settings.keep_scans) {
+    if let Some(keep) = options.keep_scans.or(inventory.settings.keep_scans).filter(|_| report.ended) {
         match store.prune(lock, keep).await {
             Ok(p) if p.scans > 0 => tracing::info!(deleted = p.scans, keep, "old scans pruned"),
             Ok(_) => {}
@@ -196,6 +213,11 @@ pub async fn after_scan(
         && let Err(e) = crate::metrics::write(path, report)
     {
         tracing::warn!("cannot write metrics to {}: {e}", path.display());
+    }
+    if !report.ended {
+        // A shared scan another scanner ends: that one prunes and renders the report, once.
+        tracing::info!(scan_id = report.scan_id, "another scanner ends this shared scan and renders its report");
+        return None;
     }
     let out = &inventory.settings.report_dir;
     match crate::report::render(store, Some(report.scan_id), out).await {

@@ -117,6 +117,9 @@ pub struct Host {
     pub known_hosts: Vec<PathBuf>,
     /// How the host's files are read over SFTP, and how much of them.
     pub files: FileAccess,
+    /// The network zone it is reached from (`zone`): on a shared PostgreSQL history, only scanners started with
+    /// `--zone` of that name (or with none) audit it.
+    pub zone: Option<String>,
 }
 
 /// How a host's files are read (over SFTP on its SSH connection: `ssh::sftp`) and the limits on them.
@@ -359,6 +362,7 @@ macro_rules! with_host_keys {
             max_file_bytes: Option<Spanned<i64>>,
             max_files: Option<Spanned<i64>>,
             file_budget: Option<Spanned<RawDuration>>,
+            zone: Option<Spanned<String>>,
         }
 
         impl $name {
@@ -376,6 +380,7 @@ macro_rules! with_host_keys {
                     max_file_bytes: self.max_file_bytes.as_ref(),
                     max_files: self.max_files.as_ref(),
                     file_budget: self.file_budget.as_ref(),
+                    zone: self.zone.as_ref(),
                 }
             }
         }
@@ -424,6 +429,7 @@ struct HostKeys<'a> {
     max_file_bytes: Option<&'a Spanned<i64>>,
     max_files: Option<&'a Spanned<i64>>,
     file_budget: Option<&'a Spanned<RawDuration>>,
+    zone: Option<&'a Spanned<String>>,
 }
 
 /// `identity_file`, `certificate_file`, `known_hosts` and `jump`: one string or a list of them.
@@ -497,6 +503,7 @@ struct Layer {
     max_file_bytes: Option<u64>,
     max_files: Option<usize>,
     file_budget: Option<Duration>,
+    zone: Option<String>,
 }
 
 /// The file being validated, to turn spans into errors and written paths into real ones.
@@ -595,6 +602,7 @@ impl Ctx<'_> {
                 _ => Err(format!("{n} paths: use 1 to {MAX_FILES}. Default: {DEFAULT_MAX_FILES}")),
             })?,
             file_budget: self.check(k.file_budget, &key("file_budget"), parse_timeout)?,
+            zone: self.check(k.zone, &key("zone"), |z: &String| check_name(z, "zone").map(|()| z.clone()))?,
         })
     }
 
@@ -893,6 +901,7 @@ fn parse_in_with(file: &Path, text: &str, env: &Env, options: &LoadOptions) -> R
                 max_files: pick(&layers, |l| l.max_files).unwrap_or(DEFAULT_MAX_FILES),
                 file_budget: pick(&layers, |l| l.file_budget).unwrap_or(DEFAULT_FILE_BUDGET),
             },
+            zone: pick(&layers, |l| l.zone.clone()),
         });
     }
 
@@ -1279,6 +1288,7 @@ mod tests {
                     command_timeout: Duration::from_secs(30),
                     known_hosts: vec![fx.home().join(".ssh/known_hosts")],
                     files: FileAccess::default(),
+                    zone: None,
                 },
                 Host {
                     name: "w-1".into(),
@@ -1294,6 +1304,7 @@ mod tests {
                     command_timeout: Duration::from_secs(30),
                     known_hosts: vec![fx.home().join(".ssh/known_hosts")],
                     files: FileAccess::default(),
+                    zone: None,
                 },
             ]
         );
@@ -1702,6 +1713,7 @@ mod tests {
             "max_file_bytes",
             "max_files",
             "file_budget",
+            "zone",
             "name",
             "address",
             "cluster",

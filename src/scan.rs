@@ -2,7 +2,9 @@
 //! and hands the outcomes to the store in batches as they arrive.
 //!
 //! Owns: the order and concurrency of host work, per-host outcomes (audited or the error kind), the decision
-//! that a process table is too incomplete to judge, stopping cleanly when asked.
+//! that a process table is too incomplete to judge, stopping cleanly when asked. On a history whose scans are
+//! shared (PostgreSQL), where the hosts come from: claims on the shared scan in batches, a heartbeat that keeps
+//! them, waiting for (and taking over) other scanners' hosts, and whether this scanner ends the scan.
 //! Must not touch: SSH details (the transport), rule logic (the engine), SQL (the store).
 //! Tokio tasks, not threads: a thousand hosts in flight cost a thousand small futures.
 
@@ -56,7 +58,24 @@ pub struct ScanOptions {
     /// After a stop request, how long hosts in flight may take to finish before they are abandoned (the scan is
     /// marked interrupted either way). `None`: as long as their own timeouts allow.
     pub grace: Option<Duration>,
+    /// On a database whose scans are shared (PostgreSQL): claim only hosts of this zone (and of none).
+    pub zone: Option<String>,
+    /// On a shared database: how long this scanner's claims last without a heartbeat (default [`DEFAULT_LEASE`]).
+    pub lease: Option<Duration>,
+    /// On a shared database, for a daemon's scheduled run: its time less a margin (RFC 3339 UTC). A scan of the
+    /// inventory started since then and ended is this run's: the scan is not run twice.
+    pub not_before: Option<String>,
 }
+
+/// How long a claim on a host of a shared scan lasts without the scanner's heartbeat (every third of it): a
+/// scanner that dies loses its hosts to the others this long after its last heartbeat.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+
+/// At most this many hosts are claimed at once (and never more than the free connection slots).
+const CLAIM_BATCH: usize = 64;
+
+/// How often a scanner with nothing to claim looks again (for hosts whose scanner died).
+const POLL: Duration = Duration::from_millis(500);
 
 /// What a scan tells its [`ScanOptions::progress`] listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,6 +160,12 @@ pub struct ScanReport {
     pub clusters: Vec<crate::store::ClusterFinding>,
     /// Clusters with hosts that `--only` or `--shard` left out of this scan: their verdicts are open by choice.
     pub partial_clusters: std::collections::BTreeSet<String>,
+    /// Whether this process ended the scan (judged the cluster rules and marked it complete or interrupted):
+    /// always, but for a scanner of a shared scan (PostgreSQL) that another scanner ends. Only the one that
+    /// ended it renders the report.
+    pub ended: bool,
+    /// For a shared scan, the hosts of the whole scan (this report's `hosts` are this scanner's).
+    pub shared_hosts: Option<usize>,
 }
 
 impl ScanReport {
@@ -188,7 +213,37 @@ pub async fn run(
         Some(shard) => format!("{} [shard {shard}]", inventory.path.display()),
         None => inventory.path.display().to_string(),
     };
-    let scan_id = store.begin_scan(lock, &inventory_name, &engine.rules.version(), &rules, hosts.len()).await?;
+    let shared = store
+        .shares_scans()
+        .then(|| crate::store::Scanner::this_process(options.zone.clone(), options.lease.unwrap_or(DEFAULT_LEASE)));
+    let scan_id = match &shared {
+        None => store.begin_scan(lock, &inventory_name, &engine.rules.version(), &rules, hosts.len()).await?,
+        Some(scanner) => {
+            let work: Vec<(String, Option<String>)> = hosts.iter().map(|h| (h.name.clone(), h.zone.clone())).collect();
+            let joined = store
+                .join_scan(
+                    &inventory_name,
+                    &engine.rules.version(),
+                    &rules,
+                    &work,
+                    scanner,
+                    options.not_before.as_deref(),
+                )
+                .await?;
+            tracing::info!(
+                scan_id = joined.scan_id,
+                scanner = %scanner.id,
+                zone = scanner.zone.as_deref().unwrap_or("any"),
+                started = joined.created,
+                "shared scan joined"
+            );
+            joined.scan_id
+        }
+    };
+    let by_name: std::collections::HashMap<String, Host> = match &shared {
+        Some(_) => hosts.iter().map(|h| (h.name.clone(), h.clone())).collect(),
+        None => Default::default(),
+    };
     let progress = |event| {
         if let Some(tx) = &options.progress {
             let _ = tx.send(event);
@@ -207,11 +262,47 @@ pub async fn run(
         let mut tasks = JoinSet::new();
         let mut interrupted = false;
         let mut stop_alive = true;
-        for host in hosts {
+        // A shared scan's hosts come from claims, the rest from the inventory's order.
+        let mut queue: std::collections::VecDeque<Host> = match &shared {
+            Some(_) => Default::default(),
+            None => hosts.into(),
+        };
+        loop {
             if *stop.borrow() {
                 interrupted = true;
                 break;
             }
+            let host = match (queue.pop_front(), &shared) {
+                (Some(host), _) => host,
+                (None, None) => break,
+                (None, Some(scanner)) => {
+                    let want = permits.available_permits().clamp(1, CLAIM_BATCH);
+                    let claimed = store.claim_hosts(scan_id, scanner, want).await?;
+                    if claimed.is_empty() {
+                        if tasks.is_empty() && store.scan_left(scan_id, scanner).await?.claimable == 0 {
+                            break;
+                        }
+                        // Hosts in flight here or held by others: look again when one of ours ends, or soon
+                        // (a scanner that died loses its claims when their lease runs out).
+                        tokio::select! {
+                            _ = tasks.join_next(), if !tasks.is_empty() => {}
+                            _ = tokio::time::sleep(POLL) => {}
+                            _ = stop.changed(), if stop_alive => {}
+                        }
+                        continue;
+                    }
+                    for (name, was) in claimed {
+                        if let Some(was) = was.filter(|w| *w != scanner.id) {
+                            tracing::warn!(host = %name, from = %was, "taking over a host whose scanner's lease ran out");
+                        }
+                        // join_scan refused a scanner whose inventory differs: every claimed name is ours.
+                        if let Some(host) = by_name.get(&name) {
+                            queue.push_back(host.clone());
+                        }
+                    }
+                    continue;
+                }
+            };
             let permit = loop {
                 tokio::select! {
                     p = permits.clone().acquire_owned() => break Some(p.expect("semaphore is never closed")),
@@ -264,10 +355,24 @@ pub async fn run(
                 while tasks.join_next().await.is_some() {}
             }
         }
-        interrupted
+        Ok::<bool, StoreError>(interrupted)
     };
 
+    let shared_ref = &shared;
+    let record = |batch: Vec<HostOutcome>| async move {
+        match shared_ref {
+            None => store.record_hosts(scan_id, &batch).await.map(|()| Vec::new()),
+            Some(scanner) => {
+                let lost = store.record_claimed(scan_id, scanner, &batch).await?;
+                if !lost.is_empty() {
+                    tracing::warn!(hosts = ?lost, "not recorded: another scanner took them over after this one's lease ran out");
+                }
+                Ok(lost)
+            }
+        }
+    };
     let consumer = async {
+        let mut lost: std::collections::HashSet<String> = Default::default();
         let mut reports = Vec::new();
         let mut rule_counts = std::collections::BTreeMap::new();
         let mut batch = Vec::with_capacity(BATCH);
@@ -281,30 +386,74 @@ pub async fn run(
                         batch.push(outcome);
                         reports.push(report);
                         if batch.len() >= BATCH {
-                            store.record_hosts(scan_id, &batch).await?;
-                            batch.clear();
+                            lost.extend(record(std::mem::take(&mut batch)).await?);
                         }
                     }
                     None => break,
                 },
                 _ = tick.tick() => if !batch.is_empty() {
-                    store.record_hosts(scan_id, &batch).await?;
-                    batch.clear();
+                    lost.extend(record(std::mem::take(&mut batch)).await?);
                 },
             }
         }
         if !batch.is_empty() {
-            store.record_hosts(scan_id, &batch).await?;
+            lost.extend(record(batch).await?);
         }
+        reports.retain(|r: &HostReport| !lost.contains(&r.name));
         Ok::<_, StoreError>((reports, rule_counts))
     };
 
-    let (interrupted, reports) = tokio::join!(producer, consumer);
-    let reports = match reports {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = store.finish_scan(scan_id, true).await;
-            return Err(e.into());
+    // A shared scan's claims are extended while this scanner works.
+    let heartbeat = async {
+        let Some(scanner) = &shared else { return std::future::pending().await };
+        let mut beat = tokio::time::interval((scanner.lease / 3).max(Duration::from_millis(100)));
+        loop {
+            beat.tick().await;
+            if let Err(e) = store.heartbeat(scan_id, scanner).await {
+                tracing::warn!("cannot extend this scanner's leases: {e}");
+            }
+        }
+    };
+    let (interrupted, reports) = tokio::select! {
+        both = async { tokio::join!(producer, consumer) } => both,
+        () = heartbeat => unreachable!("the heartbeat never ends"),
+    };
+    let (interrupted, reports) = match &shared {
+        None => {
+            let (interrupted, reports) = match (interrupted, reports) {
+                (Ok(i), Ok(r)) => (i, r),
+                (Err(e), _) | (_, Err(e)) => {
+                    let _ = store.finish_scan(scan_id, true).await;
+                    return Err(e.into());
+                }
+            };
+            (interrupted, reports)
+        }
+        Some(scanner) => {
+            // What this scanner still holds goes back to the others at once.
+            let others = store.leave_scan(scan_id, scanner).await.unwrap_or(false);
+            if !matches!(interrupted, Ok(false)) && !others {
+                // Stopped or failed, and nobody else is working on it: the scan ends here, interrupted.
+                let _ = store.finish_scan(scan_id, true).await;
+            }
+            let interrupted = interrupted?;
+            let (reports, rules) = reports?;
+            if interrupted || !store.take_finish(scan_id, scanner).await? {
+                // Another scanner ends the scan (or, interrupted, goes on with it): this one reports its hosts.
+                return Ok(ScanReport {
+                    scan_id,
+                    hosts: reports,
+                    interrupted,
+                    elapsed: started.elapsed(),
+                    rules,
+                    manual: manual_rules(&engine),
+                    clusters: Vec::new(),
+                    partial_clusters: Default::default(),
+                    ended: interrupted && !others,
+                    shared_hosts: Some(hosts_selected.len()),
+                });
+            }
+            (interrupted, (reports, rules))
         }
     };
     // Every host of the scan is recorded: the cluster rules judge what the store holds of them, for each cluster
@@ -335,22 +484,17 @@ pub async fn run(
     );
     store.finish_scan(scan_id, interrupted).await?;
     let (reports, rules) = reports;
-    let manual = engine
-        .rules
-        .rules
-        .iter()
-        .filter(|r| r.assessment == crate::rules::pack::Assessment::Manual)
-        .map(|r| r.id.clone())
-        .collect();
     let report = ScanReport {
         scan_id,
         hosts: reports,
         interrupted,
         elapsed: started.elapsed(),
         rules,
-        manual,
+        manual: manual_rules(&engine),
         clusters,
         partial_clusters: partial,
+        ended: true,
+        shared_hosts: shared.as_ref().map(|_| hosts_selected.len()),
     };
     let t = report.totals().all;
     tracing::info!(
@@ -365,6 +509,17 @@ pub async fn run(
         "scan finished"
     );
     Ok(report)
+}
+
+/// The rules CIS assesses manually.
+fn manual_rules(engine: &Engine) -> std::collections::BTreeSet<String> {
+    engine
+        .rules
+        .rules
+        .iter()
+        .filter(|r| r.assessment == crate::rules::pack::Assessment::Manual)
+        .map(|r| r.id.clone())
+        .collect()
 }
 
 /// Every host the inventory puts in each cluster (hosts without a `cluster` are not judged together).

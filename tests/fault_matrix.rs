@@ -18,8 +18,10 @@ use support::{fleetaudit, sqlite, text};
 /// The reference rule every healthy node's verdict is checked on.
 const RULE: &str = "apiserver-kubelet-certificate-authority";
 
-/// Peak resident memory allowed to the scanner: one node sends 100 MB, the transport keeps at most 16 MiB.
-const MAX_RSS_KIB: i64 = 64 << 10;
+/// Peak resident memory allowed to the scanner: one node sends 100 MB, the transport keeps at most 16 MiB, so
+/// holding that node's output would alone pass this. The debug build peaked at 62-63.5 MB (two runs) before it
+/// linked the PostgreSQL driver and at 65-66 MB (four runs) after, on a 2-core VM: 64 MiB was too tight.
+const MAX_RSS_KIB: i64 = 80 << 10;
 
 /// Not a timing assertion: only so that a hung scan fails the test instead of hanging CI.
 const HUNG: Duration = Duration::from_secs(300);

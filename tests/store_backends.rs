@@ -7,6 +7,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 use fleetaudit::model::Status;
 use fleetaudit::store::{
@@ -240,9 +241,11 @@ async fn guarantees(db: &Database) -> Seen {
     let store = Store::connect(db, true).await.unwrap();
     let other = Store::connect(db, true).await.unwrap();
     let lock = store.lock().await.unwrap();
-    // One scan at a time: a second process is refused at once, naming the database.
+    // SQLite: one scan at a time, a second process refused at once, naming the first. PostgreSQL: scanners
+    // share scans, so nobody is locked out (the shared-scan tests cover what keeps them apart).
     let second_lock = match other.lock().await {
         Err(e @ StoreError::Locked { .. }) => e.to_string().split(" is using ").next().unwrap().to_owned(),
+        Ok(_) if other.shares_scans() => "shared".to_owned(),
         other => panic!("a second lock on {db}: {other:?}"),
     };
 
@@ -290,8 +293,8 @@ async fn guarantees(db: &Database) -> Seen {
     Seen { second_lock, scans, same_set, not_running, files, changes, pruned, after_prune }
 }
 
-/// The store's guarantees, run on both backends: one scan at a time, deduplicated result sets, no writes to an
-/// ended scan, interrupted scans marked, files read back byte for byte, changes, retention.
+/// The store's guarantees, run on both backends: deduplicated result sets, no writes to an ended scan,
+/// interrupted scans marked, files read back byte for byte, changes, retention; and on SQLite one scan at a time.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_stores_guarantees_hold_on_postgresql_as_on_sqlite() {
     let pg = support::postgres::Postgres::start();
@@ -300,7 +303,7 @@ async fn the_stores_guarantees_hold_on_postgresql_as_on_sqlite() {
     let from_pg = guarantees(&Database::parse(&pg.url("postgres"))).await;
 
     assert!(lite.second_lock.starts_with("another scan ("), "{}", lite.second_lock);
-    assert!(from_pg.second_lock.starts_with("another scan (server backend of local pid "), "{}", from_pg.second_lock);
+    assert_eq!(from_pg.second_lock, "shared");
     let statuses: Vec<&str> = lite.scans.iter().map(|(_, s)| s.as_str()).collect();
     assert_eq!(statuses, ["complete", "interrupted", "complete", "complete"], "newest first");
     assert!(lite.same_set, "an unchanged host's verdicts are stored once");
@@ -480,4 +483,58 @@ async fn concurrent_writers_and_a_prune_store_each_host_once_on_postgresql() {
     for s in [a, b, c] {
         s.close().await;
     }
+}
+
+/// The rules of joining a shared scan (PostgreSQL): a second scanner joins the running scan; one with another
+/// inventory is refused; a daemon that ticks after its run's scan ended does not scan again; a scan whose
+/// scanners all died is ended as interrupted by the next to start; and on SQLite there is nothing to share.
+#[tokio::test(flavor = "multi_thread")]
+async fn joining_a_shared_scan() {
+    use fleetaudit::store::Scanner;
+    let pg = support::postgres::Postgres::start();
+    let store = Store::connect(&Database::parse(&pg.url("postgres")), true).await.unwrap();
+    let hosts = vec![("cp-1".to_owned(), None), ("cp-2".to_owned(), Some("eu".to_owned()))];
+    let one = Scanner { id: "a pid 1".into(), zone: None, lease: Duration::from_secs(60) };
+    let two = Scanner { id: "b pid 2".into(), zone: Some("us".into()), lease: Duration::from_secs(60) };
+    let first = store.join_scan("fleet.toml", "v1", &[], &hosts, &one, None).await.unwrap();
+    assert!(first.created);
+    let joined = store.join_scan("fleet.toml", "v1", &[], &hosts, &two, None).await.unwrap();
+    assert_eq!((joined.scan_id, joined.created), (first.scan_id, false));
+    let other = store.join_scan("fleet.toml", "v1", &[], &hosts[..1], &two, None).await.unwrap_err();
+    assert!(other.to_string().contains("another inventory's hosts"), "{other}");
+    let rules = store.join_scan("fleet.toml", "v2", &[], &hosts, &two, None).await.unwrap_err();
+    assert!(rules.to_string().contains("rules v1, this scanner has v2"), "{rules}");
+
+    // Zone us claims only hosts without a zone; nothing claimed twice.
+    let claimed = store.claim_hosts(first.scan_id, &two, 10).await.unwrap();
+    assert_eq!(claimed, [("cp-1".to_owned(), None)]);
+    assert!(store.claim_hosts(first.scan_id, &one, 10).await.unwrap() == [("cp-2".to_owned(), None)]);
+    assert!(!store.take_finish(first.scan_id, &one).await.unwrap(), "hosts left");
+    let lost = store.record_claimed(first.scan_id, &two, &[audited("cp-1", Status::Pass, BEFORE)]).await.unwrap();
+    assert!(lost.is_empty());
+    let lost = store.record_claimed(first.scan_id, &two, &[audited("cp-2", Status::Pass, BEFORE)]).await.unwrap();
+    assert_eq!(lost, ["cp-2"], "a host another scanner holds is not recorded");
+    store.record_claimed(first.scan_id, &one, &[audited("cp-2", Status::Pass, BEFORE)]).await.unwrap();
+    assert!(store.take_finish(first.scan_id, &two).await.unwrap());
+    assert!(!store.take_finish(first.scan_id, &one).await.unwrap(), "one scanner ends it");
+    store.finish_scan(first.scan_id, false).await.unwrap();
+
+    // A daemon ticking late: its run's scan ended already.
+    let late = store.join_scan("fleet.toml", "v1", &[], &hosts, &one, Some("2000-01-01T00:00:00.000Z")).await;
+    assert!(matches!(late, Err(StoreError::RunDone { scan_id }) if scan_id == first.scan_id), "{late:?}");
+    // Scanners that die: a lease of 1 ms, and nobody alive after it.
+    let brief = Scanner { id: "c pid 3".into(), zone: None, lease: Duration::from_millis(1) };
+    let dying = store.join_scan("fleet.toml", "v1", &[], &hosts, &brief, None).await.unwrap();
+    assert!(dying.created && dying.scan_id > first.scan_id);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let next = store.join_scan("fleet.toml", "v1", &[], &hosts, &one, None).await.unwrap();
+    assert!(next.created && next.scan_id > dying.scan_id);
+    let statuses: Vec<(i64, String)> = store.scans().await.unwrap().into_iter().map(|s| (s.id, s.status)).collect();
+    assert_eq!(statuses[1], (dying.scan_id, "interrupted".to_owned()), "{statuses:?}");
+    store.close().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let lite = Store::open(&dir.path().join("history.db")).await.unwrap();
+    assert!(!lite.shares_scans());
+    assert!(matches!(lite.claim_hosts(1, &one, 1).await, Err(StoreError::NotShared)));
 }

@@ -21,7 +21,7 @@ use super::Db;
 use crate::model::Status;
 use crate::store::file_sets::{CONTENT_BYTES_PER_STATEMENT, Keyed, bad_file, decode_err, file_set_key};
 use crate::store::{
-    FileRecord, HostCertificateRecord, HostOutcome, HostResult, MAX_BINDS, StoreError, WithEvidenceHash, hex,
+    FileRecord, HostCertificateRecord, HostOutcome, HostResult, MAX_BINDS, RuleMeta, StoreError, WithEvidenceHash, hex,
     query_err, result_set_key,
 };
 
@@ -34,6 +34,33 @@ pub(crate) async fn mark_interrupted_raw(conn: &mut Conn) -> Result<u64, StoreEr
         .await
         .map_err(query_err("mark scans interrupted"))?;
     Ok(done.rows_affected())
+}
+
+/// Stores the metadata of a rule set's rules, once per rule-set version (a scan's rules are stored when it
+/// starts; another scan of the same version finds them).
+pub(crate) async fn store_rules(conn: &mut Conn, rules_version: &str, rules: &[RuleMeta]) -> Result<(), StoreError> {
+    for rule in rules {
+        sqlx::query(
+            "INSERT INTO rules (rules_version, rule_id, cis, title, component, severity,
+                                rationale, remediation, test, assessment, cis_previous)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
+        )
+        .bind(rules_version)
+        .bind(&rule.rule_id)
+        .bind(&rule.cis)
+        .bind(&rule.title)
+        .bind(&rule.component)
+        .bind(&rule.severity)
+        .bind(&rule.rationale)
+        .bind(&rule.remediation)
+        .bind(&rule.test)
+        .bind(&rule.assessment)
+        .bind(&rule.cis_previous)
+        .execute(&mut *conn)
+        .await
+        .map_err(query_err("store the rule set"))?;
+    }
+    Ok(())
 }
 
 /// Writes a batch of hosts inside the caller's transaction.

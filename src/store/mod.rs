@@ -78,6 +78,7 @@ use crate::model::Status;
 mod file_sets;
 mod postgres;
 mod reads;
+mod shared;
 mod sqlite;
 #[cfg(test)]
 mod tests;
@@ -87,6 +88,7 @@ pub use file_sets::{FileChange, FileChangeKind, FilesPage};
 #[doc(hidden)]
 pub use reads::sql as read_sql;
 pub use reads::{Change, ClusterCounts, HistoryRow, HostTransition, ResultRow, RuleRow, ScanHost, ScanMeta, ScanRow};
+pub use shared::{Joined, Left, Scanner};
 pub use x509::{
     CertFile, ClusterFinding, ClusterHistoryRow, ClusterHost, ClusterInputs, ClusterRuleMeta, HeldCertificate,
 };
@@ -137,6 +139,15 @@ pub enum StoreError {
          tunnel (ssh -L 5432:localhost:5432 {host})"
     )]
     Remote { url: String, host: String },
+    #[error("this run's shared scan {scan_id} already ended: other scanners did it")]
+    RunDone { scan_id: i64 },
+    #[error("scans are shared by scanners on PostgreSQL only; this history is an SQLite file")]
+    NotShared,
+    #[error(
+        "the running shared scan {scan_id} of this inventory was started with {what}; give every scanner the same \
+         inventory and fleetaudit version, or wait for scan {scan_id} to end"
+    )]
+    SharedDiffers { scan_id: i64, what: String },
     #[error("database error while trying to {what}: {source}")]
     Query { what: &'static str, source: sqlx::Error },
     #[error("scan {scan_id} is not running (finished, or marked interrupted by another process); start a new scan")]
@@ -153,12 +164,12 @@ pub(crate) fn query_err(what: &'static str) -> impl FnOnce(sqlx::Error) -> Store
     move |source| StoreError::Query { what, source }
 }
 
-/// Proof that this process is the only scan writing to a database: an exclusive lock on `<db>.lock`, or a
-/// PostgreSQL advisory lock held by a connection of its own.
+/// Proof that this process is the only scan writing to an SQLite database: an exclusive lock on `<db>.lock`
+/// (on PostgreSQL, where scanners share scans, a token that excludes nobody).
 ///
-/// The operating system releases the file lock when the file is closed, and the server the advisory lock when
-/// the connection ends, so a scan killed with SIGKILL never leaves a stale lock behind; the lock file itself
-/// stays (deleting it would let a third process lock a different inode).
+/// The operating system releases the file lock when the file is closed, so a scan killed with SIGKILL never
+/// leaves a stale lock behind; the lock file itself stays (deleting it would let a third process lock a
+/// different inode).
 #[derive(Debug)]
 pub struct ScanLock {
     held: Held,
@@ -168,7 +179,8 @@ pub struct ScanLock {
 #[derive(Debug)]
 enum Held {
     File(#[allow(dead_code)] File),
-    Server(#[allow(dead_code)] sqlx::PgConnection),
+    /// A PostgreSQL database, whose scans scanners share.
+    Shared,
 }
 
 impl ScanLock {
@@ -517,39 +529,16 @@ impl Store {
     }
 
     /// Takes the scan lock without waiting: if another process holds it, fails at once with
-    /// [`StoreError::Locked`] naming that process. SQLite: an exclusive lock on `<db>.lock`; PostgreSQL: a
-    /// session advisory lock on a connection of its own, which the server releases when the connection ends,
-    /// however the process ended.
+    /// [`StoreError::Locked`] naming that process. SQLite: an exclusive lock on `<db>.lock`. PostgreSQL: no
+    /// lock, as scanners share scans there ([`Store::join_scan`]); writers and a prune are ordered by
+    /// transaction advisory locks instead.
     #[tracing::instrument(level = "trace", skip_all, err)]
     pub async fn lock(&self) -> Result<ScanLock, StoreError> {
         match (&self.pool, &self.database) {
             (Pool::Sqlite(_), Database::Sqlite(path)) => ScanLock::on_file(path),
-            (Pool::Postgres(pool), _) => {
-                let what = "take the scan lock";
-                let mut conn = pool.acquire().await.map_err(query_err(what))?.detach();
-                let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-                    .bind(ADVISORY_LOCK)
-                    .fetch_one(&mut conn)
-                    .await
-                    .map_err(query_err(what))?;
-                if !taken {
-                    let holder: Option<String> = sqlx::query_scalar(
-                        "SELECT coalesce(a.client_addr::text, 'local') || ' pid ' || a.pid || ', ' || a.application_name
-                           FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-                          WHERE l.locktype = 'advisory' AND l.granted AND l.objid = $1 LIMIT 1",
-                    )
-                    .bind(ADVISORY_LOCK as u32 as i64)
-                    .fetch_optional(&mut conn)
-                    .await
-                    .ok()
-                    .flatten();
-                    return Err(StoreError::Locked {
-                        path: PathBuf::from(self.database.to_string()),
-                        holder: holder.map_or("process unknown".into(), |h| format!("server backend of {h}")),
-                    });
-                }
-                Ok(ScanLock { held: Held::Server(conn), place: self.database.to_string() })
-            }
+            // Scans on PostgreSQL are shared (`Store::join_scan`): no scanner excludes another. The token is what
+            // `prune` and `begin_scan` take.
+            (Pool::Postgres(_), _) => Ok(ScanLock { held: Held::Shared, place: self.database.to_string() }),
             (Pool::Sqlite(_), Database::Postgres(_)) => unreachable!("an SQLite pool is opened from a path"),
         }
     }
@@ -571,27 +560,7 @@ impl Store {
             if interrupted > 0 {
                 tracing::warn!(interrupted, "scans left running by a process that died are now marked interrupted");
             }
-            for rule in rules {
-                sqlx::query(
-                    "INSERT INTO rules (rules_version, rule_id, cis, title, component, severity,
-                                        rationale, remediation, test, assessment, cis_previous)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
-                )
-                .bind(rules_version)
-                .bind(&rule.rule_id)
-                .bind(&rule.cis)
-                .bind(&rule.title)
-                .bind(&rule.component)
-                .bind(&rule.severity)
-                .bind(&rule.rationale)
-                .bind(&rule.remediation)
-                .bind(&rule.test)
-                .bind(&rule.assessment)
-                .bind(&rule.cis_previous)
-                .execute(&mut *tx)
-                .await
-                .map_err(query_err("store the rule set"))?;
-            }
+            side::batch::store_rules(&mut tx, rules_version, rules).await?;
             // Times are computed by the database, so every stored time has one format: RFC 3339 UTC with
             // milliseconds.
             let insert = format!(
@@ -727,6 +696,8 @@ impl Store {
             _,
             _,
             _,
+            _,
+            _,
             scans,
             _,
             result_sets,
@@ -764,10 +735,6 @@ impl Store {
         on_pool!(self, |pool, _side| pool.close().await)
     }
 }
-
-/// The key of the PostgreSQL scan lock (`pg_try_advisory_lock`): "fleetaud" in ASCII, so that it is
-/// recognisable in `pg_locks` and unlikely to be another application's.
-const ADVISORY_LOCK: i64 = 0x666c_6565_7461_7564;
 
 /// Whether the PostgreSQL database's schema is this build's: [`StoreError::Schema`] says what it has instead
 /// (`found: None` for a database fleetaudit never migrated).
@@ -834,7 +801,13 @@ impl ScanLock {
 /// NULL of a host that was not audited would make `NOT IN` unknown and nothing would be deleted. SQLite looks up
 /// every deleted parent row in its child tables; `migrations/sqlite/20261129010000_prune_indexes.sql` makes those
 /// look-ups index searches (`prune_searches_the_history_by_index` checks the plans).
-const PRUNE_STATEMENTS: [&str; 17] = [
+const PRUNE_STATEMENTS: [&str; 19] = [
+    "DELETE FROM scan_work WHERE scan_id IN (
+         SELECT id FROM scans WHERE status <> 'running' AND id NOT IN (
+             SELECT id FROM scans WHERE status <> 'running' ORDER BY id DESC LIMIT $1))",
+    "DELETE FROM scanners WHERE scan_id IN (
+         SELECT id FROM scans WHERE status <> 'running' AND id NOT IN (
+             SELECT id FROM scans WHERE status <> 'running' ORDER BY id DESC LIMIT $1))",
     "DELETE FROM cluster_results WHERE scan_id IN (
          SELECT id FROM scans WHERE status <> 'running' AND id NOT IN (
              SELECT id FROM scans WHERE status <> 'running' ORDER BY id DESC LIMIT $1))",

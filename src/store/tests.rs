@@ -189,6 +189,8 @@ async fn open_creates_a_private_migrated_database() {
         "rules",
         "scan_hosts",
         "scan_rule_counts",
+        "scan_work",
+        "scanners",
         "scans",
         "x509_certificates",
         "x509_contents",

@@ -95,6 +95,11 @@ impl Postgres {
     /// Runs `sql` with `psql` (as a user would: meta-commands such as `\connect` work) on database `db` as
     /// the superuser; panics with psql's output if a statement fails.
     pub fn psql(&self, db: &str, sql: &str) -> String {
+        self.try_psql(db, sql).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Postgres::psql`], with a failure returned: psql's output and the statement.
+    pub fn try_psql(&self, db: &str, sql: &str) -> Result<String, String> {
         let psql = self.bin.join("psql");
         let psql = if psql.exists() { psql } else { PathBuf::from("psql") };
         let mut child = Command::new(&psql)
@@ -110,13 +115,14 @@ impl Postgres {
             });
         std::io::Write::write_all(&mut child.stdin.take().unwrap(), sql.as_bytes()).unwrap();
         let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "psql failed: {}{}\n{sql}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        if !out.status.success() {
+            return Err(format!(
+                "psql failed: {}{}\n{sql}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 }
 
