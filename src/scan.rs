@@ -206,7 +206,13 @@ pub async fn run(
     let started = Instant::now();
     let hosts = select_hosts(inventory, &options.only, options.shard)?;
     let hosts_selected: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
-    let transport = Arc::new(Transport::for_inventory(inventory).map_err(ScanError::KnownHosts)?);
+    // On a shared history, the keys other scanners accepted on first use are trusted too.
+    let shared_keys =
+        match store.shares_scans() && inventory.settings.host_key_policy == crate::ssh::HostKeyPolicy::AcceptNew {
+            true => store.accepted_host_keys().await?,
+            false => Vec::new(),
+        };
+    let transport = Arc::new(Transport::for_inventory_sharing(inventory, shared_keys).map_err(ScanError::KnownHosts)?);
     let rules = rule_meta(&engine);
     // The store has no shard column; the scan's inventory label says which slice it audited.
     let inventory_name = match options.shard {
@@ -358,11 +364,16 @@ pub async fn run(
         Ok::<bool, StoreError>(interrupted)
     };
 
-    let shared_ref = &shared;
+    let (shared_ref, transport_ref) = (&shared, &transport);
     let record = |batch: Vec<HostOutcome>| async move {
         match shared_ref {
             None => store.record_hosts(scan_id, &batch).await.map(|()| Vec::new()),
             Some(scanner) => {
+                // Keys accepted on first use, shared before the hosts are: every scanner then trusts them.
+                let accepted = transport_ref.take_accepted();
+                if !accepted.is_empty() {
+                    store.share_accepted_host_keys(scanner, &accepted).await?;
+                }
                 let lost = store.record_claimed(scan_id, scanner, &batch).await?;
                 if !lost.is_empty() {
                     tracing::warn!(hosts = ?lost, "not recorded: another scanner took them over after this one's lease ran out");

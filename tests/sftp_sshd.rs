@@ -52,6 +52,7 @@ impl Node {
             known_hosts: vec![self.known.clone()],
             policy: HostKeyPolicy::Strict,
             accepted_hosts: self.dir.path().join("accepted"),
+            shared_accepted: Vec::new(),
         })
         .unwrap()
     }

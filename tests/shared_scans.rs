@@ -144,3 +144,82 @@ fn three_scanners_share_one_scan_survive_a_kill_and_keep_to_their_zones() {
     drop(fleet);
     drop(rt);
 }
+
+/// Keys accepted on first use are shared through the database: a second scanner with an empty `accepted_hosts`
+/// trusts the keys the first one accepted rather than accepting again, and a key that differs from the shared
+/// one is refused as changed.
+#[test]
+fn first_use_host_keys_are_shared_through_the_database() {
+    let pg = support::postgres::Postgres::start();
+    let url = pg.url("postgres");
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let profile = sim::find_profile("worker").unwrap();
+    let members: Vec<Member> = (0..6)
+        .map(|i| Member {
+            spec: NodeSpec {
+                name: format!("node-{i}"),
+                table: Arc::new(profile.capture.as_bytes().to_vec()),
+                behavior: Behavior::Normal,
+                latency: Duration::ZERO,
+            },
+            cluster: "c".into(),
+            roles: profile.roles.iter().map(|r| (*r).to_owned()).collect(),
+            note: "worker".into(),
+        })
+        .collect();
+    let settings = ScanSettings {
+        header: "# shared_scans test fleet\n".into(),
+        concurrency: None,
+        connect_timeout: Duration::from_secs(5),
+        command_timeout: Duration::from_secs(20),
+        sftp_command: None,
+    };
+    let fleet = rt.block_on(fleet::launch(&dir.path().join("fleet"), members, &settings)).unwrap();
+    let inventory = fleet.inventory.display().to_string();
+    let original = std::fs::read_to_string(&fleet.inventory).unwrap();
+    std::fs::write(fleet.dir.join("empty_known_hosts"), "").unwrap();
+    let with = |accepted: &str| {
+        let text = original.replacen(
+            "known_hosts = \"known_hosts\"\n",
+            &format!("known_hosts = \"empty_known_hosts\"\nhost_key_policy = \"accept-new\"\naccepted_hosts = \"{accepted}\"\n"),
+            1,
+        );
+        assert_ne!(text, original);
+        std::fs::write(&fleet.inventory, text).unwrap();
+    };
+    let q = |sql: &str| pg.psql("postgres", sql).trim().to_owned();
+
+    with("accepted-1");
+    let (code, out, err) = finish(scanner(&inventory, &url, &[]));
+    assert!(matches!(code, Some(1 | 2)), "{out}\n{err}");
+    assert_eq!(q("SELECT count(*) FROM scan_hosts WHERE scan_id = 1 AND outcome = 'audited'"), "6", "{out}");
+    assert_eq!(q("SELECT count(*) FROM accepted_host_keys"), "6");
+    let first_file = std::fs::read_to_string(fleet.dir.join("accepted-1")).unwrap();
+    assert_eq!(first_file.lines().count(), 6);
+
+    // node-0's shared key replaced with node-1's: node-0 now presents a key that differs from the shared one.
+    let host0 = q("SELECT host FROM accepted_host_keys ORDER BY host LIMIT 1");
+    pg.psql(
+        "postgres",
+        &format!(
+            "UPDATE accepted_host_keys SET line = '{host0} ' || split_part((SELECT line FROM accepted_host_keys
+                     WHERE host <> '{host0}' ORDER BY host LIMIT 1), ' ', 2) || ' '
+                     || split_part((SELECT line FROM accepted_host_keys WHERE host <> '{host0}' ORDER BY host LIMIT 1), ' ', 3)
+              WHERE host = '{host0}'"
+        ),
+    );
+    with("accepted-2");
+    let (code, out, err) = finish(scanner(&inventory, &url, &[]));
+    assert_eq!(code, Some(2), "{out}\n{err}");
+    assert_eq!(q("SELECT count(*) FROM scan_hosts WHERE scan_id = 2 AND outcome = 'audited'"), "5", "{out}");
+    assert_eq!(
+        q("SELECT count(*) FROM scan_hosts WHERE scan_id = 2 AND error_kind = 'host_key_changed'"),
+        "1",
+        "{out}"
+    );
+    let second_file = std::fs::read_to_string(fleet.dir.join("accepted-2")).unwrap_or_default();
+    assert_eq!(second_file, "", "the shared keys were trusted, none accepted again");
+    drop(fleet);
+    drop(rt);
+}

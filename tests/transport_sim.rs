@@ -32,8 +32,13 @@ fn node(name: &str, behavior: Behavior) -> NodeSpec {
 }
 
 fn transport(known: &Path, accepted: &Path, policy: HostKeyPolicy) -> Transport {
-    Transport::new(TransportConfig { known_hosts: vec![known.to_owned()], policy, accepted_hosts: accepted.to_owned() })
-        .unwrap()
+    Transport::new(TransportConfig {
+        known_hosts: vec![known.to_owned()],
+        policy,
+        accepted_hosts: accepted.to_owned(),
+        shared_accepted: Vec::new(),
+    })
+    .unwrap()
 }
 
 fn target<'a>(port: u16, keys: &'a [PathBuf]) -> Target<'a> {

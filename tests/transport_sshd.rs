@@ -24,6 +24,7 @@ async fn captures_the_process_table_of_a_pid_namespace() {
         known_hosts: vec![known],
         policy: HostKeyPolicy::Strict,
         accepted_hosts: dir.path().join("accepted"),
+        shared_accepted: Vec::new(),
     })
     .unwrap();
     let keys = [key];

@@ -1,4 +1,4 @@
--- fleetaudit history: scans that several scanners share (schema 7).
+-- fleetaudit history: scans that several scanners share, and the host keys they accept (schema 7).
 --
 -- Never edit this file once released (sqlx records its checksum); change the schema in a new migration.
 --
@@ -41,4 +41,16 @@ CREATE TABLE scanners (
     -- 1 for the one scanner that judged the cluster rules, ended the scan and rendered its report.
     finished     INTEGER NOT NULL DEFAULT 0 CHECK (finished IN (0, 1)),
     PRIMARY KEY (scan_id, scanner)
+);
+
+-- Host keys accepted on first use (`host_key_policy = "accept-new"`) by any scanner of a shared history, so that
+-- every scanner trusts the key the first one saw (each scanner also keeps its own `accepted_hosts` file).
+CREATE TABLE accepted_host_keys (
+    -- The host as known_hosts names it: `10.0.0.1`, or `[10.0.0.1]:2222` on another port.
+    host        TEXT NOT NULL PRIMARY KEY,
+    -- The known_hosts line: host, key type, key.
+    line        TEXT NOT NULL,
+    -- When and by which scanner it was first seen (RFC 3339 UTC, "hostname pid 4242").
+    accepted_at TEXT NOT NULL,
+    scanner     TEXT NOT NULL
 );

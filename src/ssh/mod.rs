@@ -205,6 +205,9 @@ pub struct TransportConfig {
     pub policy: HostKeyPolicy,
     /// fleetaudit's own record of keys accepted under `accept-new`.
     pub accepted_hosts: PathBuf,
+    /// Keys other scanners of a shared history accepted on first use (known_hosts lines, from the store):
+    /// trusted as if listed in `accepted_hosts`.
+    pub shared_accepted: Vec<String>,
 }
 
 /// The SSH client of one scan: known hosts parsed and keys loaded once, agent identities listed once, jump host
@@ -246,11 +249,21 @@ impl Transport {
     /// The transport an inventory calls for. Reads every known_hosts file its hosts and jump hosts name, so an
     /// unreadable one stops the scan before it starts.
     pub fn for_inventory(inventory: &crate::inventory::Inventory) -> std::io::Result<Transport> {
+        Transport::for_inventory_sharing(inventory, Vec::new())
+    }
+
+    /// [`Transport::for_inventory`], also trusting `shared_accepted`: the keys the scanners of a shared history
+    /// accepted on first use (known_hosts lines).
+    pub fn for_inventory_sharing(
+        inventory: &crate::inventory::Inventory,
+        shared_accepted: Vec<String>,
+    ) -> std::io::Result<Transport> {
         let settings = &inventory.settings;
         let t = Transport::new(TransportConfig {
             known_hosts: settings.known_hosts.clone(),
             policy: settings.host_key_policy,
             accepted_hosts: settings.accepted_hosts.clone(),
+            shared_accepted,
         })?;
         for h in &inventory.hosts {
             t.load_known(&h.known_hosts)?;
@@ -281,7 +294,12 @@ impl Transport {
             known: Mutex::new(HashMap::new()),
             default_known_hosts: cfg.known_hosts,
             policy: cfg.policy,
-            accepted: Arc::new(Accepted { path: cfg.accepted_hosts, seen: Mutex::new(HashMap::new()) }),
+            accepted: Arc::new(Accepted {
+                path: cfg.accepted_hosts,
+                seen: Mutex::new(HashMap::new()),
+                fresh: Mutex::new(Vec::new()),
+                shared: cfg.shared_accepted.join("\n"),
+            }),
             keys: KeyCache::default(),
             agent: OnceCell::new(),
             bastions: Mutex::new(HashMap::new()),
@@ -289,6 +307,12 @@ impl Transport {
         };
         t.load_known(&[])?;
         Ok(t)
+    }
+
+    /// The keys accepted on first use since the last call, as (host, known_hosts line), for the store to share
+    /// with the other scanners of a shared history.
+    pub fn take_accepted(&self) -> Vec<(String, String)> {
+        std::mem::take(&mut *self.accepted.fresh.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Sets the size of the scan's shared pool for outputs over [`FREE_OUTPUT`] (default [`SHARED_OUTPUT`]).
@@ -305,7 +329,11 @@ impl Transport {
         }
         let mut all = if files.is_empty() { self.default_known_hosts.clone() } else { files.to_vec() };
         all.push(self.accepted.path.clone());
-        let parsed = Arc::new(KnownHosts::load(&all)?);
+        let mut parsed = KnownHosts::load(&all)?;
+        if !self.accepted.shared.is_empty() {
+            parsed.add(Path::new("(the history's accepted_host_keys)"), &self.accepted.shared);
+        }
+        let parsed = Arc::new(parsed);
         known.insert(files.to_vec(), parsed.clone());
         Ok(parsed)
     }
@@ -806,6 +834,10 @@ struct Accepted {
     path: PathBuf,
     /// Keys accepted during this scan, so two connections to one new host agree.
     seen: Mutex<HashMap<String, PublicKey>>,
+    /// Of those, the ones not yet handed to the store ([`Transport::take_accepted`]): (host, line).
+    fresh: Mutex<Vec<(String, String)>>,
+    /// Keys other scanners of a shared history accepted, as known_hosts text.
+    shared: String,
 }
 
 impl Accepted {
@@ -821,7 +853,9 @@ impl Accepted {
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
         let mut file = opts.open(&self.path)?;
-        writeln!(file, "{}", known_hosts::line_for(address, port, key))?;
+        let line = known_hosts::line_for(address, port, key);
+        writeln!(file, "{line}")?;
+        self.fresh.lock().unwrap_or_else(|e| e.into_inner()).push((name.clone(), line));
         seen.insert(name, key.clone());
         Ok(true)
     }

@@ -134,11 +134,16 @@ pub enum StoreError {
     )]
     Schema { url: String, found: Option<i64>, expected: i64 },
     #[error(
-        "{url}: {host} is not this machine, and this fleetaudit cannot encrypt the connection (TLS to PostgreSQL \
-         is not built yet); connect over a Unix socket (?host=/run/postgresql) or to 127.0.0.1 through an SSH \
-         tunnel (ssh -L 5432:localhost:5432 {host})"
+        "TLS to the PostgreSQL database {url} failed: {source}; {}",
+        if *verified {
+            "fleetaudit verifies the server's certificate against the system's CAs and its name against the URL's \
+             host by default (sslmode=verify-full): add sslrootcert=/path/to/ca.pem to the URL for a private CA, \
+             or choose sslmode in the URL (sslmode=disable only for a loopback tunnel)"
+        } else {
+            "check the URL's sslmode and sslrootcert, and the server's ssl settings"
+        }
     )]
-    Remote { url: String, host: String },
+    Tls { url: String, source: sqlx::Error, verified: bool },
     #[error("this run's shared scan {scan_id} already ended: other scanners did it")]
     RunDone { scan_id: i64 },
     #[error("scans are shared by scanners on PostgreSQL only; this history is an SQLite file")]
@@ -375,6 +380,12 @@ impl Database {
     }
 }
 
+/// The value of query parameter `name` in a URL (`...?host=/run/postgresql&sslmode=disable`), undecoded.
+fn url_parameter<'a>(url: &'a str, name: &str) -> Option<&'a str> {
+    let query = url.split_once('?')?.1.split('#').next()?;
+    query.split('&').find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+}
+
 /// The byte range of the password in `scheme://user:password@host...`, if there is one.
 fn url_password_span(url: &str) -> Option<std::ops::Range<usize>> {
     let start = url.find("://")? + 3;
@@ -490,16 +501,26 @@ impl Store {
         let shown = location.to_string();
         let options: sqlx::postgres::PgConnectOptions =
             url.parse().map_err(|source| StoreError::Connect { url: shown.clone(), source })?;
-        // This build has no TLS: verdicts, host names and (for password authentication) credentials would cross
-        // the network in clear. Until it does, only a Unix socket or this machine's loopback is accepted.
-        let host = options.get_host();
-        let local = options.get_socket().is_some()
-            || host.starts_with('/')
-            || host == "localhost"
-            || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
-        if !local {
-            return Err(StoreError::Remote { url: shown, host: host.to_owned() });
-        }
+        // Over TCP the connection is TLS, the server's certificate verified against the system's CAs (or the
+        // URL's sslrootcert) and its name against the host, unless the URL or PGSSLMODE chooses otherwise
+        // (libpq's default, prefer, takes an unverified or no TLS, which would let a machine in the middle read
+        // verdicts and credentials). A Unix socket has no TLS and needs none.
+        let socket = options.get_socket().is_some() || options.get_host().starts_with('/');
+        let chosen = url_parameter(url, "sslmode").is_some() || std::env::var_os("PGSSLMODE").is_some();
+        let verified = !socket && !chosen;
+        let options = if verified { options.ssl_mode(sqlx::postgres::PgSslMode::VerifyFull) } else { options };
+        // rustls's verdict on the certificate comes back as an I/O error of kind InvalidData.
+        let connect_err = |source: sqlx::Error| match source {
+            sqlx::Error::Tls(_) => StoreError::Tls { url: shown.clone(), source, verified },
+            sqlx::Error::Io(ref e) if !socket && e.kind() == io::ErrorKind::InvalidData => {
+                StoreError::Tls { url: shown.clone(), source, verified }
+            }
+            source => StoreError::Connect { url: shown.clone(), source },
+        };
+        // One connection first, for its own error: the pool retries a refused or failing connection until its
+        // timeout and then says only that it timed out.
+        let probe = sqlx::ConnectOptions::connect(&options).await.map_err(connect_err)?;
+        let _ = sqlx::Connection::close(probe).await;
         // Every statement is one round trip to a server that may be far away; a scan writes from one task
         // and the report reads from one, so a few connections are enough.
         let pool = sqlx::postgres::PgPoolOptions::new()
@@ -507,7 +528,7 @@ impl Store {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.application_name("fleetaudit"))
             .await
-            .map_err(|source| StoreError::Connect { url: shown.clone(), source })?;
+            .map_err(connect_err)?;
         // Migrated only when behind: the scanner role may write rows but not create tables, so only the owner
         // role's first scan after an upgrade migrates (README "PostgreSQL").
         match check_schema(&pool, &shown).await {

@@ -390,4 +390,39 @@ impl Store {
         tx.commit().await.map_err(query_err(what))?;
         Ok(others > 0)
     }
+
+    /// The host keys scanners of this history accepted on first use, as known_hosts lines (PostgreSQL; an
+    /// SQLite history has none: its one scanner keeps them in its `accepted_hosts` file).
+    pub async fn accepted_host_keys(&self) -> Result<Vec<String>, StoreError> {
+        match &self.pool {
+            Pool::Sqlite(_) => Ok(Vec::new()),
+            Pool::Postgres(pool) => sqlx::query_scalar("SELECT line FROM accepted_host_keys ORDER BY host")
+                .fetch_all(pool)
+                .await
+                .map_err(query_err("read the host keys accepted on first use")),
+        }
+    }
+
+    /// Shares the keys this scanner accepted on first use, `(host, known_hosts line)`: the first key recorded
+    /// for a host stays (a later scanner that sees another key for it is refused, as with known_hosts).
+    pub async fn share_accepted_host_keys(
+        &self,
+        scanner: &Scanner,
+        keys: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        let pool = self.shared_pool()?;
+        for chunk in keys.chunks(MAX_BINDS / 3) {
+            let mut insert = sqlx::QueryBuilder::<sqlx::Postgres>::new(format!(
+                "INSERT INTO accepted_host_keys (host, line, scanner, accepted_at) SELECT v.host, v.line, v.scanner, {} \
+                   FROM (",
+                postgres::NOW
+            ));
+            insert.push_values(chunk, |mut b, (host, line)| {
+                b.push_bind(host.clone()).push_bind(line.clone()).push_bind(scanner.id.clone());
+            });
+            insert.push(") AS v (host, line, scanner) ON CONFLICT (host) DO NOTHING");
+            insert.build().execute(pool).await.map_err(query_err("share the host keys accepted on first use"))?;
+        }
+        Ok(())
+    }
 }

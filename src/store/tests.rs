@@ -162,6 +162,7 @@ async fn open_creates_a_private_migrated_database() {
     .await
     .unwrap();
     let expected = [
+        "accepted_host_keys",
         "changes",
         "cluster_findings",
         "cluster_results",

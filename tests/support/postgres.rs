@@ -12,6 +12,8 @@ pub const ROLE: &str = "fleetaudit";
 pub struct Postgres {
     dir: tempfile::TempDir,
     bin: PathBuf,
+    /// The TCP port on 127.0.0.1, for a server started with [`Postgres::start_tls`].
+    pub port: Option<u16>,
 }
 
 /// initdb and pg_ctl of the newest PostgreSQL installed (Debian keeps them out of PATH).
@@ -56,6 +58,16 @@ fn run(mut c: Command, what: &str, log: &Path) {
 impl Postgres {
     /// Creates the cluster and starts its server (about a second).
     pub fn start() -> Postgres {
+        Postgres::start_with(None)
+    }
+
+    /// A server that also listens on 127.0.0.1 (a free port) with TLS, presenting `cert_pem` (its key
+    /// `key_pem`); trust authentication there too.
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Postgres {
+        Postgres::start_with(Some((cert_pem, key_pem)))
+    }
+
+    fn start_with(tls: Option<(&str, &str)>) -> Postgres {
         let bin = bin_dir();
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("socket")).unwrap();
@@ -70,14 +82,37 @@ impl Postgres {
         let mut initdb = as_server_user(&bin, "initdb");
         initdb.arg("-D").arg(&data).args(["-U", ROLE, "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C"]);
         run(initdb, "initdb", &log);
-        let options = format!(
-            "-c listen_addresses='' -k {} -c fsync=off -c full_page_writes=off -c synchronous_commit=off",
+        let mut options = format!(
+            "-k {} -c fsync=off -c full_page_writes=off -c synchronous_commit=off",
             dir.path().join("socket").display()
         );
+        let mut port = None;
+        match tls {
+            None => options.push_str(" -c listen_addresses=''"),
+            Some((cert, key)) => {
+                let (crt, pem) = (dir.path().join("server.crt"), dir.path().join("server.key"));
+                std::fs::write(&crt, cert).unwrap();
+                std::fs::write(&pem, key).unwrap();
+                std::fs::set_permissions(&pem, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+                // SAFETY: geteuid has no preconditions.
+                if unsafe { libc::geteuid() } == 0 {
+                    for p in [&crt, &pem] {
+                        std::os::unix::fs::chown(p, Some(65534), Some(65534)).unwrap();
+                    }
+                }
+                let p = super::free_port();
+                port = Some(p);
+                options.push_str(&format!(
+                    " -c listen_addresses=127.0.0.1 -p {p} -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                    crt.display(),
+                    pem.display()
+                ));
+            }
+        }
         let mut start = as_server_user(&bin, "pg_ctl");
         start.arg("-D").arg(&data).arg("-l").arg(&log).args(["-o", &options, "-w", "start"]);
         run(start, "pg_ctl start", &log);
-        Postgres { dir, bin }
+        Postgres { dir, bin, port }
     }
 
     /// The URL of database `db` on this server, as sqlx takes it (a socket directory as `host`).
@@ -87,6 +122,14 @@ impl Postgres {
 }
 
 impl Postgres {
+    /// The URL of database `db` over TCP to 127.0.0.1 (or `host`, which must resolve to it), with `params`
+    /// (`sslmode=...&sslrootcert=...`), for a server started with [`Postgres::start_tls`].
+    pub fn tcp_url(&self, host: &str, db: &str, params: &str) -> String {
+        let port = self.port.expect("a server started with start_tls");
+        let query = if params.is_empty() { String::new() } else { format!("?{params}") };
+        format!("postgres://{ROLE}@{host}:{port}/{db}{query}")
+    }
+
     /// The server's Unix socket directory.
     pub fn socket(&self) -> PathBuf {
         self.dir.path().join("socket")
@@ -105,6 +148,7 @@ impl Postgres {
         let mut child = Command::new(&psql)
             .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
             .arg(self.socket())
+            .args(["-p", &self.port.unwrap_or(5432).to_string()])
             .args(["-U", ROLE, "-d", db, "-f", "-"])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
