@@ -35,23 +35,25 @@ fn finish(child: Child) -> (Option<i32>, String, String) {
     (out.status.code(), text(&out.stdout), text(&out.stderr))
 }
 
-#[test]
-fn three_scanners_share_one_scan_survive_a_kill_and_keep_to_their_zones() {
-    let pg = support::postgres::Postgres::start();
-    let url = pg.url("postgres");
-    let dir = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+/// `n` simulated worker nodes (`node-000`, ...) with `latency` a round trip, node i in cluster `cluster(i)`, and
+/// their inventory, in `dir`/fleet.
+fn workers(
+    rt: &tokio::runtime::Runtime,
+    dir: &std::path::Path,
+    n: usize,
+    latency: Duration,
+    cluster: impl Fn(usize) -> &'static str,
+) -> fleet::Fleet {
     let profile = sim::find_profile("worker").unwrap();
-    let members: Vec<Member> = (0..NODES)
+    let members: Vec<Member> = (0..n)
         .map(|i| Member {
             spec: NodeSpec {
                 name: format!("node-{i:03}"),
                 table: Arc::new(profile.capture.as_bytes().to_vec()),
                 behavior: Behavior::Normal,
-                latency: Duration::from_millis(40),
+                latency,
             },
-            // Two clusters, one per zone.
-            cluster: if i % 2 == 0 { "east".into() } else { "west".into() },
+            cluster: cluster(i).into(),
             roles: profile.roles.iter().map(|r| (*r).to_owned()).collect(),
             note: "worker".into(),
         })
@@ -63,7 +65,18 @@ fn three_scanners_share_one_scan_survive_a_kill_and_keep_to_their_zones() {
         command_timeout: Duration::from_secs(20),
         sftp_command: None,
     };
-    let fleet = rt.block_on(fleet::launch(&dir.path().join("fleet"), members, &settings)).unwrap();
+    rt.block_on(fleet::launch(&dir.join("fleet"), members, &settings)).unwrap()
+}
+
+#[test]
+fn three_scanners_share_one_scan_survive_a_kill_and_keep_to_their_zones() {
+    let pg = support::postgres::Postgres::start();
+    let url = pg.url("postgres");
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    // Two clusters, one per zone (the zones are written in for the second scan).
+    let fleet =
+        workers(&rt, dir.path(), NODES, Duration::from_millis(40), |i| if i % 2 == 0 { "east" } else { "west" });
     let inventory = fleet.inventory.display().to_string();
 
     // One scan, three scanners; the first is killed once it has hosts in flight.
@@ -154,28 +167,7 @@ fn first_use_host_keys_are_shared_through_the_database() {
     let url = pg.url("postgres");
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let profile = sim::find_profile("worker").unwrap();
-    let members: Vec<Member> = (0..6)
-        .map(|i| Member {
-            spec: NodeSpec {
-                name: format!("node-{i}"),
-                table: Arc::new(profile.capture.as_bytes().to_vec()),
-                behavior: Behavior::Normal,
-                latency: Duration::ZERO,
-            },
-            cluster: "c".into(),
-            roles: profile.roles.iter().map(|r| (*r).to_owned()).collect(),
-            note: "worker".into(),
-        })
-        .collect();
-    let settings = ScanSettings {
-        header: "# shared_scans test fleet\n".into(),
-        concurrency: None,
-        connect_timeout: Duration::from_secs(5),
-        command_timeout: Duration::from_secs(20),
-        sftp_command: None,
-    };
-    let fleet = rt.block_on(fleet::launch(&dir.path().join("fleet"), members, &settings)).unwrap();
+    let fleet = workers(&rt, dir.path(), 6, Duration::ZERO, |_| "c");
     let inventory = fleet.inventory.display().to_string();
     let original = std::fs::read_to_string(&fleet.inventory).unwrap();
     std::fs::write(fleet.dir.join("empty_known_hosts"), "").unwrap();
