@@ -74,10 +74,14 @@ fn errored(name: &str, cluster: &str, kind: &str, message: &str, key: bool) -> H
 }
 
 async fn scalar(store: &Store, sql: &'static str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(store.pool()).await.unwrap()
+    on_pool!(store, |pool, _side| sqlx::query_scalar(sql).fetch_one(pool).await.unwrap())
 }
 
+/// SQLite's own checks of the file and its foreign keys (PostgreSQL enforces foreign keys at every statement).
 async fn assert_integrity(store: &Store) {
+    if store.shares_scans() {
+        return;
+    }
     let check: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check").fetch_all(store.pool()).await.unwrap();
     assert_eq!(check, ["ok"]);
     let fk = sqlx::query("PRAGMA foreign_key_check").fetch_all(store.pool()).await.unwrap();
@@ -134,6 +138,44 @@ async fn scenario(store: &Store, lock: &ScanLock) -> [i64; 3] {
     let s3 = store.begin_scan(lock, "inventory.toml", "2026.11.0", &rules, 4).await.unwrap();
     store.record_hosts(s3, &[audited("cp-1", "prod", [F, P, NA, P])]).await.unwrap();
     [s1, s2, s3]
+}
+
+/// A test of the store written once, run on both backends: `both! { async fn name(store, lock) { ... } }` makes
+/// `name::sqlite` (a temporary file and its lock) and `name::postgres` (a real server, `support::postgres`).
+macro_rules! both {
+    (async fn $name:ident($store:ident, $lock:ident) $body:block) => {
+        mod $name {
+            use super::*;
+
+            async fn run($store: Store, $lock: ScanLock) $body
+
+            #[tokio::test]
+            async fn sqlite() {
+                let (_dir, path, store) = open_temp().await;
+                let lock = ScanLock::on_file(&path).unwrap();
+                run(store, lock).await
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn postgres() {
+                let server = pg::Postgres::start();
+                let store = Store::connect(&Database::parse(&server.url("postgres")), true).await.unwrap();
+                let lock = store.lock().await.unwrap();
+                run(store, lock).await
+            }
+        }
+    };
+}
+
+/// The integration tests' PostgreSQL server, for the store's tests that run on both backends.
+#[allow(dead_code)]
+#[path = "../../tests/support/postgres.rs"]
+mod pg;
+
+/// A free TCP port on 127.0.0.1 (what `pg` asks its parent module for).
+#[allow(dead_code)]
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 async fn open_temp() -> (tempfile::TempDir, PathBuf, Store) {
@@ -302,21 +344,17 @@ async fn a_second_lock_fails_at_once_naming_the_holder() {
     assert_eq!(text.lines().count(), 1, "the new holder replaces the old line: {text:?}");
 }
 
-#[tokio::test]
-async fn findings_show_audited_and_unreachable_hosts() {
-    let (_dir, path, store) = open_temp().await;
-    let lock = ScanLock::on_file(&path).unwrap();
+both! {
+    async fn findings_show_audited_and_unreachable_hosts(store, lock) {
     let [s1, _, _] = scenario(&store, &lock).await;
 
     type Row = (String, String, Option<String>, String, String, String, Option<String>);
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT host, rule_id, cis, title, status, reason, evidence FROM findings WHERE scan_id = ?1
+    let rows: Vec<Row> = on_pool!(store, |pool, _side| sqlx::query_as(
+        "SELECT host, rule_id, cis, title, status, reason, evidence FROM findings WHERE scan_id = $1
           ORDER BY host, rule_id",
     )
     .bind(s1)
-    .fetch_all(store.pool())
-    .await
-    .unwrap();
+    .fetch_all(pool).await.unwrap());
     assert_eq!(rows.len(), 12, "3 hosts x 4 rules");
 
     let cp = &rows[1];
@@ -336,25 +374,20 @@ async fn findings_show_audited_and_unreachable_hosts() {
         assert!(row.2.is_some(), "rule metadata joined");
     }
 
-    let cluster: Option<String> = sqlx::query_scalar("SELECT DISTINCT cluster FROM findings WHERE host = 'w-2'")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
+    let cluster: Option<String> = on_pool!(store, |pool, _side| sqlx::query_scalar("SELECT DISTINCT cluster FROM findings WHERE host = 'w-2'")
+        .fetch_one(pool).await.unwrap());
     assert_eq!(cluster.as_deref(), Some("dev"));
     assert_integrity(&store).await;
 }
+}
 
-#[tokio::test]
-async fn latest_findings_are_from_each_hosts_newest_ended_scan() {
-    let (_dir, path, store) = open_temp().await;
-    let lock = ScanLock::on_file(&path).unwrap();
+both! {
+    async fn latest_findings_are_from_each_hosts_newest_ended_scan(store, lock) {
     let [_, s2, s3] = scenario(&store, &lock).await;
 
     let latest = async || -> Vec<(String, i64, String, String, String)> {
-        sqlx::query_as("SELECT host, scan_id, rule_id, status, reason FROM latest_findings ORDER BY host, rule_id")
-            .fetch_all(store.pool())
-            .await
-            .unwrap()
+        on_pool!(store, |pool, _side| sqlx::query_as("SELECT host, scan_id, rule_id, status, reason FROM latest_findings ORDER BY host, rule_id")
+            .fetch_all(pool).await.unwrap())
     };
     // Scan 3 is still running: it is not the truth yet, so cp-1's latest verdicts are scan 2's.
     let rows = latest().await;
@@ -374,23 +407,20 @@ async fn latest_findings_are_from_each_hosts_newest_ended_scan() {
     assert_eq!(rows[0].3, "fail");
     assert_integrity(&store).await;
 }
+}
 
-#[tokio::test]
-async fn rule_compliance_counts_each_status() {
-    let (_dir, path, store) = open_temp().await;
-    let lock = ScanLock::on_file(&path).unwrap();
+both! {
+    async fn rule_compliance_counts_each_status(store, lock) {
     let [s1, s2, s3] = scenario(&store, &lock).await;
 
     type Row = (String, Option<String>, Option<String>, i64, i64, i64, i64, Option<f64>);
     let compliance = async |scan: i64| -> Vec<Row> {
-        sqlx::query_as(
+        on_pool!(store, |pool, _side| sqlx::query_as(
             "SELECT rule_id, cis, severity, pass, fail, error, not_applicable, compliance_pct
-               FROM rule_compliance WHERE scan_id = ?1 ORDER BY rule_id",
+               FROM rule_compliance WHERE scan_id = $1 ORDER BY rule_id",
         )
         .bind(scan)
-        .fetch_all(store.pool())
-        .await
-        .unwrap()
+        .fetch_all(pool).await.unwrap())
     };
     let pct = |rows: &[Row]| rows.iter().map(|r| r.7.map(|p| (p * 100.0).round() / 100.0)).collect::<Vec<_>>();
     let counts = |rows: &[Row]| rows.iter().map(|r| [r.3, r.4, r.5, r.6]).collect::<Vec<_>>();
@@ -414,10 +444,15 @@ async fn rule_compliance_counts_each_status() {
     let disagreeing = scalar(
         &store,
         "SELECT count(*) FROM rule_compliance c
-          WHERE (c.pass, c.fail, c.error, c.not_applicable) IS NOT
-                (SELECT coalesce(sum(f.status = 'pass'), 0), coalesce(sum(f.status = 'fail'), 0),
-                        coalesce(sum(f.status = 'error'), 0), coalesce(sum(f.status = 'not_applicable'), 0)
-                   FROM findings f WHERE f.scan_id = c.scan_id AND f.rule_id = c.rule_id)",
+          WHERE c.pass <> (SELECT count(*) FROM findings f
+                            WHERE f.scan_id = c.scan_id AND f.rule_id = c.rule_id AND f.status = 'pass')
+             OR c.fail <> (SELECT count(*) FROM findings f
+                            WHERE f.scan_id = c.scan_id AND f.rule_id = c.rule_id AND f.status = 'fail')
+             OR c.error <> (SELECT count(*) FROM findings f
+                             WHERE f.scan_id = c.scan_id AND f.rule_id = c.rule_id AND f.status = 'error')
+             OR c.not_applicable <> (SELECT count(*) FROM findings f
+                                      WHERE f.scan_id = c.scan_id AND f.rule_id = c.rule_id
+                                        AND f.status = 'not_applicable')",
     )
     .await;
     assert_eq!(disagreeing, 0);
@@ -430,11 +465,10 @@ async fn rule_compliance_counts_each_status() {
     assert_eq!(pct(&rows), [None; 4]);
     assert_integrity(&store).await;
 }
+}
 
-#[tokio::test]
-async fn host_status_shows_each_hosts_latest_outcome() {
-    let (_dir, path, store) = open_temp().await;
-    let lock = ScanLock::on_file(&path).unwrap();
+both! {
+    async fn host_status_shows_each_hosts_latest_outcome(store, lock) {
     let [_, s2, _] = scenario(&store, &lock).await;
 
     type Row = (
@@ -452,14 +486,12 @@ async fn host_status_shows_each_hosts_latest_outcome() {
         i64,
         Option<String>,
     );
-    let rows: Vec<Row> = sqlx::query_as(
+    let rows: Vec<Row> = on_pool!(store, |pool, _side| sqlx::query_as(
         "SELECT host, cluster, address, scan_id, scanned_at, outcome, error_kind, error_message,
                 pass, fail, error, not_applicable, host_key_fingerprint
            FROM host_status ORDER BY host",
     )
-    .fetch_all(store.pool())
-    .await
-    .unwrap();
+    .fetch_all(pool).await.unwrap());
     let hosts: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
     assert_eq!(hosts, ["cp-1", "w-1", "w-2", "w-3"]);
     assert!(rows.iter().all(|r| r.3 == s2), "the running scan 3 is not latest");
@@ -480,22 +512,19 @@ async fn host_status_shows_each_hosts_latest_outcome() {
     assert_eq!([rows[3].8, rows[3].9, rows[3].10, rows[3].11], [0, 1, 0, 3]);
     assert_integrity(&store).await;
 }
+}
 
-#[tokio::test]
-async fn changes_compare_each_host_with_its_previous_scan() {
-    let (_dir, path, store) = open_temp().await;
-    let lock = ScanLock::on_file(&path).unwrap();
+both! {
+    async fn changes_compare_each_host_with_its_previous_scan(store, lock) {
     let [s1, s2, s3] = scenario(&store, &lock).await;
 
     let changes = async |scan: i64| -> Vec<(i64, String, String, String, String)> {
-        sqlx::query_as(
-            "SELECT previous_scan_id, host, rule_id, previous_status, status FROM changes WHERE scan_id = ?1
+        on_pool!(store, |pool, _side| sqlx::query_as(
+            "SELECT previous_scan_id, host, rule_id, previous_status, status FROM changes WHERE scan_id = $1
               ORDER BY host, rule_id",
         )
         .bind(scan)
-        .fetch_all(store.pool())
-        .await
-        .unwrap()
+        .fetch_all(pool).await.unwrap())
     };
     assert_eq!(changes(s1).await, [], "the first scan has nothing to compare with");
 
@@ -521,6 +550,7 @@ async fn changes_compare_each_host_with_its_previous_scan() {
     );
     assert_eq!(changes(s3).await, [(s2, "cp-1".into(), "cis-1.2.6".into(), "pass".into(), "fail".into())]);
     assert_integrity(&store).await;
+}
 }
 
 #[tokio::test]
@@ -627,10 +657,8 @@ async fn an_unchanged_rescan_reuses_result_sets_and_costs_little() {
     assert_integrity(&store).await;
 }
 
-#[tokio::test]
-async fn identical_verdicts_share_one_result_set_whatever_their_order() {
-    let (_dir, path, store) = open_temp().await;
-    let lock = ScanLock::on_file(&path).unwrap();
+both! {
+    async fn identical_verdicts_share_one_result_set_whatever_their_order(store, lock) {
     let id = store.begin_scan(&lock, "inventory.toml", "v1", &rule_meta(&RULES), 2).await.unwrap();
     let a = audited("a", "prod", [P, F, NA, P]);
     let mut b = a.clone();
@@ -643,6 +671,7 @@ async fn identical_verdicts_share_one_result_set_whatever_their_order() {
     assert_eq!(scalar(&store, "SELECT count(*) FROM results").await, 4);
     assert_eq!(scalar(&store, "SELECT count(*) FROM evidence").await, 3);
     assert_integrity(&store).await;
+}
 }
 
 #[test]
@@ -716,18 +745,14 @@ async fn a_scan_left_running_is_interrupted_by_the_next_one() {
     assert_integrity(&store).await;
 }
 
-#[tokio::test]
-async fn finishing_sets_the_status_and_end_time_once() {
-    let (_dir, path, store) = open_temp().await;
-    let lock = ScanLock::on_file(&path).unwrap();
+both! {
+    async fn finishing_sets_the_status_and_end_time_once(store, lock) {
     let id = store.begin_scan(&lock, "inventory.toml", "v1", &rule_meta(&RULES), 0).await.unwrap();
     store.finish_scan(id, false).await.unwrap();
     let (status, started, finished, version): (String, String, Option<String>, String) =
-        sqlx::query_as("SELECT status, started_at, finished_at, fleetaudit_version FROM scans WHERE id = ?1")
+        on_pool!(store, |pool, _side| sqlx::query_as("SELECT status, started_at, finished_at, fleetaudit_version FROM scans WHERE id = $1")
             .bind(id)
-            .fetch_one(store.pool())
-            .await
-            .unwrap();
+            .fetch_one(pool).await.unwrap());
     assert_eq!(status, "complete");
     assert_eq!(version, env!("CARGO_PKG_VERSION"));
     let finished = finished.unwrap();
@@ -738,11 +763,10 @@ async fn finishing_sets_the_status_and_end_time_once() {
     assert!(finished >= started);
     assert!(matches!(store.finish_scan(id, true).await, Err(StoreError::NotRunning { .. })));
 }
+}
 
-#[tokio::test]
-async fn a_failing_batch_leaves_no_host_behind() {
-    let (_dir, path, store) = open_temp().await;
-    let lock = ScanLock::on_file(&path).unwrap();
+both! {
+    async fn a_failing_batch_leaves_no_host_behind(store, lock) {
     let id = store.begin_scan(&lock, "inventory.toml", "v1", &rule_meta(&RULES), 3).await.unwrap();
     let good = audited("cp-1", "prod", [P, F, NA, P]);
 
@@ -787,6 +811,7 @@ async fn a_failing_batch_leaves_no_host_behind() {
     assert_eq!(tables().await, [1, 1, 3, 1, 4, 1, 4]);
     store.finish_scan(id, false).await.unwrap();
     assert_integrity(&store).await;
+}
 }
 
 #[tokio::test]
@@ -869,20 +894,26 @@ async fn history(store: &Store, lock: &ScanLock) -> [i64; 5] {
 }
 
 /// Every row of a view or table matching `filter`, each as its columns `quote()`d and joined, in order.
+/// (On PostgreSQL each column as text, `NULL` for NULL: the rows compare among themselves, not with SQLite's.)
 async fn dump(store: &Store, table: &str, filter: &str) -> Vec<String> {
-    let columns: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info(?1) ORDER BY cid")
-        .bind(table)
-        .fetch_all(store.pool())
-        .await
-        .unwrap();
+    let (columns_sql, quote) = match store.shares_scans() {
+        false => ("SELECT name FROM pragma_table_info($1) ORDER BY cid", "quote({c})"),
+        true => (
+            "SELECT CAST(column_name AS TEXT) FROM information_schema.columns WHERE table_name = $1
+              ORDER BY ordinal_position",
+            "coalesce(CAST({c} AS TEXT), 'NULL')",
+        ),
+    };
+    let columns: Vec<String> =
+        on_pool!(store, |pool, _side| sqlx::query_scalar(columns_sql).bind(table).fetch_all(pool).await.unwrap());
     assert!(!columns.is_empty(), "no table {table}");
-    let row = columns.iter().map(|c| format!("quote({c})")).collect::<Vec<_>>().join(" || '|' || ");
+    let row = columns.iter().map(|c| quote.replace("{c}", c)).collect::<Vec<_>>().join(" || '|' || ");
     let sql = format!("SELECT {row} FROM {table} WHERE {filter} ORDER BY 1");
-    sqlx::query_scalar(AssertSqlSafe(sql)).fetch_all(store.pool()).await.unwrap()
+    on_pool!(store, |pool, _side| sqlx::query_scalar(AssertSqlSafe(sql.clone())).fetch_all(pool).await.unwrap())
 }
 
 async fn strings(store: &Store, sql: &'static str) -> Vec<String> {
-    sqlx::query_scalar(sql).fetch_all(store.pool()).await.unwrap()
+    on_pool!(store, |pool, _side| sqlx::query_scalar(sql).fetch_all(pool).await.unwrap())
 }
 
 #[tokio::test]
@@ -1006,14 +1037,12 @@ async fn prune_keeps_the_newest_scans_and_what_they_use() {
     assert_integrity(&store).await;
 }
 
-#[tokio::test]
-async fn prune_never_deletes_a_running_scan() {
-    let (_dir, path, store) = open_temp().await;
-    let lock = ScanLock::on_file(&path).unwrap();
+both! {
+    async fn prune_never_deletes_a_running_scan(store, lock) {
     // Scan 3 is running (this process may be scanning while it prunes); its cp-1 [F P NA P] is its own set.
     let [s1, s2, s3] = scenario(&store, &lock).await;
     let scans = async || -> Vec<(i64, String)> {
-        sqlx::query_as("SELECT id, status FROM scans ORDER BY id").fetch_all(store.pool()).await.unwrap()
+        on_pool!(store, |pool, _side| sqlx::query_as("SELECT id, status FROM scans ORDER BY id").fetch_all(pool).await.unwrap())
     };
 
     let pruned = store.prune(&lock, 1).await.unwrap();
@@ -1033,7 +1062,7 @@ async fn prune_never_deletes_a_running_scan() {
     let s4 = store.begin_scan(&lock, "inventory.toml", "2026.11.0", &rule_meta(&RULES), 1).await.unwrap();
     store.record_hosts(s4, &[audited("cp-1", "prod", [P, P, P, P])]).await.unwrap();
     store.finish_scan(s4, false).await.unwrap();
-    sqlx::query("UPDATE scans SET status = 'running' WHERE id = ?1").bind(s2).execute(store.pool()).await.unwrap();
+    on_pool!(store, |pool, _side| sqlx::query("UPDATE scans SET status = 'running' WHERE id = $1").bind(s2).execute(pool).await.unwrap().rows_affected());
     let s2_findings = dump(&store, "findings", &format!("scan_id = {s2}")).await;
     assert_eq!(s2_findings.len(), 4 * RULES.len());
 
@@ -1043,11 +1072,10 @@ async fn prune_never_deletes_a_running_scan() {
     assert_eq!(strings(&store, "SELECT name FROM hosts ORDER BY name").await, ["cp-1", "w-1", "w-2", "w-3"]);
     assert_integrity(&store).await;
 }
+}
 
-#[tokio::test]
-async fn prune_keeps_at_least_one_scan() {
-    let (_dir, path, store) = open_temp().await;
-    let lock = ScanLock::on_file(&path).unwrap();
+both! {
+    async fn prune_keeps_at_least_one_scan(store, lock) {
     let [_, _, s3] = scenario(&store, &lock).await;
     store.finish_scan(s3, false).await.unwrap();
 
@@ -1065,6 +1093,7 @@ async fn prune_keeps_at_least_one_scan() {
     assert_eq!(strings(&store, "SELECT name FROM hosts").await, ["cp-1"]);
     assert_eq!(scalar(&store, "SELECT count(*) FROM latest_findings").await, RULES.len() as i64);
     assert_integrity(&store).await;
+}
 }
 
 /// 56 rules on each of `hosts` hosts; host `h`'s `generation(h)` is in every evidence document and in its
