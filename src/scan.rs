@@ -293,7 +293,8 @@ pub async fn run(
                         tokio::select! {
                             _ = tasks.join_next(), if !tasks.is_empty() => {}
                             _ = tokio::time::sleep(POLL) => {}
-                            _ = stop.changed(), if stop_alive => {}
+                            // Nobody can ask to stop any more: stop listening, or this loop would spin.
+                            changed = stop.changed(), if stop_alive => if changed.is_err() { stop_alive = false },
                         }
                         continue;
                     }
