@@ -246,16 +246,18 @@ pub async fn run(
             joined.scan_id
         }
     };
-    let by_name: std::collections::HashMap<String, Host> = match &shared {
-        Some(_) => hosts.iter().map(|h| (h.name.clone(), h.clone())).collect(),
-        None => Default::default(),
-    };
+    // A shared scan's hosts come from claims, looked up by name; the rest in the inventory's order.
+    let (mut queue, by_name): (std::collections::VecDeque<Host>, std::collections::HashMap<String, Host>) =
+        match &shared {
+            Some(_) => (Default::default(), hosts.into_iter().map(|h| (h.name.clone(), h)).collect()),
+            None => (hosts.into(), Default::default()),
+        };
     let progress = |event| {
         if let Some(tx) = &options.progress {
             let _ = tx.send(event);
         }
     };
-    progress(ProgressEvent::Started { scan_id, hosts: hosts.len() });
+    progress(ProgressEvent::Started { scan_id, hosts: hosts_selected.len() });
     let span = tracing::info_span!("scan", scan_id);
     let _enter = span.enter();
 
@@ -268,11 +270,6 @@ pub async fn run(
         let mut tasks = JoinSet::new();
         let mut interrupted = false;
         let mut stop_alive = true;
-        // A shared scan's hosts come from claims, the rest from the inventory's order.
-        let mut queue: std::collections::VecDeque<Host> = match &shared {
-            Some(_) => Default::default(),
-            None => hosts.into(),
-        };
         loop {
             if *stop.borrow() {
                 interrupted = true;
@@ -285,7 +282,7 @@ pub async fn run(
                     let want = permits.available_permits().clamp(1, CLAIM_BATCH);
                     let claimed = store.claim_hosts(scan_id, scanner, want).await?;
                     if claimed.is_empty() {
-                        if tasks.is_empty() && store.scan_left(scan_id, scanner).await?.claimable == 0 {
+                        if tasks.is_empty() && store.claimable_left(scan_id, scanner).await? == 0 {
                             break;
                         }
                         // Hosts in flight here or held by others: look again when one of ours ends, or soon
@@ -430,17 +427,15 @@ pub async fn run(
         both = async { tokio::join!(producer, consumer) } => both,
         () = heartbeat => unreachable!("the heartbeat never ends"),
     };
-    let (interrupted, reports) = match &shared {
-        None => {
-            let (interrupted, reports) = match (interrupted, reports) {
-                (Ok(i), Ok(r)) => (i, r),
-                (Err(e), _) | (_, Err(e)) => {
-                    let _ = store.finish_scan(scan_id, true).await;
-                    return Err(e.into());
-                }
-            };
-            (interrupted, reports)
-        }
+    // `ends`: this process judges the cluster rules and ends the scan; `ended`: the scan ended here at all.
+    let (interrupted, (reports, rules), ends, ended) = match &shared {
+        None => match (interrupted, reports) {
+            (Ok(i), Ok(r)) => (i, r, true, true),
+            (Err(e), _) | (_, Err(e)) => {
+                let _ = store.finish_scan(scan_id, true).await;
+                return Err(e.into());
+            }
+        },
         Some(scanner) => {
             // What this scanner still holds goes back to the others at once.
             let others = store.leave_scan(scan_id, scanner).await.unwrap_or(false);
@@ -449,27 +444,55 @@ pub async fn run(
                 let _ = store.finish_scan(scan_id, true).await;
             }
             let interrupted = interrupted?;
-            let (reports, rules) = reports?;
-            if interrupted || !store.take_finish(scan_id, scanner).await? {
-                // Another scanner ends the scan (or, interrupted, goes on with it): this one reports its hosts.
-                return Ok(ScanReport {
-                    scan_id,
-                    hosts: reports,
-                    interrupted,
-                    elapsed: started.elapsed(),
-                    rules,
-                    manual: manual_rules(&engine),
-                    clusters: Vec::new(),
-                    partial_clusters: Default::default(),
-                    ended: interrupted && !others,
-                    shared_hosts: Some(hosts_selected.len()),
-                });
-            }
-            (interrupted, (reports, rules))
+            let reports = reports?;
+            // Otherwise another scanner ends the scan (or, interrupted, goes on with it): this one reports its
+            // hosts.
+            let ends = !interrupted && store.take_finish(scan_id, scanner).await?;
+            (interrupted, reports, ends, ends || (interrupted && !others))
         }
     };
-    // Every host of the scan is recorded: the cluster rules judge what the store holds of them, for each cluster
-    // with a host in this scan (one `--only` or `--shard` left out in part is judged open, naming the rest).
+    let (clusters, partial) = match ends {
+        true => judge_clusters(store, scan_id, &engine, inventory, &hosts_selected, interrupted).await?,
+        false => Default::default(),
+    };
+    let report = ScanReport {
+        scan_id,
+        hosts: reports,
+        interrupted,
+        elapsed: started.elapsed(),
+        rules,
+        manual: manual_rules(&engine),
+        clusters,
+        partial_clusters: partial,
+        ended,
+        shared_hosts: shared.as_ref().map(|_| hosts_selected.len()),
+    };
+    let t = report.totals().all;
+    tracing::info!(
+        scan_id,
+        hosts = report.hosts.len(),
+        unreachable = report.unreachable(),
+        pass = t.pass,
+        fail = t.fail,
+        error = t.error,
+        interrupted,
+        seconds = report.elapsed.as_secs_f64(),
+        "scan finished"
+    );
+    Ok(report)
+}
+
+/// Once every host of the scan is recorded: the cluster rules judge what the store holds of them, for each
+/// cluster with a host in this scan (one `--only` or `--shard` left out in part is judged open, naming the
+/// rest); then the scan ends. Returns the verdicts and the clusters left open by choice.
+async fn judge_clusters(
+    store: &Store,
+    scan_id: i64,
+    engine: &Engine,
+    inventory: &Inventory,
+    hosts_selected: &[String],
+    interrupted: bool,
+) -> Result<(Vec<crate::store::ClusterFinding>, std::collections::BTreeSet<String>), ScanError> {
     let selected: std::collections::BTreeSet<&str> = hosts_selected.iter().map(String::as_str).collect();
     let mut members = cluster_members(inventory);
     members.retain(|_, names| names.iter().any(|n| selected.contains(n.as_str())));
@@ -495,32 +518,7 @@ pub async fn run(
         "cluster stage finished"
     );
     store.finish_scan(scan_id, interrupted).await?;
-    let (reports, rules) = reports;
-    let report = ScanReport {
-        scan_id,
-        hosts: reports,
-        interrupted,
-        elapsed: started.elapsed(),
-        rules,
-        manual: manual_rules(&engine),
-        clusters,
-        partial_clusters: partial,
-        ended: true,
-        shared_hosts: shared.as_ref().map(|_| hosts_selected.len()),
-    };
-    let t = report.totals().all;
-    tracing::info!(
-        scan_id,
-        hosts = report.hosts.len(),
-        unreachable = report.unreachable(),
-        pass = t.pass,
-        fail = t.fail,
-        error = t.error,
-        interrupted,
-        seconds = report.elapsed.as_secs_f64(),
-        "scan finished"
-    );
-    Ok(report)
+    Ok((clusters, partial))
 }
 
 /// The rules CIS assesses manually.

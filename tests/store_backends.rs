@@ -173,6 +173,22 @@ fn the_same_scans_give_the_same_report_json_and_history_from_postgresql_and_sqli
     drop(rt);
 }
 
+/// The one rule the stores' scans here judge, `r1`.
+fn rule() -> RuleMeta {
+    RuleMeta {
+        rule_id: "r1".into(),
+        cis: "1.2.5".into(),
+        title: "Verify the kubelet".into(),
+        component: "apiserver".into(),
+        severity: "high".into(),
+        rationale: String::new(),
+        remediation: String::new(),
+        test: String::new(),
+        assessment: "automated".into(),
+        cis_previous: "[]".into(),
+    }
+}
+
 fn host(name: &str) -> HostRecord {
     HostRecord {
         name: name.into(),
@@ -226,18 +242,7 @@ struct Seen {
 }
 
 async fn guarantees(db: &Database) -> Seen {
-    let rules = [RuleMeta {
-        rule_id: "r1".into(),
-        cis: "1.2.5".into(),
-        title: "Verify the kubelet".into(),
-        component: "apiserver".into(),
-        severity: "high".into(),
-        rationale: String::new(),
-        remediation: String::new(),
-        test: String::new(),
-        assessment: "automated".into(),
-        cis_previous: "[]".into(),
-    }];
+    let rules = [rule()];
     let store = Store::connect(db, true).await.unwrap();
     let other = Store::connect(db, true).await.unwrap();
     let lock = store.lock().await.unwrap();
@@ -413,18 +418,7 @@ fn the_readme_roles_migrate_write_and_read_and_its_queries_answer_on_postgresql(
 async fn concurrent_writers_and_a_prune_store_each_host_once_on_postgresql() {
     let pg = support::postgres::Postgres::start();
     let db = Database::parse(&pg.url("postgres"));
-    let rules = [RuleMeta {
-        rule_id: "r1".into(),
-        cis: "1.2.5".into(),
-        title: "Verify the kubelet".into(),
-        component: "apiserver".into(),
-        severity: "high".into(),
-        rationale: String::new(),
-        remediation: String::new(),
-        test: String::new(),
-        assessment: "automated".into(),
-        cis_previous: "[]".into(),
-    }];
+    let rules = [rule()];
     let (a, b, c) = (
         Store::connect(&db, true).await.unwrap(),
         Store::connect(&db, true).await.unwrap(),

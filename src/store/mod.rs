@@ -88,7 +88,7 @@ pub use file_sets::{FileChange, FileChangeKind, FilesPage};
 #[doc(hidden)]
 pub use reads::sql as read_sql;
 pub use reads::{Change, ClusterCounts, HistoryRow, HostTransition, ResultRow, RuleRow, ScanHost, ScanMeta, ScanRow};
-pub use shared::{Joined, Left, Scanner};
+pub use shared::{Joined, Scanner};
 pub use x509::{
     CertFile, ClusterFinding, ClusterHistoryRow, ClusterHost, ClusterInputs, ClusterRuleMeta, HeldCertificate,
 };
@@ -177,26 +177,15 @@ pub(crate) fn query_err(what: &'static str) -> impl FnOnce(sqlx::Error) -> Store
 /// different inode).
 #[derive(Debug)]
 pub struct ScanLock {
-    held: Held,
+    /// The locked file; none on PostgreSQL.
+    _file: Option<File>,
     place: String,
-}
-
-#[derive(Debug)]
-enum Held {
-    File(#[allow(dead_code)] File),
-    /// A PostgreSQL database, whose scans scanners share.
-    Shared,
 }
 
 impl ScanLock {
     /// What is locked: the lock file's path, or the database's URL (password hidden).
     pub fn place(&self) -> &str {
         &self.place
-    }
-
-    /// Whether the lock is a file's (SQLite) rather than the server's.
-    pub fn is_file(&self) -> bool {
-        matches!(self.held, Held::File(_))
     }
 }
 
@@ -413,18 +402,6 @@ impl std::fmt::Debug for Database {
     }
 }
 
-impl From<&Path> for Database {
-    fn from(path: &Path) -> Database {
-        Database::Sqlite(path.to_path_buf())
-    }
-}
-
-impl From<PathBuf> for Database {
-    fn from(path: PathBuf) -> Database {
-        Database::Sqlite(path)
-    }
-}
-
 /// The connection pool of one backend.
 #[derive(Debug, Clone)]
 enum Pool {
@@ -559,13 +536,14 @@ impl Store {
             (Pool::Sqlite(_), Database::Sqlite(path)) => ScanLock::on_file(path),
             // Scans on PostgreSQL are shared (`Store::join_scan`): no scanner excludes another. The token is what
             // `prune` and `begin_scan` take.
-            (Pool::Postgres(_), _) => Ok(ScanLock { held: Held::Shared, place: self.database.to_string() }),
+            (Pool::Postgres(_), _) => Ok(ScanLock { _file: None, place: self.database.to_string() }),
             (Pool::Sqlite(_), Database::Postgres(_)) => unreachable!("an SQLite pool is opened from a path"),
         }
     }
 
     /// Starts a scan and returns its id. Scans still marked running are first marked interrupted: the lock
-    /// proves their process is gone.
+    /// proves their process is gone. That holds on SQLite; on PostgreSQL, where the lock excludes nobody,
+    /// scanners start scans with [`Store::join_scan`], and this is for one writer alone (the store's tests).
     #[tracing::instrument(level = "trace", skip_all, err, fields(scan_id = tracing::field::Empty))]
     pub async fn begin_scan(
         &self,
@@ -812,7 +790,7 @@ impl ScanLock {
         }
         file.set_len(0).map_err(lock_err)?;
         writeln!(file, "pid {} started {}", std::process::id(), crate::model::utc_now()).map_err(lock_err)?;
-        Ok(ScanLock { held: Held::File(file), place: lock_path.display().to_string() })
+        Ok(ScanLock { _file: Some(file), place: lock_path.display().to_string() })
     }
 }
 

@@ -58,15 +58,6 @@ pub struct Joined {
     pub created: bool,
 }
 
-/// What is left of a shared scan ([`Store::scan_left`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Left {
-    /// Hosts not recorded yet.
-    pub hosts: i64,
-    /// Of those, the ones this scanner's zone lets it claim (now, or when their lease runs out).
-    pub claimable: i64,
-}
-
 /// SHA-256 over the sorted (host, zone) list: scanners of one shared scan must have the same inventory.
 fn inventory_key(hosts: &[(String, Option<String>)]) -> String {
     let mut sorted: Vec<&(String, Option<String>)> = hosts.iter().collect();
@@ -308,25 +299,30 @@ impl Store {
         .await
         .map_err(query_err(what))?;
         let held: std::collections::HashSet<String> = held.into_iter().collect();
-        let kept: Vec<HostOutcome> = outcomes.iter().filter(|o| held.contains(&o.host.name)).cloned().collect();
-        postgres::batch::record_batch(&mut tx, scan_id, &kept).await?;
+        if held.len() == outcomes.len() {
+            postgres::batch::record_batch(&mut tx, scan_id, outcomes).await?;
+        } else {
+            // Rare (a lease ran out): only then are the held hosts' outcomes copied out of the batch.
+            let kept: Vec<HostOutcome> = outcomes.iter().filter(|o| held.contains(&o.host.name)).cloned().collect();
+            postgres::batch::record_batch(&mut tx, scan_id, &kept).await?;
+        }
         tx.commit().await.map_err(query_err(what))?;
         Ok(names.into_iter().filter(|n| !held.contains(n)).collect())
     }
 
-    /// What is left of the scan for this scanner.
-    pub async fn scan_left(&self, scan_id: i64, scanner: &Scanner) -> Result<Left, StoreError> {
+    /// How many hosts of the scan not recorded yet this scanner's zone lets it claim (now, or when their lease
+    /// runs out): none left, it has nothing more to do in this scan.
+    pub async fn claimable_left(&self, scan_id: i64, scanner: &Scanner) -> Result<i64, StoreError> {
         let pool = self.shared_pool()?;
-        let (hosts, claimable): (i64, i64) = sqlx::query_as(
-            "SELECT count(*), count(*) FILTER (WHERE $2::text IS NULL OR zone IS NULL OR zone = $2)
-               FROM scan_work WHERE scan_id = $1 AND done = 0",
+        sqlx::query_scalar(
+            "SELECT count(*) FROM scan_work
+              WHERE scan_id = $1 AND done = 0 AND ($2::text IS NULL OR zone IS NULL OR zone = $2)",
         )
         .bind(scan_id)
         .bind(&scanner.zone)
         .fetch_one(pool)
         .await
-        .map_err(query_err("read what is left of the shared scan"))?;
-        Ok(Left { hosts, claimable })
+        .map_err(query_err("read what is left of the shared scan"))
     }
 
     /// Elects this scanner to end the scan: true for exactly one scanner, once every host is recorded. That
